@@ -1,0 +1,171 @@
+// The sending side of an edge that is not chained: routes each record to one
+// (or, for broadcast, every) consumer instance, gathers records in a batch per
+// consumer and pushes full batches into the consumer's channel. A full channel
+// blocks the push: that is how backpressure reaches the producer.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "sage/detail/batch.hpp"
+#include "sage/detail/instance_metrics.hpp"
+#include "sage/stable_hash.hpp"
+
+namespace sage::detail {
+
+// Key groups are the unit in which keyed state is spread over instances: a key
+// always belongs to the same group, and a group to the same instance for a
+// given parallelism, in every process.
+inline int key_group_of(std::uint64_t key_hash, int max_parallelism) {
+  return static_cast<int>(key_hash % static_cast<std::uint64_t>(max_parallelism));
+}
+inline int instance_of_key_group(int key_group, int max_parallelism, int parallelism) {
+  return static_cast<int>(static_cast<std::int64_t>(key_group) * parallelism / max_parallelism);
+}
+
+// One consumer instance as the writer sees it.
+struct ChannelTarget {
+  MessageSink* sink = nullptr;
+  std::uint32_t channel = 0;  // the channel's index at the consumer
+};
+
+// What a writer needs to know about the instance that feeds it.
+struct WriterSetup {
+  std::vector<ChannelTarget> targets;
+  std::size_t batch_size = 1024;
+  InstanceMetrics* producer_metrics = nullptr;  // blocked time is charged here
+  OperatorError blame;                          // the producing instance, named in routing errors
+};
+
+template <class T>
+class ChannelWriterCommon : public ChannelWriterBase, public BatchReceiver<T> {
+ public:
+  explicit ChannelWriterCommon(WriterSetup setup)
+      : setup_(std::move(setup)), buffers_(setup_.targets.size()) {
+    for (auto& b : buffers_) b.reserve(setup_.batch_size);
+  }
+
+  void flush() override {
+    for (std::size_t t = 0; t < buffers_.size(); ++t) {
+      if (!buffers_[t].empty()) send(t);
+    }
+  }
+  bool has_pending() const override {
+    for (const auto& b : buffers_) {
+      if (!b.empty()) return true;
+    }
+    return false;
+  }
+  void finish() override {
+    flush();
+    for (const auto& target : setup_.targets) push(target, Message{target.channel, nullptr});
+  }
+
+ protected:
+  void append(std::size_t target, T&& record) {
+    buffers_[target].push_back(std::move(record));
+    if (buffers_[target].size() >= setup_.batch_size) send(target);
+  }
+  void append_copy(std::size_t target, const T& record) {
+    buffers_[target].push_back(record);
+    if (buffers_[target].size() >= setup_.batch_size) send(target);
+  }
+  std::size_t target_count() const { return buffers_.size(); }
+  const WriterSetup& setup() const { return setup_; }
+
+ private:
+  void send(std::size_t target) {
+    std::vector<T> full;
+    full.reserve(setup_.batch_size);
+    full.swap(buffers_[target]);
+    const auto& t = setup_.targets[target];
+    push(t, Message{t.channel, std::make_unique<Batch<T>>(std::move(full))});
+  }
+  void push(const ChannelTarget& target, Message message) {
+    ScopedTimer timer(setup_.producer_metrics->blocked_ns);
+    target.sink->push(std::move(message));
+  }
+
+  WriterSetup setup_;
+  std::vector<std::vector<T>> buffers_;
+};
+
+// Sends each record to the one target its Selector picks.
+// Selector: int operator()(const T&, int num_targets).
+template <class T, class Selector>
+class PartitionedWriter final : public ChannelWriterCommon<T> {
+ public:
+  PartitionedWriter(WriterSetup setup, Selector selector)
+      : ChannelWriterCommon<T>(std::move(setup)), selector_(std::move(selector)) {}
+
+  void receive(std::vector<T>& batch) override {
+    const int n = static_cast<int>(this->target_count());
+    for (auto& record : batch) {
+      const int target = selector_(record, n);
+      if (target < 0 || target >= n) {
+        OperatorError error = this->setup().blame;
+        error.message = "partitioner returned index " + std::to_string(target) + " for " +
+                        std::to_string(n) + " partitions; partition() must return a value in [0, " +
+                        std::to_string(n) + ")";
+        throw error;
+      }
+      this->append(static_cast<std::size_t>(target), std::move(record));
+    }
+  }
+
+ private:
+  Selector selector_;
+};
+
+// Sends every record to every target.
+template <class T>
+class BroadcastWriter final : public ChannelWriterCommon<T> {
+ public:
+  using ChannelWriterCommon<T>::ChannelWriterCommon;
+  void receive(std::vector<T>& batch) override {
+    for (const auto& record : batch) {
+      for (std::size_t t = 0; t < this->target_count(); ++t) this->append_copy(t, record);
+    }
+  }
+};
+
+struct ForwardSelector {
+  template <class T>
+  int operator()(const T&, int) const {
+    return 0;
+  }
+};
+
+// Round robin, record by record; each producer instance starts at its own index
+// so that small inputs still spread over all consumers.
+class RoundRobinSelector {
+ public:
+  explicit RoundRobinSelector(int start) : next_(start) {}
+  template <class T>
+  int operator()(const T&, int n) {
+    if (next_ >= n) next_ %= n;
+    return next_++;
+  }
+
+ private:
+  int next_;
+};
+
+template <class KeyFn>
+class KeyGroupSelector {
+ public:
+  KeyGroupSelector(KeyFn key_fn, int max_parallelism)
+      : key_fn_(std::move(key_fn)), max_parallelism_(max_parallelism) {}
+  template <class T>
+  int operator()(const T& record, int n) const {
+    const int group = key_group_of(stable_hash(key_fn_(record)), max_parallelism_);
+    return instance_of_key_group(group, max_parallelism_, n);
+  }
+
+ private:
+  KeyFn key_fn_;
+  int max_parallelism_;
+};
+
+}  // namespace sage::detail

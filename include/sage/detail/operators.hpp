@@ -1,0 +1,483 @@
+// The operator instances that run user functions, one class template per kind
+// of operator. They are instantiated with the user's concrete function type, so
+// the per-record loop inlines the user's code; the engine sees them only
+// through the per-batch interfaces of batch.hpp.
+#pragma once
+
+#include <exception>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "sage/detail/batch.hpp"
+#include "sage/detail/instance_metrics.hpp"
+#include "sage/functions.hpp"
+#include "sage/options.hpp"
+#include "sage/runtime_context.hpp"
+
+namespace sage::detail {
+
+// Everything an operator instance is created with.
+struct OperatorSetup {
+  RuntimeContext::Identity identity;
+  const ExecutionConfig* config = nullptr;
+  InstanceMetrics* metrics = nullptr;
+  // The receivers of the operator's output: chained operators and channel
+  // writers. Each must be a BatchReceiver of the operator's output type.
+  std::vector<BatchReceiverBase*> outputs;
+};
+
+// Runs `body`, turning any exception from user code into an OperatorError
+// that names the instance.
+template <class Body>
+void run_user_code(RuntimeContext& ctx, InstanceMetrics& metrics, Body&& body) {
+  try {
+    body();
+  } catch (const JobCancelledError&) {
+    throw;
+  } catch (const OperatorError&) {
+    throw;
+  } catch (const std::exception& e) {
+    metrics.add(metrics.errors, 1);
+    throw OperatorError{ctx.operator_name(), ctx.parallel_index(), ctx.parallelism(), ctx.node_id(),
+                        e.what()};
+  } catch (...) {
+    metrics.add(metrics.errors, 1);
+    throw OperatorError{ctx.operator_name(), ctx.parallel_index(), ctx.parallelism(), ctx.node_id(),
+                        "unknown exception (not derived from std::exception)"};
+  }
+}
+
+// Hands an operator's output batches to every downstream receiver; all but the
+// last get a copy, since a receiver may consume the batch.
+template <class T>
+class Output {
+ public:
+  Output(const std::vector<BatchReceiverBase*>& targets, InstanceMetrics& metrics)
+      : metrics_(&metrics) {
+    for (auto* t : targets) targets_.push_back(static_cast<BatchReceiver<T>*>(t));
+  }
+
+  void emit(std::vector<T>& batch) {
+    if (batch.empty()) return;
+    metrics_->add(metrics_->records_out, batch.size());
+    for (std::size_t i = 0; i + 1 < targets_.size(); ++i) {
+      copy_ = batch;
+      targets_[i]->receive(copy_);
+    }
+    if (!targets_.empty()) targets_.back()->receive(batch);
+  }
+
+ private:
+  std::vector<BatchReceiver<T>*> targets_;
+  std::vector<T> copy_;
+  InstanceMetrics* metrics_;
+};
+
+// Key handling of single-input operators: none, or the key of key_by with the
+// keyed state it scopes.
+struct Unkeyed {
+  template <class T>
+  void select(const T&) {}
+  KeyedStateBackend* backend() { return nullptr; }
+  void clear() {}
+};
+
+template <class K, class KeyFn>
+class Keyed {
+ public:
+  explicit Keyed(KeyFn key_fn) : key_fn_(std::move(key_fn)) {}
+  // A copy starts with empty state: each operator instance owns its own.
+  Keyed(const Keyed& other) : key_fn_(other.key_fn_) {}
+  template <class T>
+  void select(const T& record) {
+    current_ = key_fn_(record);
+    state_.set_current_key(*current_);
+  }
+  KeyedStateBackend* backend() { return &state_; }
+  void clear() { state_.clear_current_key(); }
+
+ private:
+  KeyFn key_fn_;
+  std::optional<K> current_;
+  TypedKeyedStateBackend<K> state_;
+};
+
+// What every operator with one function has: the function, its context, its
+// metrics and key handling.
+// The function is built in place by `make` (which returns F by value), so a
+// function class need be neither copyable nor movable.
+template <class F, class KeyPolicy>
+class FunctionHolder {
+ public:
+  template <class Make>
+  FunctionHolder(const Make& make, KeyPolicy key, OperatorSetup& setup)
+      : function_(make()),
+        key_(std::move(key)),
+        metrics_(setup.metrics),
+        ctx_(setup.identity, setup.metrics->user, key_.backend()) {}
+
+  void open_function() {
+    run_user_code(ctx_, *metrics_, [&] { detail::open_function(function_, ctx_); });
+  }
+  void close_function() {
+    key_.clear();
+    run_user_code(ctx_, *metrics_, [&] { detail::close_function(function_); });
+  }
+
+ protected:
+  F function_;
+  KeyPolicy key_;
+  InstanceMetrics* metrics_;
+  RuntimeContext ctx_;
+};
+
+template <class In, class Out, class F, class KeyPolicy>
+class MapOperator final : public Operator,
+                          public BatchReceiver<In>,
+                          private FunctionHolder<F, KeyPolicy> {
+  using Base = FunctionHolder<F, KeyPolicy>;
+
+ public:
+  template <class Make>
+  MapOperator(const Make& make, KeyPolicy key, OperatorSetup& setup)
+      : Base(make, std::move(key), setup), output_(setup.outputs, *setup.metrics) {}
+
+  void open() override { this->open_function(); }
+  void finish() override { this->close_function(); }
+  BatchReceiverBase& input(int) override { return *this; }
+
+  void receive(std::vector<In>& batch) override {
+    this->metrics_->add(this->metrics_->records_in, batch.size());
+    out_.clear();
+    {
+      ScopedTimer timer(this->metrics_->busy_ns);
+      run_user_code(this->ctx_, *this->metrics_, [&] {
+        for (auto& record : batch) {
+          this->key_.select(record);
+          out_.push_back(call_map(this->function_, record));
+        }
+      });
+    }
+    output_.emit(out_);
+  }
+
+ private:
+  Output<Out> output_;
+  std::vector<Out> out_;
+};
+
+// Keeps the records the predicate accepts, compacting the batch in place.
+template <class T, class F, class KeyPolicy>
+class FilterOperator final : public Operator,
+                             public BatchReceiver<T>,
+                             private FunctionHolder<F, KeyPolicy> {
+  using Base = FunctionHolder<F, KeyPolicy>;
+
+ public:
+  template <class Make>
+  FilterOperator(const Make& make, KeyPolicy key, OperatorSetup& setup)
+      : Base(make, std::move(key), setup), output_(setup.outputs, *setup.metrics) {}
+
+  void open() override { this->open_function(); }
+  void finish() override { this->close_function(); }
+  BatchReceiverBase& input(int) override { return *this; }
+
+  void receive(std::vector<T>& batch) override {
+    this->metrics_->add(this->metrics_->records_in, batch.size());
+    {
+      ScopedTimer timer(this->metrics_->busy_ns);
+      run_user_code(this->ctx_, *this->metrics_, [&] {
+        std::size_t kept = 0;
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+          this->key_.select(batch[i]);
+          if (call_filter(this->function_, std::as_const(batch[i]))) {
+            if (kept != i) batch[kept] = std::move(batch[i]);
+            ++kept;
+          }
+        }
+        batch.resize(kept);
+      });
+    }
+    output_.emit(batch);
+  }
+
+ private:
+  Output<T> output_;
+};
+
+// flat_map: the function either fills a Collector<Out>& or returns a range.
+template <class In, class Out, class F, class KeyPolicy>
+class FlatMapOperator final : public Operator,
+                              public BatchReceiver<In>,
+                              private FunctionHolder<F, KeyPolicy> {
+  using Base = FunctionHolder<F, KeyPolicy>;
+
+ public:
+  template <class Make>
+  FlatMapOperator(const Make& make, KeyPolicy key, OperatorSetup& setup)
+      : Base(make, std::move(key), setup),
+        output_(setup.outputs, *setup.metrics),
+        collector_(out_, setup.config->batch_size, &FlatMapOperator::flush_out, this) {}
+
+  void open() override { this->open_function(); }
+  void finish() override {
+    this->close_function();
+    output_.emit(out_);
+    out_.clear();
+  }
+  BatchReceiverBase& input(int) override { return *this; }
+
+  void receive(std::vector<In>& batch) override {
+    this->metrics_->add(this->metrics_->records_in, batch.size());
+    {
+      ScopedTimer timer(this->metrics_->busy_ns);
+      run_user_code(this->ctx_, *this->metrics_, [&] {
+        for (auto& record : batch) {
+          this->key_.select(record);
+          if constexpr (Callable_flat_map<F, In&, Collector<Out>&>) {
+            call_flat_map(this->function_, record, collector_);
+          } else {
+            for (auto&& value : call_flat_map(this->function_, record)) {
+              collector_.collect(Out(std::forward<decltype(value)>(value)));
+            }
+          }
+        }
+      });
+    }
+    flush_out(this);
+  }
+
+ private:
+  // Called by the collector when the output batch is full, and after each
+  // input batch. Runs downstream code, so it is outside this operator's timer
+  // only approximately; output batches stay bounded by batch_size.
+  static void flush_out(void* self) {
+    auto* op = static_cast<FlatMapOperator*>(self);
+    op->output_.emit(op->out_);
+    op->out_.clear();
+  }
+
+  Output<Out> output_;
+  std::vector<Out> out_;
+  Collector<Out> collector_;
+};
+
+template <class T, class F, class KeyPolicy>
+class SinkOperator final : public Operator,
+                           public BatchReceiver<T>,
+                           private FunctionHolder<F, KeyPolicy> {
+  using Base = FunctionHolder<F, KeyPolicy>;
+
+ public:
+  template <class Make>
+  SinkOperator(const Make& make, KeyPolicy key, OperatorSetup& setup)
+      : Base(make, std::move(key), setup) {}
+
+  void open() override { this->open_function(); }
+  void finish() override { this->close_function(); }
+  BatchReceiverBase& input(int) override { return *this; }
+
+  void receive(std::vector<T>& batch) override {
+    this->metrics_->add(this->metrics_->records_in, batch.size());
+    ScopedTimer timer(this->metrics_->busy_ns);
+    run_user_code(this->ctx_, *this->metrics_, [&] {
+      for (auto& record : batch) {
+        this->key_.select(record);
+        call_sink(this->function_, std::as_const(record));
+      }
+    });
+  }
+};
+
+template <class T, class S>
+class SourceOperatorImpl final : public SourceOperator, private FunctionHolder<S, Unkeyed> {
+  using Base = FunctionHolder<S, Unkeyed>;
+
+ public:
+  template <class Make>
+  SourceOperatorImpl(const Make& make, OperatorSetup& setup)
+      : Base(make, Unkeyed{}, setup), output_(setup.outputs, *setup.metrics) {}
+
+  void open() override { this->open_function(); }
+  void finish() override { this->close_function(); }
+  BatchReceiverBase& input(int) override { throw std::logic_error("a source has no input"); }
+
+  bool produce(std::size_t max_records, std::chrono::steady_clock::time_point deadline) override {
+    // Reading the clock costs about as much as a cheap record, so check it
+    // once per this many records.
+    constexpr std::size_t kRecordsPerClockCheck = 64;
+    bool more = true;
+    out_.clear();
+    {
+      ScopedTimer timer(this->metrics_->busy_ns);
+      run_user_code(this->ctx_, *this->metrics_, [&] {
+        while (out_.size() < max_records) {
+          std::optional<T> next = call_next(this->function_);
+          if (!next) {
+            more = false;
+            break;
+          }
+          out_.push_back(std::move(*next));
+          if (out_.size() % kRecordsPerClockCheck == 0 &&
+              std::chrono::steady_clock::now() >= deadline) {
+            break;
+          }
+        }
+      });
+    }
+    output_.emit(out_);
+    return more;
+  }
+
+ private:
+  Output<T> output_;
+  std::vector<T> out_;
+};
+
+// Key handling of two-input operators: both inputs are keyed by the same key
+// type (each with its own key function) and share one keyed state.
+struct UnkeyedPair {
+  template <int kInput, class T>
+  void select(const T&) {}
+  KeyedStateBackend* backend() { return nullptr; }
+  void clear() {}
+};
+
+template <class K, class KeyFnA, class KeyFnB>
+class KeyedPair {
+ public:
+  KeyedPair(KeyFnA a, KeyFnB b) : key_a_(std::move(a)), key_b_(std::move(b)) {}
+  // A copy starts with empty state: each operator instance owns its own.
+  KeyedPair(const KeyedPair& other) : key_a_(other.key_a_), key_b_(other.key_b_) {}
+  template <int kInput, class T>
+  void select(const T& record) {
+    if constexpr (kInput == 0) {
+      current_ = key_a_(record);
+    } else {
+      current_ = key_b_(record);
+    }
+    state_.set_current_key(*current_);
+  }
+  KeyedStateBackend* backend() { return &state_; }
+  void clear() { state_.clear_current_key(); }
+
+ private:
+  KeyFnA key_a_;
+  KeyFnB key_b_;
+  std::optional<K> current_;
+  TypedKeyedStateBackend<K> state_;
+};
+
+// comap: map1 for the first input, map2 for the second.
+template <class F>
+struct CoMapLogic {
+  F function;
+  void open(RuntimeContext& ctx) { open_function(function, ctx); }
+  void close() { close_function(function); }
+  template <int kInput, class T, class Out>
+  void process(T& record, Collector<Out>& out) {
+    if constexpr (kInput == 0) {
+      out.collect(call_map1(function, record));
+    } else {
+      out.collect(call_map2(function, record));
+    }
+  }
+};
+
+// A keyed join of two unbounded streams: every record is kept in keyed list
+// state, and each arrival emits join(a, b) with every record of the same key
+// already seen on the other input. Memory grows with the input; bounded inputs
+// or a later windowed join keep it in check.
+template <class A, class B, class F>
+struct JoinLogic {
+  F function;
+  std::optional<ListState<A>> left;
+  std::optional<ListState<B>> right;
+  void open(RuntimeContext& ctx) {
+    left.emplace(ctx.list_state<A>("sage.join.left"));
+    right.emplace(ctx.list_state<B>("sage.join.right"));
+    open_function(function, ctx);
+  }
+  void close() { close_function(function); }
+  template <int kInput, class T, class Out>
+  void process(T& record, Collector<Out>& out) {
+    if constexpr (kInput == 0) {
+      for (const B& b : right->get()) out.collect(call_join(function, std::as_const(record), b));
+      left->add(record);
+    } else {
+      for (const A& a : left->get()) out.collect(call_join(function, a, std::as_const(record)));
+      right->add(record);
+    }
+  }
+};
+
+// An operator with two inputs of different types (connect).
+template <class A, class B, class Out, class Logic, class KeyPolicy>
+class TwoInputOperator final : public Operator {
+ public:
+  template <class Make>
+  TwoInputOperator(const Make& make, KeyPolicy key, OperatorSetup& setup)
+      : logic_(make()),
+        key_(std::move(key)),
+        metrics_(setup.metrics),
+        ctx_(setup.identity, setup.metrics->user, key_.backend()),
+        output_(setup.outputs, *setup.metrics),
+        collector_(out_, setup.config->batch_size, &TwoInputOperator::flush_out, this),
+        first_(*this),
+        second_(*this) {}
+
+  void open() override {
+    run_user_code(ctx_, *metrics_, [&] { logic_.open(ctx_); });
+  }
+  void finish() override {
+    key_.clear();
+    run_user_code(ctx_, *metrics_, [&] { logic_.close(); });
+    flush_out(this);
+  }
+  BatchReceiverBase& input(int index) override {
+    return index == 0 ? static_cast<BatchReceiverBase&>(first_) : second_;
+  }
+
+ private:
+  template <class T, int kInput>
+  struct Port final : BatchReceiver<T> {
+    explicit Port(TwoInputOperator& op) : op(op) {}
+    void receive(std::vector<T>& batch) override { op.template process<T, kInput>(batch); }
+    TwoInputOperator& op;
+  };
+
+  template <class T, int kInput>
+  void process(std::vector<T>& batch) {
+    metrics_->add(metrics_->records_in, batch.size());
+    {
+      ScopedTimer timer(metrics_->busy_ns);
+      run_user_code(ctx_, *metrics_, [&] {
+        for (auto& record : batch) {
+          key_.template select<kInput>(record);
+          logic_.template process<kInput>(record, collector_);
+        }
+      });
+    }
+    flush_out(this);
+  }
+
+  static void flush_out(void* self) {
+    auto* op = static_cast<TwoInputOperator*>(self);
+    op->output_.emit(op->out_);
+    op->out_.clear();
+  }
+
+  Logic logic_;
+  KeyPolicy key_;
+  InstanceMetrics* metrics_;
+  RuntimeContext ctx_;
+  Output<Out> output_;
+  std::vector<Out> out_;
+  Collector<Out> collector_;
+  Port<A, 0> first_;
+  Port<B, 1> second_;
+};
+
+}  // namespace sage::detail

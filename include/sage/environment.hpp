@@ -1,0 +1,182 @@
+// Environments: where a dataflow is built and how it is run. An environment
+// owns one job: build the dataflow from its sources, then submit() or
+// execute() it once. LocalEnvironment runs every instance on threads of the
+// calling process.
+#pragma once
+
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <ranges>
+#include <string>
+#include <vector>
+
+#include "sage/data_stream.hpp"
+#include "sage/job_result.hpp"
+#include "sage/options.hpp"
+
+namespace sage {
+
+namespace detail {
+
+// Emits the elements of a shared vector; instance i of p takes i, i+p, ...
+template <class T>
+class CollectionSource {
+ public:
+  explicit CollectionSource(std::shared_ptr<const std::vector<T>> values)
+      : values_(std::move(values)) {}
+  void open(RuntimeContext& ctx) {
+    next_ = static_cast<std::size_t>(ctx.parallel_index());
+    step_ = static_cast<std::size_t>(ctx.parallelism());
+  }
+  std::optional<T> next() {
+    if (next_ >= values_->size()) return std::nullopt;
+    std::optional<T> value((*values_)[next_]);
+    next_ += step_;
+    return value;
+  }
+
+ private:
+  std::shared_ptr<const std::vector<T>> values_;
+  std::size_t next_ = 0, step_ = 1;
+};
+
+// String literals become std::string records: a pointer cannot cross processes.
+template <class V>
+using CollectionElement = std::conditional_t<std::is_same_v<std::decay_t<V>, const char*> ||
+                                                 std::is_same_v<std::decay_t<V>, char*>,
+                                             std::string, V>;
+
+template <class F>
+concept SourceFunction = requires(F& f) {
+  {call_next(f)};
+  typename SourceElement<F>;
+};
+
+}  // namespace detail
+
+class Environment {
+ public:
+  Environment(std::string name, ExecutionConfig config);
+  virtual ~Environment();
+  Environment(const Environment&) = delete;
+  Environment& operator=(const Environment&) = delete;
+
+  const std::string& name() const { return graph_->job_name; }
+  const ExecutionConfig& config() const { return config_; }
+
+  // A bounded source over the elements of a container or range (copied now).
+  template <class... NoExplicitArgs, std::ranges::input_range R>
+  requires(sizeof...(NoExplicitArgs) == 0) auto from_collection(R&& values, Options options = {}) {
+    using T = detail::CollectionElement<std::ranges::range_value_t<R>>;
+    auto shared = std::make_shared<const std::vector<T>>(std::ranges::begin(values),
+                                                         std::ranges::end(values));
+    if (options.name.empty()) options.name = "collection";
+    return add_source(detail::class_maker<detail::CollectionSource<T>>(std::move(shared)),
+                      std::move(options));
+  }
+  template <class... NoExplicitArgs, class T>
+  requires(sizeof...(NoExplicitArgs) == 0) auto from_collection(std::initializer_list<T> values,
+                                                                Options options = {}) {
+    return from_collection(std::vector<detail::CollectionElement<T>>(values.begin(), values.end()),
+                           std::move(options));
+  }
+  // A bounded source class constructed per instance: next() returns
+  // std::optional<T>, std::nullopt at the end.
+  template <class C, class... Args>
+  requires std::constructible_from<C, Args...> && detail::SourceFunction<C>
+  auto from_collection(Args&&... args) {
+    return add_source(detail::class_maker<C>(std::forward<Args>(args)...), {});
+  }
+  template <class C, class... Args>
+  requires std::constructible_from<C, Args...> && detail::SourceFunction<C>
+  auto from_collection(Options options, Args&&... args) {
+    return add_source(detail::class_maker<C>(std::forward<Args>(args)...), std::move(options));
+  }
+
+  // A source, bounded or not: a callable or class whose next() returns
+  // std::optional<T>; std::nullopt ends the stream. With parallelism p, every
+  // instance runs its own copy (use RuntimeContext::parallel_index() to split).
+  template <class... NoExplicitArgs, detail::SourceFunction F>
+  requires(sizeof...(NoExplicitArgs) == 0) auto from_source(F source, Options options = {}) {
+    return add_source(detail::copy_maker(std::move(source)), std::move(options));
+  }
+  template <class C, class... Args>
+  requires std::constructible_from<C, Args...> && detail::SourceFunction<C>
+  auto from_source(Args&&... args) {
+    return add_source(detail::class_maker<C>(std::forward<Args>(args)...), {});
+  }
+  template <class C, class... Args>
+  requires std::constructible_from<C, Args...> && detail::SourceFunction<C>
+  auto from_source(Options options, Args&&... args) {
+    return add_source(detail::class_maker<C>(std::forward<Args>(args)...), std::move(options));
+  }
+
+  // A bounded source over a range, or over a batch function called until it
+  // returns std::nullopt.
+  template <class... NoExplicitArgs, class Input>
+  requires(sizeof...(NoExplicitArgs) == 0) auto from_batch(Input&& input, Options options = {}) {
+    if (options.name.empty()) options.name = "batch";
+    if constexpr (std::ranges::input_range<Input>) {
+      return from_collection(std::forward<Input>(input), std::move(options));
+    } else {
+      static_assert(detail::SourceFunction<std::decay_t<Input>>,
+                    "sage: from_batch takes a range, or a function returning std::optional<T>");
+      return add_source(detail::copy_maker(std::decay_t<Input>(std::forward<Input>(input))),
+                        std::move(options));
+    }
+  }
+
+  // Starts the job. With autostop, returns once every bounded source is
+  // exhausted and every record processed, and throws JobFailedError if the
+  // job failed; without, returns at once and the job runs until stop() or its
+  // sources end. Returns the job id. An environment runs one job.
+  virtual std::string submit(bool autostop = false) = 0;
+  // Waits for the job to end and returns its result (throws JobFailedError
+  // if it failed).
+  virtual JobResult wait() = 0;
+  // Ends the job: sources stop, records in flight are processed, and wait()
+  // reports JobState::kStopped.
+  virtual void stop() = 0;
+  // submit(true) and the result.
+  JobResult execute();
+
+ protected:
+  // Marks the graph submitted: later changes to the dataflow throw.
+  void seal();
+  std::shared_ptr<detail::LogicalGraph> graph_;
+  ExecutionConfig config_;
+
+ private:
+  template <class Make>
+  auto add_source(Make make, Options options) {
+    using S = detail::Made<Make>;
+    using T = detail::SourceElement<S>;
+    if (options.name.empty()) options.name = "source";
+    const int id = detail::add_operator(
+        *graph_, "source", options, 1, false, {},
+        detail::operator_factory([make](detail::OperatorSetup& setup) {
+          return std::make_unique<detail::SourceOperatorImpl<T, S>>(make, setup);
+        }));
+    return DataStream<T>(graph_, {detail::StreamInput{id, detail::Partitioning::kDefault,
+                                                      detail::default_edge<T>()}});
+  }
+};
+
+class LocalJob;
+
+// Runs the job inside this process, each parallel instance on its own thread.
+class LocalEnvironment : public Environment {
+ public:
+  explicit LocalEnvironment(std::string name = "sage-job", ExecutionConfig config = {});
+  ~LocalEnvironment() override;  // stops a job still running and waits for it
+
+  std::string submit(bool autostop = false) override;
+  JobResult wait() override;
+  void stop() override;
+
+ private:
+  std::unique_ptr<LocalJob> job_;
+};
+
+}  // namespace sage

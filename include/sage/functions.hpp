@@ -1,0 +1,151 @@
+// How user logic plugs into operators. A function is either a callable
+// (lambda, function pointer, functor) or a class with the operator's method
+// (map, filter, flat_map, sink, next, partition, map1/map2, join). A class may
+// derive from sage::Function to get default open()/close(); either way,
+// open(RuntimeContext&) runs once before the instance's first record and
+// close() once after its last. Each parallel instance gets its own copy of the
+// callable or its own object, so member state needs no locking.
+#pragma once
+
+#include <concepts>
+#include <cstddef>
+#include <functional>
+#include <ranges>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "sage/runtime_context.hpp"
+
+namespace sage {
+
+// Optional base class for function classes.
+class Function {
+ public:
+  virtual ~Function() = default;
+  virtual void open(RuntimeContext&) {}
+  virtual void close() {}
+};
+
+// Receives the records a flat_map (or join, comap) emits. Emitting never
+// blocks on a full batch: the batch is handed downstream and collection goes on.
+template <class T>
+class Collector {
+ public:
+  using value_type = T;
+  Collector(std::vector<T>& buffer, std::size_t flush_at, void (*flush)(void*), void* owner)
+      : buffer_(&buffer), flush_at_(flush_at), flush_(flush), owner_(owner) {}
+
+  void collect(T value) {
+    buffer_->push_back(std::move(value));
+    if (buffer_->size() >= flush_at_) flush_(owner_);
+  }
+  void operator()(T value) { collect(std::move(value)); }
+
+ private:
+  std::vector<T>* buffer_;
+  std::size_t flush_at_;
+  void (*flush_)(void*);
+  void* owner_;
+};
+
+namespace detail {
+
+template <class F>
+concept HasOpen = requires(F& f, RuntimeContext& ctx) {
+  f.open(ctx);
+};
+template <class F>
+concept HasClose = requires(F& f) {
+  f.close();
+};
+
+template <class F>
+void open_function(F& f, RuntimeContext& ctx) {
+  if constexpr (HasOpen<F>) f.open(ctx);
+}
+template <class F>
+void close_function(F& f) {
+  if constexpr (HasClose<F>) f.close();
+}
+
+// Calls the operator's method on a class that has it, else the callable itself.
+#define SAGE_DETAIL_DISPATCH(method)                                                  \
+  template <class F, class... A>                                                      \
+  concept Has_##method = requires(F & f, A && ... a) {                                \
+    f.method(std::forward<A>(a)...);                                                  \
+  };                                                                                  \
+  template <class F, class... A>                                                      \
+  decltype(auto) call_##method(F& f, A&&... a) {                                      \
+    if constexpr (Has_##method<F, A...>) {                                            \
+      return f.method(std::forward<A>(a)...);                                         \
+    } else {                                                                          \
+      static_assert(std::is_invocable_v<F&, A...>,                                    \
+                    "sage: the function given to " #method                            \
+                    "() must be callable with the record, or a class with a " #method \
+                    "(record) method");                                               \
+      return std::invoke(f, std::forward<A>(a)...);                                   \
+    }                                                                                 \
+  }                                                                                   \
+  template <class F, class... A>                                                      \
+  concept Callable_##method = Has_##method<F, A...> || std::is_invocable_v<F&, A...>;
+
+SAGE_DETAIL_DISPATCH(map)
+SAGE_DETAIL_DISPATCH(filter)
+SAGE_DETAIL_DISPATCH(flat_map)
+SAGE_DETAIL_DISPATCH(sink)
+SAGE_DETAIL_DISPATCH(next)
+SAGE_DETAIL_DISPATCH(partition)
+SAGE_DETAIL_DISPATCH(map1)
+SAGE_DETAIL_DISPATCH(map2)
+SAGE_DETAIL_DISPATCH(join)
+#undef SAGE_DETAIL_DISPATCH
+
+template <class F, class In>
+using MapResult = std::remove_cvref_t<decltype(call_map(std::declval<F&>(), std::declval<In&>()))>;
+
+// Element type of a source: next() returns std::optional<T>.
+template <class F>
+using SourceElement =
+    typename std::remove_cvref_t<decltype(call_next(std::declval<F&>()))>::value_type;
+
+// The T of a Collector<T>& parameter of a member function or call operator.
+template <class M>
+struct CollectorArgOf;
+template <class C, class R, class A, class T>
+struct CollectorArgOf<R (C::*)(A, Collector<T>&)> {
+  using type = T;
+};
+template <class C, class R, class A, class T>
+struct CollectorArgOf<R (C::*)(A, Collector<T>&) const> {
+  using type = T;
+};
+
+template <class F>
+concept HasFlatMapMember = requires {
+  &F::flat_map;
+};
+template <class F>
+concept HasCallOperator = requires {
+  &F::operator();
+};
+
+// Output type of a flat_map function that takes a Collector<Out>&, or void
+// when it cannot be told (then flat_map<Out>(...) must name it).
+template <class F>
+auto deduce_collector_output() {
+  if constexpr (HasFlatMapMember<F>) {
+    return std::type_identity<typename CollectorArgOf<decltype(&F::flat_map)>::type>{};
+  } else if constexpr (HasCallOperator<F>) {
+    if constexpr (requires { typename CollectorArgOf<decltype(&F::operator())>::type; }) {
+      return std::type_identity<typename CollectorArgOf<decltype(&F::operator())>::type>{};
+    } else {
+      return std::type_identity<void>{};
+    }
+  } else {
+    return std::type_identity<void>{};
+  }
+}
+
+}  // namespace detail
+}  // namespace sage

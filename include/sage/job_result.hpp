@@ -1,0 +1,59 @@
+// The outcome of a job: its final state and, for every operator instance, where
+// it ran and what it did. execute() returns it; JobFailedError carries it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "sage/error.hpp"
+#include "sage/metrics.hpp"
+
+namespace sage {
+
+enum class JobState { kRunning, kFinished, kStopped, kFailed };
+const char* to_string(JobState state);
+
+// What one parallel instance of an operator did.
+struct InstanceStats {
+  std::string operator_name;
+  int parallel_index = 0;
+  int parallelism = 1;
+  std::string node_id;
+  int process_id = 0;
+  std::uint64_t records_in = 0;
+  std::uint64_t records_out = 0;
+  double busy_seconds = 0;     // in the operator's own code
+  double blocked_seconds = 0;  // waiting for room downstream (backpressure)
+  std::uint64_t errors = 0;
+  std::uint64_t queue_peak_batches = 0;  // fullest the input queue got
+  std::uint64_t queue_capacity_batches = 0;
+  MetricsSnapshot user_metrics;
+};
+
+struct JobResult {
+  std::string job_id;
+  std::string job_name;
+  JobState state = JobState::kRunning;
+  std::string error;  // for kFailed: which operator, instance, node, and the message
+  double duration_seconds = 0;
+  std::vector<InstanceStats> instances;  // ordered by operator, then instance
+
+  // A table: one line per instance with node, pid and record counts.
+  std::string statistics_table() const;
+};
+
+// The job failed: an operator threw, or the engine could not run it. what() is
+// the job's error; result() holds what the instances did until then.
+class JobFailedError : public Error {
+ public:
+  explicit JobFailedError(JobResult result)
+      : Error("job '" + result.job_name + "' (" + result.job_id + ") failed: " + result.error),
+        result_(std::move(result)) {}
+  const JobResult& result() const { return result_; }
+
+ private:
+  JobResult result_;
+};
+
+}  // namespace sage

@@ -1,0 +1,56 @@
+// Per-operator options (name, parallelism, resources) and per-job execution
+// settings. Every default lives here, next to its definition.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace sage {
+
+// What one parallel instance of an operator needs from the node it runs on.
+// The cluster scheduler places an instance only where these are free; a local
+// run validates them and records them in the plan.
+struct Resources {
+  double num_cpus = 1.0;    // CPU slots; fractional values share a core
+  std::string memory = "";  // e.g. "512MB", "8GB"; empty = no limit
+  int num_gpus = 0;         // whole GPUs, handed out as CUDA_VISIBLE_DEVICES
+
+  // Memory in bytes; 0 when unlimited. Throws InvalidPlanError for a
+  // malformed string such as "8 gigs".
+  std::uint64_t memory_bytes() const;
+  // Throws InvalidPlanError naming `operator_name` for negative or malformed values.
+  void validate(const std::string& operator_name) const;
+
+  friend bool operator==(const Resources&, const Resources&) = default;
+};
+
+// Options accepted by every transformation, as a trailing argument:
+//   stream.map(f, {.name = "DistMapper", .parallelism = 4});
+struct Options {
+  std::string name;                    // shown in metrics, logs and errors; default: the kind
+  std::optional<int> parallelism;      // instances of this operator; default: 1 (sources) or
+                                       // the upstream operator's parallelism
+  std::optional<Resources> resources;  // per instance; default: Resources{}
+};
+
+// Engine settings for one job. The defaults suit small and large records alike;
+// docs/performance.md explains when to change them.
+struct ExecutionConfig {
+  // Records per batch handed between operators that are not chained.
+  std::size_t batch_size = 1024;
+  // Batches a consumer instance may have queued before its producers block.
+  // Bounds memory per instance at about batch_size * channel_capacity records.
+  std::size_t channel_capacity = 16;
+  // How long a partly filled batch may wait for more records before it is sent.
+  std::chrono::microseconds linger = std::chrono::microseconds(500);
+  // Key groups of key_by: the unit by which keyed state is placed on instances.
+  // It is the largest parallelism a keyed operator can have.
+  int max_parallelism = 128;
+
+  // Throws InvalidPlanError for zero sizes or max_parallelism < 1.
+  void validate() const;
+};
+
+}  // namespace sage

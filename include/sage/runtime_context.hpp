@@ -1,0 +1,96 @@
+// What a running operator instance knows about itself, handed to open() of
+// every function: identity (job, operator, instance, node), the current key
+// and keyed state of keyed operators, and its metrics. Owned by the engine,
+// used only from the instance's thread.
+#pragma once
+
+#include <string>
+#include <typeinfo>
+
+#include "sage/error.hpp"
+#include "sage/metrics.hpp"
+#include "sage/state.hpp"
+
+namespace sage {
+
+class RuntimeContext {
+ public:
+  struct Identity {
+    std::string job_id;
+    std::string operator_name;
+    int parallel_index = 0;  // 0 .. parallelism-1
+    int parallelism = 1;
+    std::string node_id;  // the machine (host name) running this instance
+  };
+
+  RuntimeContext(Identity identity, Metrics& metrics, detail::KeyedStateBackend* keyed_state)
+      : identity_(std::move(identity)), metrics_(&metrics), keyed_state_(keyed_state) {}
+
+  const std::string& job_id() const { return identity_.job_id; }
+  const std::string& operator_name() const { return identity_.operator_name; }
+  int parallel_index() const { return identity_.parallel_index; }
+  int parallelism() const { return identity_.parallelism; }
+  const std::string& node_id() const { return identity_.node_id; }
+  // "DistMapper[2/4]": how logs and errors name this instance.
+  std::string instance_name() const {
+    return identity_.operator_name + "[" + std::to_string(identity_.parallel_index) + "/" +
+           std::to_string(identity_.parallelism) + "]";
+  }
+
+  Metrics& metrics() { return *metrics_; }
+
+  // True for an operator applied directly after key_by.
+  bool is_keyed() const { return keyed_state_ != nullptr; }
+
+  // The key of the record being processed. K must be the key type returned by
+  // the key_by function.
+  template <class K>
+  const K& current_key() const {
+    auto& backend = require_keyed("current_key");
+    if (backend.key_type() != typeid(K)) {
+      throw InvalidPlanError("current_key<" + std::string(typeid(K).name()) + ">() in " +
+                             instance_name() +
+                             " does not match the key type of key_by; use the type the key "
+                             "function returns");
+    }
+    const void* key = backend.current_key();
+    if (key == nullptr) {
+      throw InvalidPlanError("current_key() in " + instance_name() +
+                             " was called outside of processing a record");
+    }
+    return *static_cast<const K*>(key);
+  }
+
+  template <class V>
+  ValueState<V> value_state(const std::string& name) {
+    static_assert(Serializable<V>, "keyed state values must be Serializable (see SAGE_FIELDS)");
+    return ValueState<V>(require_keyed("value_state"), name);
+  }
+  template <class V>
+  ListState<V> list_state(const std::string& name) {
+    static_assert(Serializable<V>, "keyed state values must be Serializable (see SAGE_FIELDS)");
+    return ListState<V>(require_keyed("list_state"), name);
+  }
+  template <class UK, class UV>
+  MapState<UK, UV> map_state(const std::string& name) {
+    static_assert(Serializable<UK> && Serializable<UV>,
+                  "keyed state keys and values must be Serializable (see SAGE_FIELDS)");
+    return MapState<UK, UV>(require_keyed("map_state"), name);
+  }
+
+ private:
+  detail::KeyedStateBackend& require_keyed(const char* what) const {
+    if (keyed_state_ == nullptr) {
+      throw InvalidPlanError(std::string(what) + "() in " + instance_name() +
+                             ": keyed state exists only in the operator applied directly after "
+                             "key_by(...); apply key_by first");
+    }
+    return *keyed_state_;
+  }
+
+  Identity identity_;
+  Metrics* metrics_;
+  detail::KeyedStateBackend* keyed_state_;
+};
+
+}  // namespace sage

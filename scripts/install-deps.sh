@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages sage needs to build and test. This list is
+# the one place where dependencies are named. Idempotent: installs only what is
+# missing, runs apt-get update at most once, works as root or through sudo.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential   # g++ 12, make
+  cmake             # build system (>= 3.25)
+  ninja-build       # fast builds
+  ccache            # cached rebuilds
+  pkg-config
+  libgtest-dev      # GoogleTest (tests)
+  libgmock-dev
+  libbenchmark-dev  # Google Benchmark (bench/)
+  libfmt-dev        # formatting
+  libspdlog-dev     # logging
+)
+
+missing=()
+for package in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$package")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#PACKAGES[@]} packages already installed"
+  exit 0
+fi
+
+if [ "$(id -u)" -eq 0 ]; then
+  as_root=()
+elif command -v sudo >/dev/null 2>&1; then
+  as_root=(sudo)
+else
+  echo "install-deps: need root to install: ${missing[*]}; run as root or install sudo" >&2
+  exit 1
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${as_root[@]}" apt-get update -qq
+"${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

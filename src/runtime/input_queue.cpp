@@ -1,0 +1,91 @@
+#include "runtime/input_queue.hpp"
+
+#include <thread>
+
+namespace sage::runtime {
+namespace {
+
+// Before sleeping, a consumer polls this many times: a batch often arrives
+// within microseconds, and a sleep/wake pair costs more than that.
+constexpr int kSpinsBeforeSleep = 64;
+
+}  // namespace
+
+InputQueue::InputQueue(std::size_t capacity, detail::InstanceMetrics& metrics)
+    : capacity_(capacity), metrics_(metrics) {
+  metrics_.queue_capacity_batches.store(capacity, std::memory_order_relaxed);
+}
+
+void InputQueue::push(detail::Message message) {
+  std::unique_lock lock(mutex_);
+  while (messages_.size() >= capacity_ && !aborted_) {
+    ++blocked_producers_;
+    not_full_.wait(lock);
+    --blocked_producers_;
+  }
+  if (aborted_) throw detail::JobCancelledError{};
+  messages_.push_back(std::move(message));
+  const auto size = messages_.size();
+  size_.store(size, std::memory_order_release);
+  metrics_.queue_batches.store(size, std::memory_order_relaxed);
+  if (size > metrics_.queue_peak_batches.load(std::memory_order_relaxed)) {
+    metrics_.queue_peak_batches.store(size, std::memory_order_relaxed);
+  }
+  if (consumer_waiting_) not_empty_.notify_one();
+}
+
+bool InputQueue::wait_for_message(std::unique_lock<std::mutex>& lock,
+                                  const std::chrono::steady_clock::time_point* deadline) {
+  while (messages_.empty() && !aborted_) {
+    consumer_waiting_ = true;
+    if (deadline == nullptr) {
+      not_empty_.wait(lock);
+    } else if (not_empty_.wait_until(lock, *deadline) == std::cv_status::timeout) {
+      consumer_waiting_ = false;
+      if (aborted_) throw detail::JobCancelledError{};
+      return !messages_.empty();
+    }
+    consumer_waiting_ = false;
+  }
+  if (aborted_) throw detail::JobCancelledError{};
+  return true;
+}
+
+void InputQueue::take(detail::Message& out) {
+  out = std::move(messages_.front());
+  messages_.pop_front();
+  const auto size = messages_.size();
+  size_.store(size, std::memory_order_release);
+  metrics_.queue_batches.store(size, std::memory_order_relaxed);
+  if (blocked_producers_ > 0) not_full_.notify_one();
+}
+
+bool InputQueue::pop_until(detail::Message& out, std::chrono::steady_clock::time_point deadline) {
+  for (int spin = 0; spin < kSpinsBeforeSleep && size_.load(std::memory_order_acquire) == 0;
+       ++spin) {
+    std::this_thread::yield();
+  }
+  std::unique_lock lock(mutex_);
+  if (!wait_for_message(lock, &deadline)) return false;
+  take(out);
+  return true;
+}
+
+void InputQueue::pop(detail::Message& out) {
+  for (int spin = 0; spin < kSpinsBeforeSleep && size_.load(std::memory_order_acquire) == 0;
+       ++spin) {
+    std::this_thread::yield();
+  }
+  std::unique_lock lock(mutex_);
+  wait_for_message(lock, nullptr);
+  take(out);
+}
+
+void InputQueue::abort() {
+  std::lock_guard lock(mutex_);
+  aborted_ = true;
+  not_empty_.notify_all();
+  not_full_.notify_all();
+}
+
+}  // namespace sage::runtime

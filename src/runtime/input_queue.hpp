@@ -1,0 +1,50 @@
+// The input queue of one task (one parallel instance of a chain): every
+// channel into the task delivers here. Bounded in batches: a producer that
+// finds it full blocks until the consumer takes one, which is the engine's
+// backpressure. Many producer threads, one consumer thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+
+#include "sage/detail/batch.hpp"
+#include "sage/detail/instance_metrics.hpp"
+
+namespace sage::runtime {
+
+class InputQueue final : public detail::MessageSink {
+ public:
+  // `metrics` (of the chain's head instance) receives occupancy figures.
+  InputQueue(std::size_t capacity, detail::InstanceMetrics& metrics);
+
+  // Blocks while full. Throws detail::JobCancelledError once abort() was called.
+  void push(detail::Message message) override;
+  // Takes the oldest message; false if none arrives before `deadline`.
+  // Throws detail::JobCancelledError once abort() was called.
+  bool pop_until(detail::Message& out, std::chrono::steady_clock::time_point deadline);
+  void pop(detail::Message& out);
+
+  // Wakes every blocked producer and the consumer, which then throw.
+  void abort();
+
+ private:
+  bool wait_for_message(std::unique_lock<std::mutex>& lock,
+                        const std::chrono::steady_clock::time_point* deadline);
+  void take(detail::Message& out);
+
+  const std::size_t capacity_;
+  detail::InstanceMetrics& metrics_;
+  std::mutex mutex_;
+  std::condition_variable not_empty_;
+  std::condition_variable not_full_;
+  std::deque<detail::Message> messages_;
+  std::atomic<std::size_t> size_{0};  // read without the lock while spinning
+  int blocked_producers_ = 0;
+  bool consumer_waiting_ = false;
+  bool aborted_ = false;
+};
+
+}  // namespace sage::runtime

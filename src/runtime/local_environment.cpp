@@ -1,0 +1,66 @@
+#include <random>
+
+#include "runtime/local_job.hpp"
+#include "sage/environment.hpp"
+
+namespace sage {
+namespace {
+
+std::string new_job_id() {
+  std::random_device random;
+  std::uniform_int_distribution<std::uint64_t> digits;
+  char id[32];
+  std::snprintf(id, sizeof id, "job-%012llx",
+                static_cast<unsigned long long>(digits(random) & 0xffffffffffffULL));
+  return id;
+}
+
+}  // namespace
+
+Environment::Environment(std::string name, ExecutionConfig config)
+    : graph_(std::make_shared<detail::LogicalGraph>()), config_(config) {
+  config_.validate();
+  graph_->job_name = std::move(name);
+}
+
+Environment::~Environment() = default;
+
+void Environment::seal() {
+  graph_->require_open();
+  graph_->sealed = true;
+}
+
+JobResult Environment::execute() {
+  submit(true);
+  return wait();
+}
+
+LocalEnvironment::LocalEnvironment(std::string name, ExecutionConfig config)
+    : Environment(std::move(name), config) {}
+
+LocalEnvironment::~LocalEnvironment() = default;
+
+std::string LocalEnvironment::submit(bool autostop) {
+  seal();
+  job_ = std::make_unique<LocalJob>(graph_, config_, new_job_id());
+  job_->start();
+  const std::string id = job_->id();
+  if (autostop) wait();
+  return id;
+}
+
+JobResult LocalEnvironment::wait() {
+  if (!job_) {
+    throw InvalidPlanError("environment '" + name() +
+                           "' has no job to wait for; call submit() first");
+  }
+  const JobResult& result = job_->wait();
+  if (result.state == JobState::kFailed) throw JobFailedError(result);
+  return result;
+}
+
+void LocalEnvironment::stop() {
+  if (job_) job_->request_stop();
+}
+
+}  // namespace sage

@@ -1,0 +1,142 @@
+#include "runtime/local_job.hpp"
+
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include "runtime/task_builder.hpp"
+
+namespace sage {
+namespace {
+
+std::string host_name() {
+  char name[256] = {};
+  if (gethostname(name, sizeof name - 1) != 0) return "localhost";
+  return name;
+}
+
+std::string describe(const detail::OperatorError& e) {
+  std::string where = "operator '" + e.operator_name + "' instance " +
+                      std::to_string(e.parallel_index) + "/" + std::to_string(e.parallelism);
+  if (!e.node_id.empty()) where += " on node " + e.node_id;
+  return where + ": " + e.message;
+}
+
+}  // namespace
+
+LocalJob::LocalJob(std::shared_ptr<const detail::LogicalGraph> graph, ExecutionConfig config,
+                   std::string job_id)
+    : graph_(std::move(graph)),
+      config_(config),
+      job_id_(std::move(job_id)),
+      node_id_(host_name()),
+      plan_(graph::PhysicalPlan::build(*graph_, config_)) {
+  for (const auto& node : graph_->nodes) {
+    auto& per_instance = metrics_.emplace_back();
+    for (int i = 0; i < node.parallelism; ++i) {
+      per_instance.push_back(std::make_unique<detail::InstanceMetrics>());
+    }
+  }
+  for (const auto& chain : plan_.chains()) {
+    auto& per_instance = queues_.emplace_back();
+    if (chain.is_source) continue;
+    for (int i = 0; i < chain.parallelism; ++i) {
+      per_instance.push_back(std::make_unique<runtime::InputQueue>(
+          config_.channel_capacity, metrics(chain.nodes.front(), i)));
+      control_.watch(*per_instance.back());
+    }
+  }
+  runtime::TaskContext context;
+  context.graph = graph_.get();
+  context.plan = &plan_;
+  context.config = &config_;
+  context.job_id = job_id_;
+  context.node_id = node_id_;
+  context.metrics = [this](int node, int instance) -> detail::InstanceMetrics& {
+    return metrics(node, instance);
+  };
+  context.sink = [this](int chain, int instance) -> detail::MessageSink& {
+    return *queues_[chain][instance];
+  };
+  for (const auto& chain : plan_.chains()) {
+    for (int i = 0; i < chain.parallelism; ++i) {
+      runtime::InputQueue* queue = chain.is_source ? nullptr : queues_[chain.id][i].get();
+      tasks_.push_back(runtime::build_task(context, chain.id, i, queue));
+    }
+  }
+}
+
+LocalJob::~LocalJob() {
+  if (!threads_.empty() && !result_) {
+    control_.request_stop();
+    wait();
+  }
+}
+
+void LocalJob::start() {
+  started_ = std::chrono::steady_clock::now();
+  spdlog::debug("job {} ({}): starting {} tasks, plan {}", graph_->job_name, job_id_, tasks_.size(),
+                plan_.fingerprint());
+  threads_.reserve(tasks_.size());
+  for (auto& task : tasks_) {
+    threads_.emplace_back([this, &task] {
+      try {
+        task.run(control_, config_);
+      } catch (const detail::JobCancelledError&) {
+        // Another task failed first; its error is the job's.
+      } catch (const detail::OperatorError& e) {
+        control_.fail(describe(e));
+      } catch (const std::exception& e) {
+        control_.fail("task " + task.name + " on node " + node_id_ + ": " + e.what());
+      }
+    });
+  }
+}
+
+const JobResult& LocalJob::wait() {
+  if (result_) return *result_;
+  for (auto& t : threads_) t.join();
+  result_ = collect_result();
+  if (result_->state == JobState::kFailed) {
+    spdlog::debug("job {} ({}) failed: {}", graph_->job_name, job_id_, result_->error);
+  }
+  return *result_;
+}
+
+JobResult LocalJob::collect_result() const {
+  JobResult result;
+  result.job_id = job_id_;
+  result.job_name = graph_->job_name;
+  result.duration_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  if (auto error = control_.error()) {
+    result.state = JobState::kFailed;
+    result.error = *error;
+  } else {
+    result.state = control_.stop_requested() ? JobState::kStopped : JobState::kFinished;
+  }
+  const int pid = static_cast<int>(getpid());
+  for (const auto& node : graph_->nodes) {
+    for (int i = 0; i < node.parallelism; ++i) {
+      const auto& m = *metrics_[node.id][i];
+      InstanceStats s;
+      s.operator_name = node.name;
+      s.parallel_index = i;
+      s.parallelism = node.parallelism;
+      s.node_id = node_id_;
+      s.process_id = pid;
+      s.records_in = m.records_in.load();
+      s.records_out = m.records_out.load();
+      s.busy_seconds = static_cast<double>(m.busy_ns.load()) * 1e-9;
+      s.blocked_seconds = static_cast<double>(m.blocked_ns.load()) * 1e-9;
+      s.errors = m.errors.load();
+      s.queue_peak_batches = m.queue_peak_batches.load();
+      s.queue_capacity_batches = m.queue_capacity_batches.load();
+      s.user_metrics = m.user.snapshot();
+      result.instances.push_back(std::move(s));
+    }
+  }
+  return result;
+}
+
+}  // namespace sage
