@@ -1,0 +1,35 @@
+# Runs the reference example and checks its output: the banner, lines from
+# every instance, exactly the ten multiples of 3 at the sinks, and the
+# statistics for all 4 + 3 + 2 instances.
+execute_process(COMMAND ${PROGRAM} OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "example exited with ${rc}\n${out}\n${err}")
+endif()
+
+function(require pattern)
+  if(NOT out MATCHES "${pattern}")
+    message(FATAL_ERROR "output lacks '${pattern}':\n${out}")
+  endif()
+endfunction()
+
+require("REMOTE ENVIRONMENT - SINGLE STREAM PARALLELISM VALIDATION")
+require("Records reaching the sinks: 10 \\(expected 10\\)")
+foreach(i 0 1 2 3)
+  require("⚙️  DistProcessor\\[DistMapper ${i}/4 ")
+  require("DistMapper\\[${i}/4\\]")
+endforeach()
+foreach(i 0 1 2)
+  require("Filter\\[${i}/3 ")
+  require("MultipleOfThree\\[${i}/3\\]")
+endforeach()
+foreach(i 0 1)
+  require("🎯 SINK\\[${i}/2 ")
+  require("ResultSink\\[${i}/2\\]")
+endforeach()
+
+string(REGEX MATCHALL "received [0-9]+" received "${out}")
+list(TRANSFORM received REPLACE "received " "")
+list(SORT received COMPARE NATURAL)
+if(NOT received STREQUAL "3;6;9;12;15;18;21;24;27;30")
+  message(FATAL_ERROR "sinks received '${received}', expected the multiples of 3 up to 30")
+endif()

@@ -1,0 +1,92 @@
+// The planner: which edges are chained, how channels are numbered, and the
+// fingerprint that every process of a job must agree on.
+#include "graph/physical_plan.hpp"
+
+#include <gtest/gtest.h>
+
+#include <sage/sage.hpp>
+
+namespace sage::graph {
+namespace {
+
+// Exposes the graph an environment built, without running it.
+class PlanningEnvironment : public Environment {
+ public:
+  PlanningEnvironment() : Environment("planning", ExecutionConfig{}) {}
+  std::string submit(bool) override { return ""; }
+  JobResult wait() override { return {}; }
+  void stop() override {}
+  PhysicalPlan plan() const { return PhysicalPlan::build(*graph_, config_); }
+};
+
+TEST(PhysicalPlanTest, ChainsForwardEdgesOfEqualParallelism) {
+  PlanningEnvironment env;
+  env.from_collection({1, 2, 3})                                    // node 0, p1
+      .map([](int x) { return x; })                                 // node 1, p1: chained
+      .map([](int x) { return x; }, {.parallelism = 4})             // node 2, p4: rebalance
+      .filter([](int) { return true; })                             // node 3, p4: chained
+      .rebalance()
+      .sink([](int) {}, {.parallelism = 4});                        // node 4: not chained
+  const PhysicalPlan plan = env.plan();
+  ASSERT_EQ(plan.chains().size(), 3u);
+  EXPECT_EQ(plan.chains()[0].nodes, (std::vector<int>{0, 1}));
+  EXPECT_TRUE(plan.chains()[0].is_source);
+  EXPECT_EQ(plan.chains()[1].nodes, (std::vector<int>{2, 3}));
+  EXPECT_EQ(plan.chains()[1].parallelism, 4);
+  EXPECT_EQ(plan.chains()[2].nodes, (std::vector<int>{4}));
+  EXPECT_TRUE(plan.is_chained(0));
+  EXPECT_FALSE(plan.is_chained(1));
+  EXPECT_EQ(plan.partitioning(1), Partitioning::kRebalance);
+  EXPECT_TRUE(plan.is_chained(2));
+  EXPECT_FALSE(plan.is_chained(3));
+  EXPECT_EQ(plan.partitioning(3), Partitioning::kRebalance);
+}
+
+TEST(PhysicalPlanTest, ChannelsOnePerProducerConsumerPair) {
+  PlanningEnvironment env;
+  auto a = env.from_collection({1}, {.parallelism = 3});
+  auto b = env.from_collection({2}, {.parallelism = 2});
+  a.union_with(b).sink([](int) {}, {.parallelism = 3});
+  const PhysicalPlan plan = env.plan();
+  const int sink_chain = plan.chain_of(2);
+  // Edge 0 (a -> sink) is forward (3 == 3) but not chained: the sink has two
+  // inputs. Consumer 1 hears a's instance 1 and both instances of b.
+  const auto channels = plan.input_channels(sink_chain, 1);
+  ASSERT_EQ(channels.size(), 3u);
+  EXPECT_EQ(channels[0].edge, 0);
+  EXPECT_EQ(channels[0].producer_instance, 1);
+  EXPECT_EQ(channels[1].edge, 1);
+  EXPECT_EQ(channels[1].producer_instance, 0);
+  EXPECT_EQ(channels[2].producer_instance, 1);
+  EXPECT_EQ(plan.channel_index(1, 1, 1), 2u);
+  EXPECT_EQ(plan.consumer_instances(0, 2), (std::vector<int>{2}));
+  EXPECT_EQ(plan.consumer_instances(1, 0), (std::vector<int>{0, 1, 2}));
+}
+
+TEST(PhysicalPlanTest, FingerprintIsDeterministicAndSeesParallelism) {
+  auto build = [](int parallelism) {
+    PlanningEnvironment env;
+    env.from_collection({1, 2}).map([](int x) { return x; }, {.parallelism = parallelism}).print();
+    return env.plan().fingerprint();
+  };
+  EXPECT_EQ(build(2), build(2));
+  EXPECT_NE(build(2), build(3));
+  EXPECT_EQ(build(2).size(), 16u);
+}
+
+TEST(PhysicalPlanTest, RejectsEmptyGraphAndTooWideKeyedOperator) {
+  PlanningEnvironment empty;
+  EXPECT_THROW(empty.plan(), InvalidPlanError);
+
+  PlanningEnvironment env;
+  env.from_collection({1}).key_by([](int x) { return x; }).sink([](int) {}, {.parallelism = 129});
+  try {
+    env.plan();
+    FAIL() << "a keyed operator wider than max_parallelism was accepted";
+  } catch (const InvalidPlanError& e) {
+    EXPECT_NE(std::string(e.what()).find("max_parallelism"), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace sage::graph

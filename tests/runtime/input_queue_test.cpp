@@ -1,0 +1,87 @@
+#include "runtime/input_queue.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+namespace sage::runtime {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Whether `flag` becomes true before `timeout` passes.
+bool eventually(const std::atomic<bool>& flag, Clock::duration timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (!flag.load()) {
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
+
+detail::Message batch_of(int n, std::uint32_t channel = 0) {
+  return detail::Message{channel, std::make_unique<detail::Batch<int>>(std::vector<int>(n, 7))};
+}
+
+TEST(InputQueueTest, ProducerBlocksWhileFullAndResumesWhenConsumerTakes) {
+  detail::InstanceMetrics metrics;
+  InputQueue queue(2, metrics);
+  queue.push(batch_of(1));
+  queue.push(batch_of(2));
+  std::atomic<bool> third_pushed{false};
+  std::thread producer([&] {
+    queue.push(batch_of(3));
+    third_pushed = true;
+  });
+  // The queue is full: the push must still be blocked a while later.
+  EXPECT_FALSE(eventually(third_pushed, std::chrono::milliseconds(50)));
+  detail::Message m;
+  queue.pop(m);
+  EXPECT_EQ(m.batch->size(), 1u);
+  EXPECT_TRUE(eventually(third_pushed, std::chrono::seconds(10)))
+      << "the producer stayed blocked after a batch was taken";
+  producer.join();
+  queue.pop(m);
+  EXPECT_EQ(m.batch->size(), 2u);
+  queue.pop(m);
+  EXPECT_EQ(m.batch->size(), 3u);
+  EXPECT_EQ(metrics.queue_peak_batches.load(), 2u);
+  EXPECT_EQ(metrics.queue_capacity_batches.load(), 2u);
+}
+
+TEST(InputQueueTest, PopTimesOutWhenEmpty) {
+  detail::InstanceMetrics metrics;
+  InputQueue queue(4, metrics);
+  detail::Message m;
+  EXPECT_FALSE(queue.pop_until(m, Clock::now() + std::chrono::milliseconds(5)));
+  queue.push(detail::Message{3, nullptr});
+  EXPECT_TRUE(queue.pop_until(m, Clock::now() + std::chrono::seconds(5)));
+  EXPECT_EQ(m.channel, 3u);
+  EXPECT_EQ(m.batch, nullptr);
+}
+
+TEST(InputQueueTest, AbortWakesBlockedProducerAndConsumer) {
+  detail::InstanceMetrics metrics;
+  InputQueue full(1, metrics);
+  full.push(batch_of(1));
+  InputQueue empty(1, metrics);
+  std::atomic<int> woken{0};
+  std::thread producer([&] {
+    EXPECT_THROW(full.push(batch_of(2)), detail::JobCancelledError);
+    ++woken;
+  });
+  std::thread consumer([&] {
+    detail::Message m;
+    EXPECT_THROW(empty.pop(m), detail::JobCancelledError);
+    ++woken;
+  });
+  full.abort();
+  empty.abort();
+  producer.join();
+  consumer.join();
+  EXPECT_EQ(woken.load(), 2);
+}
+
+}  // namespace
+}  // namespace sage::runtime
