@@ -23,6 +23,9 @@ struct Processed {
   SAGE_FIELDS(value, mapper)
 };
 
+// One whole line per call, so lines of concurrent instances never interleave.
+void say(const std::string& line) { std::cout << line + "\n" << std::flush; }
+
 std::string where(const sage::RuntimeContext& ctx) {
   return std::to_string(ctx.parallel_index()) + "/" + std::to_string(ctx.parallelism()) + " @ " +
          ctx.node_id() + " pid " + std::to_string(getpid());
@@ -33,8 +36,7 @@ class DistributedProcessor : public sage::Function {
   explicit DistributedProcessor(std::string label) : label_(std::move(label)) {}
   void open(sage::RuntimeContext& ctx) override { where_ = where(ctx); }
   Processed map(int value) {
-    std::cout << "⚙️  DistProcessor[" << label_ << " " << where_ << "] processing " << value
-              << std::endl;
+    say("⚙️  DistProcessor[" + label_ + " " + where_ + "] processing " + std::to_string(value));
     return Processed{value, where_};
   }
 
@@ -48,8 +50,8 @@ class MultipleOfThree : public sage::Function {
   void open(sage::RuntimeContext& ctx) override { where_ = where(ctx); }
   bool filter(const Processed& record) {
     const bool keep = record.value % 3 == 0;
-    std::cout << (keep ? "✅ Filter[" : "❌ Filter[") << where_ << "] " << record.value
-              << (keep ? " passes" : " dropped") << std::endl;
+    say((keep ? "✅ Filter[" : "❌ Filter[") + where_ + "] " + std::to_string(record.value) +
+        (keep ? " passes" : " dropped"));
     return keep;
   }
 
@@ -61,8 +63,8 @@ class ResultSink : public sage::Function {
  public:
   void open(sage::RuntimeContext& ctx) override { where_ = where(ctx); }
   void sink(const Processed& record) {
-    std::cout << "🎯 SINK[" << where_ << "] received " << record.value << " (mapped by "
-              << record.mapper << ")" << std::endl;
+    say("🎯 SINK[" + where_ + "] received " + std::to_string(record.value) + " (mapped by " +
+        record.mapper + ")");
   }
 
  private:

@@ -1,7 +1,7 @@
 // Word count with keyed state: lines are split into words (flat_map, 2
-// instances), routed by word (key_by) to 3 counting instances that keep a
-// ValueState per word, and each word's final count is printed when its
-// counter closes. Every occurrence of a word reaches the same instance.
+// instances) and routed by word (key_by) to 3 counting instances that keep a
+// ValueState per word; every occurrence of a word reaches the same instance,
+// so the running counts are exact. Words seen more than once are printed.
 #include <sstream>
 #include <string>
 #include <vector>
