@@ -48,8 +48,7 @@ using CollectionElement = std::conditional_t<std::is_same_v<std::decay_t<V>, con
                                              std::string, V>;
 
 template <class F>
-concept SourceFunction = requires(F& f) {
-  {call_next(f)};
+concept SourceFunction = Callable_next<F> && requires {
   typename SourceElement<F>;
 };
 
@@ -97,8 +96,9 @@ class Environment {
   // A source, bounded or not: a callable or class whose next() returns
   // std::optional<T>; std::nullopt ends the stream. With parallelism p, every
   // instance runs its own copy (use RuntimeContext::parallel_index() to split).
-  template <class... NoExplicitArgs, detail::SourceFunction F>
-  requires(sizeof...(NoExplicitArgs) == 0) auto from_source(F source, Options options = {}) {
+  template <class... NoExplicitArgs, class F>
+  requires(sizeof...(NoExplicitArgs) == 0 &&
+           detail::SourceFunction<F>) auto from_source(F source, Options options = {}) {
     return add_source(detail::copy_maker(std::move(source)), std::move(options));
   }
   template <class C, class... Args>

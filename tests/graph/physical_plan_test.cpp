@@ -21,12 +21,12 @@ class PlanningEnvironment : public Environment {
 
 TEST(PhysicalPlanTest, ChainsForwardEdgesOfEqualParallelism) {
   PlanningEnvironment env;
-  env.from_collection({1, 2, 3})                                    // node 0, p1
-      .map([](int x) { return x; })                                 // node 1, p1: chained
-      .map([](int x) { return x; }, {.parallelism = 4})             // node 2, p4: rebalance
-      .filter([](int) { return true; })                             // node 3, p4: chained
+  env.from_collection({1, 2, 3})                         // node 0, p1
+      .map([](int x) { return x; })                      // node 1, p1: chained
+      .map([](int x) { return x; }, {.parallelism = 4})  // node 2, p4: rebalance
+      .filter([](int) { return true; })                  // node 3, p4: chained
       .rebalance()
-      .sink([](int) {}, {.parallelism = 4});                        // node 4: not chained
+      .sink([](int) {}, {.parallelism = 4});  // node 4: not chained
   const PhysicalPlan plan = env.plan();
   ASSERT_EQ(plan.chains().size(), 3u);
   EXPECT_EQ(plan.chains()[0].nodes, (std::vector<int>{0, 1}));

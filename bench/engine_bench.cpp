@@ -1,0 +1,213 @@
+// Engine benchmarks with same-run baselines (issue: benchmarks). Each workload
+// prints records/s for sage and for a hand-written loop doing the same work in
+// this process, and their ratio; --json FILE also writes them as JSON
+// (schema in docs/performance.md).
+//
+//   build/bench/engine_bench [--records N] [--repeat R] [--json FILE]
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <sage/sage.hpp>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Figure {
+  std::string workload;
+  double sage_records_per_second = 0;
+  double baseline_records_per_second = 0;
+  std::string baseline;
+};
+
+double seconds_of(const std::function<void()>& run) {
+  const auto start = Clock::now();
+  run();
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Median of `repeat` runs, in records per second.
+double rate(long long records, int repeat, const std::function<void()>& run) {
+  std::vector<double> rates;
+  for (int i = 0; i < repeat; ++i) rates.push_back(static_cast<double>(records) / seconds_of(run));
+  std::sort(rates.begin(), rates.end());
+  return rates[rates.size() / 2];
+}
+
+// Emits 0..n-1 split over the source's instances.
+class Counting {
+ public:
+  explicit Counting(long long n) : end_(n) {}
+  void open(sage::RuntimeContext& ctx) {
+    next_ = ctx.parallel_index();
+    step_ = ctx.parallelism();
+  }
+  std::optional<long long> next() {
+    if (next_ >= end_) return std::nullopt;
+    const long long v = next_;
+    next_ += step_;
+    return v;
+  }
+
+ private:
+  long long next_ = 0, end_, step_ = 1;
+};
+
+// Adds what it sees into a shared total at close(), so no work is optimized away.
+class SumSink : public sage::Function {
+ public:
+  explicit SumSink(std::atomic<long long>* total) : total_(total) {}
+  void sink(long long x) { sum_ += x; }
+  void close() override { total_->fetch_add(sum_); }
+
+ private:
+  std::atomic<long long>* total_;
+  long long sum_ = 0;
+};
+
+long long expected_chain_sum(long long n) {
+  long long sum = 0;
+  for (long long x = 0; x < n; ++x) {
+    const long long y = x * 2;
+    if (y % 3 == 0) sum += y;
+  }
+  return sum;
+}
+
+void check(long long got, long long want, const char* workload) {
+  if (got != want) {
+    std::fprintf(stderr, "%s: wrong result %lld, expected %lld\n", workload, got, want);
+    std::exit(1);
+  }
+}
+
+// W1 (parallelism 1, all chained) and W2 (4 / 3 / 2 with rebalancing).
+double chain_workload(long long n, int source_p, int map_p, int filter_p, int sink_p,
+                      bool rebalance, long long want) {
+  std::atomic<long long> total{0};
+  sage::LocalEnvironment env("chain");
+  auto mapped = env.from_source<Counting>(sage::Options{.parallelism = source_p}, n)
+                    .map([](long long x) { return x * 2; }, {.parallelism = map_p});
+  auto filtered = (rebalance ? mapped.rebalance() : mapped)
+                      .filter([](long long x) { return x % 3 == 0; }, {.parallelism = filter_p});
+  (rebalance ? filtered.rebalance() : filtered)
+      .sink<SumSink>(sage::Options{.parallelism = sink_p}, &total);
+  env.execute();
+  check(total.load(), want, "chain");
+  return 0;
+}
+
+// W3: count per key over `keys` keys with keyed ValueState, parallelism 2.
+class CountPerKey : public sage::Function {
+ public:
+  void open(sage::RuntimeContext& ctx) override { count_.emplace(ctx.value_state<long long>("n")); }
+  long long map(long long x) {
+    ++count_->get_or_init(0);
+    return x;
+  }
+
+ private:
+  std::optional<sage::ValueState<long long>> count_;
+};
+
+long peak_rss_kib() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_maxrss;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  long long n = 50'000'000;
+  int repeat = 3;
+  std::string json_path;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--records" && i + 1 < argc) {
+      n = std::stoll(argv[++i]);
+    } else if (arg == "--repeat" && i + 1 < argc) {
+      repeat = std::stoi(argv[++i]);
+    } else if (arg == "--json" && i + 1 < argc) {
+      json_path = argv[++i];
+    } else {
+      std::fprintf(stderr, "usage: %s [--records N] [--repeat R] [--json FILE]\n", argv[0]);
+      return 2;
+    }
+  }
+  const long long want = expected_chain_sum(n);
+  std::vector<Figure> figures;
+
+  {
+    Figure f{"W1 chain p1", 0, 0, "hand-written loop"};
+    f.sage_records_per_second =
+        rate(n, repeat, [&] { chain_workload(n, 1, 1, 1, 1, false, want); });
+    f.baseline_records_per_second = rate(n, repeat, [&] {
+      volatile long long sink = expected_chain_sum(n);
+      (void)sink;
+    });
+    figures.push_back(f);
+  }
+  {
+    Figure f{"W2 p4/3/2 rebalance", 0, 0, "hand-written loop, 1 thread"};
+    f.sage_records_per_second = rate(n, repeat, [&] { chain_workload(n, 1, 4, 3, 2, true, want); });
+    f.baseline_records_per_second = figures.front().baseline_records_per_second;
+    figures.push_back(f);
+  }
+  {
+    constexpr long long kKeys = 100'000;
+    const long long records = n / 5;
+    Figure f{"W3 keyed count p2", 0, 0, "unordered_map count loop, 1 thread"};
+    f.sage_records_per_second = rate(records, repeat, [&] {
+      std::atomic<long long> total{0};
+      sage::LocalEnvironment env("keyed");
+      env.from_source<Counting>(sage::Options{.parallelism = 2}, records)
+          .key_by([](long long x) { return x % kKeys; })
+          .map<CountPerKey>(sage::Options{.parallelism = 2})
+          .sink<SumSink>(sage::Options{.parallelism = 2}, &total);
+      env.execute();
+      check(total.load(), records * (records - 1) / 2, "keyed");
+    });
+    f.baseline_records_per_second = rate(records, repeat, [&] {
+      std::unordered_map<long long, long long> counts;
+      for (long long x = 0; x < records; ++x) ++counts[x % kKeys];
+      if (counts.size() != static_cast<std::size_t>(std::min(records, kKeys))) std::exit(1);
+    });
+    figures.push_back(f);
+  }
+
+  std::printf("%-22s %16s %16s %8s  %s\n", "workload", "sage rec/s", "baseline rec/s", "ratio",
+              "baseline");
+  for (const auto& f : figures) {
+    std::printf("%-22s %16.3e %16.3e %8.2f  %s\n", f.workload.c_str(), f.sage_records_per_second,
+                f.baseline_records_per_second,
+                f.sage_records_per_second / f.baseline_records_per_second, f.baseline.c_str());
+  }
+  std::printf("peak RSS of the whole run: %.1f MiB (records per run: %lld, median of %d)\n",
+              peak_rss_kib() / 1024.0, n, repeat);
+
+  if (!json_path.empty()) {
+    std::ofstream out(json_path);
+    out << "{\"records\": " << n << ", \"repeat\": " << repeat
+        << ", \"peak_rss_kib\": " << peak_rss_kib() << ", \"workloads\": [";
+    for (std::size_t i = 0; i < figures.size(); ++i) {
+      const auto& f = figures[i];
+      out << (i ? ", " : "") << "{\"name\": \"" << f.workload
+          << "\", \"sage_records_per_second\": " << f.sage_records_per_second
+          << ", \"baseline_records_per_second\": " << f.baseline_records_per_second
+          << ", \"baseline\": \"" << f.baseline << "\"}";
+    }
+    out << "]}\n";
+  }
+}
