@@ -90,3 +90,26 @@ TEST(PhysicalPlanTest, RejectsEmptyGraphAndTooWideKeyedOperator) {
 
 }  // namespace
 }  // namespace sage::graph
+
+namespace sage::detail {
+namespace {
+
+struct Reading {
+  std::string sensor;
+  double value = 0;
+  SAGE_FIELDS(sensor, value)
+  friend bool operator==(const Reading&, const Reading&) = default;
+};
+
+TEST(EdgeCodecTest, BatchesRoundTripThroughBytes) {
+  TypedEdgeFactory<Reading> edge;
+  Batch<Reading> batch({{"a", 1.5}, {"b", -2}});
+  Writer out;
+  edge.encode(batch, out);
+  auto decoded = edge.decode(out.buffer());
+  EXPECT_EQ(static_cast<Batch<Reading>&>(*decoded).records, batch.records);
+  EXPECT_THROW(edge.decode(std::string_view(out.buffer()).substr(0, 5)), SerializationError);
+}
+
+}  // namespace
+}  // namespace sage::detail

@@ -14,6 +14,7 @@
 #include "sage/detail/operators.hpp"
 #include "sage/error.hpp"
 #include "sage/options.hpp"
+#include "sage/serialization.hpp"
 
 namespace sage::detail {
 
@@ -61,6 +62,10 @@ class EdgeFactory {
   virtual const InputAdapter& input_adapter() const = 0;
   // The record type, as the compiler names it: part of the plan fingerprint.
   virtual std::string record_type() const = 0;
+  // A batch of this edge's records as bytes, and back, for channels that
+  // cross processes. decode() throws SerializationError for bad bytes.
+  virtual void encode(const BatchBase& batch, Writer& out) const = 0;
+  virtual std::unique_ptr<BatchBase> decode(std::string_view bytes) const = 0;
 };
 
 // Forward, rebalance and broadcast edges of records of type T.
@@ -84,6 +89,12 @@ class TypedEdgeFactory : public EdgeFactory {
   }
   const InputAdapter& input_adapter() const override { return adapter_; }
   std::string record_type() const override { return typeid(T).name(); }
+  void encode(const BatchBase& batch, Writer& out) const override {
+    out.write(static_cast<const Batch<T>&>(batch).records);
+  }
+  std::unique_ptr<BatchBase> decode(std::string_view bytes) const override {
+    return std::make_unique<Batch<T>>(deserialize<std::vector<T>>(bytes));
+  }
 
  protected:
   template <class W>
