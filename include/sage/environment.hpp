@@ -163,7 +163,9 @@ class Environment {
   }
 };
 
-class LocalJob;
+namespace runtime {
+class ProcessJob;
+}  // namespace runtime
 
 // Runs the job inside this process, each parallel instance on its own thread.
 class LocalEnvironment : public Environment {
@@ -176,7 +178,7 @@ class LocalEnvironment : public Environment {
   void stop() override;
 
  private:
-  std::unique_ptr<LocalJob> job_;
+  std::unique_ptr<runtime::ProcessJob> job_;
 };
 
 }  // namespace sage

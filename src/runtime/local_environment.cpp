@@ -1,6 +1,6 @@
 #include <random>
 
-#include "runtime/local_job.hpp"
+#include "runtime/process_job.hpp"
 #include "sage/environment.hpp"
 
 namespace sage {
@@ -42,7 +42,7 @@ LocalEnvironment::~LocalEnvironment() = default;
 
 std::string LocalEnvironment::submit(bool autostop) {
   seal();
-  job_ = std::make_unique<LocalJob>(graph_, config_, new_job_id());
+  job_ = std::make_unique<runtime::ProcessJob>(graph_, config_, new_job_id());
   job_->start();
   const std::string id = job_->id();
   if (autostop) wait();

@@ -1,4 +1,4 @@
-#include "runtime/local_job.hpp"
+#include "runtime/process_job.hpp"
 
 #include <unistd.h>
 
@@ -6,7 +6,7 @@
 
 #include "runtime/task_builder.hpp"
 
-namespace sage {
+namespace sage::runtime {
 namespace {
 
 std::string host_name() {
@@ -24,13 +24,14 @@ std::string describe(const detail::OperatorError& e) {
 
 }  // namespace
 
-LocalJob::LocalJob(std::shared_ptr<const detail::LogicalGraph> graph, ExecutionConfig config,
-                   std::string job_id)
+ProcessJob::ProcessJob(std::shared_ptr<const detail::LogicalGraph> graph, ExecutionConfig config,
+                       std::string job_id, Placement placement)
     : graph_(std::move(graph)),
       config_(config),
       job_id_(std::move(job_id)),
-      node_id_(host_name()),
-      plan_(graph::PhysicalPlan::build(*graph_, config_)) {
+      node_id_(placement.node_id.empty() ? host_name() : placement.node_id),
+      plan_(graph::PhysicalPlan::build(*graph_, config_)),
+      placement_(std::move(placement)) {
   for (const auto& node : graph_->nodes) {
     auto& per_instance = metrics_.emplace_back();
     for (int i = 0; i < node.parallelism; ++i) {
@@ -38,15 +39,16 @@ LocalJob::LocalJob(std::shared_ptr<const detail::LogicalGraph> graph, ExecutionC
     }
   }
   for (const auto& chain : plan_.chains()) {
-    auto& per_instance = queues_.emplace_back();
+    auto& per_instance = queues_.emplace_back(chain.parallelism);
     if (chain.is_source) continue;
     for (int i = 0; i < chain.parallelism; ++i) {
-      per_instance.push_back(std::make_unique<runtime::InputQueue>(
-          config_.channel_capacity, metrics(chain.nodes.front(), i)));
-      control_.watch(*per_instance.back());
+      if (!is_local(chain.id, i)) continue;
+      per_instance[i] =
+          std::make_unique<InputQueue>(config_.channel_capacity, metrics(chain.nodes.front(), i));
+      control_.watch(*per_instance[i]);
     }
   }
-  runtime::TaskContext context;
+  TaskContext context;
   context.graph = graph_.get();
   context.plan = &plan_;
   context.config = &config_;
@@ -56,24 +58,30 @@ LocalJob::LocalJob(std::shared_ptr<const detail::LogicalGraph> graph, ExecutionC
     return metrics(node, instance);
   };
   context.sink = [this](int chain, int instance) -> detail::MessageSink& {
-    return *queues_[chain][instance];
+    if (is_local(chain, instance)) return *queues_[chain][instance];
+    return placement_.remote_sink(chain, instance);
   };
   for (const auto& chain : plan_.chains()) {
     for (int i = 0; i < chain.parallelism; ++i) {
-      runtime::InputQueue* queue = chain.is_source ? nullptr : queues_[chain.id][i].get();
-      tasks_.push_back(runtime::build_task(context, chain.id, i, queue));
+      if (is_local(chain.id, i)) {
+        tasks_.push_back(build_task(context, chain.id, i, queues_[chain.id][i].get()));
+      }
     }
   }
 }
 
-LocalJob::~LocalJob() {
+bool ProcessJob::is_local(int chain, int instance) const {
+  return !placement_.is_local || placement_.is_local(chain, instance);
+}
+
+ProcessJob::~ProcessJob() {
   if (!threads_.empty() && !result_) {
     control_.request_stop();
     wait();
   }
 }
 
-void LocalJob::start() {
+void ProcessJob::start() {
   started_ = std::chrono::steady_clock::now();
   spdlog::debug("job {} ({}): starting {} tasks, plan {}", graph_->job_name, job_id_, tasks_.size(),
                 plan_.fingerprint());
@@ -93,7 +101,7 @@ void LocalJob::start() {
   }
 }
 
-const JobResult& LocalJob::wait() {
+const JobResult& ProcessJob::wait() {
   if (result_) return *result_;
   for (auto& t : threads_) t.join();
   result_ = collect_result();
@@ -103,7 +111,7 @@ const JobResult& LocalJob::wait() {
   return *result_;
 }
 
-JobResult LocalJob::collect_result() const {
+JobResult ProcessJob::collect_result() const {
   JobResult result;
   result.job_id = job_id_;
   result.job_name = graph_->job_name;
@@ -118,6 +126,7 @@ JobResult LocalJob::collect_result() const {
   const int pid = static_cast<int>(getpid());
   for (const auto& node : graph_->nodes) {
     for (int i = 0; i < node.parallelism; ++i) {
+      if (!is_local(plan_.chain_of(node.id), i)) continue;
       const auto& m = *metrics_[node.id][i];
       InstanceStats s;
       s.operator_name = node.name;
@@ -139,4 +148,4 @@ JobResult LocalJob::collect_result() const {
   return result;
 }
 
-}  // namespace sage
+}  // namespace sage::runtime

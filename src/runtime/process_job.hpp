@@ -1,0 +1,75 @@
+// The part of a job that runs in this process: each of its tasks on its own
+// thread, channels between them as in-memory queues. A local job runs every
+// task here; a task process of a distributed job runs its share, and its
+// Placement says where records for the other tasks go. start() once, wait()
+// from the owning thread, request_stop() from any thread.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "graph/physical_plan.hpp"
+#include "runtime/input_queue.hpp"
+#include "runtime/job_control.hpp"
+#include "runtime/task.hpp"
+#include "sage/job_result.hpp"
+
+namespace sage::runtime {
+
+// Which tasks run in this process, and where records for the others go.
+struct Placement {
+  // True for the tasks this process runs; unset means all of them.
+  std::function<bool(int chain, int instance)> is_local;
+  // Where records for a task of another process go.
+  std::function<detail::MessageSink&(int chain, int instance)> remote_sink;
+  // The process's node (host name by default), shown in statistics and errors.
+  std::string node_id;
+};
+
+class ProcessJob {
+ public:
+  // Plans the job; throws InvalidPlanError for a graph that cannot run.
+  ProcessJob(std::shared_ptr<const detail::LogicalGraph> graph, ExecutionConfig config,
+             std::string job_id, Placement placement = {});
+  ~ProcessJob();  // stops the job if it runs, and joins its threads
+
+  const graph::PhysicalPlan& plan() const { return plan_; }
+  const detail::LogicalGraph& graph() const { return *graph_; }
+  // The input queue of a task of this process (null for a source task).
+  InputQueue* queue(int chain, int instance) { return queues_[chain][instance].get(); }
+  // Fails the job from outside its tasks (e.g. a lost connection).
+  void fail(std::string error) { control_.fail(std::move(error)); }
+
+  const std::string& id() const { return job_id_; }
+  void start();
+  void request_stop() { control_.request_stop(); }
+  // Joins every task and returns the outcome (also when it failed).
+  const JobResult& wait();
+
+ private:
+  detail::InstanceMetrics& metrics(int node, int instance) { return *metrics_[node][instance]; }
+  JobResult collect_result() const;
+
+  std::shared_ptr<const detail::LogicalGraph> graph_;
+  ExecutionConfig config_;
+  std::string job_id_;
+  std::string node_id_;
+  graph::PhysicalPlan plan_;
+  bool is_local(int chain, int instance) const;
+
+  Placement placement_;
+  JobControl control_;
+  std::vector<std::vector<std::unique_ptr<detail::InstanceMetrics>>> metrics_;  // [node][instance]
+  std::vector<std::vector<std::unique_ptr<runtime::InputQueue>>> queues_;       // [chain][instance]
+  std::vector<runtime::Task> tasks_;
+  std::vector<std::thread> threads_;
+  std::chrono::steady_clock::time_point started_;
+  std::optional<JobResult> result_;
+};
+
+}  // namespace sage::runtime
