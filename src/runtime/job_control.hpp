@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -17,6 +18,9 @@ class JobControl {
  public:
   // Queues to abort on cancel; they must outlive this object's use.
   void watch(InputQueue& queue) { queues_.push_back(&queue); }
+  // Also run on cancel, to wake threads blocked elsewhere (e.g. on a socket).
+  // Register before the job starts.
+  void on_cancel(std::function<void()> hook) { hooks_.push_back(std::move(hook)); }
 
   void request_stop() { stop_.store(true, std::memory_order_relaxed); }
   bool stop_requested() const { return stop_.load(std::memory_order_relaxed); }
@@ -33,6 +37,7 @@ class JobControl {
   void cancel() {
     cancelled_.store(true, std::memory_order_relaxed);
     for (auto* q : queues_) q->abort();
+    for (auto& hook : hooks_) hook();
   }
   std::optional<std::string> error() const {
     std::lock_guard lock(mutex_);
@@ -45,6 +50,7 @@ class JobControl {
   mutable std::mutex mutex_;
   std::optional<std::string> error_;
   std::vector<InputQueue*> queues_;
+  std::vector<std::function<void()>> hooks_;
 };
 
 }  // namespace sage::runtime

@@ -44,6 +44,8 @@ class ProcessJob {
   InputQueue* queue(int chain, int instance) { return queues_[chain][instance].get(); }
   // Fails the job from outside its tasks (e.g. a lost connection).
   void fail(std::string error) { control_.fail(std::move(error)); }
+  // Runs `hook` when the job is cancelled; register before start().
+  void on_cancel(std::function<void()> hook) { control_.on_cancel(std::move(hook)); }
 
   const std::string& id() const { return job_id_; }
   void start();

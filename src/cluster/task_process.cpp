@@ -1,0 +1,149 @@
+#include "cluster/task_process.hpp"
+
+#include <map>
+
+#include "graph/physical_plan.hpp"
+#include "net/data_plane.hpp"
+#include "runtime/process_job.hpp"
+
+namespace sage::cluster {
+namespace {
+
+constexpr auto kPeerConnectTimeout = std::chrono::seconds(30);
+
+// Delivers frames from peers into the consumer tasks of this process.
+class QueueDelivery final : public net::FrameHandler {
+ public:
+  explicit QueueDelivery(runtime::ProcessJob& job) : job_(job) {
+    for (const auto& chain : job.plan().chains()) {
+      auto& per_instance = channel_edges_.emplace_back();
+      for (int i = 0; i < chain.parallelism; ++i) {
+        auto& edges = per_instance.emplace_back();
+        if (job.queue(chain.id, i) == nullptr) continue;
+        for (const auto& c : job.plan().input_channels(chain.id, i)) {
+          edges.push_back(job.graph().edges[c.edge].factory.get());
+        }
+      }
+    }
+  }
+
+  void on_batch(const net::FrameHeader& h, std::string_view payload) override {
+    queue_of(h).push(detail::Message{h.channel, edge_of(h).decode(payload)});
+  }
+  void on_end_of_stream(const net::FrameHeader& h) override {
+    edge_of(h);  // validates the address
+    queue_of(h).push(detail::Message{h.channel, nullptr});
+  }
+  void on_error(const std::string& message) override { job_.fail(message); }
+
+ private:
+  const detail::EdgeFactory& edge_of(const net::FrameHeader& h) const {
+    if (h.chain >= channel_edges_.size() || h.instance >= channel_edges_[h.chain].size() ||
+        h.channel >= channel_edges_[h.chain][h.instance].size()) {
+      throw Error("a peer addressed channel " + std::to_string(h.channel) + " of task " +
+                  std::to_string(h.chain) + "/" + std::to_string(h.instance) +
+                  ", which does not run in this process");
+    }
+    return *channel_edges_[h.chain][h.instance][h.channel];
+  }
+  runtime::InputQueue& queue_of(const net::FrameHeader& h) {
+    return *job_.queue(static_cast<int>(h.chain), static_cast<int>(h.instance));
+  }
+
+  runtime::ProcessJob& job_;
+  std::vector<std::vector<std::vector<const detail::EdgeFactory*>>> channel_edges_;
+};
+
+}  // namespace
+
+std::string TaskAssignment::encode() const {
+  static constexpr char kHex[] = "0123456789abcdef";
+  const std::string bytes = serialize(*this);
+  std::string text;
+  text.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    text.push_back(kHex[c >> 4]);
+    text.push_back(kHex[c & 15]);
+  }
+  return text;
+}
+
+TaskAssignment TaskAssignment::decode(std::string_view text) {
+  const auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    throw Error("task assignment is not hex text");
+  };
+  if (text.size() % 2 != 0) throw Error("task assignment has an odd number of hex digits");
+  std::string bytes(text.size() / 2, '\0');
+  for (std::size_t i = 0; i < bytes.size(); ++i) {
+    bytes[i] = static_cast<char>(nibble(text[2 * i]) * 16 + nibble(text[2 * i + 1]));
+  }
+  return deserialize<TaskAssignment>(bytes);
+}
+
+JobResult run_task_process(std::shared_ptr<const detail::LogicalGraph> graph,
+                           const ExecutionConfig& config, const TaskAssignment& assignment,
+                           net::Socket listener) {
+  const graph::PhysicalPlan plan = graph::PhysicalPlan::build(*graph, config);
+  if (plan.fingerprint() != assignment.fingerprint) {
+    throw InvalidPlanError(
+        "this process built a different dataflow (plan " + plan.fingerprint() +
+        ") than the one submitted (plan " + assignment.fingerprint +
+        "): building the graph must be deterministic; keep code that depends on time, "
+        "randomness or input files after submit(), or guard it with sage::is_task_process()");
+  }
+  std::vector<int> first_task_of_chain;
+  int tasks = 0;
+  for (const auto& chain : plan.chains()) {
+    first_task_of_chain.push_back(tasks);
+    tasks += chain.parallelism;
+  }
+  if (static_cast<int>(assignment.process_of_task.size()) != tasks) {
+    throw Error("task assignment covers " + std::to_string(assignment.process_of_task.size()) +
+                " tasks but the plan has " + std::to_string(tasks));
+  }
+  const auto process_of = [&](int chain, int instance) {
+    return assignment.process_of_task[first_task_of_chain[chain] + instance];
+  };
+
+  const net::PeerIdentity identity{assignment.job_id, assignment.fingerprint, assignment.token};
+  const auto deadline = std::chrono::steady_clock::now() + kPeerConnectTimeout;
+  std::map<int, std::unique_ptr<net::PeerConnection>> peers;
+  std::vector<std::unique_ptr<net::RemoteTaskSink>> remote_sinks;
+
+  runtime::Placement placement;
+  placement.node_id = assignment.node_id;
+  placement.is_local = [&](int chain, int instance) {
+    return process_of(chain, instance) == assignment.process_index;
+  };
+  placement.remote_sink = [&](int chain, int instance) -> detail::MessageSink& {
+    const int process = process_of(chain, instance);
+    auto& peer = peers[process];
+    if (!peer) {
+      peer = std::make_unique<net::PeerConnection>(
+          net::Address::parse(assignment.data_addresses.at(process)), identity, deadline);
+    }
+    std::vector<const detail::EdgeFactory*> edges;
+    for (const auto& c : plan.input_channels(chain, instance)) {
+      edges.push_back(graph->edges[c.edge].factory.get());
+    }
+    remote_sinks.push_back(
+        std::make_unique<net::RemoteTaskSink>(*peer, chain, instance, std::move(edges)));
+    return *remote_sinks.back();
+  };
+
+  runtime::ProcessJob job(graph, config, assignment.job_id, std::move(placement));
+  QueueDelivery delivery(job);
+  net::DataReceiver receiver(std::move(listener), identity, delivery);
+  job.on_cancel([&peers] {
+    for (auto& [process, peer] : peers) peer->shutdown();
+  });
+  receiver.start();
+  job.start();
+  JobResult result = job.wait();
+  peers.clear();  // goodbyes: everything this process sent is complete
+  return result;
+}
+
+}  // namespace sage::cluster

@@ -1,0 +1,150 @@
+#include "net/data_plane.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "sage/error.hpp"
+#include "sage/serialization.hpp"
+
+namespace sage::net {
+namespace {
+
+void send_frame(const Socket& socket, FrameHeader header, std::string_view payload) {
+  header.length = static_cast<std::uint32_t>(payload.size());
+  iovec parts[2] = {{&header, sizeof header},
+                    {const_cast<char*>(payload.data()), payload.size()}};
+  socket.send_all(parts, payload.empty() ? 1 : 2);
+}
+
+}  // namespace
+
+DataReceiver::DataReceiver(Socket listener, PeerIdentity identity, FrameHandler& handler)
+    : listener_(std::move(listener)), identity_(std::move(identity)), handler_(handler) {}
+
+void DataReceiver::start() { acceptor_ = std::thread([this] { accept_loop(); }); }
+
+DataReceiver::~DataReceiver() {
+  {
+    std::lock_guard lock(mutex_);
+    closing_ = true;
+    for (auto& c : connections_) c->shutdown();
+  }
+  listener_.shutdown();
+  if (acceptor_.joinable()) acceptor_.join();
+  for (auto& t : threads_) t.join();
+}
+
+void DataReceiver::accept_loop() {
+  while (true) {
+    Socket connection = listener_.accept();
+    std::lock_guard lock(mutex_);
+    if (closing_ || !connection.valid()) return;
+    connections_.push_back(std::make_unique<Socket>(std::move(connection)));
+    Socket& c = *connections_.back();
+    threads_.emplace_back([this, &c] { read_loop(c); });
+  }
+}
+
+void DataReceiver::read_loop(Socket& connection) {
+  const auto closing = [this] {
+    std::lock_guard lock(mutex_);
+    return closing_;
+  };
+  try {
+    FrameHeader header;
+    if (!connection.receive_all(&header, sizeof header)) return;
+    const std::string expected = identity_.hello();
+    std::string hello(std::min<std::uint32_t>(header.length, kMaxFrameBytes), '\0');
+    if (header.kind != static_cast<std::uint32_t>(FrameKind::kHello) ||
+        header.length != expected.size() || !connection.receive_all(hello.data(), hello.size()) ||
+        hello != expected) {
+      // Not a peer of this job: wrong token, another job, or another plan.
+      spdlog::warn("data plane: rejected a connection whose hello does not match job {}",
+                   identity_.job_id);
+      return;
+    }
+    std::string payload;
+    while (connection.receive_all(&header, sizeof header)) {
+      if (header.length > kMaxFrameBytes) {
+        throw Error("a peer sent a frame of " + std::to_string(header.length) +
+                    " bytes, over the limit of " + std::to_string(kMaxFrameBytes));
+      }
+      payload.resize(header.length);
+      if (header.length > 0 && !connection.receive_all(payload.data(), header.length)) {
+        throw Error("connection closed in the middle of a frame");
+      }
+      switch (static_cast<FrameKind>(header.kind)) {
+        case FrameKind::kBatch:
+          handler_.on_batch(header, payload);
+          break;
+        case FrameKind::kEndOfStream:
+          handler_.on_end_of_stream(header);
+          break;
+        case FrameKind::kGoodbye:
+          return;
+        default:
+          throw Error("a peer sent an unknown frame kind " + std::to_string(header.kind));
+      }
+    }
+    if (!closing()) handler_.on_error("a peer process closed its connection before its end");
+  } catch (const detail::JobCancelledError&) {
+    // The job is being torn down; nothing to report.
+  } catch (const std::exception& e) {
+    if (!closing()) handler_.on_error(std::string("data plane: ") + e.what());
+  }
+}
+
+PeerConnection::PeerConnection(const Address& peer, const PeerIdentity& identity,
+                               std::chrono::steady_clock::time_point deadline)
+    : socket_(Socket::connect(peer, deadline)) {
+  FrameHeader hello;
+  hello.kind = static_cast<std::uint32_t>(FrameKind::kHello);
+  send_frame(socket_, hello, identity.hello());
+}
+
+PeerConnection::~PeerConnection() {
+  try {
+    FrameHeader goodbye;
+    goodbye.kind = static_cast<std::uint32_t>(FrameKind::kGoodbye);
+    std::lock_guard lock(mutex_);
+    send_frame(socket_, goodbye, {});
+  } catch (const std::exception&) {
+    // The peer is gone already; it has nothing left to receive from us.
+  }
+}
+
+void PeerConnection::send(FrameHeader header, std::string_view payload) {
+  std::lock_guard lock(mutex_);
+  send_frame(socket_, header, payload);
+}
+
+RemoteTaskSink::RemoteTaskSink(PeerConnection& connection, int chain, int instance,
+                               std::vector<const detail::EdgeFactory*> edges)
+    : connection_(connection),
+      chain_(static_cast<std::uint32_t>(chain)),
+      instance_(static_cast<std::uint32_t>(instance)),
+      edges_(std::move(edges)) {}
+
+void RemoteTaskSink::push(detail::Message message) {
+  FrameHeader header;
+  header.chain = chain_;
+  header.instance = instance_;
+  header.channel = message.channel;
+  if (!message.batch) {
+    header.kind = static_cast<std::uint32_t>(FrameKind::kEndOfStream);
+    connection_.send(header, {});
+    return;
+  }
+  header.kind = static_cast<std::uint32_t>(FrameKind::kBatch);
+  // Encoded outside the connection's lock, so producers encode in parallel.
+  thread_local Writer writer;
+  writer.buffer().clear();
+  edges_.at(message.channel)->encode(*message.batch, writer);
+  if (writer.size() > kMaxFrameBytes) {
+    throw Error("a batch of " + std::to_string(message.batch->size()) + " records encodes to " +
+                std::to_string(writer.size()) + " bytes, over the frame limit of " +
+                std::to_string(kMaxFrameBytes) + "; lower ExecutionConfig::batch_size");
+  }
+  connection_.send(header, writer.buffer());
+}
+
+}  // namespace sage::net

@@ -1,0 +1,118 @@
+// The data plane between the processes of one job: every process listens on
+// one port, and opens one connection to each peer it sends to; all channels
+// from this process to that peer share the connection. Frames carry a batch
+// (or an end-of-stream) for one channel of one consumer task.
+//
+// Flow control is TCP's: a receiver whose consumer queue is full stops
+// reading, the connection's window fills, and the sender's send() blocks, so
+// a slow consumer slows its producers across processes and nothing is
+// dropped. (Channels sharing a connection wait for each other meanwhile; a
+// credit-based scheme can replace this when checkpoint barriers need it.)
+//
+// Every connection opens with a hello naming the job, its plan fingerprint
+// and the cluster token; a receiver drops connections whose hello does not
+// match, and frames larger than the limit.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "net/socket.hpp"
+#include "sage/detail/batch.hpp"
+#include "sage/detail/logical_graph.hpp"
+
+namespace sage::net {
+
+// The largest frame a receiver accepts. A batch of 1024 records of 64 KiB
+// fits; larger records need a smaller batch_size.
+constexpr std::uint32_t kMaxFrameBytes = 64u << 20;
+
+enum class FrameKind : std::uint32_t { kHello = 1, kBatch = 2, kEndOfStream = 3, kGoodbye = 4 };
+
+struct FrameHeader {
+  std::uint32_t kind = 0;
+  std::uint32_t chain = 0;     // the consumer task: chain and instance
+  std::uint32_t instance = 0;
+  std::uint32_t channel = 0;   // the channel index at that task
+  std::uint32_t length = 0;    // payload bytes that follow
+};
+static_assert(sizeof(FrameHeader) == 20);
+
+// Who may connect: every field must match the sender's hello.
+struct PeerIdentity {
+  std::string job_id;
+  std::string fingerprint;
+  std::string token;
+  std::string hello() const { return job_id + '\n' + fingerprint + '\n' + token; }
+};
+
+// Receives what peers send to this process.
+class FrameHandler {
+ public:
+  virtual ~FrameHandler() = default;
+  // May block (a full consumer queue): that is the backpressure.
+  virtual void on_batch(const FrameHeader& header, std::string_view payload) = 0;
+  virtual void on_end_of_stream(const FrameHeader& header) = 0;
+  // A connection broke or misbehaved; the job cannot complete.
+  virtual void on_error(const std::string& message) = 0;
+};
+
+// Accepts peer connections on a listening socket and reads their frames, one
+// thread per connection.
+class DataReceiver {
+ public:
+  DataReceiver(Socket listener, PeerIdentity identity, FrameHandler& handler);
+  ~DataReceiver();  // closes every connection and joins the threads
+  int port() const { return listener_.local_port(); }
+  void start();
+
+ private:
+  void accept_loop();
+  void read_loop(Socket& connection);
+
+  Socket listener_;
+  PeerIdentity identity_;
+  FrameHandler& handler_;
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<Socket>> connections_;
+  std::vector<std::thread> threads_;
+  std::thread acceptor_;
+  bool closing_ = false;
+};
+
+// One connection to a peer process; any thread may send on it.
+class PeerConnection {
+ public:
+  PeerConnection(const Address& peer, const PeerIdentity& identity,
+                 std::chrono::steady_clock::time_point deadline);
+  ~PeerConnection();  // says goodbye, so the peer knows the end was intended
+  void send(FrameHeader header, std::string_view payload);
+  void shutdown() { socket_.shutdown(); }
+
+ private:
+  std::mutex mutex_;
+  Socket socket_;
+};
+
+// The MessageSink of a consumer task in another process: encodes each batch
+// with its edge's codec and sends it on the connection to that process.
+class RemoteTaskSink final : public detail::MessageSink {
+ public:
+  // `edges[c]` is the edge factory of the task's channel c.
+  RemoteTaskSink(PeerConnection& connection, int chain, int instance,
+                 std::vector<const detail::EdgeFactory*> edges);
+  void push(detail::Message message) override;
+
+ private:
+  PeerConnection& connection_;
+  std::uint32_t chain_, instance_;
+  std::vector<const detail::EdgeFactory*> edges_;
+};
+
+}  // namespace sage::net

@@ -1,0 +1,59 @@
+// A TCP socket owned by one object (closed on destruction), with the blocking
+// calls the data plane needs and errors that name the address and the fix.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <chrono>
+#include <string>
+
+namespace sage::net {
+
+// "host:port" split, with the port checked. Throws sage::Error.
+struct Address {
+  std::string host;
+  int port = 0;
+  static Address parse(const std::string& text);
+  std::string to_string() const { return host + ":" + std::to_string(port); }
+};
+
+class Socket {
+ public:
+  Socket() = default;
+  explicit Socket(int fd) : fd_(fd) {}
+  ~Socket();
+  Socket(Socket&& other) noexcept : fd_(other.release()) {}
+  Socket& operator=(Socket&& other) noexcept;
+  Socket(const Socket&) = delete;
+  Socket& operator=(const Socket&) = delete;
+
+  // Listens on host:port (port 0: any free port). Throws sage::Error naming
+  // the address, e.g. when the port is in use.
+  static Socket listen(const Address& address);
+  // Connects, retrying refused connections until `deadline`. Throws sage::Error.
+  static Socket connect(const Address& address, std::chrono::steady_clock::time_point deadline);
+
+  Socket accept() const;  // an invalid Socket once shut down
+  int local_port() const;
+
+  // Sends all bytes of all buffers; throws sage::Error when the peer is gone.
+  void send_all(iovec* buffers, int count) const;
+  // Fills `out` completely; false on a clean end of stream before the first
+  // byte, throws sage::Error on an end in the middle or an error.
+  bool receive_all(void* out, std::size_t n) const;
+
+  // Wakes any thread blocked in accept, send or receive on this socket.
+  void shutdown() const;
+  bool valid() const { return fd_ >= 0; }
+  int fd() const { return fd_; }
+  int release() {
+    const int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+}  // namespace sage::net

@@ -1,0 +1,131 @@
+// The data plane in one process: frames reach the handler in order, peers of
+// another job or with a wrong token are turned away.
+#include "net/data_plane.hpp"
+
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <mutex>
+
+namespace sage::net {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Records what arrives and lets the test wait for it.
+class Recorder final : public FrameHandler {
+ public:
+  void on_batch(const FrameHeader& h, std::string_view payload) override {
+    add("batch " + std::to_string(h.chain) + "/" + std::to_string(h.instance) + "/" +
+        std::to_string(h.channel) + " " + std::to_string(payload.size()));
+  }
+  void on_end_of_stream(const FrameHeader& h) override { add("end " + std::to_string(h.channel)); }
+  void on_error(const std::string& message) override { add("error " + message); }
+
+  // The first `n` events, waiting up to 10 s for them.
+  std::vector<std::string> wait_for(std::size_t n) {
+    std::unique_lock lock(mutex_);
+    changed_.wait_until(lock, Clock::now() + std::chrono::seconds(10),
+                        [&] { return events_.size() >= n; });
+    return events_;
+  }
+
+ private:
+  void add(std::string event) {
+    std::lock_guard lock(mutex_);
+    events_.push_back(std::move(event));
+    changed_.notify_all();
+  }
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::vector<std::string> events_;
+};
+
+const PeerIdentity kJob{"job-1", "00ff", "secret"};
+
+TEST(DataPlaneTest, FramesArriveInOrderThroughRemoteTaskSink) {
+  Recorder recorder;
+  DataReceiver receiver(Socket::listen({"127.0.0.1", 0}), kJob, recorder);
+  receiver.start();
+  detail::TypedEdgeFactory<int> edge;
+  {
+    PeerConnection peer({"127.0.0.1", receiver.port()}, kJob, Clock::now() + std::chrono::seconds(10));
+    RemoteTaskSink sink(peer, 2, 1, {&edge, &edge});
+    sink.push(detail::Message{1, std::make_unique<detail::Batch<int>>(std::vector<int>{1, 2, 3})});
+    sink.push(detail::Message{0, nullptr});
+  }
+  const auto events = recorder.wait_for(2);
+  ASSERT_EQ(events.size(), 2u);
+  // 3 ints: a one-byte count and 12 bytes.
+  EXPECT_EQ(events[0], "batch 2/1/1 13");
+  EXPECT_EQ(events[1], "end 0");
+}
+
+TEST(DataPlaneTest, WrongTokenOrJobIsTurnedAway) {
+  Recorder recorder;
+  DataReceiver receiver(Socket::listen({"127.0.0.1", 0}), kJob, recorder);
+  receiver.start();
+  for (const PeerIdentity& intruder :
+       {PeerIdentity{"job-1", "00ff", "guess"}, PeerIdentity{"job-2", "00ff", "secret"},
+        PeerIdentity{"job-1", "0f0f", "secret"}}) {
+    PeerConnection peer({"127.0.0.1", receiver.port()}, intruder,
+                        Clock::now() + std::chrono::seconds(10));
+    FrameHeader h;
+    h.kind = static_cast<std::uint32_t>(FrameKind::kEndOfStream);
+    try {
+      peer.send(h, {});
+    } catch (const Error&) {
+      // The receiver may already have closed the connection.
+    }
+  }
+  // A legitimate peer afterwards is still served, and is the only one heard.
+  PeerConnection peer({"127.0.0.1", receiver.port()}, kJob, Clock::now() + std::chrono::seconds(10));
+  FrameHeader h;
+  h.kind = static_cast<std::uint32_t>(FrameKind::kEndOfStream);
+  h.channel = 7;
+  peer.send(h, {});
+  const auto events = recorder.wait_for(1);
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events[0], "end 7");
+  EXPECT_EQ(events.size(), 1u);
+}
+
+TEST(DataPlaneTest, PeerVanishingWithoutGoodbyeIsAnError) {
+  Recorder recorder;
+  DataReceiver receiver(Socket::listen({"127.0.0.1", 0}), kJob, recorder);
+  receiver.start();
+  {
+    Socket raw = Socket::connect({"127.0.0.1", receiver.port()}, Clock::now() + std::chrono::seconds(10));
+    FrameHeader hello;
+    hello.kind = static_cast<std::uint32_t>(FrameKind::kHello);
+    const std::string text = kJob.hello();
+    hello.length = static_cast<std::uint32_t>(text.size());
+    iovec parts[2] = {{&hello, sizeof hello}, {const_cast<char*>(text.data()), text.size()}};
+    raw.send_all(parts, 2);
+    FrameHeader huge;
+    huge.kind = static_cast<std::uint32_t>(FrameKind::kBatch);
+    huge.length = kMaxFrameBytes + 1;
+    iovec part{&huge, sizeof huge};
+    raw.send_all(&part, 1);
+  }
+  const auto events = recorder.wait_for(1);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_NE(events[0].find("over the limit"), std::string::npos) << events[0];
+}
+
+TEST(DataPlaneTest, AddressesAndPortsInUseGiveClearErrors) {
+  EXPECT_EQ(Address::parse("10.0.0.2:10001").port, 10001);
+  EXPECT_THROW(Address::parse("10.0.0.2"), Error);
+  EXPECT_THROW(Address::parse("host:99999"), Error);
+  EXPECT_THROW(Address::parse("host:12ab"), Error);
+  Socket taken = Socket::listen({"127.0.0.1", 0});
+  try {
+    Socket::listen({"127.0.0.1", taken.local_port()});
+    FAIL() << "listening twice on one port succeeded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("Address already in use"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace sage::net
