@@ -84,7 +84,7 @@ TaskAssignment TaskAssignment::decode(std::string_view text) {
 
 JobResult run_task_process(std::shared_ptr<const detail::LogicalGraph> graph,
                            const ExecutionConfig& config, const TaskAssignment& assignment,
-                           net::Socket listener) {
+                           net::Socket listener, const std::function<void()>& on_running) {
   const graph::PhysicalPlan plan = graph::PhysicalPlan::build(*graph, config);
   if (plan.fingerprint() != assignment.fingerprint) {
     throw InvalidPlanError(
@@ -135,14 +135,21 @@ JobResult run_task_process(std::shared_ptr<const detail::LogicalGraph> graph,
 
   runtime::ProcessJob job(graph, config, assignment.job_id, std::move(placement));
   QueueDelivery delivery(job);
-  net::DataReceiver receiver(std::move(listener), identity, delivery);
+  auto receiver = std::make_unique<net::DataReceiver>(std::move(listener), identity, delivery);
+  // A failed job must not say goodbye: peers then see the connection end
+  // early and fail too, instead of waiting for records that will not come.
   job.on_cancel([&peers] {
     for (auto& [process, peer] : peers) peer->shutdown();
   });
-  receiver.start();
+  receiver->start();
   job.start();
+  if (on_running) on_running();
   JobResult result = job.wait();
-  peers.clear();  // goodbyes: everything this process sent is complete
+  // Every local task has ended, so nothing more that this process needs can
+  // arrive; stop receiving before the peers (and the cancel hook's view of
+  // them) go away.
+  receiver.reset();
+  peers.clear();  // goodbyes, after everything this process sent
   return result;
 }
 

@@ -5,6 +5,7 @@
 // tasks has ended.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -25,8 +26,7 @@ struct TaskAssignment {
   std::vector<std::string> data_addresses;  // every process's data-plane host:port
   std::vector<int> process_of_task;         // per task, chains in order, then instances
   std::string node_id;
-  SAGE_FIELDS(job_id, token, fingerprint, process_index, data_addresses, process_of_task,
-              node_id)
+  SAGE_FIELDS(job_id, token, fingerprint, process_index, data_addresses, process_of_task, node_id)
 
   // As text safe for an environment variable (hex), and back (throws sage::Error).
   std::string encode() const;
@@ -34,10 +34,11 @@ struct TaskAssignment {
 };
 
 // Runs this process's share and returns the statistics of its instances.
-// `listener` is this process's data-plane socket, already listening.
+// `listener` is this process's data-plane socket, already listening;
+// `on_running` is called once its tasks have started (to report upward).
 // Throws InvalidPlanError if the graph plans to another fingerprint.
 JobResult run_task_process(std::shared_ptr<const detail::LogicalGraph> graph,
                            const ExecutionConfig& config, const TaskAssignment& assignment,
-                           net::Socket listener);
+                           net::Socket listener, const std::function<void()>& on_running = {});
 
 }  // namespace sage::cluster

@@ -10,8 +10,7 @@ namespace {
 
 void send_frame(const Socket& socket, FrameHeader header, std::string_view payload) {
   header.length = static_cast<std::uint32_t>(payload.size());
-  iovec parts[2] = {{&header, sizeof header},
-                    {const_cast<char*>(payload.data()), payload.size()}};
+  iovec parts[2] = {{&header, sizeof header}, {const_cast<char*>(payload.data()), payload.size()}};
   socket.send_all(parts, payload.empty() ? 1 : 2);
 }
 
@@ -20,7 +19,9 @@ void send_frame(const Socket& socket, FrameHeader header, std::string_view paylo
 DataReceiver::DataReceiver(Socket listener, PeerIdentity identity, FrameHandler& handler)
     : listener_(std::move(listener)), identity_(std::move(identity)), handler_(handler) {}
 
-void DataReceiver::start() { acceptor_ = std::thread([this] { accept_loop(); }); }
+void DataReceiver::start() {
+  acceptor_ = std::thread([this] { accept_loop(); });
+}
 
 DataReceiver::~DataReceiver() {
   {

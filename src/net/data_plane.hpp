@@ -37,10 +37,10 @@ enum class FrameKind : std::uint32_t { kHello = 1, kBatch = 2, kEndOfStream = 3,
 
 struct FrameHeader {
   std::uint32_t kind = 0;
-  std::uint32_t chain = 0;     // the consumer task: chain and instance
+  std::uint32_t chain = 0;  // the consumer task: chain and instance
   std::uint32_t instance = 0;
-  std::uint32_t channel = 0;   // the channel index at that task
-  std::uint32_t length = 0;    // payload bytes that follow
+  std::uint32_t channel = 0;  // the channel index at that task
+  std::uint32_t length = 0;   // payload bytes that follow
 };
 static_assert(sizeof(FrameHeader) == 20);
 

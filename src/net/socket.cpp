@@ -79,8 +79,7 @@ Socket Socket::listen(const Address& address) {
   if (::bind(s.fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
     const int error = errno;
     throw Error("cannot listen on " + address.to_string() + ": " + std::strerror(error) +
-                (error == EADDRINUSE ? "; stop the process using the port or choose another"
-                                     : ""));
+                (error == EADDRINUSE ? "; stop the process using the port or choose another" : ""));
   }
   if (::listen(s.fd_, SOMAXCONN) != 0) {
     throw Error("cannot listen on " + address.to_string() + ": " + std::strerror(errno));

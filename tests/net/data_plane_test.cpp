@@ -49,7 +49,8 @@ TEST(DataPlaneTest, FramesArriveInOrderThroughRemoteTaskSink) {
   receiver.start();
   detail::TypedEdgeFactory<int> edge;
   {
-    PeerConnection peer({"127.0.0.1", receiver.port()}, kJob, Clock::now() + std::chrono::seconds(10));
+    PeerConnection peer({"127.0.0.1", receiver.port()}, kJob,
+                        Clock::now() + std::chrono::seconds(10));
     RemoteTaskSink sink(peer, 2, 1, {&edge, &edge});
     sink.push(detail::Message{1, std::make_unique<detail::Batch<int>>(std::vector<int>{1, 2, 3})});
     sink.push(detail::Message{0, nullptr});
@@ -79,7 +80,8 @@ TEST(DataPlaneTest, WrongTokenOrJobIsTurnedAway) {
     }
   }
   // A legitimate peer afterwards is still served, and is the only one heard.
-  PeerConnection peer({"127.0.0.1", receiver.port()}, kJob, Clock::now() + std::chrono::seconds(10));
+  PeerConnection peer({"127.0.0.1", receiver.port()}, kJob,
+                      Clock::now() + std::chrono::seconds(10));
   FrameHeader h;
   h.kind = static_cast<std::uint32_t>(FrameKind::kEndOfStream);
   h.channel = 7;
@@ -95,7 +97,8 @@ TEST(DataPlaneTest, PeerVanishingWithoutGoodbyeIsAnError) {
   DataReceiver receiver(Socket::listen({"127.0.0.1", 0}), kJob, recorder);
   receiver.start();
   {
-    Socket raw = Socket::connect({"127.0.0.1", receiver.port()}, Clock::now() + std::chrono::seconds(10));
+    Socket raw =
+        Socket::connect({"127.0.0.1", receiver.port()}, Clock::now() + std::chrono::seconds(10));
     FrameHeader hello;
     hello.kind = static_cast<std::uint32_t>(FrameKind::kHello);
     const std::string text = kJob.hello();
