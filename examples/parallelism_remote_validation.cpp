@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 #include <iostream>
+#include <memory>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -73,22 +74,34 @@ class ResultSink : public sage::Function {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  // Runs on the cluster at $SAGE_ADDRESS (default 127.0.0.1:19001); with
+  // --local, on threads of this process instead. The results are the same.
+  const bool local = argc > 1 && std::string(argv[1]) == "--local";
+  std::unique_ptr<sage::Environment> env;
+  if (local) {
+    env = std::make_unique<sage::LocalEnvironment>("parallelism_remote_validation");
+  } else {
+    env = std::make_unique<sage::RemoteEnvironment>("parallelism_remote_validation");
+  }
+
   std::vector<int> numbers(30);
   std::iota(numbers.begin(), numbers.end(), 1);
-
-  sage::LocalEnvironment env("parallelism_remote_validation");
-  env.from_collection(numbers, {.name = "numbers"})
+  env->from_collection(numbers, {.name = "numbers"})
       .map<DistributedProcessor>(sage::Options{.name = "DistMapper", .parallelism = 4},
                                  "DistMapper")
       .filter<MultipleOfThree>(sage::Options{.name = "MultipleOfThree", .parallelism = 3})
       .sink<ResultSink>(sage::Options{.name = "ResultSink", .parallelism = 2});
 
-  std::cout << "============================================================\n"
-            << "REMOTE ENVIRONMENT - SINGLE STREAM PARALLELISM VALIDATION\n"
-            << "============================================================" << std::endl;
+  // Code before submit runs in every task process too (the program is the
+  // job); the banner belongs to the submitting process only.
+  if (!sage::is_task_process()) {
+    std::cout << "============================================================\n"
+              << "REMOTE ENVIRONMENT - SINGLE STREAM PARALLELISM VALIDATION\n"
+              << "============================================================" << std::endl;
+  }
   try {
-    const sage::JobResult result = env.execute();
+    const sage::JobResult result = env->execute();
     std::uint64_t at_sinks = 0;
     for (const auto& s : result.instances) {
       if (s.operator_name == "ResultSink") at_sinks += s.records_in;

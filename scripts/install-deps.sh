@@ -15,6 +15,15 @@ PACKAGES=(
   libbenchmark-dev  # Google Benchmark (bench/)
   libfmt-dev        # formatting
   libspdlog-dev     # logging
+  libgrpc++-dev            # control plane (gRPC)
+  libprotobuf-dev          # control-plane messages
+  protobuf-compiler        # protoc
+  protobuf-compiler-grpc   # grpc_cpp_plugin
+  libsqlite3-dev           # the head's job records
+  libssl-dev               # SHA-256 of uploaded programs
+  libcli11-dev             # the `sage` command line
+  nlohmann-json3-dev       # JSON output and state files
+  iproute2                 # `ip netns` for the two-host cluster test
 )
 
 missing=()

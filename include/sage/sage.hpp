@@ -12,3 +12,4 @@
 #include "sage/serialization.hpp"
 #include "sage/stable_hash.hpp"
 #include "sage/state.hpp"
+#include "sage/remote_environment.hpp"

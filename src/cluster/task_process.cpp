@@ -107,7 +107,10 @@ JobResult run_task_process(std::shared_ptr<const detail::LogicalGraph> graph,
     return assignment.process_of_task[first_task_of_chain[chain] + instance];
   };
 
-  const net::PeerIdentity identity{assignment.job_id, assignment.fingerprint, assignment.token};
+  const net::PeerIdentity identity{assignment.job_id, assignment.fingerprint, assignment.token,
+                                   "the task process on node '" + assignment.node_id +
+                                       "' (process " + std::to_string(assignment.process_index) +
+                                       ")"};
   const auto deadline = std::chrono::steady_clock::now() + kPeerConnectTimeout;
   std::map<int, std::unique_ptr<net::PeerConnection>> peers;
   std::vector<std::unique_ptr<net::RemoteTaskSink>> remote_sinks;

@@ -35,6 +35,7 @@ int add_operator(LogicalGraph& graph, const std::string& kind, const Options& op
   node.keyed = keyed;
   node.factory = std::move(factory);
   node.resources = options.resources.value_or(Resources{});
+  node.reserves_resources = options.resources.has_value();
   node.resources.validate(node.name);
 
   int widest_input = 1;

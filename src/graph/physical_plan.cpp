@@ -33,7 +33,7 @@ std::string describe_for_fingerprint(const detail::LogicalGraph& graph,
   for (const auto& n : graph.nodes) {
     out << "node " << n.id << ' ' << n.kind << ' ' << n.name << ' ' << n.parallelism << ' '
         << n.num_inputs << ' ' << n.keyed << ' ' << n.resources.num_cpus << ' '
-        << n.resources.memory << ' ' << n.resources.num_gpus << '\n';
+        << n.resources.memory << ' ' << n.resources.num_gpus << ' ' << n.reserves_resources << '\n';
   }
   for (std::size_t e = 0; e < graph.edges.size(); ++e) {
     const auto& edge = graph.edges[e];
@@ -73,7 +73,8 @@ PhysicalPlan PhysicalPlan::build(const detail::LogicalGraph& graph, const Execut
     }
     plan.edge_chained_[e] = plan.edge_partitioning_[e] == Partitioning::kForward &&
                             from.parallelism == to.parallelism && to.num_inputs == 1 &&
-                            input_edges[edge.to] == 1 && from.resources == to.resources;
+                            input_edges[edge.to] == 1 && from.resources == to.resources &&
+                            from.reserves_resources == to.reserves_resources;
   }
 
   // Node ids are topological (an operator is added after its inputs), so one

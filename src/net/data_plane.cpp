@@ -53,11 +53,12 @@ void DataReceiver::read_loop(Socket& connection) {
   try {
     FrameHeader header;
     if (!connection.receive_all(&header, sizeof header)) return;
-    const std::string expected = identity_.hello();
-    std::string hello(std::min<std::uint32_t>(header.length, kMaxFrameBytes), '\0');
-    if (header.kind != static_cast<std::uint32_t>(FrameKind::kHello) ||
-        header.length != expected.size() || !connection.receive_all(hello.data(), hello.size()) ||
-        hello != expected) {
+    const std::string expected = identity_.credentials();
+    const std::size_t longest = expected.size() + PeerIdentity::kMaxPeerName;
+    std::string hello(std::min<std::size_t>(header.length, longest), '\0');
+    if (header.kind != static_cast<std::uint32_t>(FrameKind::kHello) || header.length > longest ||
+        !connection.receive_all(hello.data(), hello.size()) ||
+        hello.compare(0, expected.size(), expected) != 0) {
       // Not a peer of this job: wrong token, another job, or another plan.
       spdlog::warn("data plane: rejected a connection whose hello does not match job {}",
                    identity_.job_id);
@@ -86,7 +87,10 @@ void DataReceiver::read_loop(Socket& connection) {
           throw Error("a peer sent an unknown frame kind " + std::to_string(header.kind));
       }
     }
-    if (!closing()) handler_.on_error("a peer process closed its connection before its end");
+    if (!closing()) {
+      handler_.on_error("the data-plane connection from " + hello.substr(expected.size()) +
+                        " broke before the end of its streams (did that process die?)");
+    }
   } catch (const detail::JobCancelledError&) {
     // The job is being torn down; nothing to report.
   } catch (const std::exception& e) {

@@ -44,12 +44,17 @@ struct FrameHeader {
 };
 static_assert(sizeof(FrameHeader) == 20);
 
-// Who may connect: every field must match the sender's hello.
+// Who may connect: job, fingerprint and token must match the sender's hello.
+// `self` names the sending process in the receiver's errors ("node 'w2'").
 struct PeerIdentity {
   std::string job_id;
   std::string fingerprint;
   std::string token;
-  std::string hello() const { return job_id + '\n' + fingerprint + '\n' + token; }
+  std::string self = "a peer process";
+  // What must match, and the hello a sender sends.
+  std::string credentials() const { return job_id + '\n' + fingerprint + '\n' + token + '\n'; }
+  std::string hello() const { return credentials() + self.substr(0, kMaxPeerName); }
+  static constexpr std::size_t kMaxPeerName = 200;
 };
 
 // Receives what peers send to this process.

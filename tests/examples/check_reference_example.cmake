@@ -1,7 +1,7 @@
 # Runs the reference example and checks its output: the banner, lines from
 # every instance, exactly the ten multiples of 3 at the sinks, and the
 # statistics for all 4 + 3 + 2 instances.
-execute_process(COMMAND ${PROGRAM} OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+execute_process(COMMAND ${PROGRAM} ${ARGS} OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "example exited with ${rc}\n${out}\n${err}")
 endif()

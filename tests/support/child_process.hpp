@@ -23,7 +23,7 @@ namespace sage::testing {
 
 class ChildProcess {
  public:
-  // Starts `argv` with `extra_env` added and `inherit` fds made available at
+  // Starts `argv` with `extra_env` set (over this process's) and `inherit` fds made available at
   // the given numbers ({from, to}).
   ChildProcess(const std::vector<std::string>& argv, const std::vector<std::string>& extra_env,
                const std::vector<std::pair<int, int>>& inherit = {}) {
@@ -38,9 +38,16 @@ class ChildProcess {
     posix_spawnattr_init(&attributes);
     posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP);
     posix_spawnattr_setpgroup(&attributes, 0);
-    std::vector<std::string> env;
-    for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
-    env.insert(env.end(), extra_env.begin(), extra_env.end());
+    // extra_env overrides what this process has.
+    std::vector<std::string> env = extra_env;
+    for (char** e = environ; *e != nullptr; ++e) {
+      const std::string entry = *e;
+      const std::string name = entry.substr(0, entry.find('=') + 1);
+      if (std::none_of(extra_env.begin(), extra_env.end(),
+                       [&](const std::string& x) { return x.rfind(name, 0) == 0; })) {
+        env.push_back(entry);
+      }
+    }
     std::vector<char*> args, envp;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);

@@ -153,6 +153,10 @@ struct LogicalNode {
   std::string name;
   int parallelism = 1;
   Resources resources;
+  // Whether the program asked for `resources`. Only then are they reserved
+  // on the node; otherwise an instance needs a node with a CPU but holds none
+  // (as a Ray actor does by default), so small clusters run wide jobs.
+  bool reserves_resources = false;
   int num_inputs = 0;  // 0 for sources, 2 for connect
   bool keyed = false;
   std::shared_ptr<const OperatorFactory> factory;

@@ -1,0 +1,60 @@
+// RemoteEnvironment: runs the job on a sage cluster. submit() uploads this
+// program (once per content hash), the plan and the arguments to the
+// JobManager; worker nodes start this same program as task processes, where
+// the same main() runs up to submit() again, rebuilding the identical
+// dataflow, and submit() then runs that process's share of the instances.
+//
+// The rule this implies: code before submit() runs in every task process.
+// Keep side effects (printing a banner, writing files) after submit(), or
+// guard them with sage::is_task_process().
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "sage/environment.hpp"
+
+namespace sage {
+
+// True in a task process started by a worker (and false in the program the
+// user ran).
+bool is_task_process();
+
+struct ClusterConfig {
+  // The cluster token. Empty: $SAGE_TOKEN, else the token file of the head in
+  // state_dir.
+  std::string token;
+  // Empty: $SAGE_STATE_DIR, else ~/.sage.
+  std::string state_dir;
+  // Print the output of task processes as it arrives (with autostop or wait()).
+  bool stream_output = true;
+};
+
+class RemoteEnvironment : public Environment {
+ public:
+  // $SAGE_ADDRESS ("host:port"), when set, overrides host and port, so a
+  // program can be pointed at another cluster without a rebuild.
+  explicit RemoteEnvironment(std::string name, std::string host = "127.0.0.1", int port = 19001,
+                             ClusterConfig config = {}, ExecutionConfig execution = {});
+  ~RemoteEnvironment() override;
+
+  // Throws sage::Error with the address and how to start a head when no
+  // JobManager answers, and when the cluster can never fit the job.
+  std::string submit(bool autostop = false) override;
+  JobResult wait() override;
+  void stop() override;
+
+  const std::string& address() const { return address_; }
+
+ private:
+  std::string address_;
+  ClusterConfig cluster_;
+  std::string job_id_;
+  std::optional<JobResult> final_;  // once wait() has seen the job end
+  struct Client;
+  std::unique_ptr<Client> client_;
+};
+
+}  // namespace sage

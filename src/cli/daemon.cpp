@@ -1,0 +1,132 @@
+#include "cli/daemon.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <thread>
+
+#include "sage/error.hpp"
+
+namespace sage::cli {
+namespace {
+
+void write_all(int fd, const std::string& text) {
+  std::size_t written = 0;
+  while (written < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + written, text.size() - written);
+    if (n <= 0) return;
+    written += static_cast<std::size_t>(n);
+  }
+}
+
+// A zombie has ended: only its parent (init, for a daemon) has yet to reap it.
+bool alive(int pid) {
+  if (pid <= 0 || (::kill(pid, 0) != 0 && errno != EPERM)) return false;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string pid_field, command, state;
+  return !(stat >> pid_field >> command >> state) || state != "Z";
+}
+
+}  // namespace
+
+int running_pid(const std::string& pid_path) {
+  std::ifstream file(pid_path);
+  int pid = 0;
+  if (file >> pid && alive(pid)) return pid;
+  return 0;
+}
+
+bool terminate(int pid, int grace_seconds) {
+  ::kill(pid, SIGTERM);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(grace_seconds);
+  while (std::chrono::steady_clock::now() < deadline) {
+    // A child of ours (foreground tests) must be reaped to stop being alive.
+    ::waitpid(pid, nullptr, WNOHANG);
+    if (!alive(pid)) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ::kill(pid, SIGKILL);
+  return false;
+}
+
+std::string start_daemon(const std::string& pid_path, const std::string& log_path,
+                         const std::function<void(const ReadyFn&)>& serve) {
+  if (const int pid = running_pid(pid_path)) {
+    throw Error("a sage process of this state directory is already running as pid " +
+                std::to_string(pid) + " (" + pid_path +
+                "); stop it with `sage cluster stop`, or pass another --state-dir");
+  }
+  int report[2];
+  if (pipe2(report, O_CLOEXEC) != 0)
+    throw Error("cannot create a pipe: " + std::string(std::strerror(errno)));
+  std::fflush(stdout);
+  std::fflush(stderr);
+  const pid_t pid = fork();
+  if (pid < 0) throw Error("cannot fork: " + std::string(std::strerror(errno)));
+  if (pid == 0) {
+    ::close(report[0]);
+    setsid();
+    const int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    const int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (log >= 0) {
+      dup2(log, STDOUT_FILENO);
+      dup2(log, STDERR_FILENO);
+    }
+    if (null >= 0) dup2(null, STDIN_FILENO);
+    {
+      std::ofstream file(pid_path, std::ios::trunc);
+      file << getpid() << '\n';
+    }
+    int code = 0;
+    bool reported = false;
+    try {
+      serve([&](const std::string& message) {
+        if (reported) return;
+        reported = true;
+        write_all(report[1], "+" + message);
+        ::close(report[1]);
+      });
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "error: %s\n", e.what());
+      if (!reported) write_all(report[1], "-" + std::string(e.what()));
+      code = 1;
+    }
+    ::unlink(pid_path.c_str());
+    std::fflush(stdout);
+    std::fflush(stderr);
+    _exit(code);
+  }
+  ::close(report[1]);
+  std::string reply;
+  char buffer[4096];
+  ssize_t n;
+  while ((n = ::read(report[0], buffer, sizeof buffer)) > 0) reply.append(buffer, n);
+  ::close(report[0]);
+  if (reply.empty()) {
+    throw Error("the process ended before it was ready; see its log " + log_path);
+  }
+  if (reply[0] == '-') throw Error(reply.substr(1));
+  return reply.substr(1);
+}
+
+void on_termination_signal(std::function<void()> on_signal) {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::thread([signals, on_signal = std::move(on_signal)] {
+    int received = 0;
+    sigwait(&signals, &received);
+    on_signal();
+  }).detach();
+}
+
+}  // namespace sage::cli

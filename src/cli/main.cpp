@@ -1,0 +1,712 @@
+// The `sage` command: starts and stops the processes of a cluster, shows its
+// nodes, and lists, follows and stops its jobs.
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <google/protobuf/util/json_util.h>
+#include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <iostream>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "cli/daemon.hpp"
+#include "cluster/cluster_config.hpp"
+#include "cluster/head.hpp"
+#include "cluster/job_info.hpp"
+#include "cluster/worker.hpp"
+#include "net/rpc.hpp"
+#include "sage.grpc.pb.h"
+#include "sage/error.hpp"
+#include "sage/options.hpp"
+
+namespace sage::cli {
+namespace {
+
+// Exit codes: 1 for errors of the cluster or a job, 2 for bad command lines.
+constexpr int kExitError = 1;
+constexpr int kExitUsage = 2;
+
+// Options every command shares.
+struct Common {
+  std::string state_dir;  // --state-dir, $SAGE_STATE_DIR, ~/.sage
+  std::string address;    // the JobManager: --address, $SAGE_ADDRESS, the local head
+  std::string token;      // --token, $SAGE_TOKEN, the token file
+  std::string format = "table";
+};
+
+// Resources of the node a worker runs on; 0 / -1 / "" take what the machine has.
+struct NodeFlags {
+  double num_cpus = -1;
+  int num_gpus = -1;
+  std::string memory;
+  std::string node_id;
+  std::string node_address;
+};
+
+struct StartFlags {
+  bool head = false, worker = false, foreground = false;
+  std::string host = "127.0.0.1";
+  int port = cluster::kDefaultClusterPort;
+  int jobmanager_port = cluster::kDefaultJobManagerPort;
+  std::string head_address;
+  NodeFlags node;
+};
+
+std::string head_info_path(const std::string& state_dir) { return state_dir + "/head.json"; }
+std::string log_dir(const std::string& state_dir) { return state_dir + "/logs"; }
+
+std::string format_bytes(std::uint64_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double value = static_cast<double>(bytes);
+  int unit = 0;
+  while (value >= 1024 && unit < 4) {
+    value /= 1024;
+    ++unit;
+  }
+  return unit == 0 ? fmt::format("{} B", bytes) : fmt::format("{:.1f} {}", value, units[unit]);
+}
+
+std::string format_time(std::int64_t ms) {
+  if (ms <= 0) return "-";
+  const std::time_t seconds = ms / 1000;
+  std::tm local{};
+  localtime_r(&seconds, &local);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S", &local);
+  return text;
+}
+
+std::string format_duration(const rpc::JobInfo& job) {
+  if (job.submitted_at_ms() <= 0) return "-";
+  const std::int64_t end = job.finished_at_ms() > 0 ? job.finished_at_ms() : cluster::now_ms();
+  return fmt::format("{:.1f} s", static_cast<double>(end - job.submitted_at_ms()) / 1e3);
+}
+
+std::string to_json(const google::protobuf::Message& message) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.always_print_primitive_fields = true;
+  options.preserve_proto_field_names = true;
+  std::string json;
+  (void)google::protobuf::util::MessageToJsonString(message, &json, options);
+  return json;
+}
+
+std::string hostname() {
+  char name[256] = {};
+  gethostname(name, sizeof name - 1);
+  return name;
+}
+
+// The local address this machine uses to reach `host`: the address peers on
+// that network reach this node at.
+std::string local_address_towards(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_DGRAM;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found) != 0) {
+    throw Error("cannot resolve head address '" + host + "'; pass --head-address=<ip>:<port>");
+  }
+  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  std::string address = "127.0.0.1";
+  if (fd >= 0 && ::connect(fd, found->ai_addr, found->ai_addrlen) == 0) {
+    sockaddr_in local{};
+    socklen_t length = sizeof local;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &length) == 0) {
+      char text[INET_ADDRSTRLEN];
+      address = inet_ntop(AF_INET, &local.sin_addr, text, sizeof text);
+    }
+  }
+  if (fd >= 0) ::close(fd);
+  freeaddrinfo(found);
+  return address;
+}
+
+// "host:port" split; throws with the fix when malformed.
+std::pair<std::string, int> split_address(const std::string& address, const std::string& flag) {
+  const auto colon = address.rfind(':');
+  int port = 0;
+  if (colon != std::string::npos && colon > 0) {
+    try {
+      port = std::stoi(address.substr(colon + 1));
+    } catch (const std::exception&) {
+      port = 0;
+    }
+  }
+  if (port <= 0 || port > 65535) {
+    throw Error(flag + " '" + address + "' is not <host>:<port>; e.g. " + flag +
+                "=192.168.1.10:10001");
+  }
+  return {address.substr(0, colon), port};
+}
+
+cluster::WorkerOptions worker_options(const NodeFlags& node, const std::string& head_address,
+                                      const std::string& data_host, const std::string& state_dir,
+                                      const std::string& token) {
+  cluster::WorkerOptions options;
+  options.head_address = head_address;
+  options.node_id = node.node_id;
+  options.host = data_host;
+  options.num_cpus = node.num_cpus < 0 ? 0 : node.num_cpus;
+  options.num_gpus = node.num_gpus;
+  options.memory_bytes = node.memory.empty() ? 0 : Resources{.memory = node.memory}.memory_bytes();
+  options.state_dir = state_dir;
+  options.token = token;
+  return options;
+}
+
+std::string describe_node(const cluster::WorkerOptions& o) {
+  return fmt::format("node '{}' ({} CPUs, {} GPUs, {} memory; data plane on {})", o.node_id,
+                     o.num_cpus > 0 ? fmt::format("{:g}", o.num_cpus) : "all",
+                     o.num_gpus >= 0 ? std::to_string(o.num_gpus) : "all",
+                     o.memory_bytes > 0 ? format_bytes(o.memory_bytes) : "all", o.host);
+}
+
+// ---- cluster start -----------------------------------------------------------
+
+// A message delivered once, by whichever thread has one first.
+class Once {
+ public:
+  void set(const std::string& message) {
+    std::call_once(flag_, [&] { promise_.set_value(message); });
+  }
+  std::string get() { return future_.get(); }
+
+ private:
+  std::once_flag flag_;
+  std::promise<std::string> promise_;
+  std::future<std::string> future_ = promise_.get_future();
+};
+
+// The head process: JobManager and cluster service, and (unless --num-cpus 0)
+// a worker for this node, until SIGTERM/SIGINT.
+void serve_head(const Common& common, const StartFlags& flags, const ReadyFn& ready) {
+  std::string token = common.token;
+  if (token.empty()) {
+    if (const char* env = std::getenv("SAGE_TOKEN"); env != nullptr && *env != '\0') token = env;
+  }
+  if (token.empty()) token = cluster::new_token();
+  cluster::write_token(cluster::token_path(common.state_dir), token);
+
+  cluster::Head* head_ptr = nullptr;
+  cluster::Worker* worker_ptr = nullptr;
+  std::mutex mutex;
+  bool stopping = false;
+  on_termination_signal([&] {
+    std::lock_guard lock(mutex);
+    stopping = true;
+    if (worker_ptr != nullptr) worker_ptr->stop();
+    if (head_ptr != nullptr) head_ptr->shutdown();
+  });
+
+  cluster::Head head({flags.host, flags.port, flags.jobmanager_port, common.state_dir, token});
+  const bool wildcard = flags.host == "0.0.0.0" || flags.host == "::";
+  const std::string reach = wildcard ? "127.0.0.1" : flags.host;
+  const std::string jobmanager = reach + ":" + std::to_string(head.jobmanager_port());
+  const std::string cluster_address = reach + ":" + std::to_string(head.cluster_port());
+  {
+    std::ofstream info(head_info_path(common.state_dir), std::ios::trunc);
+    info << nlohmann::json{{"jobmanager", jobmanager},
+                           {"cluster", cluster_address},
+                           {"host", flags.host},
+                           {"pid", getpid()}}
+                .dump()
+         << '\n';
+  }
+  std::string message = fmt::format(
+      "sage head started (pid {})\n  JobManager: {}:{}   (clients, `sage job`, RemoteEnvironment)\n"
+      "  cluster:    {}:{}   (workers: --head-address)\n  token file: {} (mode 0600; give "
+      "workers its value with --token or SAGE_TOKEN)\n",
+      getpid(), flags.host, head.jobmanager_port(), flags.host, head.cluster_port(),
+      cluster::token_path(common.state_dir));
+
+  std::unique_ptr<cluster::Worker> worker;
+  std::thread worker_thread;
+  std::string worker_error;
+  if (flags.node.num_cpus != 0) {
+    NodeFlags node = flags.node;
+    if (node.node_id.empty()) node.node_id = "head";
+    const std::string data_host =
+        !node.node_address.empty() ? node.node_address
+                                   : (wildcard ? local_address_towards("8.8.8.8", 53) : flags.host);
+    auto options = worker_options(node, cluster_address, data_host, common.state_dir, token);
+    message += "  this node:  " + describe_node(options) + "\n";
+    Once joined;  // "" once joined, else why it could not
+    options.on_joined = [&joined] { joined.set(""); };
+    worker = std::make_unique<cluster::Worker>(options);
+    {
+      std::lock_guard lock(mutex);
+      worker_ptr = worker.get();
+      head_ptr = &head;
+      if (stopping) return;
+    }
+    worker_thread = std::thread([&] {
+      try {
+        worker->run();
+      } catch (const std::exception& e) {
+        spdlog::error("{}", e.what());
+        joined.set(e.what());
+        head.shutdown();
+      }
+      joined.set("the worker of the head node stopped before it joined");
+    });
+    worker_error = joined.get();
+  } else {
+    std::lock_guard lock(mutex);
+    head_ptr = &head;
+    if (stopping) return;
+  }
+  if (!worker_error.empty()) {
+    worker_thread.join();
+    throw Error(worker_error);
+  }
+  message += "Stop it with: sage cluster stop";
+  spdlog::info("{}", message);
+  ready(message);
+  head.wait();
+  if (worker) worker->stop();
+  if (worker_thread.joinable()) worker_thread.join();
+  std::filesystem::remove(head_info_path(common.state_dir));
+}
+
+std::string worker_token(const Common& common) {
+  return common.token.empty() ? cluster::find_token(common.state_dir) : common.token;
+}
+
+void serve_worker(const Common& common, const StartFlags& flags, const ReadyFn& ready) {
+  const auto [head_host, head_port] = split_address(flags.head_address, "--head-address");
+  NodeFlags node = flags.node;
+  const std::string data_host =
+      !node.node_address.empty() ? node.node_address : local_address_towards(head_host, head_port);
+  cluster::Worker* worker_ptr = nullptr;
+  std::mutex mutex;
+  bool stopping = false;
+  on_termination_signal([&] {
+    std::lock_guard lock(mutex);
+    stopping = true;
+    if (worker_ptr != nullptr) worker_ptr->stop();
+  });
+  auto options =
+      worker_options(node, flags.head_address, data_host, common.state_dir, worker_token(common));
+  const std::string description = describe_node(options);
+  options.on_joined = [&] {
+    ready("sage worker started (pid " + std::to_string(getpid()) + "): " + description +
+          ", joined the head at " + flags.head_address);
+  };
+  cluster::Worker worker(options);
+  {
+    std::lock_guard lock(mutex);
+    if (stopping) return;
+    worker_ptr = &worker;
+  }
+  worker.run();
+}
+
+int cluster_start(Common& common, StartFlags& flags) {
+  if (flags.head == flags.worker) {
+    throw CLI::ValidationError("sage cluster start: pass exactly one of --head or --worker");
+  }
+  if (flags.worker && flags.head_address.empty()) {
+    throw CLI::ValidationError(
+        "sage cluster start --worker needs --head-address=<head ip>:<port> (port 10001 unless "
+        "the head was started with --port)");
+  }
+  cluster::make_private_dir(common.state_dir);
+  cluster::make_private_dir(log_dir(common.state_dir));
+  if (flags.worker && flags.node.node_id.empty()) {
+    std::random_device random;
+    flags.node.node_id = fmt::format("{}-{:04x}", hostname(), random() & 0xffff);
+  }
+  const std::string name = flags.head ? "head" : "worker-" + flags.node.node_id;
+  const auto serve = [&](const ReadyFn& ready) {
+    if (flags.head) {
+      serve_head(common, flags, ready);
+    } else {
+      serve_worker(common, flags, ready);
+    }
+  };
+  if (flags.foreground) {
+    bool announced = false;
+    serve([&](const std::string& message) {
+      if (!std::exchange(announced, true)) std::cout << message << std::endl;
+    });
+    return 0;
+  }
+  const std::string log = log_dir(common.state_dir) + "/" + name + ".log";
+  std::cout << start_daemon(common.state_dir + "/" + name + ".pid", log, serve) << "\n"
+            << "  log: " << log << std::endl;
+  return 0;
+}
+
+// ---- talking to the JobManager -------------------------------------------------
+
+class JobManagerClient {
+ public:
+  explicit JobManagerClient(const Common& common)
+      : address_(common.address),
+        token_(common.token),
+        stub_(rpc::JobManager::NewStub(net::make_channel(address_))) {
+    // Without a token the call still goes out: "no head answers" is the
+    // better message when there is no head, the token error when there is.
+    if (token_.empty()) {
+      try {
+        token_ = cluster::find_token(common.state_dir);
+      } catch (const Error& e) {
+        token_error_ = e.what();
+      }
+    }
+  }
+
+  template <class Request, class Reply, class Call>
+  Reply call(const std::string& what, Call method, const Request& request) {
+    Reply reply;
+    auto context = net::make_context(token_);
+    context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    const grpc::Status status = ((*stub_).*method)(context.get(), request, &reply);
+    if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED && !token_error_.empty()) {
+      throw Error(what + " at " + address_ + ": " + token_error_);
+    }
+    if (!status.ok()) throw Error(net::describe(status, what, address_));
+    return reply;
+  }
+
+  rpc::JobInfo job(const std::string& id) {
+    rpc::JobRef ref;
+    ref.set_job_id(id);
+    return call<rpc::JobRef, rpc::JobInfo>("cannot get job " + id, &rpc::JobManager::Stub::GetJob,
+                                           ref);
+  }
+
+  // Prints the job's output lines (following it until it ends with `follow`);
+  // returns its state at the end.
+  rpc::JobInfo watch(const std::string& id, bool follow) {
+    rpc::WatchRequest request;
+    request.set_job_id(id);
+    request.set_follow(follow);
+    auto context = net::make_context(token_);
+    auto reader = stub_->WatchJob(context.get(), request);
+    rpc::JobEvent event;
+    rpc::JobInfo state;
+    while (reader->Read(&event)) {
+      if (event.has_output_line()) {
+        std::cout << event.output_line() << '\n';
+        if (follow) std::cout.flush();  // a follower sees each line as it comes
+      } else {
+        state = event.state();
+      }
+    }
+    std::cout.flush();
+    const grpc::Status status = reader->Finish();
+    if (!status.ok()) throw Error(net::describe(status, "cannot read the logs of " + id, address_));
+    return state;
+  }
+
+  rpc::JobManager::Stub& stub() { return *stub_; }
+
+ private:
+  std::string address_;
+  std::string token_;
+  std::string token_error_;  // why no token was found, if none was
+  std::unique_ptr<rpc::JobManager::Stub> stub_;
+};
+
+std::string resources_cell(double used, double total) {
+  return fmt::format("{:g}/{:g}", used, total);
+}
+
+int cluster_status(const Common& common) {
+  JobManagerClient client(common);
+  const auto info = client.call<rpc::Empty, rpc::ClusterInfo>(
+      "cannot get the cluster status", &rpc::JobManager::Stub::ClusterStatus, rpc::Empty());
+  if (common.format == "json") {
+    std::cout << to_json(info) << std::endl;
+    return 0;
+  }
+  std::cout << fmt::format("{:<22} {:<16} {:<6} {:>9} {:>6} {:>22} {:>10}\n", "NODE", "ADDRESS",
+                           "STATE", "CPUS", "GPUS", "MEMORY", "HEARTBEAT");
+  int alive = 0;
+  for (const auto& node : info.nodes()) {
+    alive += node.alive();
+    const double ago = static_cast<double>(cluster::now_ms() - node.last_heartbeat_ms()) / 1e3;
+    std::cout << fmt::format(
+        "{:<22} {:<16} {:<6} {:>9} {:>6} {:>22} {:>10}\n", node.node_id(), node.address(),
+        node.alive() ? "alive" : "dead",
+        resources_cell(node.used().num_cpus(), node.total().num_cpus()),
+        fmt::format("{}/{}", node.used().num_gpus(), node.total().num_gpus()),
+        format_bytes(node.used().memory_bytes()) + "/" + format_bytes(node.total().memory_bytes()),
+        fmt::format("{:.1f} s ago", ago));
+  }
+  std::cout << fmt::format("{} nodes ({} alive), {} jobs running or pending, JobManager at {}\n",
+                           info.nodes_size(), alive, info.running_jobs_size(), common.address);
+  return 0;
+}
+
+int cluster_stop(const Common& common) {
+  namespace fs = std::filesystem;
+  int stopped = 0;
+  std::error_code error;
+  std::vector<fs::path> pid_files;
+  for (const auto& entry : fs::directory_iterator(common.state_dir, error)) {
+    if (entry.path().extension() == ".pid") pid_files.push_back(entry.path());
+  }
+  // Workers first, so that they do not try to rejoin a head that is going.
+  std::sort(pid_files.begin(), pid_files.end(), [](const fs::path& a, const fs::path& b) {
+    return (a.stem() == "head") < (b.stem() == "head");
+  });
+  for (const auto& path : pid_files) {
+    const int pid = running_pid(path.string());
+    if (pid != 0) {
+      const bool clean = terminate(pid, 10);
+      std::cout << "stopped " << path.stem().string() << " (pid " << pid << ")"
+                << (clean ? "" : " with SIGKILL after 10 s") << '\n';
+      ++stopped;
+    }
+    fs::remove(path, error);
+  }
+  if (stopped == 0) {
+    std::cout << "no sage head or worker of " << common.state_dir << " is running\n";
+  }
+  fs::remove(head_info_path(common.state_dir), error);
+  return 0;
+}
+
+// ---- job commands ----------------------------------------------------------------
+
+int job_list(const Common& common) {
+  JobManagerClient client(common);
+  const auto list = client.call<rpc::Empty, rpc::JobList>(
+      "cannot list jobs", &rpc::JobManager::Stub::ListJobs, rpc::Empty());
+  if (common.format == "json") {
+    std::cout << to_json(list) << std::endl;
+    return 0;
+  }
+  std::cout << fmt::format("{:<18} {:<28} {:<9} {:<20} {:>10}  {}\n", "JOB", "NAME", "STATE",
+                           "SUBMITTED", "DURATION", "NODES");
+  for (const auto& job : list.jobs()) {
+    std::string nodes;
+    for (const auto& node : job.nodes()) nodes += (nodes.empty() ? "" : ",") + node;
+    std::cout << fmt::format("{:<18} {:<28} {:<9} {:<20} {:>10}  {}\n", job.job_id(), job.name(),
+                             job.state(), format_time(job.submitted_at_ms()), format_duration(job),
+                             nodes.empty() ? "-" : nodes);
+  }
+  if (list.jobs().empty()) std::cout << "(no jobs yet)\n";
+  return 0;
+}
+
+void print_job(const rpc::JobInfo& job) {
+  std::string nodes;
+  for (const auto& node : job.nodes()) nodes += (nodes.empty() ? "" : ", ") + node;
+  std::cout << fmt::format("job:       {} ({})\nstate:     {}\n", job.job_id(), job.name(),
+                           job.state());
+  if (!job.pending_reason().empty()) std::cout << "waiting:   " << job.pending_reason() << '\n';
+  if (!job.error().empty()) std::cout << "error:     " << job.error() << '\n';
+  std::cout << fmt::format("submitted: {}\nstarted:   {}\nfinished:  {}\nduration:  {}\n",
+                           format_time(job.submitted_at_ms()), format_time(job.started_at_ms()),
+                           format_time(job.finished_at_ms()), format_duration(job));
+  if (!nodes.empty()) std::cout << "nodes:     " << nodes << '\n';
+  if (job.instances_size() > 0) {
+    std::cout << '\n' << cluster::to_job_result(job).statistics_table();
+  }
+}
+
+int job_status(const Common& common, const std::string& id) {
+  JobManagerClient client(common);
+  const auto job = client.job(id);
+  if (common.format == "json") {
+    std::cout << to_json(job) << std::endl;
+  } else {
+    print_job(job);
+  }
+  return 0;
+}
+
+int job_logs(const Common& common, const std::string& id, bool follow) {
+  JobManagerClient client(common);
+  client.job(id);  // a clear error for an unknown id
+  client.watch(id, follow);
+  return 0;
+}
+
+int job_stop(const Common& common, const std::string& id) {
+  JobManagerClient client(common);
+  rpc::JobRef ref;
+  ref.set_job_id(id);
+  auto job = client.call<rpc::JobRef, rpc::JobInfo>("cannot stop job " + id,
+                                                    &rpc::JobManager::Stub::StopJob, ref);
+  // Wait until every node has ended the job's processes.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (job.state() == "RUNNING" || job.state() == "PENDING") {
+    if (std::chrono::steady_clock::now() > deadline) {
+      throw Error("job " + id + " is still " + job.state() +
+                  " 30 s after the stop; see `sage job status " + id + "`");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    job = client.job(id);
+  }
+  if (common.format == "json") {
+    std::cout << to_json(job) << std::endl;
+  } else {
+    std::cout << "job " << id << " is " << job.state()
+              << (job.error().empty() ? "" : ": " + job.error()) << '\n';
+  }
+  return 0;
+}
+
+// Runs the program with the cluster's address and token in its environment:
+// its RemoteEnvironment submits to this cluster. Returns its exit code.
+int job_submit(const Common& common, const std::vector<std::string>& command) {
+  if (command.empty()) {
+    throw CLI::ValidationError(
+        "sage job submit needs a program: sage job submit ./my_job [args...]");
+  }
+  setenv("SAGE_ADDRESS", common.address.c_str(), 1);
+  const std::string token =
+      common.token.empty() ? cluster::find_token(common.state_dir) : common.token;
+  setenv("SAGE_TOKEN", token.c_str(), 1);
+  setenv("SAGE_STATE_DIR", common.state_dir.c_str(), 1);
+  std::vector<char*> argv;
+  std::vector<std::string> args = command;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  execvp(argv[0], argv.data());
+  throw Error("cannot run '" + command[0] + "': " + std::strerror(errno) +
+              "; pass the path of a program built with sage");
+}
+
+// The JobManager address when none is given: the head of this state directory.
+std::string default_address(const std::string& state_dir) {
+  if (const char* env = std::getenv("SAGE_ADDRESS"); env != nullptr && *env != '\0') return env;
+  std::ifstream file(head_info_path(state_dir));
+  if (file) {
+    try {
+      return nlohmann::json::parse(file).at("jobmanager").get<std::string>();
+    } catch (const std::exception&) {
+    }
+  }
+  return "127.0.0.1:" + std::to_string(cluster::kDefaultJobManagerPort);
+}
+
+int run(int argc, char** argv) {
+  CLI::App app{"sage: a distributed stream processing engine. Starts clusters and manages jobs.",
+               "sage"};
+  app.set_version_flag("--version", std::string("sage ") + SAGE_VERSION);
+  app.require_subcommand(1);
+  app.fallthrough();
+  Common common;
+  app.add_option("--state-dir", common.state_dir,
+                 "Where pid, log and token files live (default $SAGE_STATE_DIR, else ~/.sage)");
+  app.add_option("--address", common.address,
+                 "JobManager host:port (default $SAGE_ADDRESS, else the head started from this "
+                 "state directory, else 127.0.0.1:19001)");
+  app.add_option("--token", common.token,
+                 "Cluster token (default $SAGE_TOKEN, else the token file in the state directory)");
+  app.add_option("--format", common.format, "Output format")
+      ->check(CLI::IsMember({"table", "json"}));
+
+  auto* cluster = app.add_subcommand("cluster", "Start, stop and inspect a cluster");
+  cluster->require_subcommand(1);
+  StartFlags start;
+  auto* start_cmd = cluster->add_subcommand("start", "Start a head or a worker on this machine");
+  start_cmd->add_flag("--head", start.head, "Start the head (JobManager, scheduler) and a worker");
+  start_cmd->add_flag("--worker", start.worker, "Start a worker that joins --head-address");
+  start_cmd->add_option("--host", start.host,
+                        "Head: address to listen on (default 127.0.0.1; 0.0.0.0 for all)");
+  start_cmd->add_option("--port", start.port, "Head: port workers join (default 10001; 0: any)")
+      ->check(CLI::Range(0, 65535));
+  start_cmd
+      ->add_option("--jobmanager-port", start.jobmanager_port,
+                   "Head: port clients submit to (default 19001; 0: any)")
+      ->check(CLI::Range(0, 65535));
+  start_cmd->add_option("--head-address", start.head_address, "Worker: the head's <ip>:<port>");
+  start_cmd
+      ->add_option("--num-cpus", start.node.num_cpus,
+                   "CPUs this node offers (default: its cores; 0 on a head: no worker there)")
+      ->check(CLI::NonNegativeNumber);
+  start_cmd->add_option("--num-gpus", start.node.num_gpus, "GPUs this node offers (default: found)")
+      ->check(CLI::NonNegativeNumber);
+  start_cmd->add_option("--memory", start.node.memory,
+                        "Memory this node offers, e.g. 16GB (default: its RAM)");
+  start_cmd->add_option("--node-id", start.node.node_id,
+                        "Name of this node (default: 'head', or <hostname>-<random> for workers)");
+  start_cmd->add_option("--node-address", start.node.node_address,
+                        "Address other nodes reach this node's task processes at (default: the "
+                        "local address that routes to the head)");
+  start_cmd->add_flag("--foreground", start.foreground,
+                      "Stay in the foreground, logging to the terminal (systemd, containers)");
+  auto* status_cmd = cluster->add_subcommand("status", "Nodes, their resources, running jobs");
+  auto* stop_cmd =
+      cluster->add_subcommand("stop", "Stop the head and workers of this state directory");
+
+  auto* job = app.add_subcommand("job", "List, inspect, follow, stop and submit jobs");
+  job->require_subcommand(1);
+  std::string job_id;
+  bool follow = false;
+  auto* list_cmd = job->add_subcommand("list", "All jobs, newest first");
+  auto* job_status_cmd = job->add_subcommand("status", "State, error and statistics of a job");
+  job_status_cmd->add_option("job_id", job_id, "Job id (see `sage job list`)")->required();
+  auto* logs_cmd = job->add_subcommand("logs", "Output of a job's task processes");
+  logs_cmd->add_option("job_id", job_id, "Job id")->required();
+  logs_cmd->add_flag("-f,--follow", follow, "Keep printing until the job ends");
+  auto* job_stop_cmd = job->add_subcommand("stop", "Stop a job and its processes on every node");
+  job_stop_cmd->add_option("job_id", job_id, "Job id")->required();
+  auto* submit_cmd = job->add_subcommand(
+      "submit",
+      "Run a program (and its arguments) whose RemoteEnvironment submits to this cluster");
+  // What follows `job submit` is the program and its own arguments, passed on
+  // untouched (CLI11 would parse their --flags as sage's).
+  std::vector<std::string> submitted;
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (std::string(argv[i]) == "job" && std::string(argv[i + 1]) == "submit") {
+      int first = i + 2;
+      if (first < argc && std::string(argv[first]) == "--") ++first;
+      submitted.assign(argv + first, argv + argc);
+      argc = i + 2;
+      break;
+    }
+  }
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : kExitUsage;  // --help and --version exit 0
+  }
+  if (common.state_dir.empty()) common.state_dir = cluster::default_state_dir();
+  if (common.address.empty()) common.address = default_address(common.state_dir);
+
+  try {
+    if (*start_cmd) return cluster_start(common, start);
+    if (*status_cmd) return cluster_status(common);
+    if (*stop_cmd) return cluster_stop(common);
+    if (*list_cmd) return job_list(common);
+    if (*job_status_cmd) return job_status(common, job_id);
+    if (*logs_cmd) return job_logs(common, job_id, follow);
+    if (*job_stop_cmd) return job_stop(common, job_id);
+    if (*submit_cmd) return job_submit(common, submitted);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kExitUsage;
+  } catch (const std::exception& e) {
+    std::cerr << "sage: error: " << e.what() << std::endl;
+    return kExitError;
+  }
+  return kExitError;
+}
+
+}  // namespace
+}  // namespace sage::cli
+
+int main(int argc, char** argv) { return sage::cli::run(argc, argv); }

@@ -1,0 +1,70 @@
+#include "cluster/cluster_config.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "sage/error.hpp"
+
+namespace sage::cluster {
+
+std::string default_state_dir() {
+  if (const char* dir = std::getenv("SAGE_STATE_DIR"); dir != nullptr && *dir != '\0') return dir;
+  if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') {
+    return std::string(home) + "/.sage";
+  }
+  return "/tmp/sage-" + std::to_string(getuid());
+}
+
+std::string token_path(const std::string& state_dir) { return state_dir + "/token"; }
+
+std::string new_token() {
+  std::random_device random;
+  std::string token;
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (int i = 0; i < 32; ++i) token.push_back(kHex[random() & 15]);
+  return token;
+}
+
+void make_private_dir(const std::string& path) {
+  std::error_code error;
+  std::filesystem::create_directories(path, error);
+  if (error) throw Error("cannot create directory " + path + ": " + error.message());
+  chmod(path.c_str(), 0700);
+}
+
+void write_token(const std::string& path, const std::string& token) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) throw Error("cannot write token file " + path + ": " + std::strerror(errno));
+  fchmod(fd, 0600);
+  const std::string line = token + "\n";
+  const bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+  ::close(fd);
+  if (!ok) throw Error("cannot write token file " + path);
+}
+
+std::string find_token(const std::string& state_dir) {
+  if (const char* token = std::getenv("SAGE_TOKEN"); token != nullptr && *token != '\0') {
+    return token;
+  }
+  std::ifstream file(token_path(state_dir));
+  std::string token;
+  if (file >> token && !token.empty()) return token;
+  throw Error("no cluster token: SAGE_TOKEN is not set and " + token_path(state_dir) +
+              " does not exist; copy the token file of the head (or its value into SAGE_TOKEN)");
+}
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace sage::cluster

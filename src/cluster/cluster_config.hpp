@@ -1,0 +1,39 @@
+// Settings of a sage cluster that more than one process must agree on, with
+// their defaults, and where a node keeps its state.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+namespace sage::cluster {
+
+constexpr int kDefaultClusterPort = 10001;     // workers join here
+constexpr int kDefaultJobManagerPort = 19001;  // clients submit here
+// A worker sends a heartbeat this often; a node silent for kNodeTimeout is dead.
+constexpr auto kHeartbeatInterval = std::chrono::milliseconds(500);
+constexpr auto kNodeTimeout = std::chrono::milliseconds(3000);
+
+// Environment variables a task process is started with.
+constexpr const char* kAssignmentVariable = "SAGE_TASK_ASSIGNMENT";
+constexpr const char* kDataFdVariable = "SAGE_DATA_FD";
+constexpr const char* kResultFdVariable = "SAGE_RESULT_FD";
+
+// The state directory: $SAGE_STATE_DIR, else $HOME/.sage, else /tmp/sage-<uid>.
+std::string default_state_dir();
+// The token file of a head in `state_dir`.
+std::string token_path(const std::string& state_dir);
+// A new random token (32 hex digits from the system's random source).
+std::string new_token();
+// Writes `token` to `path` readable by the owner only (0600). Throws sage::Error.
+void write_token(const std::string& path, const std::string& token);
+// The token to present: $SAGE_TOKEN, else the token file in `state_dir`.
+// Throws sage::Error naming both places when neither has one.
+std::string find_token(const std::string& state_dir);
+
+// Creates `path` (and parents) with mode 0700 if missing. Throws sage::Error.
+void make_private_dir(const std::string& path);
+
+// Unix time in milliseconds.
+std::int64_t now_ms();
+
+}  // namespace sage::cluster

@@ -1,0 +1,789 @@
+#include "cluster/head.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "cluster/job_store.hpp"
+#include "cluster/program_store.hpp"
+#include "cluster/task_process.hpp"
+#include "net/rpc.hpp"
+#include "sage.grpc.pb.h"
+#include "sage/error.hpp"
+
+namespace sage::cluster {
+namespace {
+
+using grpc::ServerContext;
+using grpc::Status;
+using grpc::StatusCode;
+
+// How often a blocked stream checks whether its client went away (a worker
+// that dies is noticed this fast), and how often nodes and jobs are checked.
+constexpr auto kStreamPoll = std::chrono::milliseconds(50);
+constexpr auto kMonitorInterval = std::chrono::milliseconds(100);
+// How long a job's first process failure waits for a node death that caused it.
+constexpr auto kRootCauseGrace = std::chrono::milliseconds(1000);
+
+bool is_final(const std::string& state) {
+  return state == "FINISHED" || state == "FAILED" || state == "STOPPED";
+}
+
+std::string describe_resources(double cpus, int gpus, std::uint64_t memory) {
+  char text[128];
+  std::snprintf(text, sizeof text, "%g CPUs, %d GPUs, %llu MiB memory", cpus, gpus,
+                static_cast<unsigned long long>(memory >> 20));
+  return text;
+}
+
+std::string new_job_id() {
+  std::random_device random;
+  char id[32];
+  std::snprintf(id, sizeof id, "job-%08x%04x", random(), random() & 0xffff);
+  return id;
+}
+
+Status invalid(const std::string& message) { return {StatusCode::INVALID_ARGUMENT, message}; }
+
+}  // namespace
+
+class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterService::Service {
+ public:
+  explicit Impl(HeadOptions options)
+      : options_(std::move(options)),
+        programs_(options_.state_dir + "/programs"),
+        store_(options_.state_dir + "/jobs.db") {
+    load_jobs();
+    grpc::ServerBuilder jobs_builder, cluster_builder;
+    net::configure_server(jobs_builder);
+    net::configure_server(cluster_builder);
+    jobs_builder.AddListeningPort(options_.host + ":" + std::to_string(options_.jobmanager_port),
+                                  grpc::InsecureServerCredentials(), &jobmanager_port_);
+    jobs_builder.RegisterService(static_cast<rpc::JobManager::Service*>(this));
+    cluster_builder.AddListeningPort(options_.host + ":" + std::to_string(options_.cluster_port),
+                                     grpc::InsecureServerCredentials(), &cluster_port_);
+    cluster_builder.RegisterService(static_cast<rpc::ClusterService::Service*>(this));
+    jobs_server_ = jobs_builder.BuildAndStart();
+    if (!jobs_server_ || jobmanager_port_ == 0) {
+      throw Error("cannot listen on " + options_.host + ":" +
+                  std::to_string(options_.jobmanager_port) +
+                  " (JobManager): the port is in use or the address is not local; stop the "
+                  "other process or pass --jobmanager-port");
+    }
+    cluster_server_ = cluster_builder.BuildAndStart();
+    if (!cluster_server_ || cluster_port_ == 0) {
+      jobs_server_->Shutdown();
+      throw Error("cannot listen on " + options_.host + ":" +
+                  std::to_string(options_.cluster_port) +
+                  " (cluster service): the port is in use or the address is not local; stop "
+                  "the other process or pass --port");
+    }
+    monitor_ = std::thread([this] { monitor_nodes(); });
+  }
+
+  ~Impl() override {
+    shutdown();
+    if (monitor_.joinable()) monitor_.join();
+  }
+
+  int cluster_port() const { return cluster_port_; }
+  int jobmanager_port() const { return jobmanager_port_; }
+
+  void wait() {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [&] { return shutting_down_; });
+  }
+
+  void shutdown() {
+    {
+      std::lock_guard lock(mutex_);
+      if (shutting_down_) return;
+      shutting_down_ = true;
+      changed_.notify_all();
+    }
+    const auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(2);
+    if (jobs_server_) jobs_server_->Shutdown(deadline);
+    if (cluster_server_) cluster_server_->Shutdown(deadline);
+  }
+
+  // ---- JobManager ---------------------------------------------------------
+
+  Status HasProgram(ServerContext* context, const rpc::ProgramRef* request,
+                    rpc::HasProgramReply* reply) override {
+    if (auto s = net::check_token(*context, options_.token); !s.ok()) return s;
+    reply->set_present(programs_.contains(request->sha256()));
+    return Status::OK;
+  }
+
+  Status UploadProgram(ServerContext* context, grpc::ServerReader<rpc::ProgramChunk>* reader,
+                       rpc::ProgramRef* reply) override {
+    if (auto s = net::check_token(*context, options_.token); !s.ok()) return s;
+    rpc::ProgramChunk chunk;
+    std::unique_ptr<ProgramStore::Upload> upload;
+    try {
+      while (reader->Read(&chunk)) {
+        if (!upload) {
+          if (!ProgramStore::is_valid_hash(chunk.sha256())) {
+            return invalid("the first chunk must name the program's sha256 (64 hex digits)");
+          }
+          upload = programs_.begin_upload(chunk.sha256());
+          reply->set_sha256(chunk.sha256());
+        }
+        upload->append(chunk.data());
+      }
+      if (!upload) return invalid("empty program upload");
+      upload->commit();
+    } catch (const Error& e) {
+      return invalid(e.what());
+    }
+    return Status::OK;
+  }
+
+  Status SubmitJob(ServerContext* context, const rpc::SubmitRequest* request,
+                   rpc::SubmitReply* reply) override {
+    if (auto s = net::check_token(*context, options_.token); !s.ok()) return s;
+    if (!programs_.contains(request->program_sha256())) {
+      return {StatusCode::FAILED_PRECONDITION,
+              "program " + request->program_sha256() + " was not uploaded"};
+    }
+    if (request->chains().empty()) return invalid("the job has no operators");
+    std::lock_guard lock(mutex_);
+    if (auto never = never_fits(*request)) {
+      return {StatusCode::RESOURCE_EXHAUSTED, *never};
+    }
+    auto job = std::make_unique<Job>();
+    job->request = *request;
+    job->info.set_job_id(new_job_id());
+    job->info.set_name(request->name());
+    job->info.set_state("PENDING");
+    job->info.set_submitted_at_ms(now_ms());
+    reply->set_job_id(job->info.job_id());
+    Job& j = *job;
+    jobs_[j.info.job_id()] = std::move(job);
+    persist(j);
+    spdlog::info("job {} ({}) submitted", j.info.job_id(), j.info.name());
+    schedule_pending();
+    return Status::OK;
+  }
+
+  Status WatchJob(ServerContext* context, const rpc::WatchRequest* request,
+                  grpc::ServerWriter<rpc::JobEvent>* writer) override {
+    if (auto s = net::check_token(*context, options_.token); !s.ok()) return s;
+    std::int64_t next_line = request->from_line();
+    std::unique_lock lock(mutex_);
+    if (!jobs_.count(request->job_id())) return unknown_job(request->job_id());
+    while (true) {
+      Job& job = *jobs_.at(request->job_id());
+      const bool final = is_final(job.info.state());
+      const std::string state = job.info.state();
+      rpc::JobInfo info = job.info;
+      lock.unlock();
+      for (const auto& line : store_.logs(request->job_id(), next_line, 10'000)) {
+        rpc::JobEvent event;
+        event.set_output_line(line);
+        if (!writer->Write(event)) return Status::OK;
+        ++next_line;
+      }
+      const bool caught_up = next_line >= store_.log_line_count(request->job_id());
+      if (caught_up && (final || !request->follow())) {
+        rpc::JobEvent event;
+        *event.mutable_state() = info;
+        writer->Write(event);
+        return Status::OK;
+      }
+      lock.lock();
+      if (caught_up) {
+        changed_.wait_for(lock, kStreamPoll);
+        if (context->IsCancelled() || shutting_down_) return Status::OK;
+      }
+    }
+  }
+
+  Status ListJobs(ServerContext* context, const rpc::Empty*, rpc::JobList* reply) override {
+    if (auto s = net::check_token(*context, options_.token); !s.ok()) return s;
+    std::lock_guard lock(mutex_);
+    std::vector<const Job*> ordered;
+    for (const auto& [id, job] : jobs_) ordered.push_back(job.get());
+    std::sort(ordered.begin(), ordered.end(), [](const Job* a, const Job* b) {
+      return a->info.submitted_at_ms() > b->info.submitted_at_ms();
+    });
+    for (const Job* job : ordered) *reply->add_jobs() = job->info;
+    return Status::OK;
+  }
+
+  Status GetJob(ServerContext* context, const rpc::JobRef* request, rpc::JobInfo* reply) override {
+    if (auto s = net::check_token(*context, options_.token); !s.ok()) return s;
+    std::lock_guard lock(mutex_);
+    auto it = jobs_.find(request->job_id());
+    if (it == jobs_.end()) return unknown_job(request->job_id());
+    *reply = it->second->info;
+    return Status::OK;
+  }
+
+  Status StopJob(ServerContext* context, const rpc::JobRef* request, rpc::JobInfo* reply) override {
+    if (auto s = net::check_token(*context, options_.token); !s.ok()) return s;
+    std::lock_guard lock(mutex_);
+    auto it = jobs_.find(request->job_id());
+    if (it == jobs_.end()) return unknown_job(request->job_id());
+    Job& job = *it->second;
+    if (!is_final(job.info.state())) {
+      job.stop_requested = true;
+      if (job.processes.empty()) {
+        finish(job, "STOPPED", "");
+      } else {
+        send_stop(job);
+      }
+    }
+    *reply = job.info;
+    return Status::OK;
+  }
+
+  Status ClusterStatus(ServerContext* context, const rpc::Empty*,
+                       rpc::ClusterInfo* reply) override {
+    if (auto s = net::check_token(*context, options_.token); !s.ok()) return s;
+    std::lock_guard lock(mutex_);
+    for (const auto& [id, node] : nodes_) {
+      auto* info = reply->add_nodes();
+      info->set_node_id(id);
+      info->set_address(node.host);
+      *info->mutable_total() = node.total;
+      *info->mutable_used() = node.used;
+      info->set_alive(node.alive);
+      info->set_last_heartbeat_ms(node.last_heartbeat_ms);
+    }
+    for (const auto& [id, job] : jobs_) {
+      if (!is_final(job->info.state())) *reply->add_running_jobs() = job->info;
+    }
+    return Status::OK;
+  }
+
+  // ---- ClusterService -----------------------------------------------------
+
+  Status Join(ServerContext* context, const rpc::JoinRequest* request,
+              grpc::ServerWriter<rpc::WorkerCommand>* writer) override {
+    if (auto s = net::check_token(*context, options_.token); !s.ok()) return s;
+    if (request->node_id().empty()) return invalid("a joining worker must name its node");
+    std::uint64_t session = 0;
+    {
+      std::lock_guard lock(mutex_);
+      auto it = nodes_.find(request->node_id());
+      if (it != nodes_.end() && it->second.alive) {
+        return {StatusCode::ALREADY_EXISTS,
+                "node '" + request->node_id() +
+                    "' is already in the cluster; give each worker its own --node-id"};
+      }
+      Node& node = nodes_[request->node_id()];
+      node = Node{};
+      node.host = request->host();
+      node.total = request->resources();
+      node.used.Clear();
+      node.gpu_used.assign(static_cast<std::size_t>(request->resources().num_gpus()), false);
+      node.alive = true;
+      node.last_heartbeat_ms = now_ms();
+      node.session = session = ++sessions_;
+      spdlog::info("node {} joined from {} with {}", request->node_id(), request->host(),
+                   describe_resources(node.total.num_cpus(), node.total.num_gpus(),
+                                      node.total.memory_bytes()));
+      schedule_pending();
+    }
+    rpc::WorkerCommand welcome;
+    welcome.mutable_welcome()->set_head_version(SAGE_VERSION);
+    if (!writer->Write(welcome)) return Status::OK;
+    std::unique_lock lock(mutex_);
+    while (true) {
+      auto it = nodes_.find(request->node_id());
+      if (it == nodes_.end() || it->second.session != session || !it->second.alive) break;
+      Node& node = it->second;
+      if (node.commands.empty()) {
+        changed_.wait_for(lock, kStreamPoll);
+        if (context->IsCancelled() || shutting_down_) break;
+        continue;
+      }
+      rpc::WorkerCommand command = std::move(node.commands.front());
+      node.commands.pop_front();
+      lock.unlock();
+      const bool sent = writer->Write(command);
+      lock.lock();
+      if (!sent) break;
+    }
+    auto it = nodes_.find(request->node_id());
+    if (it != nodes_.end() && it->second.session == session && it->second.alive &&
+        !shutting_down_) {
+      node_died(request->node_id(), "the worker on node '" + request->node_id() + "' disconnected");
+    }
+    return Status::OK;
+  }
+
+  Status Heartbeat(ServerContext* context, const rpc::NodeRef* request, rpc::Empty*) override {
+    if (auto s = net::check_token(*context, options_.token); !s.ok()) return s;
+    std::lock_guard lock(mutex_);
+    auto it = nodes_.find(request->node_id());
+    if (it == nodes_.end() || !it->second.alive) {
+      return {StatusCode::NOT_FOUND, "node '" + request->node_id() + "' must join again"};
+    }
+    it->second.last_heartbeat_ms = now_ms();
+    return Status::OK;
+  }
+
+  Status ReportPrepared(ServerContext* context, const rpc::PreparedReport* request,
+                        rpc::Empty*) override {
+    if (auto s = net::check_token(*context, options_.token); !s.ok()) return s;
+    std::lock_guard lock(mutex_);
+    Process* process = find_process(request->job_id(), request->process_index());
+    if (process == nullptr) return Status::OK;  // the job ended meanwhile
+    Job& job = *jobs_.at(request->job_id());
+    if (!request->error().empty()) {
+      fail(job,
+           "node '" + process->node_id + "' could not prepare a task process: " + request->error());
+      return Status::OK;
+    }
+    process->data_address = request->data_address();
+    process->prepared = true;
+    if (std::all_of(job.processes.begin(), job.processes.end(),
+                    [](const Process& p) { return p.prepared; })) {
+      start_processes(job);
+    }
+    return Status::OK;
+  }
+
+  Status ReportOutput(ServerContext* context, const rpc::OutputReport* request,
+                      rpc::Empty*) override {
+    if (auto s = net::check_token(*context, options_.token); !s.ok()) return s;
+    if (request->lines_size() > 0) {
+      store_.append_logs(request->job_id(), std::vector<std::string>(request->lines().begin(),
+                                                                     request->lines().end()));
+      std::lock_guard lock(mutex_);
+      changed_.notify_all();
+    }
+    return Status::OK;
+  }
+
+  Status ReportExit(ServerContext* context, const rpc::ExitReport* request, rpc::Empty*) override {
+    if (auto s = net::check_token(*context, options_.token); !s.ok()) return s;
+    std::lock_guard lock(mutex_);
+    Process* process = find_process(request->job_id(), request->process_index());
+    if (process == nullptr || process->exited) return Status::OK;
+    Job& job = *jobs_.at(request->job_id());
+    process->exited = true;
+    for (const auto& stats : request->instances()) *job.info.add_instances() = stats;
+    if (request->exit_code() != 0 && !job.stop_requested && job.held_error.empty()) {
+      // Held for kRootCauseGrace: when a node dies, its peers fail first
+      // (their connections break), but the node is the cause to report.
+      job.held_error = request->error().empty()
+                           ? "the task process on node '" + process->node_id +
+                                 "' exited with code " + std::to_string(request->exit_code())
+                           : request->error();
+      job.held_since_ms = now_ms();
+    }
+    if (std::all_of(job.processes.begin(), job.processes.end(),
+                    [](const Process& p) { return p.exited; })) {
+      if (!job.held_error.empty()) fail(job, job.held_error);
+      if (!is_final(job.info.state())) {
+        finish(job, job.stop_requested ? "STOPPED" : "FINISHED", "");
+      }
+      release(job);
+      schedule_pending();
+    }
+    return Status::OK;
+  }
+
+  Status FetchProgram(ServerContext* context, const rpc::ProgramRef* request,
+                      grpc::ServerWriter<rpc::ProgramChunk>* writer) override {
+    if (auto s = net::check_token(*context, options_.token); !s.ok()) return s;
+    if (!programs_.contains(request->sha256())) {
+      return {StatusCode::NOT_FOUND, "no program " + request->sha256().substr(0, 64)};
+    }
+    std::FILE* file = std::fopen(programs_.path_of(request->sha256()).c_str(), "rb");
+    if (file == nullptr) return {StatusCode::INTERNAL, "cannot read the stored program"};
+    std::string buffer(net::kProgramChunkBytes, '\0');
+    rpc::ProgramChunk chunk;
+    chunk.set_sha256(request->sha256());
+    std::size_t n;
+    while ((n = std::fread(buffer.data(), 1, buffer.size(), file)) > 0) {
+      chunk.set_data(buffer.data(), n);
+      if (!writer->Write(chunk)) break;
+      chunk.clear_sha256();
+    }
+    std::fclose(file);
+    return Status::OK;
+  }
+
+ private:
+  struct Node {
+    std::string host;
+    rpc::Resources total, used;
+    std::vector<bool> gpu_used;
+    bool alive = false;
+    std::int64_t last_heartbeat_ms = 0;
+    std::deque<rpc::WorkerCommand> commands;
+    std::uint64_t session = 0;
+  };
+  // What one instance holds on its node, to give back when the job ends.
+  struct Hold {
+    std::string node_id;
+    double cpus = 0;
+    std::uint64_t memory = 0;
+    std::vector<int> gpus;
+  };
+  struct Process {
+    std::string node_id;
+    std::string data_address;
+    std::vector<int> gpus;
+    std::uint64_t memory = 0;
+    bool prepared = false, exited = false;
+  };
+  struct Job {
+    rpc::JobInfo info;
+    rpc::SubmitRequest request;
+    std::vector<Process> processes;
+    std::vector<int> process_of_task;
+    std::vector<Hold> holds;
+    bool stop_requested = false;
+    std::string held_error;  // the first process failure, until it is reported
+    std::int64_t held_since_ms = 0;
+  };
+
+  static Status unknown_job(const std::string& id) {
+    return {StatusCode::NOT_FOUND,
+            "no job '" + id + "'; `sage job list` shows the jobs this head knows"};
+  }
+
+  // REQUIRES: mutex_ held (all helpers below).
+  std::optional<std::string> never_fits(const rpc::SubmitRequest& request) const {
+    for (const auto& chain : request.chains()) {
+      const auto& need = chain.resources();
+      const std::string name = chain.operators().empty() ? "?" : chain.operators(0);
+      bool fits_somewhere = false;
+      std::string largest;
+      double largest_cpus = -1;
+      for (const auto& [id, node] : nodes_) {
+        if (!node.alive) continue;
+        if (node.total.num_cpus() > largest_cpus) {
+          largest_cpus = node.total.num_cpus();
+          largest = "'" + id + "' has " +
+                    describe_resources(node.total.num_cpus(), node.total.num_gpus(),
+                                       node.total.memory_bytes());
+        }
+        if (node.total.num_cpus() >= std::max(need.num_cpus(), 1e-9) &&
+            node.total.num_gpus() >= need.num_gpus() &&
+            (node.total.memory_bytes() == 0 || node.total.memory_bytes() >= need.memory_bytes())) {
+          fits_somewhere = true;
+        }
+      }
+      if (nodes_.empty() || largest_cpus < 0) return std::nullopt;  // wait for workers: PENDING
+      if (!fits_somewhere) {
+        return "operator '" + name + "' needs " +
+               describe_resources(std::max(need.num_cpus(), 1.0), need.num_gpus(),
+                                  need.memory_bytes()) +
+               " per instance, but no node has that (the largest, " + largest +
+               "); add a node with those resources or lower the operator's resources";
+      }
+    }
+    return std::nullopt;
+  }
+
+  // Places every instance of `job`, or says why it cannot run yet.
+  std::optional<std::string> place(Job& job) {
+    if (std::none_of(nodes_.begin(), nodes_.end(), [](const auto& n) { return n.second.alive; })) {
+      return "no worker node has joined the cluster";
+    }
+    std::map<std::string, rpc::Resources> free;
+    std::map<std::string, std::vector<bool>> gpus;
+    std::map<std::string, int> placed_here;
+    for (const auto& [id, node] : nodes_) {
+      if (!node.alive || node.total.num_cpus() <= 0) continue;
+      rpc::Resources f;
+      f.set_num_cpus(node.total.num_cpus() - node.used.num_cpus());
+      f.set_num_gpus(node.total.num_gpus() - node.used.num_gpus());
+      f.set_memory_bytes(node.total.memory_bytes() - node.used.memory_bytes());
+      free[id] = f;
+      gpus[id] = node.gpu_used;
+      placed_here[id] = 0;
+    }
+    std::vector<Hold> holds;
+    std::vector<std::string> node_of_task;
+    for (const auto& chain : job.request.chains()) {
+      const auto& need = chain.resources();
+      const bool reserve = chain.reserves();
+      for (int i = 0; i < chain.parallelism(); ++i) {
+        std::string best;
+        for (const auto& [id, f] : free) {
+          const bool fits = !reserve || (f.num_cpus() + 1e-9 >= need.num_cpus() &&
+                                         f.num_gpus() >= need.num_gpus() &&
+                                         (nodes_.at(id).total.memory_bytes() == 0 ||
+                                          f.memory_bytes() >= need.memory_bytes()));
+          if (!fits) continue;
+          // Spread: the node with the fewest of this job's instances, then the most free CPU.
+          if (best.empty() || placed_here[id] < placed_here[best] ||
+              (placed_here[id] == placed_here[best] && f.num_cpus() > free[best].num_cpus())) {
+            best = id;
+          }
+        }
+        if (best.empty()) {
+          return "waiting for " +
+                 describe_resources(need.num_cpus(), need.num_gpus(), need.memory_bytes()) +
+                 " for an instance of '" + (chain.operators().empty() ? "?" : chain.operators(0)) +
+                 "'";
+        }
+        Hold hold{best, reserve ? need.num_cpus() : 0, reserve ? need.memory_bytes() : 0, {}};
+        if (reserve) {
+          auto& f = free[best];
+          f.set_num_cpus(f.num_cpus() - need.num_cpus());
+          f.set_num_gpus(f.num_gpus() - need.num_gpus());
+          f.set_memory_bytes(f.memory_bytes() - need.memory_bytes());
+          auto& used = gpus[best];
+          for (int g = 0; g < static_cast<int>(used.size()) &&
+                          static_cast<int>(hold.gpus.size()) < need.num_gpus();
+               ++g) {
+            if (!used[g]) {
+              used[g] = true;
+              hold.gpus.push_back(g);
+            }
+          }
+        }
+        ++placed_here[best];
+        node_of_task.push_back(best);
+        holds.push_back(std::move(hold));
+      }
+    }
+    // One task process per node used, in the order nodes were first used.
+    std::map<std::string, int> process_of_node;
+    for (std::size_t t = 0; t < node_of_task.size(); ++t) {
+      const std::string& node_id = node_of_task[t];
+      auto [it, added] =
+          process_of_node.try_emplace(node_id, static_cast<int>(job.processes.size()));
+      if (added) job.processes.push_back(Process{node_id, "", {}, 0, false, false});
+      Process& p = job.processes[it->second];
+      p.gpus.insert(p.gpus.end(), holds[t].gpus.begin(), holds[t].gpus.end());
+      p.memory += holds[t].memory;
+      job.process_of_task.push_back(it->second);
+    }
+    for (const Hold& hold : holds) {
+      Node& node = nodes_.at(hold.node_id);
+      node.used.set_num_cpus(node.used.num_cpus() + hold.cpus);
+      node.used.set_memory_bytes(node.used.memory_bytes() + hold.memory);
+      node.used.set_num_gpus(node.used.num_gpus() + static_cast<int>(hold.gpus.size()));
+      for (int g : hold.gpus) node.gpu_used[g] = true;
+    }
+    job.holds = std::move(holds);
+    return std::nullopt;
+  }
+
+  void schedule_pending() {
+    std::vector<Job*> pending;
+    for (auto& [id, job] : jobs_) {
+      if (job->info.state() == "PENDING") pending.push_back(job.get());
+    }
+    std::sort(pending.begin(), pending.end(), [](const Job* a, const Job* b) {
+      return a->info.submitted_at_ms() < b->info.submitted_at_ms();
+    });
+    for (Job* job : pending) {
+      if (auto reason = place(*job)) {
+        job->info.set_pending_reason(*reason);
+        continue;
+      }
+      job->info.set_state("RUNNING");
+      job->info.clear_pending_reason();
+      job->info.set_started_at_ms(now_ms());
+      job->info.clear_nodes();
+      for (std::size_t p = 0; p < job->processes.size(); ++p) {
+        job->info.add_nodes(job->processes[p].node_id);
+        rpc::WorkerCommand command;
+        command.mutable_prepare()->set_job_id(job->info.job_id());
+        command.mutable_prepare()->set_process_index(static_cast<int>(p));
+        nodes_.at(job->processes[p].node_id).commands.push_back(std::move(command));
+      }
+      persist(*job);
+      spdlog::info("job {} placed on {} task processes", job->info.job_id(), job->processes.size());
+    }
+    changed_.notify_all();
+  }
+
+  void start_processes(Job& job) {
+    TaskAssignment assignment;
+    assignment.job_id = job.info.job_id();
+    assignment.token = options_.token;
+    assignment.fingerprint = job.request.fingerprint();
+    assignment.process_of_task = job.process_of_task;
+    for (const auto& p : job.processes) assignment.data_addresses.push_back(p.data_address);
+    for (std::size_t p = 0; p < job.processes.size(); ++p) {
+      assignment.process_index = static_cast<int>(p);
+      assignment.node_id = job.processes[p].node_id;
+      rpc::WorkerCommand command;
+      auto* start = command.mutable_start();
+      start->set_job_id(job.info.job_id());
+      start->set_process_index(static_cast<int>(p));
+      start->set_program_sha256(job.request.program_sha256());
+      *start->mutable_args() = job.request.args();
+      start->set_working_directory(job.request.working_directory());
+      start->set_assignment(assignment.encode());
+      for (int g : job.processes[p].gpus) start->add_gpu_indices(g);
+      start->set_memory_limit_bytes(job.processes[p].memory);
+      nodes_.at(job.processes[p].node_id).commands.push_back(std::move(command));
+    }
+    changed_.notify_all();
+  }
+
+  void send_stop(const Job& job) {
+    std::set<std::string> sent;
+    for (const auto& p : job.processes) {
+      if (p.exited || !sent.insert(p.node_id).second) continue;
+      auto it = nodes_.find(p.node_id);
+      if (it == nodes_.end() || !it->second.alive) continue;
+      rpc::WorkerCommand command;
+      command.mutable_stop()->set_job_id(job.info.job_id());
+      it->second.commands.push_back(std::move(command));
+    }
+    changed_.notify_all();
+  }
+
+  void fail(Job& job, std::string error) {  // by value: it may be job.held_error
+    job.held_error.clear();
+    if (is_final(job.info.state())) return;
+    spdlog::warn("job {} failed: {}", job.info.job_id(), error);
+    finish(job, "FAILED", error);
+    send_stop(job);
+  }
+
+  void finish(Job& job, const std::string& state, const std::string& error) {
+    job.info.set_state(state);
+    job.info.set_error(error);
+    job.info.set_finished_at_ms(now_ms());
+    persist(job);
+    changed_.notify_all();
+  }
+
+  void release(Job& job) {
+    for (const Hold& hold : job.holds) {
+      auto it = nodes_.find(hold.node_id);
+      if (it == nodes_.end()) continue;
+      Node& node = it->second;
+      node.used.set_num_cpus(std::max(0.0, node.used.num_cpus() - hold.cpus));
+      node.used.set_memory_bytes(node.used.memory_bytes() -
+                                 std::min(node.used.memory_bytes(), hold.memory));
+      node.used.set_num_gpus(
+          std::max(0, node.used.num_gpus() - static_cast<int>(hold.gpus.size())));
+      for (int g : hold.gpus) {
+        if (g < static_cast<int>(node.gpu_used.size())) node.gpu_used[g] = false;
+      }
+    }
+    job.holds.clear();
+  }
+
+  void node_died(const std::string& node_id, const std::string& why) {
+    Node& node = nodes_.at(node_id);
+    node.alive = false;
+    node.commands.clear();
+    spdlog::warn("{}", why);
+    for (auto& [id, job] : jobs_) {
+      if (is_final(job->info.state())) continue;
+      const bool involved = std::any_of(job->processes.begin(), job->processes.end(),
+                                        [&](const Process& p) { return p.node_id == node_id; });
+      if (!involved) continue;
+      for (auto& p : job->processes) {
+        if (p.node_id == node_id) p.exited = true;
+      }
+      fail(*job, why + "; its task processes are lost");
+      if (std::all_of(job->processes.begin(), job->processes.end(),
+                      [](const Process& p) { return p.exited; })) {
+        release(*job);
+      }
+    }
+    // A dead node's reservations are void.
+    node.used.Clear();
+    changed_.notify_all();
+  }
+
+  // Marks silent nodes dead, and fails jobs whose held error outlived the grace.
+  void monitor_nodes() {
+    std::unique_lock lock(mutex_);
+    while (!shutting_down_) {
+      changed_.wait_for(lock, kMonitorInterval);
+      const auto now = now_ms();
+      for (auto& [id, job] : jobs_) {
+        if (!job->held_error.empty() && now - job->held_since_ms >= kRootCauseGrace.count()) {
+          fail(*job, job->held_error);
+        }
+      }
+      for (auto& [id, node] : nodes_) {
+        if (node.alive && now - node.last_heartbeat_ms > kNodeTimeout.count()) {
+          node_died(id, "node '" + id + "' stopped answering (no heartbeat for " +
+                            std::to_string(kNodeTimeout.count() / 1000) + " s)");
+        }
+      }
+    }
+  }
+
+  Process* find_process(const std::string& job_id, int index) {
+    auto it = jobs_.find(job_id);
+    if (it == jobs_.end() || index < 0 || index >= static_cast<int>(it->second->processes.size())) {
+      return nullptr;
+    }
+    return &it->second->processes[index];
+  }
+
+  void persist(const Job& job) {
+    JobRecord record;
+    record.id = job.info.job_id();
+    record.name = job.info.name();
+    record.state = job.info.state();
+    record.error = job.info.error();
+    record.fingerprint = job.request.fingerprint();
+    record.program_hash = job.request.program_sha256();
+    record.args.assign(job.request.args().begin(), job.request.args().end());
+    record.submitted_at_ms = job.info.submitted_at_ms();
+    record.started_at_ms = job.info.started_at_ms();
+    record.finished_at_ms = job.info.finished_at_ms();
+    record.statistics = job.info.SerializeAsString();
+    store_.put(record);
+  }
+
+  // Jobs from before a restart: listed as they ended; a job that was running
+  // when the head went down cannot be resumed.
+  void load_jobs() {
+    for (const JobRecord& record : store_.list()) {
+      auto job = std::make_unique<Job>();
+      job->info.ParseFromString(record.statistics);
+      job->request.set_name(record.name);
+      job->request.set_fingerprint(record.fingerprint);
+      job->request.set_program_sha256(record.program_hash);
+      if (!is_final(job->info.state())) {
+        job->info.set_state("FAILED");
+        job->info.set_error("the head restarted while the job ran");
+        job->info.set_finished_at_ms(now_ms());
+        persist(*job);
+      }
+      jobs_[record.id] = std::move(job);
+    }
+  }
+
+  HeadOptions options_;
+  ProgramStore programs_;
+  JobStore store_;
+  int jobmanager_port_ = 0, cluster_port_ = 0;
+  std::unique_ptr<grpc::Server> jobs_server_, cluster_server_;
+  std::thread monitor_;
+
+  std::mutex mutex_;
+  std::condition_variable changed_;  // any state change: commands, jobs, shutdown
+  bool shutting_down_ = false;
+  std::map<std::string, Node> nodes_;
+  std::map<std::string, std::unique_ptr<Job>> jobs_;
+  std::uint64_t sessions_ = 0;
+};
+
+Head::Head(HeadOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+Head::~Head() = default;
+int Head::cluster_port() const { return impl_->cluster_port(); }
+int Head::jobmanager_port() const { return impl_->jobmanager_port(); }
+void Head::wait() { impl_->wait(); }
+void Head::shutdown() { impl_->shutdown(); }
+
+}  // namespace sage::cluster

@@ -1,0 +1,44 @@
+// The head node: the JobManager that clients submit to (port 19001) and the
+// cluster service that workers join (port 10001). It keeps the node registry
+// (a node that stops sending heartbeats is dead), places each job's operator
+// instances on nodes with free resources, drives the workers through the
+// commands stream, gathers task output, and keeps job records in SQLite so
+// they survive a restart.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "cluster/cluster_config.hpp"
+
+namespace sage::cluster {
+
+struct HeadOptions {
+  std::string host = "127.0.0.1";  // listen address; loopback unless told otherwise
+  int cluster_port = kDefaultClusterPort;
+  int jobmanager_port = kDefaultJobManagerPort;
+  std::string state_dir;  // programs, job database
+  std::string token;      // required on every call
+};
+
+class Head {
+ public:
+  // Listens on both ports. Throws sage::Error naming the address when a port
+  // is taken or the state directory is unusable.
+  explicit Head(HeadOptions options);
+  ~Head();
+  Head(const Head&) = delete;
+  Head& operator=(const Head&) = delete;
+
+  int cluster_port() const;
+  int jobmanager_port() const;
+  // Blocks until shutdown() is called (from another thread or a signal handler's thread).
+  void wait();
+  void shutdown();
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sage::cluster

@@ -1,0 +1,17 @@
+// Conversions between the control plane's job messages and the public
+// JobResult, shared by RemoteEnvironment, task processes and the `sage` command.
+#pragma once
+
+#include "sage.pb.h"
+#include "sage/job_result.hpp"
+
+namespace sage::cluster {
+
+// The job as a JobResult: state, error, duration, and its instances ordered
+// by operator, then instance. PENDING and RUNNING map to JobState::kRunning.
+JobResult to_job_result(const rpc::JobInfo& info);
+
+// One instance's statistics as the control plane carries them.
+void to_message(const InstanceStats& stats, rpc::InstanceStats* out);
+
+}  // namespace sage::cluster

@@ -1,0 +1,295 @@
+#include "cluster/job_store.hpp"
+
+#include <sqlite3.h>
+
+#include <string_view>
+#include <utility>
+
+#include "sage/error.hpp"
+
+namespace sage::cluster {
+namespace {
+
+// Bump when the schema changes, and add the migration from the previous
+// version to migrate().
+constexpr int kSchemaVersion = 1;
+
+[[noreturn]] void fail(const std::string& path, std::string_view what, sqlite3* db) {
+  throw Error(
+      "job database " + path + ": " + std::string(what) + " failed: " + sqlite3_errmsg(db) +
+      "; check that the state directory is writable, has free space and is used by no other head");
+}
+
+struct StmtFinalizer {
+  void operator()(sqlite3_stmt* stmt) const { sqlite3_finalize(stmt); }
+};
+
+// One prepared statement; binds are 1-based in the order of the `?`s.
+class Statement {
+ public:
+  Statement(sqlite3* db, const std::string& path, std::string_view sql) : db_(db), path_(path) {
+    sqlite3_stmt* raw = nullptr;
+    if (sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &raw, nullptr) !=
+        SQLITE_OK) {
+      fail(path_, "preparing \"" + std::string(sql) + "\"", db_);
+    }
+    stmt_.reset(raw);
+  }
+
+  // SQLITE_TRANSIENT because callers' strings may die before step().
+  Statement& bind(int index, std::string_view bytes) {
+    check(sqlite3_bind_blob64(stmt_.get(), index, bytes.data(), bytes.size(), SQLITE_TRANSIENT),
+          "binding");
+    return *this;
+  }
+  Statement& bind(int index, std::int64_t value) {
+    check(sqlite3_bind_int64(stmt_.get(), index, value), "binding");
+    return *this;
+  }
+
+  // True while a row is available.
+  bool step() {
+    int rc = sqlite3_step(stmt_.get());
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    fail(path_, std::string("running \"") + sqlite3_sql(stmt_.get()) + "\"", db_);
+  }
+
+  void reset() {
+    sqlite3_reset(stmt_.get());
+    sqlite3_clear_bindings(stmt_.get());
+  }
+
+  std::string bytes(int column) const {
+    const void* data = sqlite3_column_blob(stmt_.get(), column);
+    int size = sqlite3_column_bytes(stmt_.get(), column);
+    return data == nullptr ? std::string() : std::string(static_cast<const char*>(data), size);
+  }
+  std::int64_t int64(int column) const { return sqlite3_column_int64(stmt_.get(), column); }
+
+ private:
+  void check(int rc, std::string_view what) {
+    if (rc != SQLITE_OK) fail(path_, what, db_);
+  }
+
+  sqlite3* db_;
+  const std::string& path_;
+  std::unique_ptr<sqlite3_stmt, StmtFinalizer> stmt_;
+};
+
+void exec(sqlite3* db, const std::string& path, const char* sql) {
+  if (sqlite3_exec(db, sql, nullptr, nullptr, nullptr) != SQLITE_OK) {
+    fail(path, std::string("running \"") + sql + "\"", db);
+  }
+}
+
+// Rolls back unless committed, so an exception midway leaves no partial write.
+class Transaction {
+ public:
+  Transaction(sqlite3* db, const std::string& path) : db_(db), path_(path) {
+    // IMMEDIATE takes the write lock up front: a read-then-write (the next log
+    // line number) must not race another process's writer.
+    exec(db_, path_, "BEGIN IMMEDIATE");
+  }
+  ~Transaction() {
+    if (!committed_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+
+  void commit() {
+    exec(db_, path_, "COMMIT");
+    committed_ = true;
+  }
+
+ private:
+  sqlite3* db_;
+  const std::string& path_;
+  bool committed_ = false;
+};
+
+// Each arg as "<decimal length>:<bytes>", so any bytes round-trip.
+std::string encode_args(const std::vector<std::string>& args) {
+  std::string out;
+  for (const auto& arg : args) {
+    out += std::to_string(arg.size());
+    out += ':';
+    out += arg;
+  }
+  return out;
+}
+
+std::vector<std::string> decode_args(const std::string& path, const std::string& id,
+                                     std::string_view in) {
+  std::vector<std::string> args;
+  while (!in.empty()) {
+    std::size_t colon = in.find(':');
+    std::size_t size = 0;
+    bool ok = colon != std::string_view::npos && colon > 0;
+    for (std::size_t i = 0; ok && i < colon; ++i) {
+      ok = in[i] >= '0' && in[i] <= '9' && size <= in.size();
+      size = size * 10 + static_cast<std::size_t>(in[i] - '0');
+    }
+    if (!ok || size > in.size() - colon - 1) {
+      throw Error("job database " + path + ": the stored args of job " + id +
+                  " are corrupt; resubmit the job or remove the database");
+    }
+    args.emplace_back(in.substr(colon + 1, size));
+    in.remove_prefix(colon + 1 + size);
+  }
+  return args;
+}
+
+constexpr const char* kColumns =
+    "id, name, state, error, fingerprint, program_hash, args, submitted_at_ms, started_at_ms, "
+    "finished_at_ms, statistics";
+
+JobRecord read_record(const Statement& row, const std::string& path) {
+  JobRecord record;
+  record.id = row.bytes(0);
+  record.name = row.bytes(1);
+  record.state = row.bytes(2);
+  record.error = row.bytes(3);
+  record.fingerprint = row.bytes(4);
+  record.program_hash = row.bytes(5);
+  record.args = decode_args(path, record.id, row.bytes(6));
+  record.submitted_at_ms = row.int64(7);
+  record.started_at_ms = row.int64(8);
+  record.finished_at_ms = row.int64(9);
+  record.statistics = row.bytes(10);
+  return record;
+}
+
+void migrate(sqlite3* db, const std::string& path) {
+  Transaction transaction(db, path);
+  Statement query(db, path, "PRAGMA user_version");
+  query.step();
+  const std::int64_t version = query.int64(0);
+  if (version > kSchemaVersion) {
+    throw Error("job database " + path + " has schema version " + std::to_string(version) +
+                ", newer than this sage supports (" + std::to_string(kSchemaVersion) +
+                "); upgrade sage on the head node");
+  }
+  if (version < 1) {
+    exec(db, path,
+         "CREATE TABLE jobs ("
+         "  id BLOB PRIMARY KEY NOT NULL, name BLOB NOT NULL, state BLOB NOT NULL,"
+         "  error BLOB NOT NULL, fingerprint BLOB NOT NULL, program_hash BLOB NOT NULL,"
+         "  args BLOB NOT NULL, submitted_at_ms INTEGER NOT NULL,"
+         "  started_at_ms INTEGER NOT NULL, finished_at_ms INTEGER NOT NULL,"
+         "  statistics BLOB NOT NULL);"
+         "CREATE INDEX jobs_by_submitted ON jobs (submitted_at_ms);"
+         "CREATE TABLE job_logs ("
+         "  job_id BLOB NOT NULL, line INTEGER NOT NULL, text BLOB NOT NULL,"
+         "  PRIMARY KEY (job_id, line)) WITHOUT ROWID;");
+  }
+  // PRAGMA takes no bound parameters; the value is our own constant.
+  exec(db, path, ("PRAGMA user_version = " + std::to_string(kSchemaVersion)).c_str());
+  transaction.commit();
+}
+
+std::int64_t next_line(sqlite3* db, const std::string& path, const std::string& job_id) {
+  Statement count(db, path, "SELECT COALESCE(MAX(line) + 1, 0) FROM job_logs WHERE job_id = ?");
+  count.bind(1, job_id);
+  count.step();
+  return count.int64(0);
+}
+
+}  // namespace
+
+void JobStore::Closer::operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+
+JobStore::JobStore(const std::string& path) : path_(path) {
+  sqlite3* raw = nullptr;
+  // sqlite hands back a handle even when opening fails; own it so it is closed.
+  int rc =
+      sqlite3_open_v2(path.c_str(), &raw,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  db_.reset(raw);
+  if (rc != SQLITE_OK) {
+    throw Error("cannot open job database " + path + ": " +
+                (raw != nullptr ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)) +
+                "; check that the state directory exists and is writable");
+  }
+  // Another process (a CLI reading logs) may hold the lock briefly; wait rather than fail.
+  sqlite3_busy_timeout(raw, 5000);
+  // WAL lets readers proceed while the head appends logs. An in-memory
+  // database answers "memory", which is fine.
+  exec(raw, path_, "PRAGMA journal_mode = WAL");
+  migrate(raw, path_);
+}
+
+JobStore::~JobStore() = default;
+
+void JobStore::put(const JobRecord& record) {
+  std::lock_guard lock(mutex_);
+  Statement insert(db_.get(), path_,
+                   std::string("INSERT OR REPLACE INTO jobs (") + kColumns +
+                       ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  insert.bind(1, record.id)
+      .bind(2, record.name)
+      .bind(3, record.state)
+      .bind(4, record.error)
+      .bind(5, record.fingerprint)
+      .bind(6, record.program_hash)
+      .bind(7, encode_args(record.args))
+      .bind(8, record.submitted_at_ms)
+      .bind(9, record.started_at_ms)
+      .bind(10, record.finished_at_ms)
+      .bind(11, record.statistics);
+  insert.step();
+}
+
+std::optional<JobRecord> JobStore::get(const std::string& id) const {
+  std::lock_guard lock(mutex_);
+  Statement query(db_.get(), path_, std::string("SELECT ") + kColumns + " FROM jobs WHERE id = ?");
+  query.bind(1, id);
+  if (!query.step()) return std::nullopt;
+  return read_record(query, path_);
+}
+
+std::vector<JobRecord> JobStore::list() const {
+  std::lock_guard lock(mutex_);
+  // Tie-break on id so jobs submitted in the same millisecond list stably.
+  Statement query(
+      db_.get(), path_,
+      std::string("SELECT ") + kColumns + " FROM jobs ORDER BY submitted_at_ms DESC, id DESC");
+  std::vector<JobRecord> records;
+  while (query.step()) records.push_back(read_record(query, path_));
+  return records;
+}
+
+std::int64_t JobStore::append_logs(const std::string& job_id,
+                                   const std::vector<std::string>& lines) {
+  std::lock_guard lock(mutex_);
+  Transaction transaction(db_.get(), path_);
+  const std::int64_t first = next_line(db_.get(), path_, job_id);
+  Statement insert(db_.get(), path_, "INSERT INTO job_logs (job_id, line, text) VALUES (?, ?, ?)");
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    insert.bind(1, job_id).bind(2, first + static_cast<std::int64_t>(i)).bind(3, lines[i]);
+    insert.step();
+    insert.reset();
+  }
+  transaction.commit();
+  return first;
+}
+
+std::vector<std::string> JobStore::logs(const std::string& job_id, std::int64_t from_line,
+                                        std::int64_t limit) const {
+  // SQLite reads a negative LIMIT as "no limit"; the caller asked for none.
+  if (limit <= 0) return {};
+  std::lock_guard lock(mutex_);
+  Statement query(db_.get(), path_,
+                  "SELECT text FROM job_logs WHERE job_id = ? AND line >= ? ORDER BY line LIMIT ?");
+  query.bind(1, job_id).bind(2, from_line).bind(3, limit);
+  std::vector<std::string> lines;
+  while (query.step()) lines.push_back(query.bytes(0));
+  return lines;
+}
+
+std::int64_t JobStore::log_line_count(const std::string& job_id) const {
+  std::lock_guard lock(mutex_);
+  return next_line(db_.get(), path_, job_id);
+}
+
+}  // namespace sage::cluster

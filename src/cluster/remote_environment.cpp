@@ -1,0 +1,198 @@
+#include "sage/remote_environment.hpp"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+
+#include "cluster/cluster_config.hpp"
+#include "cluster/job_info.hpp"
+#include "cluster/program_store.hpp"
+#include "cluster/task_process.hpp"
+#include "graph/physical_plan.hpp"
+#include "net/rpc.hpp"
+#include "sage.grpc.pb.h"
+
+namespace sage {
+namespace {
+
+std::vector<std::string> program_arguments() {
+  std::ifstream file("/proc/self/cmdline", std::ios::binary);
+  std::vector<std::string> args;
+  for (std::string arg; std::getline(file, arg, '\0');) args.push_back(arg);
+  if (!args.empty()) args.erase(args.begin());  // the program itself travels by hash
+  return args;
+}
+
+std::string working_directory() {
+  char buffer[4096];
+  return getcwd(buffer, sizeof buffer) != nullptr ? buffer : "/";
+}
+
+// In a task process: run this process's share, tell the worker how it went
+// through the result pipe, and end the process.
+[[noreturn]] void run_as_task_process(const std::shared_ptr<detail::LogicalGraph>& graph,
+                                      const ExecutionConfig& config) {
+  rpc::ExitReport report;
+  int code = 0;
+  try {
+    const auto assignment =
+        cluster::TaskAssignment::decode(std::getenv(cluster::kAssignmentVariable));
+    const JobResult result = cluster::run_task_process(
+        graph, config, assignment, net::Socket(std::atoi(std::getenv(cluster::kDataFdVariable))));
+    for (const auto& s : result.instances) cluster::to_message(s, report.add_instances());
+    if (result.state == JobState::kFailed) {
+      report.set_error(result.error);
+      code = 1;
+    }
+  } catch (const std::exception& e) {
+    report.set_error(e.what());
+    code = 1;
+  }
+  std::fflush(stdout);
+  std::fflush(stderr);
+  if (const char* fd = std::getenv(cluster::kResultFdVariable)) {
+    const std::string bytes = report.SerializeAsString();
+    const int out = std::atoi(fd);
+    std::size_t written = 0;
+    while (written < bytes.size()) {
+      const ssize_t n = ::write(out, bytes.data() + written, bytes.size() - written);
+      if (n <= 0) break;
+      written += static_cast<std::size_t>(n);
+    }
+    ::close(out);
+  }
+  std::exit(code);
+}
+
+}  // namespace
+
+bool is_task_process() { return std::getenv(cluster::kAssignmentVariable) != nullptr; }
+
+struct RemoteEnvironment::Client {
+  explicit Client(const std::string& address)
+      : stub(rpc::JobManager::NewStub(net::make_channel(address))) {}
+  std::unique_ptr<rpc::JobManager::Stub> stub;
+};
+
+RemoteEnvironment::RemoteEnvironment(std::string name, std::string host, int port,
+                                     ClusterConfig config, ExecutionConfig execution)
+    : Environment(std::move(name), execution),
+      address_(host + ":" + std::to_string(port)),
+      cluster_(std::move(config)) {
+  if (const char* address = std::getenv("SAGE_ADDRESS"); address != nullptr && *address != '\0') {
+    address_ = address;
+  }
+  if (cluster_.state_dir.empty()) cluster_.state_dir = cluster::default_state_dir();
+}
+
+RemoteEnvironment::~RemoteEnvironment() = default;
+
+std::string RemoteEnvironment::submit(bool autostop) {
+  seal();
+  if (is_task_process()) run_as_task_process(graph_, config_);
+
+  const graph::PhysicalPlan plan = graph::PhysicalPlan::build(*graph_, config_);
+  if (cluster_.token.empty()) cluster_.token = cluster::find_token(cluster_.state_dir);
+  client_ = std::make_unique<Client>(address_);
+
+  const std::string program = "/proc/self/exe";
+  const std::string sha256 = cluster::sha256_of_file(program);
+  {
+    rpc::ProgramRef ref;
+    ref.set_sha256(sha256);
+    rpc::HasProgramReply has;
+    auto context = net::make_context(cluster_.token);
+    const auto status = client_->stub->HasProgram(context.get(), ref, &has);
+    if (!status.ok())
+      throw Error(net::describe(status, "cannot submit job '" + name() + "'", address_));
+    if (!has.present()) {
+      auto upload_context = net::make_context(cluster_.token);
+      rpc::ProgramRef stored;
+      auto writer = client_->stub->UploadProgram(upload_context.get(), &stored);
+      std::ifstream file(program, std::ios::binary);
+      std::string buffer(net::kProgramChunkBytes, '\0');
+      rpc::ProgramChunk chunk;
+      chunk.set_sha256(sha256);
+      while (file.read(buffer.data(), static_cast<std::streamsize>(buffer.size())) ||
+             file.gcount() > 0) {
+        chunk.set_data(buffer.data(), static_cast<std::size_t>(file.gcount()));
+        if (!writer->Write(chunk)) break;
+        chunk.clear_sha256();
+      }
+      writer->WritesDone();
+      const auto uploaded = writer->Finish();
+      if (!uploaded.ok())
+        throw Error(net::describe(uploaded, "cannot upload the program", address_));
+    }
+  }
+
+  rpc::SubmitRequest request;
+  request.set_name(name());
+  request.set_program_sha256(sha256);
+  for (const auto& arg : program_arguments()) request.add_args(arg);
+  request.set_working_directory(working_directory());
+  request.set_fingerprint(plan.fingerprint());
+  for (const auto& chain : plan.chains()) {
+    const auto& head = graph_->nodes[chain.nodes.front()];
+    auto* spec = request.add_chains();
+    spec->set_parallelism(chain.parallelism);
+    spec->set_reserves(head.reserves_resources);
+    spec->mutable_resources()->set_num_cpus(head.resources.num_cpus);
+    spec->mutable_resources()->set_num_gpus(head.resources.num_gpus);
+    spec->mutable_resources()->set_memory_bytes(head.resources.memory_bytes());
+    for (int node : chain.nodes) spec->add_operators(graph_->nodes[node].name);
+  }
+  rpc::SubmitReply reply;
+  auto context = net::make_context(cluster_.token);
+  const auto status = client_->stub->SubmitJob(context.get(), request, &reply);
+  if (!status.ok())
+    throw Error(net::describe(status, "cannot submit job '" + name() + "'", address_));
+  job_id_ = reply.job_id();
+  if (autostop) wait();
+  return job_id_;
+}
+
+JobResult RemoteEnvironment::wait() {
+  if (job_id_.empty()) {
+    throw InvalidPlanError("environment '" + name() +
+                           "' has no job to wait for; call submit() first");
+  }
+  if (final_) {
+    if (final_->state == JobState::kFailed) throw JobFailedError(*final_);
+    return *final_;
+  }
+  rpc::WatchRequest request;
+  request.set_job_id(job_id_);
+  request.set_follow(true);
+  auto context = net::make_context(cluster_.token);
+  auto reader = client_->stub->WatchJob(context.get(), request);
+  rpc::JobEvent event;
+  rpc::JobInfo final_state;
+  while (reader->Read(&event)) {
+    if (event.has_output_line()) {
+      if (cluster_.stream_output) std::printf("%s\n", event.output_line().c_str());
+    } else {
+      final_state = event.state();
+    }
+  }
+  std::fflush(stdout);
+  const auto status = reader->Finish();
+  if (!status.ok()) throw Error(net::describe(status, "lost job " + job_id_, address_));
+  final_ = cluster::to_job_result(final_state);
+  if (final_->state == JobState::kFailed) throw JobFailedError(*final_);
+  return *final_;
+}
+
+void RemoteEnvironment::stop() {
+  if (job_id_.empty()) return;
+  rpc::JobRef ref;
+  ref.set_job_id(job_id_);
+  rpc::JobInfo info;
+  auto context = net::make_context(cluster_.token);
+  const auto status = client_->stub->StopJob(context.get(), ref, &info);
+  if (!status.ok()) throw Error(net::describe(status, "cannot stop job " + job_id_, address_));
+}
+
+}  // namespace sage

@@ -1,0 +1,430 @@
+#include "cluster/worker.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <condition_variable>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "cluster/cluster_config.hpp"
+#include "cluster/program_store.hpp"
+#include "net/rpc.hpp"
+#include "net/socket.hpp"
+#include "sage.grpc.pb.h"
+#include "sage/error.hpp"
+
+extern char** environ;
+
+namespace sage::cluster {
+namespace {
+
+// Output lines go to the head in batches of at most this many, at least this often.
+constexpr std::size_t kOutputBatchLines = 256;
+constexpr auto kOutputFlushInterval = std::chrono::milliseconds(100);
+constexpr auto kRejoinPause = std::chrono::seconds(1);
+
+int count_gpus() {
+  int count = 0;
+  while (::access(("/dev/nvidia" + std::to_string(count)).c_str(), F_OK) == 0) ++count;
+  return count;
+}
+
+std::uint64_t machine_memory() {
+  return static_cast<std::uint64_t>(sysconf(_SC_PHYS_PAGES)) *
+         static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
+}
+
+}  // namespace
+
+class Worker::Impl {
+ public:
+  explicit Impl(WorkerOptions options)
+      : options_(std::move(options)),
+        programs_(options_.state_dir + "/programs"),
+        stub_(rpc::ClusterService::NewStub(net::make_channel(options_.head_address))) {
+    if (options_.num_cpus <= 0) options_.num_cpus = std::thread::hardware_concurrency();
+    if (options_.num_gpus < 0) options_.num_gpus = count_gpus();
+    if (options_.memory_bytes == 0) options_.memory_bytes = machine_memory();
+  }
+
+  ~Impl() {
+    stop();
+    kill_all();
+    std::unique_lock lock(mutex_);
+    reaped_.wait(lock, [&] { return processes_.empty(); });
+  }
+
+  void run() {
+    while (!stopping()) {
+      serve_one_session();
+      kill_all();
+      if (stopping()) break;
+      std::unique_lock lock(mutex_);
+      changed_.wait_for(lock, kRejoinPause, [&] { return stopping_; });
+    }
+  }
+
+  void stop() {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+    if (session_) session_->TryCancel();
+    changed_.notify_all();
+  }
+
+ private:
+  struct Running {
+    pid_t pid = 0;
+    std::string job_id;
+  };
+
+  bool stopping() {
+    std::lock_guard lock(mutex_);
+    return stopping_;
+  }
+
+  void serve_one_session() {
+    rpc::JoinRequest join;
+    join.set_node_id(options_.node_id);
+    join.set_host(options_.host);
+    join.mutable_resources()->set_num_cpus(options_.num_cpus);
+    join.mutable_resources()->set_num_gpus(options_.num_gpus);
+    join.mutable_resources()->set_memory_bytes(options_.memory_bytes);
+    auto context = net::make_context(options_.token);
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_) return;
+      session_ = context.get();
+    }
+    auto stream = stub_->Join(context.get(), join);
+    std::thread heartbeat([this] { send_heartbeats(); });
+    rpc::WorkerCommand command;
+    bool joined = false;
+    while (stream->Read(&command)) {
+      if (command.has_welcome()) {
+        spdlog::info("node {} joined the head at {}", options_.node_id, options_.head_address);
+        joined = true;
+        ever_joined_ = true;
+        if (options_.on_joined) options_.on_joined();
+        continue;
+      }
+      handle(command);
+    }
+    const grpc::Status status = stream->Finish();
+    {
+      std::lock_guard lock(mutex_);
+      session_ = nullptr;
+      heartbeat_stop_ = true;
+      changed_.notify_all();
+    }
+    heartbeat.join();
+    {
+      std::lock_guard lock(mutex_);
+      heartbeat_stop_ = false;
+    }
+    if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+        status.error_code() == grpc::StatusCode::ALREADY_EXISTS ||
+        status.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {
+      throw Error("the head at " + options_.head_address + " refused node '" + options_.node_id +
+                  "': " + status.error_message());
+    }
+    if (!joined && !ever_joined_ && !stopping()) {
+      throw Error(net::describe(status, "node '" + options_.node_id + "' cannot join the cluster",
+                                options_.head_address));
+    }
+    if (!stopping()) {
+      spdlog::warn("lost the head at {} ({}); task processes stopped, joining again",
+                   options_.head_address, status.error_message());
+    }
+  }
+
+  void send_heartbeats() {
+    std::unique_lock lock(mutex_);
+    while (!heartbeat_stop_ && !stopping_) {
+      changed_.wait_for(lock, kHeartbeatInterval);
+      if (heartbeat_stop_ || stopping_) break;
+      lock.unlock();
+      rpc::NodeRef node;
+      node.set_node_id(options_.node_id);
+      rpc::Empty reply;
+      auto context = net::make_context(options_.token);
+      context->set_deadline(std::chrono::system_clock::now() + kHeartbeatInterval * 2);
+      stub_->Heartbeat(context.get(), node, &reply);
+      lock.lock();
+    }
+  }
+
+  void handle(const rpc::WorkerCommand& command) {
+    if (command.has_prepare()) {
+      prepare(command.prepare());
+    } else if (command.has_start()) {
+      // Fetching a program can take a while: do it off the command stream.
+      std::lock_guard lock(mutex_);
+      starters_.emplace_back([this, start = command.start()] { start_process(start); });
+    } else if (command.has_stop()) {
+      kill_job(command.stop().job_id());
+    }
+  }
+
+  void prepare(const rpc::PrepareProcess& prepare) {
+    rpc::PreparedReport report;
+    report.set_node_id(options_.node_id);
+    report.set_job_id(prepare.job_id());
+    report.set_process_index(prepare.process_index());
+    try {
+      net::Socket listener = net::Socket::listen({options_.host, 0});
+      report.set_data_address(options_.host + ":" + std::to_string(listener.local_port()));
+      std::lock_guard lock(mutex_);
+      listeners_[key(prepare.job_id(), prepare.process_index())] = std::move(listener);
+    } catch (const Error& e) {
+      report.set_error(e.what());
+    }
+    rpc::Empty reply;
+    stub_->ReportPrepared(net::make_context(options_.token).get(), report, &reply);
+  }
+
+  static std::string key(const std::string& job_id, int process) {
+    return job_id + "/" + std::to_string(process);
+  }
+
+  void ensure_program(const std::string& sha256) {
+    std::lock_guard fetch_lock(fetch_mutex_);
+    if (programs_.contains(sha256)) return;
+    auto context = net::make_context(options_.token);
+    rpc::ProgramRef ref;
+    ref.set_sha256(sha256);
+    auto reader = stub_->FetchProgram(context.get(), ref);
+    auto upload = programs_.begin_upload(sha256);
+    rpc::ProgramChunk chunk;
+    while (reader->Read(&chunk)) upload->append(chunk.data());
+    const auto status = reader->Finish();
+    if (!status.ok())
+      throw Error(net::describe(status, "cannot fetch the program", options_.head_address));
+    upload->commit();
+  }
+
+  void report_exit(const rpc::StartProcess& start, int code, const std::string& error,
+                   const rpc::ExitReport* details) {
+    rpc::ExitReport report;
+    if (details != nullptr) report = *details;
+    report.set_job_id(start.job_id());
+    report.set_process_index(start.process_index());
+    report.set_exit_code(code);
+    if (report.error().empty()) report.set_error(error);
+    rpc::Empty reply;
+    stub_->ReportExit(net::make_context(options_.token).get(), report, &reply);
+  }
+
+  void start_process(const rpc::StartProcess& start) {
+    net::Socket listener;
+    std::uint64_t generation = 0;
+    {
+      std::lock_guard lock(mutex_);
+      generation = generation_;
+      auto it = listeners_.find(key(start.job_id(), start.process_index()));
+      if (it != listeners_.end()) {
+        listener = std::move(it->second);
+        listeners_.erase(it);
+      }
+    }
+    if (!listener.valid()) {
+      report_exit(start, 1, "node '" + options_.node_id + "' has no reserved port for the process",
+                  nullptr);
+      return;
+    }
+    try {
+      ensure_program(start.program_sha256());
+    } catch (const Error& e) {
+      report_exit(start, 1, "node '" + options_.node_id + "': " + e.what(), nullptr);
+      return;
+    }
+    int output[2], result[2];
+    if (pipe2(output, O_CLOEXEC) != 0 || pipe2(result, O_CLOEXEC) != 0) {
+      report_exit(start, 1, "node '" + options_.node_id + "' cannot create pipes", nullptr);
+      return;
+    }
+    // Everything the child needs is prepared before fork: after it, only
+    // async-signal-safe calls are allowed.
+    const std::string program = programs_.path_of(start.program_sha256());
+    std::vector<std::string> args{program};
+    args.insert(args.end(), start.args().begin(), start.args().end());
+    std::vector<std::string> env;
+    for (char** e = environ; *e != nullptr; ++e) {
+      const std::string entry = *e;
+      if (entry.rfind("SAGE_", 0) == 0 || entry.rfind("CUDA_VISIBLE_DEVICES=", 0) == 0) continue;
+      env.push_back(entry);
+    }
+    constexpr int kChildDataFd = 3, kChildResultFd = 4;
+    env.push_back(std::string(kAssignmentVariable) + "=" + start.assignment());
+    env.push_back(std::string(kDataFdVariable) + "=" + std::to_string(kChildDataFd));
+    env.push_back(std::string(kResultFdVariable) + "=" + std::to_string(kChildResultFd));
+    std::string gpus;
+    for (int g : start.gpu_indices()) gpus += (gpus.empty() ? "" : ",") + std::to_string(g);
+    env.push_back("CUDA_VISIBLE_DEVICES=" + gpus);
+    // Under a memory limit (RLIMIT_AS), few malloc arenas keep address space for data.
+    if (start.memory_limit_bytes() > 0) env.push_back("MALLOC_ARENA_MAX=2");
+    std::vector<char*> argv, envp;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    for (auto& e : env) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    const std::string cwd = start.working_directory();
+    const std::uint64_t memory = start.memory_limit_bytes();
+
+    const pid_t parent = getpid();
+    const pid_t pid = fork();
+    if (pid == 0) {
+      // A task process never outlives its worker, even one killed outright.
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(125);
+      setpgid(0, 0);
+      dup2(output[1], STDOUT_FILENO);
+      dup2(output[1], STDERR_FILENO);
+      dup2(listener.fd(), kChildDataFd);
+      dup2(result[1], kChildResultFd);
+      if (!cwd.empty() && chdir(cwd.c_str()) != 0) {
+        if (chdir("/") != 0) _exit(126);
+      }
+      if (memory > 0) {
+        rlimit limit{memory, memory};
+        setrlimit(RLIMIT_AS, &limit);
+      }
+      execve(argv[0], argv.data(), envp.data());
+      _exit(127);
+    }
+    close(output[1]);
+    close(result[1]);
+    if (pid < 0) {
+      close(output[0]);
+      close(result[0]);
+      report_exit(start, 1, "node '" + options_.node_id + "' cannot start a process", nullptr);
+      return;
+    }
+    listener = net::Socket();  // the child has it now
+    {
+      std::lock_guard lock(mutex_);
+      processes_[pid] = Running{pid, start.job_id()};
+      // The session ended (or the job was stopped) while this process started.
+      if (generation_ != generation || stopped_jobs_.count(start.job_id())) ::kill(-pid, SIGKILL);
+    }
+    forward_output(start, pid, output[0]);
+    std::string result_bytes;
+    char buffer[4096];
+    ssize_t n;
+    while ((n = read(result[0], buffer, sizeof buffer)) > 0) result_bytes.append(buffer, n);
+    close(result[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    {
+      std::lock_guard lock(mutex_);
+      processes_.erase(pid);
+      reaped_.notify_all();
+    }
+    rpc::ExitReport details;
+    const bool has_details = !result_bytes.empty() && details.ParseFromString(result_bytes);
+    const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    std::string error;
+    if (WIFSIGNALED(status)) {
+      error = "the task process on node '" + options_.node_id + "' was killed by signal " +
+              std::to_string(WTERMSIG(status)) +
+              (WTERMSIG(status) == SIGKILL && memory > 0 ? " (memory limit?)" : "");
+    } else if (code == 127) {
+      error = "node '" + options_.node_id + "' could not execute the job's program";
+    }
+    report_exit(start, code, error, has_details ? &details : nullptr);
+  }
+
+  // Sends the process's output lines to the head, prefixed with where they came from.
+  void forward_output(const rpc::StartProcess& start, pid_t pid, int fd) {
+    const std::string prefix = "(" + options_.node_id + " pid=" + std::to_string(pid) + ") ";
+    rpc::OutputReport report;
+    report.set_job_id(start.job_id());
+    report.set_process_index(start.process_index());
+    std::string pending;
+    auto last_flush = std::chrono::steady_clock::now();
+    const auto flush = [&] {
+      if (report.lines_size() == 0) return;
+      rpc::Empty reply;
+      stub_->ReportOutput(net::make_context(options_.token).get(), report, &reply);
+      report.clear_lines();
+      last_flush = std::chrono::steady_clock::now();
+    };
+    char buffer[65536];
+    while (true) {
+      pollfd p{fd, POLLIN, 0};
+      const int ready = poll(&p, 1, static_cast<int>(kOutputFlushInterval.count()));
+      if (ready > 0) {
+        const ssize_t n = read(fd, buffer, sizeof buffer);
+        if (n <= 0) break;
+        pending.append(buffer, static_cast<std::size_t>(n));
+        std::size_t start_of_line = 0, end;
+        while ((end = pending.find('\n', start_of_line)) != std::string::npos) {
+          report.add_lines(prefix + pending.substr(start_of_line, end - start_of_line));
+          start_of_line = end + 1;
+          if (static_cast<std::size_t>(report.lines_size()) >= kOutputBatchLines) flush();
+        }
+        pending.erase(0, start_of_line);
+      }
+      if (std::chrono::steady_clock::now() - last_flush >= kOutputFlushInterval) flush();
+    }
+    if (!pending.empty()) report.add_lines(prefix + pending);
+    flush();
+    close(fd);
+  }
+
+  void kill_job(const std::string& job_id) {
+    std::lock_guard lock(mutex_);
+    stopped_jobs_.insert(job_id);
+    for (const auto& [pid, running] : processes_) {
+      if (running.job_id == job_id) ::kill(-pid, SIGKILL);
+    }
+    for (auto it = listeners_.begin(); it != listeners_.end();) {
+      it = it->first.rfind(job_id + "/", 0) == 0 ? listeners_.erase(it) : std::next(it);
+    }
+  }
+
+  void kill_all() {
+    std::vector<std::thread> starters;
+    {
+      std::lock_guard lock(mutex_);
+      ++generation_;
+      for (const auto& [pid, running] : processes_) ::kill(-pid, SIGKILL);
+      listeners_.clear();
+      starters.swap(starters_);
+    }
+    for (auto& t : starters) t.join();
+  }
+
+  WorkerOptions options_;
+  ProgramStore programs_;
+  std::unique_ptr<rpc::ClusterService::Stub> stub_;
+  std::mutex fetch_mutex_;
+  std::mutex mutex_;
+  std::condition_variable changed_, reaped_;
+  bool stopping_ = false, heartbeat_stop_ = false;
+  grpc::ClientContext* session_ = nullptr;
+  std::map<std::string, net::Socket> listeners_;
+  std::map<pid_t, Running> processes_;
+  std::vector<std::thread> starters_;
+  std::uint64_t generation_ = 0;  // sessions with the head so far
+  bool ever_joined_ = false;      // only the run() thread touches it
+  std::set<std::string> stopped_jobs_;
+};
+
+Worker::Worker(WorkerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+Worker::~Worker() = default;
+void Worker::run() { impl_->run(); }
+void Worker::stop() { impl_->stop(); }
+
+}  // namespace sage::cluster

@@ -1,0 +1,46 @@
+// The worker agent of a node: joins the head, reports its resources and a
+// heartbeat, and runs task processes as the head commands: it reserves their
+// data-plane ports, fetches the job's program (cached by hash), starts the
+// processes with their assignment, forwards their output lines, reports how
+// they ended, and kills them when the job stops, ends, or the head is lost.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace sage::cluster {
+
+struct WorkerOptions {
+  std::string head_address = "127.0.0.1:10001";
+  std::string node_id;             // unique in the cluster
+  std::string host = "127.0.0.1";  // where peers reach this node's task processes
+  double num_cpus = 0;             // 0: the number of cores
+  int num_gpus = -1;               // -1: the GPUs present
+  std::uint64_t memory_bytes = 0;  // 0: the machine's memory
+  std::string state_dir;           // the program cache lives here
+  std::string token;
+  // Called once the head has registered this node (each time it joins).
+  std::function<void()> on_joined;
+};
+
+class Worker {
+ public:
+  explicit Worker(WorkerOptions options);
+  ~Worker();  // stops, killing any task process still running
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Serves the head until stop(). Rejoins after losing the head. Throws
+  // sage::Error when the head refuses this worker (wrong token, node id taken)
+  // and when no head answers at the first attempt to join.
+  void run();
+  void stop();
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sage::cluster

@@ -1,0 +1,58 @@
+#include "net/rpc.hpp"
+
+namespace sage::net {
+
+std::shared_ptr<grpc::Channel> make_channel(const std::string& address) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(kMaxRpcMessageBytes);
+  args.SetMaxSendMessageSize(kMaxRpcMessageBytes);
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+}
+
+std::unique_ptr<grpc::ClientContext> make_context(const std::string& token) {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->AddMetadata(kTokenMetadata, token);
+  return context;
+}
+
+grpc::Status check_token(const grpc::ServerContext& context, const std::string& token) {
+  const auto& metadata = context.client_metadata();
+  const auto found = metadata.find(kTokenMetadata);
+  if (found == metadata.end()) {
+    return {grpc::StatusCode::UNAUTHENTICATED,
+            "no cluster token: set SAGE_TOKEN or pass the token file of the head "
+            "(sage cluster start prints where it is)"};
+  }
+  const std::string_view given(found->second.data(), found->second.size());
+  // Constant time in the token's length, so timing does not reveal a prefix.
+  unsigned difference = given.size() == token.size() ? 0 : 1;
+  for (std::size_t i = 0; i < token.size(); ++i) {
+    difference |= static_cast<unsigned char>(i < given.size() ? given[i] : 0) ^
+                  static_cast<unsigned char>(token[i]);
+  }
+  if (difference != 0) {
+    return {grpc::StatusCode::UNAUTHENTICATED,
+            "wrong cluster token: use the token the head created (its token file, or "
+            "SAGE_TOKEN)"};
+  }
+  return grpc::Status::OK;
+}
+
+void configure_server(grpc::ServerBuilder& builder) {
+  // gRPC would otherwise share a port with another server (SO_REUSEPORT),
+  // silently splitting clients between two heads.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.SetMaxReceiveMessageSize(kMaxRpcMessageBytes);
+  builder.SetMaxSendMessageSize(kMaxRpcMessageBytes);
+}
+
+std::string describe(const grpc::Status& status, const std::string& what,
+                     const std::string& address) {
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    return what + ": no sage head answers at " + address +
+           "; start one with `sage cluster start --head` or check the address";
+  }
+  return what + " at " + address + ": " + status.error_message();
+}
+
+}  // namespace sage::net

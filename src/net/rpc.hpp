@@ -1,0 +1,34 @@
+// What every gRPC call of the control plane shares: the cluster token in the
+// call's metadata, message size limits, and channel/server settings.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+
+namespace sage::net {
+
+// Control-plane messages are small except program uploads, which travel in
+// chunks of kProgramChunkBytes; anything above the limit is refused.
+constexpr int kMaxRpcMessageBytes = 8 << 20;
+constexpr std::size_t kProgramChunkBytes = 1 << 20;
+constexpr const char* kTokenMetadata = "sage-token";
+
+// A channel to `address` ("host:port") with the size limits applied.
+std::shared_ptr<grpc::Channel> make_channel(const std::string& address);
+
+// A client context carrying the token, with an optional deadline.
+std::unique_ptr<grpc::ClientContext> make_context(const std::string& token);
+
+// UNAUTHENTICATED unless the call carries `token` (compared in constant time).
+grpc::Status check_token(const grpc::ServerContext& context, const std::string& token);
+
+// Applies the size limits to a server being built.
+void configure_server(grpc::ServerBuilder& builder);
+
+// A client-side error as one line: what failed and the address it failed on.
+std::string describe(const grpc::Status& status, const std::string& what,
+                     const std::string& address);
+
+}  // namespace sage::net

@@ -1,0 +1,170 @@
+// Jobs the cluster tests submit, one program for all (the program is the job):
+//   keyed N     N numbers, key_by and parallelism on every stage; each sink
+//               prints the final count and sum of every key it saw
+//   unbounded   an endless source; submits and prints the job id
+//   throw       an operator that throws on record 7
+//   greedy      an operator that asks for 64 CPUs per instance
+// RemoteEnvironment (at $SAGE_ADDRESS) unless the last argument is --local.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include <sage/sage.hpp>
+
+namespace {
+
+using Keyed = std::pair<long long, long long>;  // key, value
+
+// Running count and sum per key, in keyed state.
+class KeyedTotals : public sage::Function {
+ public:
+  void open(sage::RuntimeContext& ctx) override {
+    count_.emplace(ctx.value_state<long long>("count"));
+    sum_.emplace(ctx.value_state<long long>("sum"));
+  }
+  std::tuple<long long, long long, long long> map(const Keyed& record) {
+    const long long count = ++count_->get_or_init(0);
+    sum_->get_or_init(0) += record.second;
+    return {record.first, count, sum_->get_or_init(0)};
+  }
+
+ private:
+  std::optional<sage::ValueState<long long>> count_, sum_;
+};
+
+// Keeps the last (largest) count per key and prints the finals at the end.
+class FinalsSink : public sage::Function {
+ public:
+  void sink(const std::tuple<long long, long long, long long>& r) {
+    auto& [count, sum] = finals_[std::get<0>(r)];
+    if (std::get<1>(r) > count) {
+      count = std::get<1>(r);
+      sum = std::get<2>(r);
+    }
+  }
+  void close() override {
+    std::string out;
+    for (const auto& [key, final] : finals_) {
+      out += "final " + std::to_string(key) + " " + std::to_string(final.first) + " " +
+             std::to_string(final.second) + "\n";
+    }
+    std::fputs(out.c_str(), stdout);
+    std::fflush(stdout);
+  }
+
+ private:
+  std::map<long long, std::pair<long long, long long>> finals_;
+};
+
+// Says where it runs, so tests can find the task processes.
+class Announce : public sage::Function {
+ public:
+  void open(sage::RuntimeContext& ctx) override {
+    std::printf("instance %s on %s pid %d\n", ctx.instance_name().c_str(), ctx.node_id().c_str(),
+                static_cast<int>(getpid()));
+    std::fflush(stdout);
+  }
+  long long map(long long x) { return x; }
+};
+
+// 0..n-1, instance i of p taking i, i+p, ...
+class Numbers {
+ public:
+  explicit Numbers(long long n) : n_(n) {}
+  void open(sage::RuntimeContext& ctx) {
+    next_ = ctx.parallel_index();
+    step_ = ctx.parallelism();
+  }
+  std::optional<long long> next() {
+    if (next_ >= n_) return std::nullopt;
+    const long long value = next_;
+    next_ += step_;
+    return value;
+  }
+
+ private:
+  long long n_, next_ = 0, step_ = 1;
+};
+
+void keyed(sage::Environment& env, long long records) {
+  env.from_source<Numbers>(sage::Options{.name = "numbers", .parallelism = 2}, records)
+      .map(
+          [](long long x) {
+            return Keyed{x % 1000, x};
+          },
+          {.name = "bucket", .parallelism = 3})
+      .key_by([](const Keyed& r) { return r.first; })
+      .map<KeyedTotals>(sage::Options{.name = "totals", .parallelism = 2})
+      .sink<FinalsSink>(sage::Options{.name = "finals", .parallelism = 2});
+}
+
+void unbounded(sage::Environment& env) {
+  env.from_source(
+         [n = 0LL]() mutable -> std::optional<long long> {
+           if (++n % 1000 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+           return n;
+         },
+         {.name = "endless"})
+      .map<Announce>(sage::Options{.name = "announce", .parallelism = 3})
+      .sink([](long long) {}, {.name = "discard", .parallelism = 3});
+}
+
+void throwing(sage::Environment& env) {
+  env.from_collection(std::vector<int>{1, 2, 3, 4, 5, 6, 7, 8, 9}, {.name = "numbers"})
+      .map(
+          [](int x) {
+            if (x == 7) throw std::runtime_error("boom on record 7");
+            return x;
+          },
+          {.name = "explode", .parallelism = 2})
+      .sink([](int) {}, {.name = "discard"});
+}
+
+void greedy(sage::Environment& env) {
+  env.from_collection(std::vector<int>{1, 2, 3}, {.name = "numbers"})
+      .map([](int x) { return x; },
+           {.name = "hungry", .parallelism = 1, .resources = sage::Resources{.num_cpus = 64}})
+      .sink([](int) {}, {.name = "discard"});
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string mode = argc > 1 ? argv[1] : "";
+  const bool local = std::string(argv[argc - 1]) == "--local";
+  std::unique_ptr<sage::Environment> env;
+  if (local) {
+    env = std::make_unique<sage::LocalEnvironment>("cluster-test-" + mode);
+  } else {
+    env = std::make_unique<sage::RemoteEnvironment>("cluster-test-" + mode);
+  }
+  try {
+    if (mode == "keyed") {
+      keyed(*env, argc > 2 ? std::atoll(argv[2]) : 1000);
+    } else if (mode == "unbounded") {
+      unbounded(*env);
+      std::printf("submitted %s\n", env->submit(false).c_str());
+      return 0;
+    } else if (mode == "throw") {
+      throwing(*env);
+    } else if (mode == "greedy") {
+      greedy(*env);
+    } else {
+      std::fprintf(stderr, "usage: %s keyed N|unbounded|throw|greedy [--local]\n", argv[0]);
+      return 2;
+    }
+    const auto result = env->execute();
+    std::printf("job %s %s\n", result.job_id.c_str(), sage::to_string(result.state));
+    return 0;
+  } catch (const std::exception& e) {
+    std::printf("error: %s\n", e.what());
+    return 1;
+  }
+}

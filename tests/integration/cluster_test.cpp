@@ -1,0 +1,430 @@
+// A real cluster on 127.0.0.1: a head and two workers started by the `sage`
+// command, jobs submitted by programs with RemoteEnvironment, and what users
+// see when things go wrong (wrong token, a throwing operator, a killed
+// worker, a restarted head, a job that can never fit). Every process is
+// stopped at the end of each test, also when it fails.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <stdlib.h>
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "support/child_process.hpp"
+
+namespace sage {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::ChildProcess;
+
+struct Outcome {
+  int code = -1;
+  std::string output;
+};
+
+// Polls `condition` until it holds or `timeout` passes.
+template <class F>
+bool eventually(F condition, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(50ms);
+  }
+  return true;
+}
+
+// Alive and not a zombie (a daemon's zombie waits for init to reap it).
+bool process_alive(int pid) {
+  if (pid <= 0 || kill(pid, 0) != 0) return false;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string pid_field, command, state;
+  return !(stat >> pid_field >> command >> state) || state != "Z";
+}
+
+// Task process pids named in job output lines "instance X on N pid P".
+std::set<int> task_pids(const std::string& output) {
+  std::set<int> pids;
+  static const std::regex line(R"(instance \S+ on \S+ pid (\d+))");
+  for (std::sregex_iterator it(output.begin(), output.end(), line), end; it != end; ++it) {
+    pids.insert(std::stoi((*it)[1]));
+  }
+  return pids;
+}
+
+class ClusterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char dir[] = "/tmp/sage-cluster-test-XXXXXX";
+    ASSERT_NE(mkdtemp(dir), nullptr);
+    state_dir_ = dir;
+  }
+
+  void TearDown() override {
+    cli({"cluster", "stop"});
+    // Whatever `cluster stop` could not stop is killed here.
+    for (const auto& entry : std::filesystem::directory_iterator(state_dir_)) {
+      if (entry.path().extension() != ".pid") continue;
+      std::ifstream file(entry.path());
+      int pid = 0;
+      if (file >> pid && process_alive(pid)) {
+        ADD_FAILURE() << entry.path() << " still running after `sage cluster stop`";
+        kill(pid, SIGKILL);
+      }
+    }
+    std::filesystem::remove_all(state_dir_);
+  }
+
+  std::vector<std::string> env() const { return {"SAGE_STATE_DIR=" + state_dir_}; }
+
+  Outcome run(const std::vector<std::string>& argv, std::vector<std::string> extra_env = {},
+              std::chrono::milliseconds timeout = 120s) {
+    // The first definition of a variable wins: extra_env before the defaults.
+    auto environment = extra_env;
+    for (const auto& variable : env()) environment.push_back(variable);
+    ChildProcess process(argv, environment);
+    Outcome result;
+    if (!process.wait(timeout)) {
+      ADD_FAILURE() << "timed out after " << timeout.count() << " ms: " << argv[0] << " "
+                    << (argv.size() > 1 ? argv[1] : "") << "\n"
+                    << process.output();
+    }
+    result.code = process.exit_code();
+    result.output = process.output();
+    return result;
+  }
+
+  Outcome cli(std::vector<std::string> args, std::vector<std::string> extra_env = {}) {
+    args.insert(args.begin(), SAGE_CLI_BINARY);
+    return run(args, std::move(extra_env));
+  }
+
+  std::string head_field(const std::string& field) const {
+    std::ifstream file(state_dir_ + "/head.json");
+    return nlohmann::json::parse(file).at(field).get<std::string>();
+  }
+
+  int pid_of(const std::string& name) const {
+    std::ifstream file(state_dir_ + "/" + name + ".pid");
+    int pid = 0;
+    file >> pid;
+    return pid;
+  }
+
+  void start_head() {
+    const Outcome head = cli({"cluster", "start", "--head", "--port", "0", "--jobmanager-port", "0",
+                              "--num-cpus", "2", "--memory", "4GB"});
+    ASSERT_EQ(head.code, 0) << head.output;
+    ASSERT_NE(head.output.find("sage head started"), std::string::npos) << head.output;
+  }
+
+  void start_worker(const std::string& node_id) {
+    const Outcome worker =
+        cli({"cluster", "start", "--worker", "--head-address=" + head_field("cluster"), "--node-id",
+             node_id, "--num-cpus", "2", "--memory", "4GB"});
+    ASSERT_EQ(worker.code, 0) << worker.output;
+  }
+
+  void start_cluster() {
+    ASSERT_NO_FATAL_FAILURE(start_head());
+    ASSERT_NO_FATAL_FAILURE(start_worker("w1"));
+    ASSERT_NO_FATAL_FAILURE(start_worker("w2"));
+  }
+
+  nlohmann::json job_json(const std::string& id) {
+    const Outcome status = cli({"job", "status", id, "--format", "json"});
+    EXPECT_EQ(status.code, 0) << status.output;
+    return nlohmann::json::parse(status.output);
+  }
+
+  std::string job_state(const std::string& id) { return job_json(id).value("state", ""); }
+
+  // Submits the endless job and waits until its instances run on all 3 nodes.
+  std::string start_unbounded_job(std::string* logs) {
+    const Outcome submitted = cli({"job", "submit", SAGE_CLUSTER_JOB_BINARY, "unbounded"});
+    EXPECT_EQ(submitted.code, 0) << submitted.output;
+    std::smatch id;
+    EXPECT_TRUE(std::regex_search(submitted.output, id, std::regex(R"(submitted (job-\w+))")))
+        << submitted.output;
+    const std::string job_id = id[1];
+    EXPECT_TRUE(eventually(
+        [&] {
+          *logs = cli({"job", "logs", job_id}).output;
+          return task_pids(*logs).size() == 3 && logs->find("on w1") != std::string::npos &&
+                 logs->find("on w2") != std::string::npos &&
+                 logs->find("on head") != std::string::npos;
+        },
+        30s))
+        << "the job's instances did not start on all nodes:\n"
+        << *logs;
+    return job_id;
+  }
+
+  std::string state_dir_;
+};
+
+TEST_F(ClusterTest, StatusListsTheHeadAndTwoWorkersWithTheirResources) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster());
+  const Outcome table = cli({"cluster", "status"});
+  ASSERT_EQ(table.code, 0) << table.output;
+  EXPECT_NE(table.output.find("3 nodes (3 alive)"), std::string::npos) << table.output;
+
+  const Outcome json = cli({"cluster", "status", "--format", "json"});
+  ASSERT_EQ(json.code, 0) << json.output;
+  const auto nodes = nlohmann::json::parse(json.output).at("nodes");
+  std::set<std::string> names;
+  for (const auto& node : nodes) {
+    names.insert(node.at("node_id").get<std::string>());
+    EXPECT_TRUE(node.at("alive").get<bool>());
+    EXPECT_EQ(node.at("total").at("num_cpus").get<double>(), 2.0);
+    EXPECT_EQ(node.at("total").at("memory_bytes").get<std::string>(), "4294967296");
+  }
+  EXPECT_EQ(names, (std::set<std::string>{"head", "w1", "w2"}));
+}
+
+TEST_F(ClusterTest, ReferenceExampleGivesExactlyTenRecordsFromSeveralNodes) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster());
+  const Outcome example = cli({"job", "submit", SAGE_EXAMPLE_BINARY});
+  ASSERT_EQ(example.code, 0) << example.output;
+  EXPECT_NE(example.output.find("Records reaching the sinks: 10 (expected 10)"), std::string::npos)
+      << example.output;
+  std::set<int> received;
+  static const std::regex sink_line(R"(SINK\[\d/2 @ \S+ pid \d+\] received (\d+))");
+  int sink_lines = 0;
+  for (std::sregex_iterator it(example.output.begin(), example.output.end(), sink_line), end;
+       it != end; ++it) {
+    received.insert(std::stoi((*it)[1]));
+    ++sink_lines;
+  }
+  EXPECT_EQ(sink_lines, 10) << example.output;
+  EXPECT_EQ(received, (std::set<int>{3, 6, 9, 12, 15, 18, 21, 24, 27, 30}));
+  // The statistics rows: INSTANCE NODE PID ...
+  std::set<std::string> nodes;
+  std::set<std::string> pids;
+  static const std::regex row(R"((\w+)\[\d/\d\]\s+(\S+)\s+(\d+)\s+\d+\s+\d+)");
+  for (std::sregex_iterator it(example.output.begin(), example.output.end(), row), end; it != end;
+       ++it) {
+    nodes.insert((*it)[2]);
+    pids.insert((*it)[3]);
+  }
+  EXPECT_GE(nodes.size(), 2u) << example.output;
+  EXPECT_GE(pids.size(), 2u) << example.output;
+}
+
+// "final <key> <count> <sum>" lines, sorted, from output with any prefixes.
+std::vector<std::string> finals(const std::string& output) {
+  std::vector<std::string> lines;
+  static const std::regex final_line(R"(final -?\d+ \d+ \d+)");
+  for (std::sregex_iterator it(output.begin(), output.end(), final_line), end; it != end; ++it) {
+    lines.push_back(it->str());
+  }
+  std::sort(lines.begin(), lines.end());
+  return lines;
+}
+
+TEST_F(ClusterTest, AMillionKeyedRecordsGiveExactlyTheLocalResultAcrossNodes) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster());
+  const Outcome local = run({SAGE_CLUSTER_JOB_BINARY, "keyed", "1000000", "--local"});
+  ASSERT_EQ(local.code, 0) << local.output;
+  const Outcome remote = cli({"job", "submit", SAGE_CLUSTER_JOB_BINARY, "keyed", "1000000"});
+  ASSERT_EQ(remote.code, 0) << remote.output;
+  const auto expected = finals(local.output);
+  ASSERT_EQ(expected.size(), 1000u);
+  long long total = 0;
+  for (const auto& line : expected) {
+    std::istringstream in(line);
+    std::string word;
+    long long key, count;
+    in >> word >> key >> count;
+    total += count;
+  }
+  EXPECT_EQ(total, 1'000'000);
+  EXPECT_EQ(finals(remote.output), expected);
+  // Spread: the job's instances ran on all three nodes.
+  std::smatch id;
+  ASSERT_TRUE(std::regex_search(remote.output, id, std::regex(R"(job (job-\w+) FINISHED)")));
+  std::set<std::string> nodes;
+  const auto job = job_json(id[1]);
+  for (const auto& instance : job.at("instances")) {
+    nodes.insert(instance.at("node_id").get<std::string>());
+  }
+  EXPECT_EQ(nodes, (std::set<std::string>{"head", "w1", "w2"})) << job.dump();
+}
+
+TEST_F(ClusterTest, AnUnboundedJobIsListedFollowedAndStoppedOnEveryNode) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster());
+  std::string logs;
+  const std::string job_id = start_unbounded_job(&logs);
+  ASSERT_FALSE(HasFailure());
+  EXPECT_EQ(job_state(job_id), "RUNNING");
+
+  const Outcome list = cli({"job", "list"});
+  ASSERT_EQ(list.code, 0);
+  EXPECT_TRUE(
+      std::regex_search(list.output, std::regex(job_id + R"(\s+cluster-test-unbounded\s+RUNNING)")))
+      << list.output;
+
+  const Outcome status = cli({"job", "status", job_id});
+  EXPECT_NE(status.output.find("state:     RUNNING"), std::string::npos) << status.output;
+
+  // A follower sees the job end when it is stopped.
+  ChildProcess follower({SAGE_CLI_BINARY, "job", "logs", "--follow", job_id}, env());
+  ASSERT_TRUE(follower.wait_for_output("instance", 20s)) << follower.output();
+
+  const Outcome stop = cli({"job", "stop", job_id});
+  ASSERT_EQ(stop.code, 0) << stop.output;
+  EXPECT_NE(stop.output.find("is STOPPED"), std::string::npos) << stop.output;
+  EXPECT_TRUE(follower.wait(20s)) << "`job logs --follow` did not end with the job";
+  EXPECT_EQ(follower.exit_code(), 0);
+
+  for (int pid : task_pids(logs)) {
+    EXPECT_TRUE(eventually([&] { return !process_alive(pid); }, 10s))
+        << "task process " << pid << " outlived the stopped job";
+  }
+  EXPECT_EQ(cli({"job", "stop", "job-unknown"}).code, 1);
+}
+
+TEST_F(ClusterTest, AWrongOrMissingTokenIsRejectedAndNothingRuns) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster());
+  const Outcome wrong = cli({"job", "submit", SAGE_EXAMPLE_BINARY}, {"SAGE_TOKEN=not-the-token"});
+  EXPECT_NE(wrong.code, 0);
+  EXPECT_NE(wrong.output.find("wrong cluster token"), std::string::npos) << wrong.output;
+
+  const Outcome listed = cli({"--token", "not-the-token", "job", "list"});
+  EXPECT_EQ(listed.code, 1);
+  EXPECT_NE(listed.output.find("wrong cluster token"), std::string::npos) << listed.output;
+
+  // No token at all: a state directory without a token file, and no SAGE_TOKEN.
+  char empty_dir[] = "/tmp/sage-no-token-XXXXXX";
+  ASSERT_NE(mkdtemp(empty_dir), nullptr);
+  const Outcome missing = run({SAGE_EXAMPLE_BINARY}, {"SAGE_STATE_DIR=" + std::string(empty_dir),
+                                                      "SAGE_ADDRESS=" + head_field("jobmanager")});
+  std::filesystem::remove_all(empty_dir);
+  EXPECT_NE(missing.code, 0);
+  EXPECT_NE(missing.output.find("no cluster token"), std::string::npos) << missing.output;
+
+  const Outcome jobs = cli({"job", "list"});
+  EXPECT_NE(jobs.output.find("(no jobs yet)"), std::string::npos) << jobs.output;
+
+  const Outcome worker =
+      cli({"cluster", "start", "--worker", "--head-address=" + head_field("cluster"), "--node-id",
+           "intruder", "--token", "not-the-token"});
+  EXPECT_EQ(worker.code, 1);
+  EXPECT_NE(worker.output.find("refused node 'intruder': wrong cluster token"), std::string::npos)
+      << worker.output;
+}
+
+TEST_F(ClusterTest, AThrowingOperatorFailsTheJobWithItsMessage) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster());
+  const Outcome job = cli({"job", "submit", SAGE_CLUSTER_JOB_BINARY, "throw"});
+  EXPECT_EQ(job.code, 1);
+  EXPECT_NE(job.output.find("boom on record 7"), std::string::npos) << job.output;
+  EXPECT_TRUE(std::regex_search(job.output,
+                                std::regex(R"(operator 'explode' instance [01]/2 on node \w+)")))
+      << "names the instance and node:\n"
+      << job.output;
+
+  const auto jobs = nlohmann::json::parse(cli({"job", "list", "--format", "json"}).output);
+  ASSERT_EQ(jobs.at("jobs").size(), 1u);
+  EXPECT_EQ(jobs["jobs"][0].value("state", ""), "FAILED");
+  EXPECT_NE(jobs["jobs"][0].value("error", "").find("boom on record 7"), std::string::npos);
+}
+
+TEST_F(ClusterTest, AKilledWorkerFailsItsJobWithinFiveSecondsNamingTheNode) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster());
+  std::string logs;
+  const std::string job_id = start_unbounded_job(&logs);
+  ASSERT_FALSE(HasFailure());
+
+  ASSERT_EQ(kill(pid_of("worker-w2"), SIGKILL), 0);
+  const auto killed_at = std::chrono::steady_clock::now();
+  ASSERT_TRUE(eventually([&] { return job_state(job_id) == "FAILED"; }, 5s))
+      << "the job is " << job_state(job_id) << " 5 s after its worker was killed";
+  const auto failed_after = std::chrono::steady_clock::now() - killed_at;
+  const auto job = job_json(job_id);
+  EXPECT_NE(job.value("error", "").find("'w2'"), std::string::npos) << job.dump();
+  std::printf("job FAILED %.2f s after worker w2 was killed: %s\n",
+              std::chrono::duration<double>(failed_after).count(), job.value("error", "").c_str());
+
+  for (int pid : task_pids(logs)) {
+    EXPECT_TRUE(eventually([&] { return !process_alive(pid); }, 10s))
+        << "task process " << pid << " was left behind";
+  }
+  const auto nodes = nlohmann::json::parse(cli({"cluster", "status", "--format", "json"}).output);
+  for (const auto& node : nodes.at("nodes")) {
+    EXPECT_EQ(node.at("alive").get<bool>(), node.at("node_id") != "w2") << node.dump();
+  }
+}
+
+TEST_F(ClusterTest, JobsAreStillListedAfterTheHeadRestarts) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster());
+  const Outcome example = cli({"job", "submit", SAGE_EXAMPLE_BINARY});
+  ASSERT_EQ(example.code, 0) << example.output;
+  const auto before = nlohmann::json::parse(cli({"job", "list", "--format", "json"}).output);
+  ASSERT_EQ(before.at("jobs").size(), 1u);
+  const std::string job_id = before["jobs"][0].value("job_id", "");
+
+  const int head = pid_of("head");
+  ASSERT_EQ(kill(head, SIGTERM), 0);
+  ASSERT_TRUE(eventually([&] { return !process_alive(head); }, 20s)) << "the head did not stop";
+  ASSERT_NO_FATAL_FAILURE(start_head());
+
+  const auto after = nlohmann::json::parse(cli({"job", "list", "--format", "json"}).output);
+  ASSERT_EQ(after.at("jobs").size(), 1u) << after.dump();
+  EXPECT_EQ(after["jobs"][0].value("job_id", ""), job_id);
+  EXPECT_EQ(after["jobs"][0].value("state", ""), "FINISHED");
+  const Outcome logs = cli({"job", "logs", job_id});
+  EXPECT_NE(logs.output.find("received 30"), std::string::npos) << logs.output;
+}
+
+TEST_F(ClusterTest, AJobThatCanNeverFitIsRejectedAtSubmit) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster());
+  const Outcome job = cli({"job", "submit", SAGE_CLUSTER_JOB_BINARY, "greedy"});
+  EXPECT_EQ(job.code, 1);
+  EXPECT_NE(job.output.find("operator 'hungry' needs 64 CPUs"), std::string::npos) << job.output;
+  EXPECT_NE(job.output.find("no node has that"), std::string::npos) << job.output;
+  EXPECT_NE(cli({"job", "list"}).output.find("(no jobs yet)"), std::string::npos);
+}
+
+TEST_F(ClusterTest, CommandsSayWhatIsWrong) {
+  const Outcome no_head = cli({"cluster", "status"});
+  EXPECT_EQ(no_head.code, 1);
+  EXPECT_NE(no_head.output.find("no sage head answers at"), std::string::npos) << no_head.output;
+
+  const Outcome no_worker_head = cli({"cluster", "start", "--worker", "--head-address=127.0.0.1:1",
+                                      "--node-id", "lonely", "--token", "t"});
+  EXPECT_EQ(no_worker_head.code, 1);
+  EXPECT_NE(no_worker_head.output.find("no sage head answers at 127.0.0.1:1"), std::string::npos)
+      << no_worker_head.output;
+
+  ASSERT_NO_FATAL_FAILURE(start_head());
+  const std::string jobmanager_port = head_field("jobmanager").substr(10);
+  char other[] = "/tmp/sage-second-head-XXXXXX";
+  ASSERT_NE(mkdtemp(other), nullptr);
+  const Outcome taken = cli({"--state-dir", other, "cluster", "start", "--head",
+                             "--jobmanager-port", jobmanager_port, "--port", "0"});
+  std::filesystem::remove_all(other);
+  EXPECT_EQ(taken.code, 1);
+  EXPECT_NE(taken.output.find("port is in use"), std::string::npos) << taken.output;
+
+  const Outcome twice =
+      cli({"cluster", "start", "--head", "--port", "0", "--jobmanager-port", "0"});
+  EXPECT_EQ(twice.code, 1);
+  EXPECT_NE(twice.output.find("already running"), std::string::npos) << twice.output;
+
+  const Outcome unknown = cli({"job", "status", "job-nope"});
+  EXPECT_EQ(unknown.code, 1);
+  EXPECT_NE(unknown.output.find("no job 'job-nope'"), std::string::npos) << unknown.output;
+
+  EXPECT_EQ(cli({"cluster", "start", "--head", "--worker"}).code, 2);
+  EXPECT_NE(cli({"cluster", "start", "--worker"}).output.find("needs --head-address"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace sage
