@@ -2,6 +2,7 @@
 //   keyed N     N numbers, key_by and parallelism on every stage; each sink
 //               prints the final count and sum of every key it saw
 //   unbounded   an endless source; submits and prints the job id
+//   reserving   the same, with 3 instances that each hold 2 CPUs
 //   throw       an operator that throws on record 7
 //   greedy      an operator that asks for 64 CPUs per instance
 // RemoteEnvironment (at $SAGE_ADDRESS) unless the last argument is --local.
@@ -105,14 +106,16 @@ void keyed(sage::Environment& env, long long records) {
       .sink<FinalsSink>(sage::Options{.name = "finals", .parallelism = 2});
 }
 
-void unbounded(sage::Environment& env) {
+void unbounded(sage::Environment& env, bool reserving) {
+  sage::Options announce{.name = "announce", .parallelism = 3};
+  if (reserving) announce.resources = sage::Resources{.num_cpus = 2};
   env.from_source(
          [n = 0LL]() mutable -> std::optional<long long> {
            if (++n % 1000 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
            return n;
          },
          {.name = "endless"})
-      .map<Announce>(sage::Options{.name = "announce", .parallelism = 3})
+      .map<Announce>(announce)
       .sink([](long long) {}, {.name = "discard", .parallelism = 3});
 }
 
@@ -148,8 +151,8 @@ int main(int argc, char** argv) {
   try {
     if (mode == "keyed") {
       keyed(*env, argc > 2 ? std::atoll(argv[2]) : 1000);
-    } else if (mode == "unbounded") {
-      unbounded(*env);
+    } else if (mode == "unbounded" || mode == "reserving") {
+      unbounded(*env, mode == "reserving");
       std::printf("submitted %s\n", env->submit(false).c_str());
       return 0;
     } else if (mode == "throw") {
@@ -157,7 +160,8 @@ int main(int argc, char** argv) {
     } else if (mode == "greedy") {
       greedy(*env);
     } else {
-      std::fprintf(stderr, "usage: %s keyed N|unbounded|throw|greedy [--local]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s keyed N|unbounded|reserving|throw|greedy [--local]\n",
+                   argv[0]);
       return 2;
     }
     const auto result = env->execute();

@@ -11,6 +11,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <optional>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -57,6 +59,57 @@ std::set<int> task_pids(const std::string& output) {
   return pids;
 }
 
+// Runs `command` through the shell; its output on failure.
+Outcome shell(const std::string& command) {
+  ChildProcess process({"/bin/sh", "-c", command + " 2>&1"}, {});
+  Outcome outcome;
+  process.wait(60s);
+  outcome.code = process.exit_code();
+  outcome.output = process.output();
+  return outcome;
+}
+
+// A second host: a network namespace joined to this one by a veth pair.
+class NetworkNamespace {
+ public:
+  NetworkNamespace() {
+    const int n = getpid() % 250;
+    name_ = "sage-test-" + std::to_string(getpid());
+    host_ip_ = "10.251." + std::to_string(n) + ".1";
+    guest_ip_ = "10.251." + std::to_string(n) + ".2";
+    const std::string outside = "sgh" + std::to_string(getpid());
+    const std::string inside = "sgw" + std::to_string(getpid());
+    for (const std::string& step : {
+             "ip netns add " + name_,
+             "ip link add " + outside + " type veth peer name " + inside,
+             "ip link set " + inside + " netns " + name_,
+             "ip addr add " + host_ip_ + "/24 dev " + outside,
+             "ip link set " + outside + " up",
+             "ip netns exec " + name_ + " ip addr add " + guest_ip_ + "/24 dev " + inside,
+             "ip netns exec " + name_ + " ip link set " + inside + " up",
+             "ip netns exec " + name_ + " ip link set lo up",
+         }) {
+      const Outcome outcome = shell(step);
+      if (outcome.code != 0) {
+        error_ = "`" + step + "` failed: " + outcome.output;
+        return;
+      }
+      created_ = true;
+    }
+  }
+  ~NetworkNamespace() {
+    if (created_) shell("ip netns del " + name_);  // takes the veth pair with it
+  }
+  const std::string& error() const { return error_; }
+  const std::string& name() const { return name_; }
+  const std::string& host_ip() const { return host_ip_; }
+  const std::string& guest_ip() const { return guest_ip_; }
+
+ private:
+  std::string name_, host_ip_, guest_ip_, error_;
+  bool created_ = false;
+};
+
 class ClusterTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -66,7 +119,10 @@ class ClusterTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    cli({"cluster", "stop"});
+    const Outcome stop = cli({"cluster", "stop"});
+    EXPECT_EQ(stop.output.find("SIGKILL"), std::string::npos)
+        << "a process did not stop on SIGTERM:\n"
+        << stop.output;
     // Whatever `cluster stop` could not stop is killed here.
     for (const auto& entry : std::filesystem::directory_iterator(state_dir_)) {
       if (entry.path().extension() != ".pid") continue;
@@ -77,7 +133,7 @@ class ClusterTest : public ::testing::Test {
         kill(pid, SIGKILL);
       }
     }
-    std::filesystem::remove_all(state_dir_);
+    if (!HasFailure()) std::filesystem::remove_all(state_dir_);
   }
 
   std::vector<std::string> env() const { return {"SAGE_STATE_DIR=" + state_dir_}; }
@@ -144,14 +200,19 @@ class ClusterTest : public ::testing::Test {
 
   std::string job_state(const std::string& id) { return job_json(id).value("state", ""); }
 
-  // Submits the endless job and waits until its instances run on all 3 nodes.
-  std::string start_unbounded_job(std::string* logs) {
-    const Outcome submitted = cli({"job", "submit", SAGE_CLUSTER_JOB_BINARY, "unbounded"});
+  // Submits an endless job and returns its id.
+  std::string submit_endless(const std::string& mode) {
+    const Outcome submitted = cli({"job", "submit", SAGE_CLUSTER_JOB_BINARY, mode});
     EXPECT_EQ(submitted.code, 0) << submitted.output;
     std::smatch id;
     EXPECT_TRUE(std::regex_search(submitted.output, id, std::regex(R"(submitted (job-\w+))")))
         << submitted.output;
-    const std::string job_id = id[1];
+    return id[1];
+  }
+
+  // Submits the endless job and waits until its instances run on all 3 nodes.
+  std::string start_unbounded_job(std::string* logs) {
+    const std::string job_id = submit_endless("unbounded");
     EXPECT_TRUE(eventually(
         [&] {
           *logs = cli({"job", "logs", job_id}).output;
@@ -166,6 +227,7 @@ class ClusterTest : public ::testing::Test {
   }
 
   std::string state_dir_;
+  std::optional<NetworkNamespace> network_namespace_;
 };
 
 TEST_F(ClusterTest, StatusListsTheHeadAndTwoWorkersWithTheirResources) {
@@ -389,6 +451,62 @@ TEST_F(ClusterTest, AJobThatCanNeverFitIsRejectedAtSubmit) {
   EXPECT_NE(job.output.find("operator 'hungry' needs 64 CPUs"), std::string::npos) << job.output;
   EXPECT_NE(job.output.find("no node has that"), std::string::npos) << job.output;
   EXPECT_NE(cli({"job", "list"}).output.find("(no jobs yet)"), std::string::npos);
+}
+
+TEST_F(ClusterTest, AJobThatFitsOnlyLaterWaitsPendingWithItsReason) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster());
+  // Each job holds 2 CPUs on each of the 3 nodes: the second must wait.
+  const std::string first = submit_endless("reserving");
+  ASSERT_TRUE(eventually([&] { return job_state(first) == "RUNNING"; }, 20s));
+  const std::string second = submit_endless("reserving");
+  const auto waiting = job_json(second);
+  EXPECT_EQ(waiting.value("state", ""), "PENDING");
+  EXPECT_NE(waiting.value("pending_reason", "").find("waiting for 2 CPUs"), std::string::npos)
+      << waiting.dump();
+  const Outcome status = cli({"job", "status", second});
+  EXPECT_NE(status.output.find("waiting:   waiting for 2 CPUs"), std::string::npos)
+      << status.output;
+
+  ASSERT_EQ(cli({"job", "stop", first}).code, 0);
+  EXPECT_TRUE(eventually([&] { return job_state(second) == "RUNNING"; }, 20s))
+      << "the pending job did not start when the resources were freed: " << job_state(second);
+  EXPECT_EQ(cli({"job", "stop", second}).code, 0);
+}
+
+TEST_F(ClusterTest, AWorkerOnAnotherHostJoinsByItsAddressAndRunsPartOfAJob) {
+  if (geteuid() != 0)
+    GTEST_SKIP() << "network namespaces need root; this test runs as uid " << geteuid();
+  // A fixture member, so that it is removed after TearDown stopped the cluster.
+  NetworkNamespace& other_host = network_namespace_.emplace();
+  if (!other_host.error().empty()) {
+    GTEST_SKIP() << "cannot make a network namespace here: " << other_host.error();
+  }
+  const Outcome head = cli({"cluster", "start", "--head", "--host", other_host.host_ip(), "--port",
+                            "0", "--jobmanager-port", "0", "--num-cpus", "2"});
+  ASSERT_EQ(head.code, 0) << head.output;
+  const Outcome worker =
+      run({"/bin/sh", "-c",
+           "exec ip netns exec " + other_host.name() + " " + SAGE_CLI_BINARY +
+               " cluster start --worker --head-address=" + head_field("cluster") +
+               " --node-id remote --num-cpus 2 2>&1"});
+  ASSERT_EQ(worker.code, 0) << worker.output;
+  EXPECT_NE(worker.output.find("data plane on " + other_host.guest_ip()), std::string::npos)
+      << worker.output;
+
+  const auto nodes = nlohmann::json::parse(cli({"cluster", "status", "--format", "json"}).output);
+  std::map<std::string, std::string> address_of;
+  for (const auto& node : nodes.at("nodes")) {
+    address_of[node.at("node_id")] = node.at("address");
+  }
+  EXPECT_EQ(address_of["remote"], other_host.guest_ip());
+  EXPECT_EQ(address_of["head"], other_host.host_ip());
+
+  const Outcome example = cli({"job", "submit", SAGE_EXAMPLE_BINARY});
+  ASSERT_EQ(example.code, 0) << example.output;
+  EXPECT_NE(example.output.find("Records reaching the sinks: 10 (expected 10)"), std::string::npos);
+  EXPECT_TRUE(std::regex_search(example.output, std::regex(R"(\w+\[\d/\d\]\s+remote\s+\d+)")))
+      << "no instance ran on the other host:\n"
+      << example.output;
 }
 
 TEST_F(ClusterTest, CommandsSayWhatIsWrong) {
