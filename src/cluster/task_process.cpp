@@ -112,7 +112,10 @@ JobResult run_task_process(std::shared_ptr<const detail::LogicalGraph> graph,
                                        "' (process " + std::to_string(assignment.process_index) +
                                        ")"};
   const auto deadline = std::chrono::steady_clock::now() + kPeerConnectTimeout;
-  std::map<int, std::unique_ptr<net::PeerConnection>> peers;
+  // One connection per consumer task in another process, keyed by (chain,
+  // instance): a task whose queue is full then stops only its own
+  // connection, as it stops only its own producers in one process.
+  std::map<std::pair<int, int>, std::unique_ptr<net::PeerConnection>> peers;
   std::vector<std::unique_ptr<net::RemoteTaskSink>> remote_sinks;
 
   runtime::Placement placement;
@@ -122,7 +125,7 @@ JobResult run_task_process(std::shared_ptr<const detail::LogicalGraph> graph,
   };
   placement.remote_sink = [&](int chain, int instance) -> detail::MessageSink& {
     const int process = process_of(chain, instance);
-    auto& peer = peers[process];
+    auto& peer = peers[{chain, instance}];
     if (!peer) {
       peer = std::make_unique<net::PeerConnection>(
           net::Address::parse(assignment.data_addresses.at(process)), identity, deadline);
@@ -142,7 +145,7 @@ JobResult run_task_process(std::shared_ptr<const detail::LogicalGraph> graph,
   // A failed job must not say goodbye: peers then see the connection end
   // early and fail too, instead of waiting for records that will not come.
   job.on_cancel([&peers] {
-    for (auto& [process, peer] : peers) peer->shutdown();
+    for (auto& [task, peer] : peers) peer->shutdown();
   });
   receiver->start();
   job.start();

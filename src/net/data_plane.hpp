@@ -1,13 +1,16 @@
 // The data plane between the processes of one job: every process listens on
-// one port, and opens one connection to each peer it sends to; all channels
-// from this process to that peer share the connection. Frames carry a batch
-// (or an end-of-stream) for one channel of one consumer task.
+// one port, and opens one connection to each consumer task in another process
+// that it sends to; all channels from this process into that task share the
+// connection. Frames carry a batch (or an end-of-stream) for one channel of
+// that task.
 //
 // Flow control is TCP's: a receiver whose consumer queue is full stops
 // reading, the connection's window fills, and the sender's send() blocks, so
 // a slow consumer slows its producers across processes and nothing is
-// dropped. (Channels sharing a connection wait for each other meanwhile; a
-// credit-based scheme can replace this when checkpoint barriers need it.)
+// dropped. Channels into one task share its input queue anyway, so sharing a
+// connection adds no waiting; one connection per peer process would, and
+// deadlocks when two processes exchange records both ways (a full queue on
+// one side stops the records that would drain the other).
 //
 // Every connection opens with a hello naming the job, its plan fingerprint
 // and the cluster token; a receiver drops connections whose hello does not

@@ -3,6 +3,8 @@
 //               prints the final count and sum of every key it saw
 //   unbounded   an endless source; submits and prints the job id
 //   reserving   the same, with 3 instances that each hold 2 CPUs
+//   shuffle N   N numbers rebalanced both ways between processes through tiny
+//               queues (batch 16, capacity 1); prints the count at the sinks
 //   throw       an operator that throws on record 7
 //   greedy      an operator that asks for 64 CPUs per instance
 // RemoteEnvironment (at $SAGE_ADDRESS) unless the last argument is --local.
@@ -75,27 +77,8 @@ class Announce : public sage::Function {
   long long map(long long x) { return x; }
 };
 
-// 0..n-1, instance i of p taking i, i+p, ...
-class Numbers {
- public:
-  explicit Numbers(long long n) : n_(n) {}
-  void open(sage::RuntimeContext& ctx) {
-    next_ = ctx.parallel_index();
-    step_ = ctx.parallelism();
-  }
-  std::optional<long long> next() {
-    if (next_ >= n_) return std::nullopt;
-    const long long value = next_;
-    next_ += step_;
-    return value;
-  }
-
- private:
-  long long n_, next_ = 0, step_ = 1;
-};
-
 void keyed(sage::Environment& env, long long records) {
-  env.from_source<Numbers>(sage::Options{.name = "numbers", .parallelism = 2}, records)
+  env.from_sequence(0, records, {.name = "numbers", .parallelism = 2})
       .map(
           [](long long x) {
             return Keyed{x % 1000, x};
@@ -117,6 +100,15 @@ void unbounded(sage::Environment& env, bool reserving) {
          {.name = "endless"})
       .map<Announce>(announce)
       .sink([](long long) {}, {.name = "discard", .parallelism = 3});
+}
+
+void shuffle(sage::Environment& env, long long records) {
+  env.from_sequence(0, records, {.name = "numbers", .parallelism = 4})
+      .rebalance()
+      .map([](long long x) { return x * 2; }, {.name = "double", .parallelism = 3})
+      .rebalance()
+      .filter([](long long x) { return x % 3 == 0; }, {.name = "thirds", .parallelism = 2})
+      .sink([](long long) {}, {.name = "discard", .parallelism = 2});
 }
 
 void throwing(sage::Environment& env) {
@@ -142,11 +134,17 @@ void greedy(sage::Environment& env) {
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
   const bool local = std::string(argv[argc - 1]) == "--local";
+  sage::ExecutionConfig config;
+  if (mode == "shuffle") {
+    config.batch_size = 16;
+    config.channel_capacity = 1;
+  }
   std::unique_ptr<sage::Environment> env;
   if (local) {
-    env = std::make_unique<sage::LocalEnvironment>("cluster-test-" + mode);
+    env = std::make_unique<sage::LocalEnvironment>("cluster-test-" + mode, config);
   } else {
-    env = std::make_unique<sage::RemoteEnvironment>("cluster-test-" + mode);
+    env = std::make_unique<sage::RemoteEnvironment>("cluster-test-" + mode, "127.0.0.1", 19001,
+                                                    sage::ClusterConfig{}, config);
   }
   try {
     if (mode == "keyed") {
@@ -155,17 +153,25 @@ int main(int argc, char** argv) {
       unbounded(*env, mode == "reserving");
       std::printf("submitted %s\n", env->submit(false).c_str());
       return 0;
+    } else if (mode == "shuffle") {
+      shuffle(*env, argc > 2 ? std::atoll(argv[2]) : 1000);
     } else if (mode == "throw") {
       throwing(*env);
     } else if (mode == "greedy") {
       greedy(*env);
     } else {
-      std::fprintf(stderr, "usage: %s keyed N|unbounded|reserving|throw|greedy [--local]\n",
+      std::fprintf(stderr,
+                   "usage: %s keyed N|shuffle N|unbounded|reserving|throw|greedy [--local]\n",
                    argv[0]);
       return 2;
     }
     const auto result = env->execute();
-    std::printf("job %s %s\n", result.job_id.c_str(), sage::to_string(result.state));
+    std::uint64_t at_sinks = 0;
+    for (const auto& s : result.instances) {
+      if (s.operator_name == "discard") at_sinks += s.records_in;
+    }
+    std::printf("job %s %s, %llu records at the sinks\n", result.job_id.c_str(),
+                sage::to_string(result.state), static_cast<unsigned long long>(at_sinks));
     return 0;
   } catch (const std::exception& e) {
     std::printf("error: %s\n", e.what());

@@ -318,6 +318,18 @@ TEST_F(ClusterTest, AMillionKeyedRecordsGiveExactlyTheLocalResultAcrossNodes) {
   EXPECT_EQ(nodes, (std::set<std::string>{"head", "w1", "w2"})) << job.dump();
 }
 
+// Records cross between two processes in both directions through queues of
+// one small batch: no task's full queue may hold up another task's records.
+TEST_F(ClusterTest, ExchangesBothWaysBetweenProcessesUnderBackpressureDoNotDeadlock) {
+  ASSERT_NO_FATAL_FAILURE(start_head());
+  ASSERT_NO_FATAL_FAILURE(start_worker("w1"));
+  const Outcome job = run(
+      {SAGE_CLI_BINARY, "job", "submit", SAGE_CLUSTER_JOB_BINARY, "shuffle", "3000000"}, {}, 60s);
+  ASSERT_EQ(job.code, 0) << job.output;
+  EXPECT_NE(job.output.find("FINISHED, 1000000 records at the sinks"), std::string::npos)
+      << job.output;
+}
+
 TEST_F(ClusterTest, AnUnboundedJobIsListedFollowedAndStoppedOnEveryNode) {
   ASSERT_NO_FATAL_FAILURE(start_cluster());
   std::string logs;
