@@ -45,25 +45,6 @@ double rate(long long records, int repeat, const std::function<void()>& run) {
   return rates[rates.size() / 2];
 }
 
-// Emits 0..n-1 split over the source's instances.
-class Counting {
- public:
-  explicit Counting(long long n) : end_(n) {}
-  void open(sage::RuntimeContext& ctx) {
-    next_ = ctx.parallel_index();
-    step_ = ctx.parallelism();
-  }
-  std::optional<long long> next() {
-    if (next_ >= end_) return std::nullopt;
-    const long long v = next_;
-    next_ += step_;
-    return v;
-  }
-
- private:
-  long long next_ = 0, end_, step_ = 1;
-};
-
 // Adds what it sees into a shared total at close(), so no work is optimized away.
 class SumSink : public sage::Function {
  public:
@@ -97,7 +78,7 @@ double chain_workload(long long n, int source_p, int map_p, int filter_p, int si
                       bool rebalance, long long want) {
   std::atomic<long long> total{0};
   sage::LocalEnvironment env("chain");
-  auto mapped = env.from_source<Counting>(sage::Options{.parallelism = source_p}, n)
+  auto mapped = env.from_sequence(0, n, {.parallelism = source_p})
                     .map([](long long x) { return x * 2; }, {.parallelism = map_p});
   auto filtered = (rebalance ? mapped.rebalance() : mapped)
                       .filter([](long long x) { return x % 3 == 0; }, {.parallelism = filter_p});
@@ -172,7 +153,7 @@ int main(int argc, char** argv) {
     f.sage_records_per_second = rate(records, repeat, [&] {
       std::atomic<long long> total{0};
       sage::LocalEnvironment env("keyed");
-      env.from_source<Counting>(sage::Options{.parallelism = 2}, records)
+      env.from_sequence(0, records, {.parallelism = 2})
           .key_by([](long long x) { return x % kKeys; })
           .map<CountPerKey>(sage::Options{.parallelism = 2})
           .sink<SumSink>(sage::Options{.parallelism = 2}, &total);

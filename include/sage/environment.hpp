@@ -41,6 +41,25 @@ class CollectionSource {
   std::size_t next_ = 0, step_ = 1;
 };
 
+// Emits begin, begin+1, ..., end-1; instance i of p takes begin+i, begin+i+p, ...
+class SequenceSource {
+ public:
+  SequenceSource(long long begin, long long end) : next_(begin), end_(end) {}
+  void open(RuntimeContext& ctx) {
+    next_ += ctx.parallel_index();
+    step_ = ctx.parallelism();
+  }
+  std::optional<long long> next() {
+    if (next_ >= end_) return std::nullopt;
+    const long long value = next_;
+    next_ += step_;
+    return value;
+  }
+
+ private:
+  long long next_, end_, step_ = 1;
+};
+
 // String literals become std::string records: a pointer cannot cross processes.
 template <class V>
 using CollectionElement = std::conditional_t<std::is_same_v<std::decay_t<V>, const char*> ||
@@ -91,6 +110,15 @@ class Environment {
   requires std::constructible_from<C, Args...> && detail::SourceFunction<C>
   auto from_collection(Options options, Args&&... args) {
     return add_source(detail::class_maker<C>(std::forward<Args>(args)...), std::move(options));
+  }
+
+  // A bounded source of the integers [begin, end) as long long, split over its
+  // parallel instances without overlap (Flink's fromSequence).
+  template <class... NoExplicitArgs>
+  requires(sizeof...(NoExplicitArgs) == 0) auto from_sequence(long long begin, long long end,
+                                                              Options options = {}) {
+    if (options.name.empty()) options.name = "sequence";
+    return add_source(detail::class_maker<detail::SequenceSource>(begin, end), std::move(options));
   }
 
   // A source, bounded or not: a callable or class whose next() returns

@@ -10,8 +10,6 @@
 namespace sage {
 namespace {
 
-using testing::RangeSource;
-
 std::string failure_of(Environment& env) {
   try {
     env.execute();
@@ -29,7 +27,7 @@ void expect_contains(const std::string& text, const std::string& part) {
 
 TEST(FailureTest, OperatorExceptionFailsJobWithOperatorInstanceAndMessage) {
   LocalEnvironment env("throwing");
-  env.from_source<RangeSource>(Options{.parallelism = 2}, 0LL, 1'000'000LL)
+  env.from_sequence(0, 1'000'000LL, Options{.parallelism = 2})
       .map(
           [](long long x) {
             if (x == 777) throw std::runtime_error("bad record 777");

@@ -14,7 +14,6 @@ namespace {
 
 using testing::Collected;
 using testing::CollectSink;
-using testing::RangeSource;
 
 TEST(FlowControlTest, SlowSinkBlocksSourceWithBoundedQueues) {
   ExecutionConfig config;
@@ -22,7 +21,7 @@ TEST(FlowControlTest, SlowSinkBlocksSourceWithBoundedQueues) {
   config.channel_capacity = 4;
   LocalEnvironment env("slow-sink", config);
   std::atomic<long long> seen{0};
-  env.from_source<RangeSource>(Options{.name = "fast"}, 0LL, 40'000LL)
+  env.from_sequence(0, 40'000LL, Options{.name = "fast"})
       .rebalance()
       .sink(
           [&seen](long long) {
@@ -61,7 +60,7 @@ class SlowOnFirstInstance : public Function {
 TEST(FlowControlTest, NothingLostWhenInstancesRunAtVeryDifferentSpeeds) {
   auto collected = std::make_shared<Collected<long long>>();
   LocalEnvironment env("uneven");
-  env.from_source<RangeSource>(Options{.parallelism = 4}, 0LL, 200'000LL)
+  env.from_sequence(0, 200'000LL, Options{.parallelism = 4})
       .map<SlowOnFirstInstance>(Options{.parallelism = 4})
       .rebalance()
       .map([](long long x) { return x; }, {.parallelism = 3})

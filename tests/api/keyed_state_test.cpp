@@ -13,7 +13,6 @@ namespace {
 
 using testing::Collected;
 using testing::CollectSink;
-using testing::RangeSource;
 
 // Emits (key, running count of that key) using ValueState, and records which
 // instance saw each key.
@@ -51,7 +50,7 @@ TEST(KeyedStateTest, CountsEqualSequentialComputationAndKeysStayOnOneInstance) {
   auto results = std::make_shared<Collected<std::pair<long long, long long>>>();
   auto owners = std::make_shared<Collected<std::pair<long long, int>>>();
   LocalEnvironment env("keyed-count");
-  env.from_source<RangeSource>(Options{.parallelism = 3}, 0LL, kRecords)
+  env.from_sequence(0, kRecords, Options{.parallelism = 3})
       .key_by([](long long x) { return x % 1000; })
       .map<RunningCount>(Options{.parallelism = 4}, owners)
       .sink<CollectSink<std::pair<long long, long long>>>(Options{.parallelism = 2}, results);

@@ -13,7 +13,6 @@ namespace {
 
 using testing::Collected;
 using testing::CollectSink;
-using testing::RangeSource;
 
 constexpr long long kRecords = 1'000'000;
 
@@ -52,7 +51,7 @@ TEST_P(PartitioningTest, DeliversExactlyTheExpectedRecords) {
   auto collected = std::make_shared<Collected<long long>>();
 
   LocalEnvironment env("partitioning-" + edge_name(edge));
-  auto source = env.from_source<RangeSource>(Options{.parallelism = parallelism}, 0LL, records);
+  auto source = env.from_sequence(0, records, Options{.parallelism = parallelism});
   auto doubled = source.map([](long long x) { return 2 * x; }, {.parallelism = parallelism});
   const Options next{.name = "after-edge", .parallelism = parallelism};
   DataStream<long long> routed = [&] {
@@ -102,7 +101,7 @@ INSTANTIATE_TEST_SUITE_P(AllEdges, PartitioningTest,
 TEST(PartitioningTest, MixedParallelismKeepsEveryRecord) {
   auto collected = std::make_shared<Collected<long long>>();
   LocalEnvironment env("mixed");
-  env.from_source<RangeSource>(Options{.parallelism = 3}, 0LL, kRecords)
+  env.from_sequence(0, kRecords, Options{.parallelism = 3})
       .map([](long long x) { return x; }, {.parallelism = 5})
       .filter([](long long x) { return x % 2 == 0; }, {.parallelism = 7})
       .key_by([](long long x) { return x % 97; })

@@ -60,6 +60,21 @@ TEST(SourcesTest, ParallelCollectionSplitsElementsOverInstances) {
   }
 }
 
+TEST(SourcesTest, SequenceEmitsEachIntegerOfItsRangeOnceOverAllInstances) {
+  auto out = std::make_shared<Collected<long long>>();
+  LocalEnvironment env("sequence");
+  env.from_sequence(5, 1005, {.parallelism = 3}).sink<CollectSink<long long>>(out);
+  const JobResult result = env.execute();
+  std::vector<long long> expected(1000);
+  for (int i = 0; i < 1000; ++i) expected[i] = 5 + i;
+  EXPECT_EQ(out->sorted(), expected);
+  std::vector<std::uint64_t> per_instance;
+  for (const auto& s : result.instances) {
+    if (s.operator_name == "sequence") per_instance.push_back(s.records_out);
+  }
+  EXPECT_EQ(per_instance, (std::vector<std::uint64_t>{334, 333, 333}));
+}
+
 TEST(SourcesTest, PrintWritesOneLinePerRecordWithInstancePrefix) {
   LocalEnvironment env("print");
   env.from_collection(std::vector<std::pair<std::string, std::vector<int>>>{{"a", {1, 2}}})

@@ -49,24 +49,4 @@ class CollectSink : public sage::Function {
   std::vector<T> local_;
 };
 
-// Emits begin, begin+1, ..., end-1, split over the instances of the source.
-class RangeSource : public sage::Function {
- public:
-  RangeSource(long long begin, long long end) : next_(begin), end_(end) {}
-  void open(sage::RuntimeContext& ctx) override {
-    next_ += ctx.parallel_index();
-    step_ = ctx.parallelism();
-  }
-  std::optional<long long> next() {
-    if (next_ >= end_) return std::nullopt;
-    const long long value = next_;
-    next_ += step_;
-    return value;
-  }
-
- private:
-  long long next_, end_;
-  long long step_ = 1;
-};
-
 }  // namespace sage::testing
