@@ -154,6 +154,15 @@ std::pair<std::string, int> split_address(const std::string& address, const std:
   return {address.substr(0, colon), port};
 }
 
+// "16GB", "512MiB", plain bytes; throws with the accepted forms.
+std::uint64_t parse_memory(const std::string& text) {
+  try {
+    return Resources{.memory = text}.memory_bytes();
+  } catch (const Error&) {
+    throw Error("--memory '" + text + "' is not an amount of memory; write e.g. 16GB or 512MB");
+  }
+}
+
 cluster::WorkerOptions worker_options(const NodeFlags& node, const std::string& head_address,
                                       const std::string& data_host, const std::string& state_dir,
                                       const std::string& token) {
@@ -163,7 +172,7 @@ cluster::WorkerOptions worker_options(const NodeFlags& node, const std::string& 
   options.host = data_host;
   options.num_cpus = node.num_cpus < 0 ? 0 : node.num_cpus;
   options.num_gpus = node.num_gpus;
-  options.memory_bytes = node.memory.empty() ? 0 : Resources{.memory = node.memory}.memory_bytes();
+  options.memory_bytes = node.memory.empty() ? 0 : parse_memory(node.memory);
   options.state_dir = state_dir;
   options.token = token;
   return options;
@@ -195,11 +204,18 @@ class Once {
 // The head process: JobManager and cluster service, and (unless --num-cpus 0)
 // a worker for this node, until SIGTERM/SIGINT.
 void serve_head(const Common& common, const StartFlags& flags, const ReadyFn& ready) {
+  // The token: --token, $SAGE_TOKEN, else the one this state directory's head
+  // had before (so workers and clients keep working across a restart), else new.
   std::string token = common.token;
   if (token.empty()) {
-    if (const char* env = std::getenv("SAGE_TOKEN"); env != nullptr && *env != '\0') token = env;
+    try {
+      token = cluster::find_token(common.state_dir);
+    } catch (const Error&) {
+      token = cluster::new_token();
+    }
   }
-  if (token.empty()) token = cluster::new_token();
+  // Checked before anything is written, so a bad flag leaves no trace.
+  if (!flags.node.memory.empty()) parse_memory(flags.node.memory);
   cluster::write_token(cluster::token_path(common.state_dir), token);
 
   cluster::Head* head_ptr = nullptr;
@@ -450,8 +466,10 @@ int cluster_status(const Common& common) {
         format_bytes(node.used().memory_bytes()) + "/" + format_bytes(node.total().memory_bytes()),
         fmt::format("{:.1f} s ago", ago));
   }
-  std::cout << fmt::format("{} nodes ({} alive), {} jobs running or pending, JobManager at {}\n",
-                           info.nodes_size(), alive, info.running_jobs_size(), common.address);
+  std::cout << fmt::format("{} node{} ({} alive), {} job{} running or pending, JobManager at {}\n",
+                           info.nodes_size(), info.nodes_size() == 1 ? "" : "s", alive,
+                           info.running_jobs_size(), info.running_jobs_size() == 1 ? "" : "s",
+                           common.address);
   return 0;
 }
 
@@ -494,14 +512,16 @@ int job_list(const Common& common) {
     std::cout << to_json(list) << std::endl;
     return 0;
   }
-  std::cout << fmt::format("{:<18} {:<28} {:<9} {:<20} {:>10}  {}\n", "JOB", "NAME", "STATE",
-                           "SUBMITTED", "DURATION", "NODES");
+  std::size_t name_width = 4;
+  for (const auto& job : list.jobs()) name_width = std::max(name_width, job.name().size());
+  std::cout << fmt::format("{:<18} {:<{}} {:<9} {:<20} {:>10}  {}\n", "JOB", "NAME", name_width,
+                           "STATE", "SUBMITTED", "DURATION", "NODES");
   for (const auto& job : list.jobs()) {
     std::string nodes;
     for (const auto& node : job.nodes()) nodes += (nodes.empty() ? "" : ",") + node;
-    std::cout << fmt::format("{:<18} {:<28} {:<9} {:<20} {:>10}  {}\n", job.job_id(), job.name(),
-                             job.state(), format_time(job.submitted_at_ms()), format_duration(job),
-                             nodes.empty() ? "-" : nodes);
+    std::cout << fmt::format("{:<18} {:<{}} {:<9} {:<20} {:>10}  {}\n", job.job_id(), job.name(),
+                             name_width, job.state(), format_time(job.submitted_at_ms()),
+                             format_duration(job), nodes.empty() ? "-" : nodes);
   }
   if (list.jobs().empty()) std::cout << "(no jobs yet)\n";
   return 0;

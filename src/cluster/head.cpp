@@ -1,5 +1,6 @@
 #include "cluster/head.hpp"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <condition_variable>
@@ -485,6 +486,25 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
                " per instance, but no node has that (the largest, " + largest +
                "); add a node with those resources or lower the operator's resources";
       }
+    }
+    // All reserving instances together against all the cluster has.
+    double cpus_needed = 0, cpus_total = 0;
+    int gpus_needed = 0, gpus_total = 0;
+    for (const auto& chain : request.chains()) {
+      if (!chain.reserves()) continue;
+      cpus_needed += chain.parallelism() * chain.resources().num_cpus();
+      gpus_needed += chain.parallelism() * chain.resources().num_gpus();
+    }
+    for (const auto& [id, node] : nodes_) {
+      if (!node.alive) continue;
+      cpus_total += node.total.num_cpus();
+      gpus_total += node.total.num_gpus();
+    }
+    if (cpus_total > 0 && (cpus_needed > cpus_total + 1e-9 || gpus_needed > gpus_total)) {
+      return fmt::format(
+          "the job's operators hold {:g} CPUs and {} GPUs in all, but the cluster has {:g} "
+          "CPUs and {} GPUs; add nodes or lower the operators' parallelism or resources",
+          cpus_needed, gpus_needed, cpus_total, gpus_total);
     }
     return std::nullopt;
   }

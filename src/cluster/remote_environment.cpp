@@ -94,7 +94,16 @@ std::string RemoteEnvironment::submit(bool autostop) {
   if (is_task_process()) run_as_task_process(graph_, config_);
 
   const graph::PhysicalPlan plan = graph::PhysicalPlan::build(*graph_, config_);
-  if (cluster_.token.empty()) cluster_.token = cluster::find_token(cluster_.state_dir);
+  // Without a token the first call still goes out: "no head answers" is the
+  // better message when there is no head, the token's absence when there is.
+  std::string token_error;
+  if (cluster_.token.empty()) {
+    try {
+      cluster_.token = cluster::find_token(cluster_.state_dir);
+    } catch (const Error& e) {
+      token_error = e.what();
+    }
+  }
   client_ = std::make_unique<Client>(address_);
 
   const std::string program = "/proc/self/exe";
@@ -105,8 +114,12 @@ std::string RemoteEnvironment::submit(bool autostop) {
     rpc::HasProgramReply has;
     auto context = net::make_context(cluster_.token);
     const auto status = client_->stub->HasProgram(context.get(), ref, &has);
-    if (!status.ok())
+    if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED && !token_error.empty()) {
+      throw Error("cannot submit job '" + name() + "' to " + address_ + ": " + token_error);
+    }
+    if (!status.ok()) {
       throw Error(net::describe(status, "cannot submit job '" + name() + "'", address_));
+    }
     if (!has.present()) {
       auto upload_context = net::make_context(cluster_.token);
       rpc::ProgramRef stored;

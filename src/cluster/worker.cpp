@@ -133,9 +133,12 @@ class Worker::Impl {
       std::lock_guard lock(mutex_);
       heartbeat_stop_ = false;
     }
-    if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
-        status.error_code() == grpc::StatusCode::ALREADY_EXISTS ||
-        status.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {
+    // After a lost connection the head may still hold this node's old session
+    // until it times out: then ALREADY_EXISTS means "try again shortly".
+    const bool refused = status.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+                         status.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||
+                         (status.error_code() == grpc::StatusCode::ALREADY_EXISTS && !ever_joined_);
+    if (refused) {
       throw Error("the head at " + options_.head_address + " refused node '" + options_.node_id +
                   "': " + status.error_message());
     }

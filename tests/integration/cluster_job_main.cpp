@@ -7,6 +7,7 @@
 //               queues (batch 16, capacity 1); prints the count at the sinks
 //   throw       an operator that throws on record 7
 //   greedy      an operator that asks for 64 CPUs per instance
+//   crowd       4 instances of 2 CPUs each: each fits a node, all do not
 // RemoteEnvironment (at $SAGE_ADDRESS) unless the last argument is --local.
 #include <unistd.h>
 
@@ -129,6 +130,13 @@ void greedy(sage::Environment& env) {
       .sink([](int) {}, {.name = "discard"});
 }
 
+void crowd(sage::Environment& env) {
+  env.from_collection(std::vector<int>{1, 2, 3}, {.name = "numbers"})
+      .map([](int x) { return x; },
+           {.name = "wide", .parallelism = 4, .resources = sage::Resources{.num_cpus = 2}})
+      .sink([](int) {}, {.name = "discard"});
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -159,9 +167,11 @@ int main(int argc, char** argv) {
       throwing(*env);
     } else if (mode == "greedy") {
       greedy(*env);
+    } else if (mode == "crowd") {
+      crowd(*env);
     } else {
       std::fprintf(stderr,
-                   "usage: %s keyed N|shuffle N|unbounded|reserving|throw|greedy [--local]\n",
+                   "usage: %s keyed N|shuffle N|unbounded|reserving|throw|greedy|crowd [--local]\n",
                    argv[0]);
       return 2;
     }

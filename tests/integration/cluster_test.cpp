@@ -443,10 +443,15 @@ TEST_F(ClusterTest, JobsAreStillListedAfterTheHeadRestarts) {
   ASSERT_EQ(before.at("jobs").size(), 1u);
   const std::string job_id = before["jobs"][0].value("job_id", "");
 
+  std::string token_before;
+  std::ifstream(state_dir_ + "/token") >> token_before;
   const int head = pid_of("head");
   ASSERT_EQ(kill(head, SIGTERM), 0);
   ASSERT_TRUE(eventually([&] { return !process_alive(head); }, 20s)) << "the head did not stop";
   ASSERT_NO_FATAL_FAILURE(start_head());
+  std::string token_after;
+  std::ifstream(state_dir_ + "/token") >> token_after;
+  EXPECT_EQ(token_after, token_before) << "workers and clients must keep their token";
 
   const auto after = nlohmann::json::parse(cli({"job", "list", "--format", "json"}).output);
   ASSERT_EQ(after.at("jobs").size(), 1u) << after.dump();
@@ -462,6 +467,12 @@ TEST_F(ClusterTest, AJobThatCanNeverFitIsRejectedAtSubmit) {
   EXPECT_EQ(job.code, 1);
   EXPECT_NE(job.output.find("operator 'hungry' needs 64 CPUs"), std::string::npos) << job.output;
   EXPECT_NE(job.output.find("no node has that"), std::string::npos) << job.output;
+  // Each instance fits a node, but together they need more than the cluster has.
+  const Outcome crowd = cli({"job", "submit", SAGE_CLUSTER_JOB_BINARY, "crowd"});
+  EXPECT_EQ(crowd.code, 1);
+  EXPECT_NE(crowd.output.find("hold 8 CPUs and 0 GPUs in all, but the cluster has 6 CPUs"),
+            std::string::npos)
+      << crowd.output;
   EXPECT_NE(cli({"job", "list"}).output.find("(no jobs yet)"), std::string::npos);
 }
 
@@ -531,6 +542,18 @@ TEST_F(ClusterTest, CommandsSayWhatIsWrong) {
   EXPECT_EQ(no_worker_head.code, 1);
   EXPECT_NE(no_worker_head.output.find("no sage head answers at 127.0.0.1:1"), std::string::npos)
       << no_worker_head.output;
+
+  // A program with no head to submit to and no token: the head is the problem.
+  const Outcome program = run({SAGE_EXAMPLE_BINARY}, {"SAGE_ADDRESS=127.0.0.1:1"});
+  EXPECT_EQ(program.code, 1);
+  EXPECT_NE(program.output.find("no sage head answers at 127.0.0.1:1"), std::string::npos)
+      << program.output;
+
+  const Outcome bad_memory = cli({"cluster", "start", "--head", "--memory", "lots"});
+  EXPECT_EQ(bad_memory.code, 1);
+  EXPECT_NE(bad_memory.output.find("--memory 'lots' is not an amount of memory"), std::string::npos)
+      << bad_memory.output;
+  EXPECT_FALSE(std::filesystem::exists(state_dir_ + "/head.json"));
 
   ASSERT_NO_FATAL_FAILURE(start_head());
   const std::string jobmanager_port = head_field("jobmanager").substr(10);
