@@ -1,0 +1,354 @@
+// Cluster benchmarks with same-run baselines (issue: benchmarks, W4 and W6).
+// Starts a throwaway local cluster (a head without a worker of its own, and
+// two workers) with the `sage` command, then:
+//   W4  the W2 shape (source 4 -> map 3 -> filter 2 -> sink 2, rebalanced)
+//       spread over the 2 task processes of the two workers, with 8-byte and
+//       1 KiB records; baseline: loopback TCP bandwidth measured in this run
+//   W6  submit -> first record processed on the warm cluster (baseline: the
+//       same one-record job in a LocalEnvironment), and submit -> finished of
+//       the reference example (baseline: the example with --local)
+// This program is also the job: task processes re-run it with --task.
+//
+//   build/bench/cluster_bench [--records N] [--repeat R] [--json FILE]
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <sage/sage.hpp>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  return values[values.size() / 2];
+}
+
+std::int64_t wall_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// ---- the jobs (built identically by the bench and its task processes) ------
+
+class Counting {
+ public:
+  explicit Counting(long long n) : end_(n) {}
+  void open(sage::RuntimeContext& ctx) {
+    next_ = ctx.parallel_index();
+    step_ = ctx.parallelism();
+  }
+  std::optional<long long> next() {
+    if (next_ >= end_) return std::nullopt;
+    const long long v = next_;
+    next_ += step_;
+    return v;
+  }
+
+ private:
+  long long next_ = 0, end_, step_ = 1;
+};
+
+// W2's shape; with `payload` > 0 every record carries that many bytes.
+void build_w4(sage::Environment& env, long long records, int payload) {
+  auto numbers =
+      env.from_source<Counting>(sage::Options{.name = "source", .parallelism = 4}, records);
+  if (payload == 0) {
+    numbers.rebalance()
+        .map([](long long x) { return x * 2; }, {.name = "map", .parallelism = 3})
+        .rebalance()
+        .filter([](long long x) { return x % 3 == 0; }, {.name = "filter", .parallelism = 2})
+        .sink([](long long) {}, {.name = "sink", .parallelism = 2});
+  } else {
+    numbers.rebalance()
+        .map(
+            [payload](long long x) {
+              return std::string(static_cast<std::size_t>(payload),
+                                 static_cast<char>('a' + x % 26));
+            },
+            {.name = "map", .parallelism = 3})
+        .rebalance()
+        .filter([](const std::string& s) { return !s.empty(); },
+                {.name = "filter", .parallelism = 2})
+        .sink([](const std::string&) {}, {.name = "sink", .parallelism = 2});
+  }
+}
+
+// One record; the sink writes the wall time it saw it to `stamp_path`.
+void build_first_record(sage::Environment& env, const std::string& stamp_path) {
+  env.from_collection(std::vector<int>{1}, {.name = "one"})
+      .sink([stamp_path](int) { std::ofstream(stamp_path) << wall_ns() << '\n'; },
+            {.name = "stamp"});
+}
+
+// ---- the local cluster -----------------------------------------------------
+
+std::string run_command(const std::string& command) {
+  std::string output;
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return output;
+  char buffer[4096];
+  while (std::fgets(buffer, sizeof buffer, pipe) != nullptr) output += buffer;
+  if (pclose(pipe) != 0) {
+    std::fprintf(stderr, "cluster_bench: `%s` failed:\n%s", command.c_str(), output.c_str());
+    std::exit(1);
+  }
+  return output;
+}
+
+std::string json_field(const std::string& path, const std::string& field) {
+  std::ifstream file(path);
+  const std::string text((std::istreambuf_iterator<char>(file)), {});
+  std::smatch match;
+  std::regex_search(text, match, std::regex("\"" + field + "\":\"([^\"]+)\""));
+  return match[1];
+}
+
+// A head (no worker of its own) and two workers, stopped when this ends.
+class LocalCluster {
+ public:
+  LocalCluster() {
+    char dir[] = "/tmp/sage-bench-XXXXXX";
+    if (mkdtemp(dir) == nullptr) std::exit(1);
+    state_dir_ = dir;
+    const std::string sage = SAGE_CLI_BINARY + std::string(" --state-dir ") + state_dir_;
+    run_command(sage + " cluster start --head --port 0 --jobmanager-port 0 --num-cpus 0");
+    const std::string cluster = json_field(state_dir_ + "/head.json", "cluster");
+    for (const char* node : {"w1", "w2"}) {
+      run_command(sage + " cluster start --worker --head-address=" + cluster + " --node-id " +
+                  node);
+    }
+    setenv("SAGE_ADDRESS", json_field(state_dir_ + "/head.json", "jobmanager").c_str(), 1);
+    setenv("SAGE_STATE_DIR", state_dir_.c_str(), 1);
+  }
+  ~LocalCluster() {
+    run_command(SAGE_CLI_BINARY + std::string(" --state-dir ") + state_dir_ + " cluster stop");
+    std::filesystem::remove_all(state_dir_);
+  }
+  const std::string& state_dir() const { return state_dir_; }
+
+ private:
+  std::string state_dir_;
+};
+
+// ---- baselines ---------------------------------------------------------------
+
+// Bytes per second one TCP connection over loopback carries, 1 MiB writes.
+double loopback_bandwidth(std::size_t total_bytes) {
+  const int listener = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof address;
+  bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address);
+  listen(listener, 1);
+  getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length);
+  std::thread receiver([listener, total_bytes] {
+    const int connection = accept(listener, nullptr, nullptr);
+    std::vector<char> buffer(1 << 20);
+    std::size_t received = 0;
+    while (received < total_bytes) {
+      const ssize_t n = read(connection, buffer.data(), buffer.size());
+      if (n <= 0) break;
+      received += static_cast<std::size_t>(n);
+    }
+    close(connection);
+  });
+  const int sender = socket(AF_INET, SOCK_STREAM, 0);
+  connect(sender, reinterpret_cast<sockaddr*>(&address), sizeof address);
+  std::vector<char> buffer(1 << 20, 'x');
+  const auto start = Clock::now();
+  std::size_t sent = 0;
+  while (sent < total_bytes) {
+    const ssize_t n = write(sender, buffer.data(), std::min(buffer.size(), total_bytes - sent));
+    if (n <= 0) break;
+    sent += static_cast<std::size_t>(n);
+  }
+  receiver.join();
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  close(sender);
+  close(listener);
+  return static_cast<double>(total_bytes) / seconds;
+}
+
+// ---- the jobs, one per process ---------------------------------------------------
+// A task process re-runs its program with the submitter's arguments, so each
+// measured job is submitted by a child of the bench whose arguments name it:
+//   --job w4 N PAYLOAD [--local]     prints "result <records/s>"
+//   --job first-record FILE [--local] prints "result <ms from submit to the record>"
+
+std::unique_ptr<sage::Environment> environment(const std::string& name, bool local) {
+  if (local) return std::make_unique<sage::LocalEnvironment>(name);
+  return std::make_unique<sage::RemoteEnvironment>(name);
+}
+
+int run_job(int argc, char** argv) {
+  const std::string job = argv[2];
+  const bool local = std::string(argv[argc - 1]) == "--local";
+  if (job == "w4" && argc >= 5) {
+    const long long records = std::atoll(argv[3]);
+    const int payload = std::atoi(argv[4]);
+    auto env = environment("w4", local);
+    build_w4(*env, records, payload);
+    const auto start = Clock::now();
+    const sage::JobResult result = env->execute();
+    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    std::uint64_t at_sinks = 0;
+    std::vector<int> pids;
+    for (const auto& s : result.instances) {
+      if (s.operator_name == "sink") at_sinks += s.records_in;
+      if (std::find(pids.begin(), pids.end(), s.process_id) == pids.end()) {
+        pids.push_back(s.process_id);
+      }
+    }
+    const std::uint64_t expected =
+        payload == 0 ? static_cast<std::uint64_t>((records + 2) / 3) : records;
+    if (at_sinks != expected || (!local && pids.size() < 2)) {
+      std::fprintf(stderr, "w4: %llu records at the sinks from %zu processes, expected %llu%s\n",
+                   static_cast<unsigned long long>(at_sinks), pids.size(),
+                   static_cast<unsigned long long>(expected), local ? "" : " from 2");
+      return 1;
+    }
+    std::printf("result %.6e\n", static_cast<double>(records) / seconds);
+    return 0;
+  }
+  if (job == "first-record" && argc >= 4) {
+    auto env = environment("first-record", local);
+    build_first_record(*env, argv[3]);
+    const std::int64_t submitted = wall_ns();
+    env->execute();
+    std::ifstream file(argv[3]);
+    std::int64_t seen = 0;
+    file >> seen;
+    std::printf("result %.3f\n", static_cast<double>(seen - submitted) / 1e6);
+    return 0;
+  }
+  std::fprintf(stderr, "cluster_bench: unknown job\n");
+  return 2;
+}
+
+// ---- the bench ---------------------------------------------------------------------
+
+struct Row {
+  std::string workload;
+  std::string unit;
+  double sage = 0;
+  double baseline = 0;
+  std::string baseline_name;
+};
+
+// The median over `repeat` runs of a child job's result.
+double measure(const std::string& self, const std::string& job_args, int repeat) {
+  std::vector<double> results;
+  for (int r = 0; r < repeat; ++r) {
+    const std::string out = run_command(self + " --job " + job_args);
+    const auto at = out.rfind("result ");
+    if (at == std::string::npos) {
+      std::fprintf(stderr, "cluster_bench: no result from `%s`:\n%s", job_args.c_str(),
+                   out.c_str());
+      std::exit(1);
+    }
+    results.push_back(std::stod(out.substr(at + 7)));
+  }
+  return median(results);
+}
+
+double example_ms(const std::string& extra, int repeat) {
+  std::vector<double> times;
+  for (int r = 0; r < repeat; ++r) {
+    const auto start = Clock::now();
+    run_command(std::string(SAGE_EXAMPLE_BINARY) + " " + extra + " >/dev/null");
+    times.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+  }
+  return median(times);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc >= 3 && std::string(argv[1]) == "--job") return run_job(argc, argv);
+  long long records = 20'000'000;
+  int repeat = 3;
+  std::string json_path;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--records" && i + 1 < argc) {
+      records = std::stoll(argv[++i]);
+    } else if (arg == "--repeat" && i + 1 < argc) {
+      repeat = std::stoi(argv[++i]);
+    } else if (arg == "--json" && i + 1 < argc) {
+      json_path = argv[++i];
+    } else {
+      std::fprintf(stderr, "usage: %s [--records N] [--repeat R] [--json FILE]\n", argv[0]);
+      return 2;
+    }
+  }
+  const std::string self = std::filesystem::canonical("/proc/self/exe").string();
+  LocalCluster cluster;
+  const std::string stamp = cluster.state_dir() + "/first-record.stamp";
+  const long long kib_records = std::max(1LL, records / 20);
+  const double loopback = loopback_bandwidth(std::size_t{2} << 30) / 1e6;  // MB/s
+
+  std::vector<Row> rows;
+  const std::string small = "w4 " + std::to_string(records) + " 0";
+  const double w4_small = measure(self, small, repeat);
+  rows.push_back({"W4 8 B cross-process", "rec/s", w4_small,
+                  measure(self, small + " --local", repeat), "same job, one process"});
+  rows.push_back(
+      {"W4 8 B cross-process", "MB/s", w4_small * 8 / 1e6, loopback, "loopback TCP, 1 connection"});
+  const std::string large = "w4 " + std::to_string(kib_records) + " 1024";
+  const double w4_large = measure(self, large, repeat);
+  rows.push_back({"W4 1 KiB cross-process", "rec/s", w4_large,
+                  measure(self, large + " --local", repeat), "same job, one process"});
+  rows.push_back({"W4 1 KiB cross-process", "MB/s", w4_large * 1024 / 1e6, loopback,
+                  "loopback TCP, 1 connection"});
+  rows.push_back({"W6 submit->first record", "ms", measure(self, "first-record " + stamp, repeat),
+                  measure(self, "first-record " + stamp + " --local", repeat), "LocalEnvironment"});
+  example_ms("", 1);  // uploads the example once; later runs find it by hash
+  rows.push_back({"W6 reference example", "ms", example_ms("", repeat),
+                  example_ms("--local", repeat), "the example with --local"});
+
+  std::printf("%-26s %-6s %14s %14s %8s  %s\n", "workload", "unit", "sage", "baseline", "ratio",
+              "baseline is");
+  for (const auto& r : rows) {
+    std::printf("%-26s %-6s %14.4g %14.4g %8.3f  %s\n", r.workload.c_str(), r.unit.c_str(), r.sage,
+                r.baseline, r.sage / r.baseline, r.baseline_name.c_str());
+  }
+  std::printf(
+      "records per W4 run: %lld (8 B), %lld (1 KiB); median of %d; cluster: head + 2 "
+      "workers on this machine\n",
+      records, kib_records, repeat);
+  if (!json_path.empty()) {
+    std::ofstream out(json_path);
+    out << "{\"bench\": \"cluster_bench\", \"records\": " << records << ", \"repeat\": " << repeat
+        << ", \"figures\": [";
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      const auto& r = rows[i];
+      out << (i ? ", " : "") << "{\"workload\": \"" << r.workload << "\", \"unit\": \"" << r.unit
+          << "\", \"sage\": " << r.sage << ", \"baseline\": " << r.baseline
+          << ", \"ratio\": " << r.sage / r.baseline << ", \"baseline_is\": \"" << r.baseline_name
+          << "\"}";
+    }
+    out << "]}\n";
+  }
+  return 0;
+}
