@@ -651,6 +651,8 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
     changed_.notify_all();
   }
 
+  // Tells every node still running the job's processes to end them: drained
+  // for a stop the user asked for, killed at once when the job failed.
   void send_stop(const Job& job) {
     std::set<std::string> sent;
     for (const auto& p : job.processes) {
@@ -659,6 +661,7 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
       if (it == nodes_.end() || !it->second.alive) continue;
       rpc::WorkerCommand command;
       command.mutable_stop()->set_job_id(job.info.job_id());
+      command.mutable_stop()->set_drain(job.stop_requested && job.info.state() != "FAILED");
       it->second.commands.push_back(std::move(command));
     }
     changed_.notify_all();

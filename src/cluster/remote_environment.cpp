@@ -1,10 +1,14 @@
 #include "sage/remote_environment.hpp"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
+#include <mutex>
+#include <thread>
 
 #include "cluster/cluster_config.hpp"
 #include "cluster/job_info.hpp"
@@ -39,8 +43,37 @@ std::string working_directory() {
   try {
     const auto assignment =
         cluster::TaskAssignment::decode(std::getenv(cluster::kAssignmentVariable));
+    // SIGTERM (`sage job stop`) stops the sources; records in flight are
+    // still processed. Blocked here, so every thread started later inherits
+    // the block and only the waiting thread takes the signal.
+    struct StopRequest {
+      std::mutex mutex;
+      std::function<void()> stop;  // while the tasks run
+      bool requested = false;
+    };
+    auto request = std::make_shared<StopRequest>();
+    sigset_t terminate;
+    sigemptyset(&terminate);
+    sigaddset(&terminate, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &terminate, nullptr);
+    std::thread([request, terminate] {
+      int signal = 0;
+      sigwait(&terminate, &signal);
+      std::lock_guard lock(request->mutex);
+      request->requested = true;
+      if (request->stop) request->stop();
+    }).detach();
     const JobResult result = cluster::run_task_process(
-        graph, config, assignment, net::Socket(std::atoi(std::getenv(cluster::kDataFdVariable))));
+        graph, config, assignment, net::Socket(std::atoi(std::getenv(cluster::kDataFdVariable))),
+        [request](std::function<void()> stop) {
+          std::lock_guard lock(request->mutex);
+          request->stop = std::move(stop);
+          if (request->requested) request->stop();
+        });
+    {
+      std::lock_guard lock(request->mutex);
+      request->stop = nullptr;
+    }
     for (const auto& s : result.instances) cluster::to_message(s, report.add_instances());
     if (result.state == JobState::kFailed) {
       report.set_error(result.error);

@@ -84,7 +84,8 @@ TaskAssignment TaskAssignment::decode(std::string_view text) {
 
 JobResult run_task_process(std::shared_ptr<const detail::LogicalGraph> graph,
                            const ExecutionConfig& config, const TaskAssignment& assignment,
-                           net::Socket listener, const std::function<void()>& on_running) {
+                           net::Socket listener,
+                           const std::function<void(std::function<void()>)>& on_running) {
   const graph::PhysicalPlan plan = graph::PhysicalPlan::build(*graph, config);
   if (plan.fingerprint() != assignment.fingerprint) {
     throw InvalidPlanError(
@@ -149,7 +150,7 @@ JobResult run_task_process(std::shared_ptr<const detail::LogicalGraph> graph,
   });
   receiver->start();
   job.start();
-  if (on_running) on_running();
+  if (on_running) on_running([&job] { job.request_stop(); });
   JobResult result = job.wait();
   // Every local task has ended, so nothing more that this process needs can
   // arrive; stop receiving before the peers (and the cancel hook's view of

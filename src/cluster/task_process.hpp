@@ -35,10 +35,13 @@ struct TaskAssignment {
 
 // Runs this process's share and returns the statistics of its instances.
 // `listener` is this process's data-plane socket, already listening;
-// `on_running` is called once its tasks have started (to report upward).
+// `on_running` is called once its tasks have started, with a function that
+// asks them to stop: sources end, records in flight are processed, and the
+// result says JobState::kStopped. Any thread may call it, once or more.
 // Throws InvalidPlanError if the graph plans to another fingerprint.
-JobResult run_task_process(std::shared_ptr<const detail::LogicalGraph> graph,
-                           const ExecutionConfig& config, const TaskAssignment& assignment,
-                           net::Socket listener, const std::function<void()>& on_running = {});
+JobResult run_task_process(
+    std::shared_ptr<const detail::LogicalGraph> graph, const ExecutionConfig& config,
+    const TaskAssignment& assignment, net::Socket listener,
+    const std::function<void(std::function<void()> request_stop)>& on_running = {});
 
 }  // namespace sage::cluster

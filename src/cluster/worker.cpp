@@ -10,6 +10,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstring>
 #include <fstream>
@@ -34,6 +35,8 @@ namespace {
 constexpr std::size_t kOutputBatchLines = 256;
 constexpr auto kOutputFlushInterval = std::chrono::milliseconds(100);
 constexpr auto kRejoinPause = std::chrono::seconds(1);
+// How long a stopped job's processes may take to drain before they are killed.
+constexpr auto kDrainTimeout = std::chrono::seconds(10);
 
 int count_gpus() {
   int count = 0;
@@ -176,7 +179,11 @@ class Worker::Impl {
       std::lock_guard lock(mutex_);
       starters_.emplace_back([this, start = command.start()] { start_process(start); });
     } else if (command.has_stop()) {
-      kill_job(command.stop().job_id());
+      if (command.stop().drain()) {
+        drain_job(command.stop().job_id());
+      } else {
+        kill_job(command.stop().job_id());
+      }
     }
   }
 
@@ -384,6 +391,28 @@ class Worker::Impl {
     if (!pending.empty()) report.add_lines(prefix + pending);
     flush();
     close(fd);
+  }
+
+  // SIGTERM to the job's processes, which stop their sources and finish what
+  // is in flight; those still running after kDrainTimeout are killed.
+  void drain_job(const std::string& job_id) {
+    std::lock_guard lock(mutex_);
+    for (const auto& [pid, running] : processes_) {
+      if (running.job_id == job_id) ::kill(-pid, SIGTERM);
+    }
+    starters_.emplace_back([this, job_id] {
+      std::unique_lock lock(mutex_);
+      const bool drained = reaped_.wait_for(lock, kDrainTimeout, [&] {
+        return std::none_of(processes_.begin(), processes_.end(),
+                            [&](const auto& p) { return p.second.job_id == job_id; });
+      });
+      if (!drained) {
+        spdlog::warn("job {} did not end within {} s of its stop; killing its processes", job_id,
+                     kDrainTimeout.count());
+        lock.unlock();
+        kill_job(job_id);
+      }
+    });
   }
 
   void kill_job(const std::string& job_id) {

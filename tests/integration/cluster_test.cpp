@@ -360,6 +360,19 @@ TEST_F(ClusterTest, AnUnboundedJobIsListedFollowedAndStoppedOnEveryNode) {
     EXPECT_TRUE(eventually([&] { return !process_alive(pid); }, 10s))
         << "task process " << pid << " outlived the stopped job";
   }
+  // Stopped, not killed: the sources ended and every record emitted reached the sinks.
+  std::uint64_t emitted = 0, discarded = 0;
+  const auto stopped = job_json(job_id);
+  for (const auto& instance : stopped.at("instances")) {
+    const auto count = [&](const char* field) {
+      return std::stoull(instance.at(field).get<std::string>());
+    };
+    if (instance.at("operator_name") == "endless") emitted += count("records_out");
+    if (instance.at("operator_name") == "discard") discarded += count("records_in");
+  }
+  EXPECT_EQ(stopped.at("instances").size(), 7u) << stopped.dump();
+  EXPECT_GT(emitted, 0u);
+  EXPECT_EQ(discarded, emitted) << "records in flight were lost at the stop";
   EXPECT_EQ(cli({"job", "stop", "job-unknown"}).code, 1);
 }
 
