@@ -1,32 +1,35 @@
-// Cluster benchmarks with same-run baselines (issue: benchmarks, W4 and W6).
+// Cluster benchmarks with same-run baselines (issue: benchmarks, W4 to W6).
 // Starts a throwaway local cluster (a head without a worker of its own, and
 // two workers) with the `sage` command, then:
 //   W4  the W2 shape (source 4 -> map 3 -> filter 2 -> sink 2, rebalanced)
 //       spread over the 2 task processes of the two workers, with 8-byte and
 //       1 KiB records; baseline: loopback TCP bandwidth measured in this run
+//   W5  latency p50/p99 from source emit to sink at 10 % and 50 % of the
+//       highest rate, in one process and across processes (baseline: one
+//       thread-to-thread hand-off at the same rate)
 //   W6  submit -> first record processed on the warm cluster (baseline: the
 //       same one-record job in a LocalEnvironment), and submit -> finished of
 //       the reference example (baseline: the example with --local)
-// This program is also the job: task processes re-run it with --task.
+// This program is also the job: task processes re-run it with --job arguments.
 //
 //   build/bench/cluster_bench [--records N] [--repeat R] [--json FILE]
-#include <fcntl.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <memory>
+#include <mutex>
 #include <regex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -98,6 +101,70 @@ void build_first_record(sage::Environment& env, const std::string& stamp_path) {
   env.from_collection(std::vector<int>{1}, {.name = "one"})
       .sink([stamp_path](int) { std::ofstream(stamp_path) << wall_ns() << '\n'; },
             {.name = "stamp"});
+}
+
+// W5: records carry their emit time (steady clock, the same in every process
+// of this machine); the source paces itself to `rate` records/s (0: as fast as
+// it can). Each sink prints a histogram of latencies at close().
+struct Stamped {
+  long long sequence = 0;
+  std::int64_t emitted_ns = 0;
+  SAGE_FIELDS(sequence, emitted_ns)
+};
+
+std::int64_t steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+
+// Latencies in buckets of 10 µs up to 100 ms (the last bucket holds the rest).
+constexpr int kBuckets = 10'000;
+constexpr std::int64_t kBucketNs = 10'000;
+
+class PacedSource {
+ public:
+  PacedSource(long long records, double rate) : records_(records), rate_(rate) {}
+  std::optional<Stamped> next() {
+    if (next_ >= records_) return std::nullopt;
+    if (rate_ > 0 && next_ % 64 == 0) {
+      if (start_ == Clock::time_point{}) start_ = Clock::now();
+      std::this_thread::sleep_until(
+          start_ + std::chrono::nanoseconds(static_cast<std::int64_t>(next_ * 1e9 / rate_)));
+    }
+    return Stamped{next_++, steady_ns()};
+  }
+
+ private:
+  long long records_, next_ = 0;
+  double rate_;
+  Clock::time_point start_{};
+};
+
+class LatencySink : public sage::Function {
+ public:
+  void sink(const Stamped& record) {
+    const std::int64_t bucket = (steady_ns() - record.emitted_ns) / kBucketNs;
+    ++histogram_[static_cast<std::size_t>(std::clamp<std::int64_t>(bucket, 0, kBuckets - 1))];
+  }
+  void close() override {
+    std::string line = "histogram";
+    for (int b = 0; b < kBuckets; ++b) {
+      if (histogram_[b] > 0) line += " " + std::to_string(b) + ":" + std::to_string(histogram_[b]);
+    }
+    std::printf("%s\n", line.c_str());
+    std::fflush(stdout);
+  }
+
+ private:
+  std::vector<long long> histogram_ = std::vector<long long>(kBuckets);
+};
+
+void build_latency(sage::Environment& env, long long records, double rate) {
+  env.from_source<PacedSource>(sage::Options{.name = "paced"}, records, rate)
+      .rebalance()
+      .map([](const Stamped& s) { return s; }, {.name = "pass", .parallelism = 2})
+      .rebalance()
+      .sink<LatencySink>(sage::Options{.name = "latency", .parallelism = 2});
 }
 
 // ---- the local cluster -----------------------------------------------------
@@ -195,6 +262,8 @@ double loopback_bandwidth(std::size_t total_bytes) {
 // measured job is submitted by a child of the bench whose arguments name it:
 //   --job w4 N PAYLOAD [--local]     prints "result <records/s>"
 //   --job first-record FILE [--local] prints "result <ms from submit to the record>"
+//   --job latency N RATE [--local]   prints the sinks' "histogram" lines and "result <records/s>"
+//   --job latency N RATE [--local]   prints the sinks' "histogram" lines and the rate
 
 std::unique_ptr<sage::Environment> environment(const std::string& name, bool local) {
   if (local) return std::make_unique<sage::LocalEnvironment>(name);
@@ -228,6 +297,16 @@ int run_job(int argc, char** argv) {
                    static_cast<unsigned long long>(expected), local ? "" : " from 2");
       return 1;
     }
+    std::printf("result %.6e\n", static_cast<double>(records) / seconds);
+    return 0;
+  }
+  if (job == "latency" && argc >= 5) {
+    const long long records = std::atoll(argv[3]);
+    auto env = environment("latency", local);
+    build_latency(*env, records, std::atof(argv[4]));
+    const auto start = Clock::now();
+    env->execute();
+    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
     std::printf("result %.6e\n", static_cast<double>(records) / seconds);
     return 0;
   }
@@ -270,6 +349,93 @@ double measure(const std::string& self, const std::string& job_args, int repeat)
     results.push_back(std::stod(out.substr(at + 7)));
   }
   return median(results);
+}
+
+struct Latency {
+  double p50_ms = 0, p99_ms = 0;
+};
+
+// Percentiles of merged histograms ("histogram b:count ..." lines): each
+// percentile is the upper edge of its bucket.
+Latency percentiles(const std::string& output) {
+  std::vector<long long> merged(kBuckets);
+  long long total = 0;
+  std::istringstream lines(output);
+  for (std::string line; std::getline(lines, line);) {
+    const auto at = line.find("histogram");
+    if (at == std::string::npos) continue;
+    std::istringstream words(line.substr(at + 9));
+    for (std::string word; words >> word;) {
+      const auto colon = word.find(':');
+      const long long count = std::stoll(word.substr(colon + 1));
+      merged[std::stoul(word.substr(0, colon))] += count;
+      total += count;
+    }
+  }
+  const auto at_fraction = [&](double fraction) {
+    long long seen = 0;
+    for (int b = 0; b < kBuckets; ++b) {
+      seen += merged[b];
+      if (static_cast<double>(seen) >= fraction * static_cast<double>(total)) {
+        return static_cast<double>((b + 1) * kBucketNs) / 1e6;
+      }
+    }
+    return static_cast<double>(kBuckets * kBucketNs) / 1e6;
+  };
+  return {at_fraction(0.5), at_fraction(0.99)};
+}
+
+// Runs the latency job for about 2 s at `rate` records/s.
+Latency job_latency(const std::string& self, double rate, bool local) {
+  const long long records = std::max(1000LL, static_cast<long long>(rate * 2));
+  char args[128];
+  std::snprintf(args, sizeof args, "latency %lld %.0f%s", records, rate, local ? " --local" : "");
+  return percentiles(run_command(self + " --job " + args));
+}
+
+// The baseline: one hand-off per record between two threads through a
+// mutex/condition-variable queue, at the same rate.
+Latency handoff_latency(double rate) {
+  const long long records = std::max(1000LL, static_cast<long long>(rate * 2));
+  std::mutex mutex;
+  std::condition_variable ready;
+  std::deque<std::int64_t> queue;
+  bool done = false;
+  std::vector<long long> histogram(kBuckets);
+  std::thread consumer([&] {
+    std::unique_lock lock(mutex);
+    while (true) {
+      ready.wait(lock, [&] { return done || !queue.empty(); });
+      if (queue.empty()) return;
+      const std::int64_t emitted = queue.front();
+      queue.pop_front();
+      const std::int64_t bucket = (steady_ns() - emitted) / kBucketNs;
+      ++histogram[static_cast<std::size_t>(std::clamp<std::int64_t>(bucket, 0, kBuckets - 1))];
+    }
+  });
+  const auto start = Clock::now();
+  for (long long i = 0; i < records; ++i) {
+    if (i % 64 == 0) {
+      std::this_thread::sleep_until(
+          start + std::chrono::nanoseconds(static_cast<std::int64_t>(i * 1e9 / rate)));
+    }
+    {
+      std::lock_guard lock(mutex);
+      queue.push_back(steady_ns());
+    }
+    ready.notify_one();
+  }
+  {
+    std::lock_guard lock(mutex);
+    done = true;
+  }
+  ready.notify_one();
+  consumer.join();
+  std::string line = "histogram";
+  for (int b = 0; b < kBuckets; ++b) {
+    if (histogram[b] > 0) line += " " + std::to_string(b) + ":" + std::to_string(histogram[b]);
+  }
+  return percentiles(line);
 }
 
 double example_ms(const std::string& extra, int repeat) {
@@ -327,10 +493,30 @@ int main(int argc, char** argv) {
   rows.push_back({"W6 reference example", "ms", example_ms("", repeat),
                   example_ms("--local", repeat), "the example with --local"});
 
-  std::printf("%-26s %-6s %14s %14s %8s  %s\n", "workload", "unit", "sage", "baseline", "ratio",
+  // W5: the highest rate of the latency job, then latencies at 10 % and 50 % of it.
+  for (const bool local : {true, false}) {
+    const std::string where = local ? "local" : "cross-process";
+    const double max_rate = measure(self,
+                                    "latency " + std::to_string(std::min(records, 5'000'000LL)) +
+                                        " 0" + (local ? " --local" : ""),
+                                    1);
+    for (const double load : {0.1, 0.5}) {
+      const Latency sage_latency = job_latency(self, load * max_rate, local);
+      const Latency baseline = handoff_latency(load * max_rate);
+      const std::string name =
+          "W5 " + where + " " + std::to_string(static_cast<int>(load * 100)) + "% load";
+      rows.push_back({name + " p50", "ms", sage_latency.p50_ms, baseline.p50_ms,
+                      "one thread hand-off, same rate"});
+      rows.push_back({name + " p99", "ms", sage_latency.p99_ms, baseline.p99_ms,
+                      "one thread hand-off, same rate"});
+    }
+    std::printf("W5 %s: highest rate %.3g records/s\n", where.c_str(), max_rate);
+  }
+
+  std::printf("%-30s %-6s %14s %14s %8s  %s\n", "workload", "unit", "sage", "baseline", "ratio",
               "baseline is");
   for (const auto& r : rows) {
-    std::printf("%-26s %-6s %14.4g %14.4g %8.3f  %s\n", r.workload.c_str(), r.unit.c_str(), r.sage,
+    std::printf("%-30s %-6s %14.4g %14.4g %8.3f  %s\n", r.workload.c_str(), r.unit.c_str(), r.sage,
                 r.baseline, r.sage / r.baseline, r.baseline_name.c_str());
   }
   std::printf(

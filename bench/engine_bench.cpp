@@ -29,6 +29,9 @@ struct Figure {
   double sage_records_per_second = 0;
   double baseline_records_per_second = 0;
   std::string baseline;
+  // Peak RSS of the process once this workload (and those before it) ran: an
+  // upper bound of its own peak, since the workloads run one after another.
+  long peak_rss_kib = 0;
 };
 
 double seconds_of(const std::function<void()>& run) {
@@ -138,12 +141,14 @@ int main(int argc, char** argv) {
       volatile long long sink = expected_chain_sum(n);
       (void)sink;
     });
+    f.peak_rss_kib = peak_rss_kib();
     figures.push_back(f);
   }
   {
     Figure f{"W2 p4/3/2 rebalance", 0, 0, "hand-written loop, 1 thread"};
     f.sage_records_per_second = rate(n, repeat, [&] { chain_workload(n, 1, 4, 3, 2, true, want); });
     f.baseline_records_per_second = figures.front().baseline_records_per_second;
+    f.peak_rss_kib = peak_rss_kib();
     figures.push_back(f);
   }
   {
@@ -165,15 +170,17 @@ int main(int argc, char** argv) {
       for (long long x = 0; x < records; ++x) ++counts[x % kKeys];
       if (counts.size() != static_cast<std::size_t>(std::min(records, kKeys))) std::exit(1);
     });
+    f.peak_rss_kib = peak_rss_kib();
     figures.push_back(f);
   }
 
-  std::printf("%-22s %16s %16s %8s  %s\n", "workload", "sage rec/s", "baseline rec/s", "ratio",
-              "baseline");
+  std::printf("%-22s %16s %16s %8s %12s  %s\n", "workload", "sage rec/s", "baseline rec/s", "ratio",
+              "peak RSS MiB", "baseline");
   for (const auto& f : figures) {
-    std::printf("%-22s %16.3e %16.3e %8.2f  %s\n", f.workload.c_str(), f.sage_records_per_second,
-                f.baseline_records_per_second,
-                f.sage_records_per_second / f.baseline_records_per_second, f.baseline.c_str());
+    std::printf("%-22s %16.3e %16.3e %8.2f %12.1f  %s\n", f.workload.c_str(),
+                f.sage_records_per_second, f.baseline_records_per_second,
+                f.sage_records_per_second / f.baseline_records_per_second,
+                static_cast<double>(f.peak_rss_kib) / 1024.0, f.baseline.c_str());
   }
   std::printf("peak RSS of the whole run: %.1f MiB (records per run: %lld, median of %d)\n",
               peak_rss_kib() / 1024.0, n, repeat);
@@ -187,7 +194,8 @@ int main(int argc, char** argv) {
       out << (i ? ", " : "") << "{\"name\": \"" << f.workload
           << "\", \"sage_records_per_second\": " << f.sage_records_per_second
           << ", \"baseline_records_per_second\": " << f.baseline_records_per_second
-          << ", \"baseline\": \"" << f.baseline << "\"}";
+          << ", \"baseline\": \"" << f.baseline << "\", \"peak_rss_kib\": " << f.peak_rss_kib
+          << "}";
     }
     out << "]}\n";
   }
