@@ -3,7 +3,8 @@
 // two workers) with the `sage` command, then:
 //   W4  the W2 shape (source 4 -> map 3 -> filter 2 -> sink 2, rebalanced)
 //       spread over the 2 task processes of the two workers, with 8-byte and
-//       1 KiB records; baseline: loopback TCP bandwidth measured in this run
+//       1 KiB records; baseline: loopback TCP bandwidth measured in this run;
+//       and the same with TLS on every node (baseline: the run without TLS)
 //   W5  latency p50/p99 from source emit to sink at 10 % and 50 % of the
 //       highest rate, in one process and across processes (baseline: one
 //       thread-to-thread hand-off at the same rate)
@@ -35,6 +36,8 @@
 #include <vector>
 
 #include <sage/sage.hpp>
+
+#include "support/test_certificates.hpp"
 
 namespace {
 
@@ -190,14 +193,23 @@ std::string json_field(const std::string& path, const std::string& field) {
   return match[1];
 }
 
-// A head (no worker of its own) and two workers, stopped when this ends.
+// A head (no worker of its own) and two workers, stopped when this ends;
+// with `tls`, every node gets a certificate of a throwaway CA and the jobs
+// submitted afterwards trust it.
 class LocalCluster {
  public:
-  LocalCluster() {
+  explicit LocalCluster(bool tls = false) {
     char dir[] = "/tmp/sage-bench-XXXXXX";
     if (mkdtemp(dir) == nullptr) std::exit(1);
     state_dir_ = dir;
-    const std::string sage = SAGE_CLI_BINARY + std::string(" --state-dir ") + state_dir_;
+    std::string sage = SAGE_CLI_BINARY + std::string(" --state-dir ") + state_dir_;
+    if (tls) {
+      const sage::net::TlsFiles files = sage::testing::write_test_certificates(state_dir_);
+      sage += " --tls-ca " + files.ca + " --tls-cert " + files.cert + " --tls-key " + files.key;
+      setenv("SAGE_TLS_CA", files.ca.c_str(), 1);
+    } else {
+      unsetenv("SAGE_TLS_CA");
+    }
     run_command(sage + " cluster start --head --port 0 --jobmanager-port 0 --num-cpus 0");
     const std::string cluster = json_field(state_dir_ + "/head.json", "cluster");
     for (const char* node : {"w1", "w2"}) {
@@ -511,6 +523,14 @@ int main(int argc, char** argv) {
                       "one thread hand-off, same rate"});
     }
     std::printf("W5 %s: highest rate %.3g records/s\n", where.c_str(), max_rate);
+  }
+
+  {
+    const LocalCluster encrypted(true);
+    rows.push_back({"W4 8 B cross-process TLS", "rec/s", measure(self, small, repeat), w4_small,
+                    "same job without TLS"});
+    rows.push_back({"W4 1 KiB cross-process TLS", "MB/s", measure(self, large, repeat) * 1024 / 1e6,
+                    w4_large * 1024 / 1e6, "same job without TLS"});
   }
 
   std::printf("%-30s %-6s %14s %14s %8s  %s\n", "workload", "unit", "sage", "baseline", "ratio",

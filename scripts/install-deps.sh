@@ -20,7 +20,7 @@ PACKAGES=(
   protobuf-compiler        # protoc
   protobuf-compiler-grpc   # grpc_cpp_plugin
   libsqlite3-dev           # the head's job records
-  libssl-dev               # SHA-256 of uploaded programs
+  libssl-dev               # SHA-256 of uploaded programs; TLS on the data plane
   libcli11-dev             # the `sage` command line
   nlohmann-json3-dev       # JSON output and state files
   iproute2                 # `ip netns` for the two-host cluster test

@@ -45,6 +45,7 @@ struct Common {
   std::string address;    // the JobManager: --address, $SAGE_ADDRESS, the local head
   std::string token;      // --token, $SAGE_TOKEN, the token file
   std::string format = "table";
+  net::TlsFiles tls;  // --tls-*, else $SAGE_TLS_*
 };
 
 // Resources of the node a worker runs on; 0 / -1 / "" take what the machine has.
@@ -175,6 +176,8 @@ cluster::WorkerOptions worker_options(const NodeFlags& node, const std::string& 
   options.memory_bytes = node.memory.empty() ? 0 : parse_memory(node.memory);
   options.state_dir = state_dir;
   options.token = token;
+  options.tls = net::TlsFiles::from_environment();
+  options.tls.require_server();  // its task processes serve the data plane
   return options;
 }
 
@@ -229,7 +232,9 @@ void serve_head(const Common& common, const StartFlags& flags, const ReadyFn& re
     if (head_ptr != nullptr) head_ptr->shutdown();
   });
 
-  cluster::Head head({flags.host, flags.port, flags.jobmanager_port, common.state_dir, token});
+  common.tls.require_server();
+  cluster::Head head(
+      {flags.host, flags.port, flags.jobmanager_port, common.state_dir, token, common.tls});
   const bool wildcard = flags.host == "0.0.0.0" || flags.host == "::";
   const std::string reach = wildcard ? "127.0.0.1" : flags.host;
   const std::string jobmanager = reach + ":" + std::to_string(head.jobmanager_port());
@@ -634,6 +639,12 @@ int run(int argc, char** argv) {
                  "state directory, else 127.0.0.1:19001)");
   app.add_option("--token", common.token,
                  "Cluster token (default $SAGE_TOKEN, else the token file in the state directory)");
+  app.add_option("--tls-cert", common.tls.cert,
+                 "This node's TLS certificate, PEM (head and workers; default $SAGE_TLS_CERT)");
+  app.add_option("--tls-key", common.tls.key, "Its private key, PEM (default $SAGE_TLS_KEY)");
+  app.add_option("--tls-ca", common.tls.ca,
+                 "The CA that signed every node's certificate: turns TLS on for the control and "
+                 "data planes (default $SAGE_TLS_CA)");
   app.add_option("--format", common.format, "Output format")
       ->check(CLI::IsMember({"table", "json"}));
 
@@ -705,9 +716,19 @@ int run(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : kExitUsage;  // --help and --version exit 0
   }
   if (common.state_dir.empty()) common.state_dir = cluster::default_state_dir();
+  // Flags over the environment; exported for the threads, daemons and
+  // programs this command starts.
+  const net::TlsFiles from_environment = net::TlsFiles::from_environment();
+  if (common.tls.cert.empty()) common.tls.cert = from_environment.cert;
+  if (common.tls.key.empty()) common.tls.key = from_environment.key;
+  if (common.tls.ca.empty()) common.tls.ca = from_environment.ca;
+  for (std::string* path : {&common.tls.cert, &common.tls.key, &common.tls.ca}) {
+    if (!path->empty()) *path = std::filesystem::absolute(*path).string();  // task processes chdir
+  }
   if (common.address.empty()) common.address = default_address(common.state_dir);
 
   try {
+    common.tls.export_to_environment();
     if (*start_cmd) return cluster_start(common, start);
     if (*status_cmd) return cluster_status(common);
     if (*stop_cmd) return cluster_stop(common);

@@ -66,10 +66,10 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
     net::configure_server(jobs_builder);
     net::configure_server(cluster_builder);
     jobs_builder.AddListeningPort(options_.host + ":" + std::to_string(options_.jobmanager_port),
-                                  grpc::InsecureServerCredentials(), &jobmanager_port_);
+                                  net::server_credentials(options_.tls), &jobmanager_port_);
     jobs_builder.RegisterService(static_cast<rpc::JobManager::Service*>(this));
     cluster_builder.AddListeningPort(options_.host + ":" + std::to_string(options_.cluster_port),
-                                     grpc::InsecureServerCredentials(), &cluster_port_);
+                                     net::server_credentials(options_.tls), &cluster_port_);
     cluster_builder.RegisterService(static_cast<rpc::ClusterService::Service*>(this));
     jobs_server_ = jobs_builder.BuildAndStart();
     if (!jobs_server_ || jobmanager_port_ == 0) {

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "cluster/cluster_config.hpp"
+#include "net/tls.hpp"
 
 namespace sage::cluster {
 
@@ -19,6 +20,7 @@ struct HeadOptions {
   int jobmanager_port = kDefaultJobManagerPort;
   std::string state_dir;  // programs, job database
   std::string token;      // required on every call
+  net::TlsFiles tls;      // TLS on both ports when tls.enabled()
 };
 
 class Head {

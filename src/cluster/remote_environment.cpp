@@ -65,7 +65,7 @@ std::string working_directory() {
     }).detach();
     const JobResult result = cluster::run_task_process(
         graph, config, assignment, net::Socket(std::atoi(std::getenv(cluster::kDataFdVariable))),
-        [request](std::function<void()> stop) {
+        net::TlsFiles::from_environment(), [request](std::function<void()> stop) {
           std::lock_guard lock(request->mutex);
           request->stop = std::move(stop);
           if (request->requested) request->stop();

@@ -84,7 +84,7 @@ TaskAssignment TaskAssignment::decode(std::string_view text) {
 
 JobResult run_task_process(std::shared_ptr<const detail::LogicalGraph> graph,
                            const ExecutionConfig& config, const TaskAssignment& assignment,
-                           net::Socket listener,
+                           net::Socket listener, const net::TlsFiles& tls,
                            const std::function<void(std::function<void()>)>& on_running) {
   const graph::PhysicalPlan plan = graph::PhysicalPlan::build(*graph, config);
   if (plan.fingerprint() != assignment.fingerprint) {
@@ -112,6 +112,11 @@ JobResult run_task_process(std::shared_ptr<const detail::LogicalGraph> graph,
                                    "the task process on node '" + assignment.node_id +
                                        "' (process " + std::to_string(assignment.process_index) +
                                        ")"};
+  std::shared_ptr<const net::TlsContext> tls_server, tls_client;
+  if (tls.enabled()) {
+    tls_server = net::TlsContext::server(tls);
+    tls_client = net::TlsContext::client(tls);
+  }
   const auto deadline = std::chrono::steady_clock::now() + kPeerConnectTimeout;
   // One connection per consumer task in another process, keyed by (chain,
   // instance): a task whose queue is full then stops only its own
@@ -129,7 +134,8 @@ JobResult run_task_process(std::shared_ptr<const detail::LogicalGraph> graph,
     auto& peer = peers[{chain, instance}];
     if (!peer) {
       peer = std::make_unique<net::PeerConnection>(
-          net::Address::parse(assignment.data_addresses.at(process)), identity, deadline);
+          net::Address::parse(assignment.data_addresses.at(process)), identity, deadline,
+          tls_client);
     }
     std::vector<const detail::EdgeFactory*> edges;
     for (const auto& c : plan.input_channels(chain, instance)) {
@@ -142,7 +148,8 @@ JobResult run_task_process(std::shared_ptr<const detail::LogicalGraph> graph,
 
   runtime::ProcessJob job(graph, config, assignment.job_id, std::move(placement));
   QueueDelivery delivery(job);
-  auto receiver = std::make_unique<net::DataReceiver>(std::move(listener), identity, delivery);
+  auto receiver =
+      std::make_unique<net::DataReceiver>(std::move(listener), identity, delivery, tls_server);
   // A failed job must not say goodbye: peers then see the connection end
   // early and fail too, instead of waiting for records that will not come.
   job.on_cancel([&peers] {

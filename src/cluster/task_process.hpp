@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "net/socket.hpp"
+#include "net/tls.hpp"
 #include "sage/detail/logical_graph.hpp"
 #include "sage/job_result.hpp"
 #include "sage/serialization.hpp"
@@ -34,14 +35,15 @@ struct TaskAssignment {
 };
 
 // Runs this process's share and returns the statistics of its instances.
-// `listener` is this process's data-plane socket, already listening;
+// `listener` is this process's data-plane socket, already listening; with
+// `tls` enabled its connections in and out are encrypted;
 // `on_running` is called once its tasks have started, with a function that
 // asks them to stop: sources end, records in flight are processed, and the
 // result says JobState::kStopped. Any thread may call it, once or more.
 // Throws InvalidPlanError if the graph plans to another fingerprint.
 JobResult run_task_process(
     std::shared_ptr<const detail::LogicalGraph> graph, const ExecutionConfig& config,
-    const TaskAssignment& assignment, net::Socket listener,
+    const TaskAssignment& assignment, net::Socket listener, const net::TlsFiles& tls = {},
     const std::function<void(std::function<void()> request_stop)>& on_running = {});
 
 }  // namespace sage::cluster

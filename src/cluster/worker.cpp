@@ -56,7 +56,8 @@ class Worker::Impl {
   explicit Impl(WorkerOptions options)
       : options_(std::move(options)),
         programs_(options_.state_dir + "/programs"),
-        stub_(rpc::ClusterService::NewStub(net::make_channel(options_.head_address))) {
+        stub_(
+            rpc::ClusterService::NewStub(net::make_channel(options_.head_address, options_.tls))) {
     if (options_.num_cpus <= 0) options_.num_cpus = std::thread::hardware_concurrency();
     if (options_.num_gpus < 0) options_.num_gpus = count_gpus();
     if (options_.memory_bytes == 0) options_.memory_bytes = machine_memory();
@@ -277,6 +278,12 @@ class Worker::Impl {
     }
     constexpr int kChildDataFd = 3, kChildResultFd = 4;
     env.push_back(std::string(kAssignmentVariable) + "=" + start.assignment());
+    // The task process's data plane uses this node's TLS files.
+    if (options_.tls.enabled()) {
+      env.push_back("SAGE_TLS_CA=" + options_.tls.ca);
+      env.push_back("SAGE_TLS_CERT=" + options_.tls.cert);
+      env.push_back("SAGE_TLS_KEY=" + options_.tls.key);
+    }
     env.push_back(std::string(kDataFdVariable) + "=" + std::to_string(kChildDataFd));
     env.push_back(std::string(kResultFdVariable) + "=" + std::to_string(kChildResultFd));
     std::string gpus;

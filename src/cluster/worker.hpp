@@ -10,6 +10,8 @@
 #include <memory>
 #include <string>
 
+#include "net/tls.hpp"
+
 namespace sage::cluster {
 
 struct WorkerOptions {
@@ -21,6 +23,7 @@ struct WorkerOptions {
   std::uint64_t memory_bytes = 0;  // 0: the machine's memory
   std::string state_dir;           // the program cache lives here
   std::string token;
+  net::TlsFiles tls;  // for the head connection and, passed on, the task processes
   // Called once the head has registered this node (each time it joins).
   std::function<void()> on_joined;
 };

@@ -16,8 +16,12 @@ void send_frame(const Socket& socket, FrameHeader header, std::string_view paylo
 
 }  // namespace
 
-DataReceiver::DataReceiver(Socket listener, PeerIdentity identity, FrameHandler& handler)
-    : listener_(std::move(listener)), identity_(std::move(identity)), handler_(handler) {}
+DataReceiver::DataReceiver(Socket listener, PeerIdentity identity, FrameHandler& handler,
+                           std::shared_ptr<const TlsContext> tls)
+    : listener_(std::move(listener)),
+      identity_(std::move(identity)),
+      handler_(handler),
+      tls_(std::move(tls)) {}
 
 void DataReceiver::start() {
   acceptor_ = std::thread([this] { accept_loop(); });
@@ -50,7 +54,20 @@ void DataReceiver::read_loop(Socket& connection) {
     std::lock_guard lock(mutex_);
     return closing_;
   };
+  // However this ends, the peer learns it: one turned away must not wait
+  // for an answer (a TLS handshake) that will not come.
+  const std::unique_ptr<Socket, void (*)(Socket*)> hang_up(&connection,
+                                                           [](Socket* s) { s->shutdown(); });
   try {
+    if (tls_) {
+      try {
+        connection.start_tls(*tls_);
+      } catch (const Error& e) {
+        // Not a node of this cluster (or not speaking TLS): like a wrong hello.
+        spdlog::warn("data plane: rejected a connection to job {}: {}", identity_.job_id, e.what());
+        return;
+      }
+    }
     FrameHeader header;
     if (!connection.receive_all(&header, sizeof header)) return;
     const std::string expected = identity_.credentials();
@@ -99,18 +116,25 @@ void DataReceiver::read_loop(Socket& connection) {
 }
 
 PeerConnection::PeerConnection(const Address& peer, const PeerIdentity& identity,
-                               std::chrono::steady_clock::time_point deadline)
-    : socket_(Socket::connect(peer, deadline)) {
+                               std::chrono::steady_clock::time_point deadline,
+                               std::shared_ptr<const TlsContext> tls)
+    : socket_(Socket::connect(peer, deadline)), tls_(std::move(tls)), hello_(identity.hello()) {}
+
+void PeerConnection::greet_locked() {
+  if (greeted_) return;
+  if (tls_) socket_.start_tls(*tls_);
   FrameHeader hello;
   hello.kind = static_cast<std::uint32_t>(FrameKind::kHello);
-  send_frame(socket_, hello, identity.hello());
+  send_frame(socket_, hello, hello_);
+  greeted_ = true;
 }
 
 PeerConnection::~PeerConnection() {
+  std::lock_guard lock(mutex_);
+  if (!greeted_) return;  // nothing sent: the peer expects nothing
   try {
     FrameHeader goodbye;
     goodbye.kind = static_cast<std::uint32_t>(FrameKind::kGoodbye);
-    std::lock_guard lock(mutex_);
     send_frame(socket_, goodbye, {});
   } catch (const std::exception&) {
     // The peer is gone already; it has nothing left to receive from us.
@@ -119,6 +143,7 @@ PeerConnection::~PeerConnection() {
 
 void PeerConnection::send(FrameHeader header, std::string_view payload) {
   std::lock_guard lock(mutex_);
+  greet_locked();
   send_frame(socket_, header, payload);
 }
 

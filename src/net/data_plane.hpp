@@ -14,7 +14,9 @@
 //
 // Every connection opens with a hello naming the job, its plan fingerprint
 // and the cluster token; a receiver drops connections whose hello does not
-// match, and frames larger than the limit.
+// match, and frames larger than the limit. With TLS (net/tls.hpp) the
+// connection is encrypted first, and a peer without a certificate of the
+// cluster's CA is dropped before its hello.
 #pragma once
 
 #include <cstdint>
@@ -27,6 +29,7 @@
 #include <vector>
 
 #include "net/socket.hpp"
+#include "net/tls.hpp"
 #include "sage/detail/batch.hpp"
 #include "sage/detail/logical_graph.hpp"
 
@@ -75,7 +78,9 @@ class FrameHandler {
 // thread per connection.
 class DataReceiver {
  public:
-  DataReceiver(Socket listener, PeerIdentity identity, FrameHandler& handler);
+  // With `tls` (a server context), every connection must complete a TLS handshake.
+  DataReceiver(Socket listener, PeerIdentity identity, FrameHandler& handler,
+               std::shared_ptr<const TlsContext> tls = nullptr);
   ~DataReceiver();  // closes every connection and joins the threads
   int port() const { return listener_.local_port(); }
   void start();
@@ -87,6 +92,7 @@ class DataReceiver {
   Socket listener_;
   PeerIdentity identity_;
   FrameHandler& handler_;
+  std::shared_ptr<const TlsContext> tls_;
   std::mutex mutex_;
   std::vector<std::unique_ptr<Socket>> connections_;
   std::vector<std::thread> threads_;
@@ -95,17 +101,30 @@ class DataReceiver {
 };
 
 // One connection to a peer process; any thread may send on it.
+//
+// The constructor connects; the TLS handshake and the hello wait for the
+// first send. Task processes connect to each other before their receivers
+// accept, and a handshake needs the peer's receiver, so doing it at once
+// would deadlock two processes that connect to each other.
 class PeerConnection {
  public:
+  // With `tls` (a client context), the peer must present a certificate of the CA.
   PeerConnection(const Address& peer, const PeerIdentity& identity,
-                 std::chrono::steady_clock::time_point deadline);
+                 std::chrono::steady_clock::time_point deadline,
+                 std::shared_ptr<const TlsContext> tls = nullptr);
   ~PeerConnection();  // says goodbye, so the peer knows the end was intended
+  // Throws sage::Error when the peer is gone or (TLS) not of this cluster.
   void send(FrameHeader header, std::string_view payload);
   void shutdown() { socket_.shutdown(); }
 
  private:
+  void greet_locked();  // handshake and hello, once
+
   std::mutex mutex_;
   Socket socket_;
+  std::shared_ptr<const TlsContext> tls_;
+  std::string hello_;  // sent by greet_locked(), then cleared
+  bool greeted_ = false;
 };
 
 // The MessageSink of a consumer task in another process: encodes each batch

@@ -7,14 +7,27 @@ namespace sage::net {
 constexpr int kKeepaliveMs = 10'000;
 constexpr int kKeepaliveTimeoutMs = 5'000;
 
-std::shared_ptr<grpc::Channel> make_channel(const std::string& address) {
+std::shared_ptr<grpc::Channel> make_channel(const std::string& address, const TlsFiles& tls) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, kKeepaliveMs);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kKeepaliveTimeoutMs);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetMaxReceiveMessageSize(kMaxRpcMessageBytes);
   args.SetMaxSendMessageSize(kMaxRpcMessageBytes);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  if (!tls.enabled()) {
+    return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  }
+  grpc::SslCredentialsOptions options;
+  options.pem_root_certs = read_pem(tls.ca);
+  return grpc::CreateCustomChannel(address, grpc::SslCredentials(options), args);
+}
+
+std::shared_ptr<grpc::ServerCredentials> server_credentials(const TlsFiles& tls) {
+  if (!tls.enabled()) return grpc::InsecureServerCredentials();
+  tls.require_server();
+  grpc::SslServerCredentialsOptions options;
+  options.pem_key_cert_pairs.push_back({read_pem(tls.key), read_pem(tls.cert)});
+  return grpc::SslServerCredentials(options);  // clients prove themselves with the token
 }
 
 std::unique_ptr<grpc::ClientContext> make_context(const std::string& token) {
@@ -63,7 +76,11 @@ std::string describe(const grpc::Status& status, const std::string& what,
                      const std::string& address) {
   if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
     return what + ": no sage head answers at " + address +
-           "; start one with `sage cluster start --head` or check the address";
+           "; start one with `sage cluster start --head` or check the address" +
+           (TlsFiles::from_environment().enabled()
+                ? " (with TLS on, also that the head uses TLS, with a certificate that names "
+                  "this address, signed by the CA)"
+                : " (a head started with TLS needs --tls-ca or SAGE_TLS_CA here)");
   }
   return what + " at " + address + ": " + status.error_message();
 }

@@ -7,6 +7,8 @@
 #include <memory>
 #include <string>
 
+#include "net/tls.hpp"
+
 namespace sage::net {
 
 // Control-plane messages are small except program uploads, which travel in
@@ -15,8 +17,13 @@ constexpr int kMaxRpcMessageBytes = 8 << 20;
 constexpr std::size_t kProgramChunkBytes = 1 << 20;
 constexpr const char* kTokenMetadata = "sage-token";
 
-// A channel to `address` ("host:port") with the size limits applied.
-std::shared_ptr<grpc::Channel> make_channel(const std::string& address);
+// A channel to `address` ("host:port") with the size limits applied; TLS,
+// verifying the head against tls.ca, when that is set.
+std::shared_ptr<grpc::Channel> make_channel(const std::string& address,
+                                            const TlsFiles& tls = TlsFiles::from_environment());
+
+// What a server listens with: TLS with tls.cert/key when TLS is on.
+std::shared_ptr<grpc::ServerCredentials> server_credentials(const TlsFiles& tls);
 
 // A client context carrying the token, with an optional deadline.
 std::unique_ptr<grpc::ClientContext> make_context(const std::string& token);

@@ -1,9 +1,14 @@
 #include "net/socket.hpp"
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -11,6 +16,7 @@
 #include <cstring>
 #include <thread>
 
+#include "net/tls.hpp"
 #include "sage/error.hpp"
 
 namespace sage::net {
@@ -64,10 +70,36 @@ Socket::~Socket() {
 
 Socket& Socket::operator=(Socket&& other) noexcept {
   if (this != &other) {
+    tls_.reset();
     if (fd_ >= 0) ::close(fd_);
+    tls_ = std::move(other.tls_);
     fd_ = other.release();
   }
   return *this;
+}
+
+void Socket::SslFree::operator()(SSL* ssl) const { SSL_free(ssl); }
+
+void Socket::start_tls(const TlsContext& context) {
+  std::unique_ptr<SSL, SslFree> ssl(SSL_new(context.get()));
+  SSL_set_fd(ssl.get(), fd_);
+  ERR_clear_error();  // what is left is this handshake's
+  const int result = context.is_server() ? SSL_accept(ssl.get()) : SSL_connect(ssl.get());
+  if (result != 1) {
+    std::string reason = "the peer closed the connection during the handshake";
+    const long verified = SSL_get_verify_result(ssl.get());
+    if (verified != X509_V_OK) {
+      reason = std::string("certificate verify failed (") +
+               X509_verify_cert_error_string(verified) + ")";
+    } else if (const unsigned long code = ERR_peek_last_error(); code != 0) {
+      char text[256];
+      ERR_error_string_n(code, text, sizeof text);
+      reason = text;
+    }
+    throw Error("TLS handshake failed: " + reason +
+                "; every node of the cluster needs a certificate signed by the same CA");
+  }
+  tls_ = std::move(ssl);
 }
 
 Socket Socket::listen(const Address& address) {
@@ -126,7 +158,60 @@ int Socket::local_port() const {
   return ntohs(addr.sin_port);
 }
 
+namespace {
+
+// SSL_write writes with write(2), which raises SIGPIPE when the peer is gone
+// and would kill the process; this blocks it for the calling thread and
+// discards one raised meanwhile, so a lost peer is an error like without TLS.
+class SigpipeBlocked {
+ public:
+  SigpipeBlocked() {
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    sigset_t pending;
+    sigpending(&pending);
+    was_pending_ = sigismember(&pending, SIGPIPE) == 1;
+    pthread_sigmask(SIG_BLOCK, &pipe_, &previous_);
+  }
+  ~SigpipeBlocked() {
+    if (!was_pending_) {
+      const timespec now{};
+      while (sigtimedwait(&pipe_, nullptr, &now) == SIGPIPE) {
+      }
+    }
+    pthread_sigmask(SIG_SETMASK, &previous_, nullptr);
+  }
+  SigpipeBlocked(const SigpipeBlocked&) = delete;
+  SigpipeBlocked& operator=(const SigpipeBlocked&) = delete;
+
+ private:
+  sigset_t pipe_, previous_;
+  bool was_pending_ = false;
+};
+
+}  // namespace
+
+void Socket::send_all_tls(const iovec* buffers, int count) const {
+  const SigpipeBlocked blocked;
+  for (int i = 0; i < count; ++i) {
+    const auto* p = static_cast<const char*>(buffers[i].iov_base);
+    std::size_t left = buffers[i].iov_len;
+    while (left > 0) {
+      std::size_t written = 0;
+      if (SSL_write_ex(tls_.get(), p, left, &written) != 1) {
+        throw Error("connection lost while sending (TLS)");
+      }
+      p += written;
+      left -= written;
+    }
+  }
+}
+
 void Socket::send_all(iovec* buffers, int count) const {
+  if (tls_) {
+    send_all_tls(buffers, count);
+    return;
+  }
   while (count > 0) {
     msghdr message{};
     message.msg_iov = buffers;
@@ -153,7 +238,22 @@ bool Socket::receive_all(void* out, std::size_t n) const {
   auto* p = static_cast<char*>(out);
   std::size_t got = 0;
   while (got < n) {
-    const ssize_t r = ::recv(fd_, p + got, n - got, 0);
+    ssize_t r = 0;
+    if (tls_) {
+      std::size_t read = 0;
+      if (SSL_read_ex(tls_.get(), p + got, n - got, &read) != 1) {
+        const int error = SSL_get_error(tls_.get(), 0);
+        if (error == SSL_ERROR_ZERO_RETURN || (error == SSL_ERROR_SYSCALL && errno == 0)) {
+          r = 0;  // the peer closed the connection
+        } else {
+          throw Error("connection lost while receiving (TLS)");
+        }
+      } else {
+        r = static_cast<ssize_t>(read);
+      }
+    } else {
+      r = ::recv(fd_, p + got, n - got, 0);
+    }
     if (r == 0) {
       if (got == 0) return false;
       throw Error("connection closed in the middle of a message");

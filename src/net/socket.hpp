@@ -5,9 +5,14 @@
 #include <sys/uio.h>
 
 #include <chrono>
+#include <memory>
 #include <string>
 
+typedef struct ssl_st SSL;
+
 namespace sage::net {
+
+class TlsContext;
 
 // "host:port" split, with the port checked. Throws sage::Error.
 struct Address {
@@ -22,7 +27,7 @@ class Socket {
   Socket() = default;
   explicit Socket(int fd) : fd_(fd) {}
   ~Socket();
-  Socket(Socket&& other) noexcept : fd_(other.release()) {}
+  Socket(Socket&& other) noexcept : fd_(other.release()), tls_(std::move(other.tls_)) {}
   Socket& operator=(Socket&& other) noexcept;
   Socket(const Socket&) = delete;
   Socket& operator=(const Socket&) = delete;
@@ -35,6 +40,11 @@ class Socket {
 
   Socket accept() const;  // an invalid Socket once shut down
   int local_port() const;
+
+  // Runs the TLS handshake, as server or client as `context` is; later sends
+  // and receives are encrypted. Throws sage::Error (e.g. a certificate the CA
+  // did not sign, or a peer that does not speak TLS).
+  void start_tls(const TlsContext& context);
 
   // Sends all bytes of all buffers; throws sage::Error when the peer is gone.
   void send_all(iovec* buffers, int count) const;
@@ -53,7 +63,13 @@ class Socket {
   }
 
  private:
+  struct SslFree {
+    void operator()(SSL* ssl) const;
+  };
+  void send_all_tls(const iovec* buffers, int count) const;
+
   int fd_ = -1;
+  std::unique_ptr<SSL, SslFree> tls_;  // set once start_tls() succeeded
 };
 
 }  // namespace sage::net

@@ -18,6 +18,7 @@
 #include <sstream>
 
 #include "support/child_process.hpp"
+#include "support/test_certificates.hpp"
 
 namespace sage {
 namespace {
@@ -172,17 +173,26 @@ class ClusterTest : public ::testing::Test {
     return pid;
   }
 
-  void start_head() {
-    const Outcome head = cli({"cluster", "start", "--head", "--port", "0", "--jobmanager-port", "0",
-                              "--num-cpus", "2", "--memory", "4GB"});
+  // `flags` go before the command: --tls-cert and the like.
+  void start_head(std::vector<std::string> flags = {}) {
+    for (const char* arg : {"cluster", "start", "--head", "--port", "0", "--jobmanager-port", "0",
+                            "--num-cpus", "2", "--memory", "4GB"}) {
+      flags.push_back(arg);
+    }
+    const Outcome head = cli(flags);
     ASSERT_EQ(head.code, 0) << head.output;
     ASSERT_NE(head.output.find("sage head started"), std::string::npos) << head.output;
   }
 
-  void start_worker(const std::string& node_id) {
-    const Outcome worker =
-        cli({"cluster", "start", "--worker", "--head-address=" + head_field("cluster"), "--node-id",
-             node_id, "--num-cpus", "2", "--memory", "4GB"});
+  void start_worker(const std::string& node_id, std::vector<std::string> flags = {}) {
+    for (const std::string& arg :
+         {std::string("cluster"), std::string("start"), std::string("--worker"),
+          "--head-address=" + head_field("cluster"), std::string("--node-id"), node_id,
+          std::string("--num-cpus"), std::string("2"), std::string("--memory"),
+          std::string("4GB")}) {
+      flags.push_back(arg);
+    }
+    const Outcome worker = cli(flags);
     ASSERT_EQ(worker.code, 0) << worker.output;
   }
 
@@ -404,6 +414,61 @@ TEST_F(ClusterTest, AWrongOrMissingTokenIsRejectedAndNothingRuns) {
   EXPECT_EQ(worker.code, 1);
   EXPECT_NE(worker.output.find("refused node 'intruder': wrong cluster token"), std::string::npos)
       << worker.output;
+}
+
+TEST_F(ClusterTest, WithTlsOnlyNodesAndClientsThatTrustTheClustersCaTakePart) {
+  const std::string tls_dir = state_dir_ + "/tls";
+  std::filesystem::create_directory(tls_dir);
+  const net::TlsFiles tls = testing::write_test_certificates(tls_dir);
+  const std::vector<std::string> node_flags = {"--tls-cert", tls.cert,   "--tls-key",
+                                               tls.key,      "--tls-ca", tls.ca};
+  ASSERT_NO_FATAL_FAILURE(start_head(node_flags));
+  ASSERT_NO_FATAL_FAILURE(start_worker("w1", node_flags));
+
+  // The example's instances exchange records between the head's node and w1
+  // over TLS; the client trusts the CA through the environment.
+  const Outcome example = cli({"job", "submit", SAGE_EXAMPLE_BINARY}, {"SAGE_TLS_CA=" + tls.ca});
+  ASSERT_EQ(example.code, 0) << example.output;
+  EXPECT_NE(example.output.find("Records reaching the sinks: 10 (expected 10)"), std::string::npos)
+      << example.output;
+  EXPECT_TRUE(std::regex_search(example.output, std::regex(R"(\w+\[\d/\d\]\s+w1\s+\d+)")))
+      << "no instance ran on w1:\n"
+      << example.output;
+
+  // Without the CA, neither a client nor a worker gets in, and they say why.
+  const Outcome status = cli({"cluster", "status"});
+  EXPECT_EQ(status.code, 1);
+  EXPECT_NE(status.output.find("a head started with TLS needs --tls-ca or SAGE_TLS_CA"),
+            std::string::npos)
+      << status.output;
+  const Outcome plain_worker =
+      cli({"cluster", "start", "--worker", "--head-address=" + head_field("cluster"), "--node-id",
+           "plain"});
+  EXPECT_EQ(plain_worker.code, 1);
+  EXPECT_NE(plain_worker.output.find("needs --tls-ca"), std::string::npos) << plain_worker.output;
+
+  // A CA but no certificate of its own: a worker could not serve its data plane.
+  const Outcome no_certificate =
+      cli({"--tls-ca", tls.ca, "cluster", "start", "--worker",
+           "--head-address=" + head_field("cluster"), "--node-id", "half"});
+  EXPECT_EQ(no_certificate.code, 1);
+  EXPECT_NE(no_certificate.output.find("pass --tls-cert and --tls-key"), std::string::npos)
+      << no_certificate.output;
+
+  // A client trusting another CA refuses the head.
+  const std::string other_dir = state_dir_ + "/other-ca";
+  std::filesystem::create_directory(other_dir);
+  const net::TlsFiles other = testing::write_test_certificates(other_dir);
+  const Outcome distrustful = cli({"--tls-ca", other.ca, "job", "list"});
+  EXPECT_EQ(distrustful.code, 1);
+  EXPECT_NE(distrustful.output.find(
+                "with TLS on, also that the head uses TLS, with a certificate that names"),
+            std::string::npos)
+      << distrustful.output;
+
+  const Outcome nodes = cli({"--tls-ca", tls.ca, "cluster", "status"});
+  EXPECT_EQ(nodes.code, 0) << nodes.output;
+  EXPECT_NE(nodes.output.find("2 nodes (2 alive)"), std::string::npos) << nodes.output;
 }
 
 TEST_F(ClusterTest, AThrowingOperatorFailsTheJobWithItsMessage) {

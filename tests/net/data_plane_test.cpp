@@ -1,11 +1,15 @@
 // The data plane in one process: frames reach the handler in order, peers of
-// another job or with a wrong token are turned away.
+// another job or with a wrong token are turned away, and with TLS so are
+// peers without a certificate of the cluster's CA.
 #include "net/data_plane.hpp"
 
 #include <gtest/gtest.h>
 
 #include <condition_variable>
+#include <filesystem>
 #include <mutex>
+
+#include "support/test_certificates.hpp"
 
 namespace sage::net {
 namespace {
@@ -90,6 +94,85 @@ TEST(DataPlaneTest, WrongTokenOrJobIsTurnedAway) {
   ASSERT_FALSE(events.empty());
   EXPECT_EQ(events[0], "end 7");
   EXPECT_EQ(events.size(), 1u);
+}
+
+// A fresh directory under /tmp, removed with its files at the end of the test.
+class TemporaryDirectory {
+ public:
+  TemporaryDirectory() {
+    char path[] = "/tmp/sage-data-plane-test-XXXXXX";
+    if (mkdtemp(path) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = path;
+  }
+  ~TemporaryDirectory() { std::filesystem::remove_all(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Sends one end-of-stream on channel `channel`; false if the send failed.
+bool send_end_of_stream(PeerConnection& peer, std::uint32_t channel, std::string* error) {
+  FrameHeader h;
+  h.kind = static_cast<std::uint32_t>(FrameKind::kEndOfStream);
+  h.channel = channel;
+  try {
+    peer.send(h, {});
+    return true;
+  } catch (const Error& e) {
+    *error = e.what();
+    return false;
+  }
+}
+
+TEST(DataPlaneTest, WithTlsOnlyPeersOfTheClustersCaAreHeard) {
+  TemporaryDirectory cluster_dir, foreign_dir;
+  const TlsFiles cluster = testing::write_test_certificates(cluster_dir.path());
+  const TlsFiles foreign = testing::write_test_certificates(foreign_dir.path());
+  Recorder recorder;
+  DataReceiver receiver(Socket::listen({"127.0.0.1", 0}), kJob, recorder,
+                        TlsContext::server(cluster));
+  receiver.start();
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  std::string error;
+
+  // A peer that does not speak TLS: its bytes are not a handshake.
+  PeerConnection plaintext({"127.0.0.1", receiver.port()}, kJob, deadline);
+  send_end_of_stream(plaintext, 1, &error);
+
+  // A peer whose CA did not sign the receiver's certificate refuses it.
+  PeerConnection distrustful({"127.0.0.1", receiver.port()}, kJob, deadline,
+                             TlsContext::client(foreign));
+  EXPECT_FALSE(send_end_of_stream(distrustful, 2, &error));
+  EXPECT_NE(error.find("TLS handshake failed"), std::string::npos) << error;
+  EXPECT_NE(error.find("certificate verify failed"), std::string::npos) << error;
+
+  // A peer of the cluster is heard, and is the only one.
+  {
+    PeerConnection peer({"127.0.0.1", receiver.port()}, kJob, deadline,
+                        TlsContext::client(cluster));
+    detail::TypedEdgeFactory<int> edge;
+    RemoteTaskSink sink(peer, 2, 1, {&edge});
+    sink.push(detail::Message{0, std::make_unique<detail::Batch<int>>(std::vector<int>{1, 2, 3})});
+    EXPECT_TRUE(send_end_of_stream(peer, 7, &error)) << error;
+  }
+  const auto events = recorder.wait_for(2);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0], "batch 2/1/0 13");
+  EXPECT_EQ(events[1], "end 7");
+}
+
+TEST(DataPlaneTest, ATlsPeerOfAReceiverWithoutTlsFailsClearly) {
+  TemporaryDirectory dir;
+  const TlsFiles files = testing::write_test_certificates(dir.path());
+  Recorder recorder;
+  DataReceiver receiver(Socket::listen({"127.0.0.1", 0}), kJob, recorder);
+  receiver.start();
+  PeerConnection peer({"127.0.0.1", receiver.port()}, kJob, Clock::now() + std::chrono::seconds(10),
+                      TlsContext::client(files));
+  std::string error;
+  EXPECT_FALSE(send_end_of_stream(peer, 0, &error));
+  EXPECT_NE(error.find("TLS handshake failed"), std::string::npos) << error;
 }
 
 TEST(DataPlaneTest, PeerVanishingWithoutGoodbyeIsAnError) {

@@ -1,0 +1,98 @@
+#include "net/tls.hpp"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "sage/error.hpp"
+
+namespace sage::net {
+namespace {
+
+constexpr const char* kCertVariable = "SAGE_TLS_CERT";
+constexpr const char* kKeyVariable = "SAGE_TLS_KEY";
+constexpr const char* kCaVariable = "SAGE_TLS_CA";
+
+std::string variable(const char* name) {
+  const char* value = std::getenv(name);
+  return value != nullptr ? value : "";
+}
+
+std::string openssl_error() {
+  const unsigned long code = ERR_get_error();
+  if (code == 0) return "unknown OpenSSL error";
+  char text[256];
+  ERR_error_string_n(code, text, sizeof text);
+  return text;
+}
+
+}  // namespace
+
+TlsFiles TlsFiles::from_environment() {
+  return {variable(kCertVariable), variable(kKeyVariable), variable(kCaVariable)};
+}
+
+void TlsFiles::export_to_environment() const {
+  if ((!cert.empty() || !key.empty()) && ca.empty()) {
+    throw Error(
+        "TLS needs --tls-ca (the CA that signed the nodes' certificates) with "
+        "--tls-cert and --tls-key");
+  }
+  for (const auto& [name, value] :
+       {std::pair{kCertVariable, cert}, std::pair{kKeyVariable, key}, std::pair{kCaVariable, ca}}) {
+    if (!value.empty()) setenv(name, value.c_str(), 1);
+  }
+}
+
+void TlsFiles::require_server() const {
+  if (enabled() && (cert.empty() || key.empty())) {
+    throw Error(
+        "TLS is on (a CA is set) but this node has no certificate: pass --tls-cert and "
+        "--tls-key (or set SAGE_TLS_CERT and SAGE_TLS_KEY)");
+  }
+}
+
+std::string read_pem(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) throw Error("cannot read TLS file " + path + "; check the path and its permissions");
+  std::ostringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
+std::shared_ptr<TlsContext> TlsContext::server(const TlsFiles& files) {
+  files.require_server();
+  SSL_CTX* context = SSL_CTX_new(TLS_server_method());
+  SSL_CTX_set_min_proto_version(context, TLS1_2_VERSION);
+  SSL_CTX_set_num_tickets(context, 0);  // senders never read: nothing to hand them
+  SSL_CTX_set_options(context, SSL_OP_IGNORE_UNEXPECTED_EOF);  // a closed socket ends a stream
+  if (SSL_CTX_use_certificate_chain_file(context, files.cert.c_str()) != 1 ||
+      SSL_CTX_use_PrivateKey_file(context, files.key.c_str(), SSL_FILETYPE_PEM) != 1 ||
+      SSL_CTX_check_private_key(context) != 1) {
+    const std::string error = openssl_error();
+    SSL_CTX_free(context);
+    throw Error("cannot use TLS certificate " + files.cert + " with key " + files.key + ": " +
+                error);
+  }
+  return std::shared_ptr<TlsContext>(new TlsContext(context, true));
+}
+
+std::shared_ptr<TlsContext> TlsContext::client(const TlsFiles& files) {
+  SSL_CTX* context = SSL_CTX_new(TLS_client_method());
+  SSL_CTX_set_min_proto_version(context, TLS1_2_VERSION);
+  SSL_CTX_set_verify(context, SSL_VERIFY_PEER, nullptr);
+  SSL_CTX_set_options(context, SSL_OP_IGNORE_UNEXPECTED_EOF);
+  if (SSL_CTX_load_verify_locations(context, files.ca.c_str(), nullptr) != 1) {
+    const std::string error = openssl_error();
+    SSL_CTX_free(context);
+    throw Error("cannot use TLS CA " + files.ca + ": " + error);
+  }
+  return std::shared_ptr<TlsContext>(new TlsContext(context, false));
+}
+
+TlsContext::~TlsContext() { SSL_CTX_free(context_); }
+
+}  // namespace sage::net
