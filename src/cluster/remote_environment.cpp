@@ -13,6 +13,7 @@
 #include "cluster/cluster_config.hpp"
 #include "cluster/job_info.hpp"
 #include "cluster/program_store.hpp"
+#include "cluster/task_output.hpp"
 #include "cluster/task_process.hpp"
 #include "graph/physical_plan.hpp"
 #include "net/rpc.hpp"
@@ -41,6 +42,7 @@ std::string working_directory() {
   rpc::ExitReport report;
   int code = 0;
   try {
+    const cluster::TaskOutput output;  // lines written by tasks say which
     const auto assignment =
         cluster::TaskAssignment::decode(std::getenv(cluster::kAssignmentVariable));
     // SIGTERM (`sage job stop`) stops the sources; records in flight are

@@ -21,6 +21,7 @@
 
 #include "cluster/cluster_config.hpp"
 #include "cluster/program_store.hpp"
+#include "cluster/task_output.hpp"
 #include "net/rpc.hpp"
 #include "net/socket.hpp"
 #include "sage.grpc.pb.h"
@@ -364,7 +365,9 @@ class Worker::Impl {
 
   // Sends the process's output lines to the head, prefixed with where they came from.
   void forward_output(const rpc::StartProcess& start, pid_t pid, int fd) {
-    const std::string prefix = "(" + options_.node_id + " pid=" + std::to_string(pid) + ") ";
+    const auto prefixed = [&](std::string_view line) {
+      return prefix_output_line(line, options_.node_id, pid);
+    };
     rpc::OutputReport report;
     report.set_job_id(start.job_id());
     report.set_process_index(start.process_index());
@@ -387,7 +390,8 @@ class Worker::Impl {
         pending.append(buffer, static_cast<std::size_t>(n));
         std::size_t start_of_line = 0, end;
         while ((end = pending.find('\n', start_of_line)) != std::string::npos) {
-          report.add_lines(prefix + pending.substr(start_of_line, end - start_of_line));
+          report.add_lines(
+              prefixed(std::string_view(pending).substr(start_of_line, end - start_of_line)));
           start_of_line = end + 1;
           if (static_cast<std::size_t>(report.lines_size()) >= kOutputBatchLines) flush();
         }
@@ -395,7 +399,7 @@ class Worker::Impl {
       }
       if (std::chrono::steady_clock::now() - last_flush >= kOutputFlushInterval) flush();
     }
-    if (!pending.empty()) report.add_lines(prefix + pending);
+    if (!pending.empty()) report.add_lines(prefixed(pending));
     flush();
     close(fd);
   }

@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "runtime/current_task.hpp"
 #include "runtime/task_builder.hpp"
 
 namespace sage::runtime {
@@ -88,6 +89,7 @@ void ProcessJob::start() {
   threads_.reserve(tasks_.size());
   for (auto& task : tasks_) {
     threads_.emplace_back([this, &task] {
+      const CurrentTaskScope current(task.name);
       try {
         task.run(control_, config_);
       } catch (const detail::JobCancelledError&) {

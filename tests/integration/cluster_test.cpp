@@ -266,11 +266,20 @@ TEST_F(ClusterTest, ReferenceExampleGivesExactlyTenRecordsFromSeveralNodes) {
   EXPECT_NE(example.output.find("Records reaching the sinks: 10 (expected 10)"), std::string::npos)
       << example.output;
   std::set<int> received;
-  static const std::regex sink_line(R"(SINK\[\d/2 @ \S+ pid \d+\] received (\d+))");
+  // Each line is prefixed with the instance that printed it, its process and
+  // node; the example's own text says which instance it is, so they must agree.
+  static const std::regex sink_line(
+      R"(\((\w+)\[(\d)/2\] pid=(\d+), node=(\S+)\) \S+ SINK\[(\d)/2 @ (\S+) pid (\d+)\] )"
+      R"(received (\d+))");
   int sink_lines = 0;
   for (std::sregex_iterator it(example.output.begin(), example.output.end(), sink_line), end;
        it != end; ++it) {
-    received.insert(std::stoi((*it)[1]));
+    const std::smatch& m = *it;
+    EXPECT_EQ(m[1], "ResultSink") << m.str();
+    EXPECT_EQ(m[2], m[5]) << m.str();
+    EXPECT_EQ(m[3], m[7]) << m.str();
+    EXPECT_EQ(m[4], m[6]) << m.str();
+    received.insert(std::stoi(m[8]));
     ++sink_lines;
   }
   EXPECT_EQ(sink_lines, 10) << example.output;
