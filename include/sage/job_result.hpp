@@ -17,6 +17,7 @@ const char* to_string(JobState state);
 // What one parallel instance of an operator did.
 struct InstanceStats {
   std::string operator_name;
+  int operator_id = 0;  // the operator's position in the program: results are in this order
   int parallel_index = 0;
   int parallelism = 1;
   std::string node_id;
@@ -26,8 +27,10 @@ struct InstanceStats {
   double busy_seconds = 0;     // in the operator's own code
   double blocked_seconds = 0;  // waiting for room downstream (backpressure)
   std::uint64_t errors = 0;
+  std::uint64_t queue_batches = 0;       // in the input queue when these were taken
   std::uint64_t queue_peak_batches = 0;  // fullest the input queue got
   std::uint64_t queue_capacity_batches = 0;
+  bool running = false;  // still at work when these were taken (statistics of a running job)
   MetricsSnapshot user_metrics;
 };
 

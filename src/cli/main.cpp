@@ -532,6 +532,34 @@ int job_list(const Common& common) {
   return 0;
 }
 
+// The instances of a running job: where each runs, whether it still does,
+// and over the last second its rates, the share of the time it waited for
+// room downstream, and its input queue now.
+std::string live_statistics_table(const rpc::JobInfo& job) {
+  std::size_t name_width = 8, node_width = 4;
+  for (const auto& s : job.instances()) {
+    name_width = std::max(name_width, s.operator_name().size() + 6);
+    node_width = std::max(node_width, s.node_id().size());
+  }
+  std::string table =
+      fmt::format("{:<{}}  {:<{}}  {:>8}  {:<7}  {:>12}  {:>12}  {:>10}  {:>10}  {:>12}  {:>9}\n",
+                  "INSTANCE", name_width, "NODE", node_width, "PID", "STATE", "RECORDS_IN",
+                  "RECORDS_OUT", "IN/S", "OUT/S", "BACKPRESSURE", "QUEUE");
+  for (const auto& s : job.instances()) {
+    const std::string queue =
+        s.queue_capacity_batches() == 0
+            ? "-"
+            : fmt::format("{}/{}", s.queue_batches(), s.queue_capacity_batches());
+    table += fmt::format(
+        "{:<{}}  {:<{}}  {:>8}  {:<7}  {:>12}  {:>12}  {:>10.4g}  {:>10.4g}  {:>11.0f}%  {:>9}\n",
+        fmt::format("{}[{}/{}]", s.operator_name(), s.parallel_index(), s.parallelism()),
+        name_width, s.node_id(), node_width, s.process_id(), s.running() ? "running" : "ended",
+        s.records_in(), s.records_out(), s.records_in_per_second(), s.records_out_per_second(),
+        s.backpressure() * 100, queue);
+  }
+  return table;
+}
+
 void print_job(const rpc::JobInfo& job) {
   std::string nodes;
   for (const auto& node : job.nodes()) nodes += (nodes.empty() ? "" : ", ") + node;
@@ -543,7 +571,9 @@ void print_job(const rpc::JobInfo& job) {
                            format_time(job.submitted_at_ms()), format_time(job.started_at_ms()),
                            format_time(job.finished_at_ms()), format_duration(job));
   if (!nodes.empty()) std::cout << "nodes:     " << nodes << '\n';
-  if (job.instances_size() > 0) {
+  if (job.instances_size() > 0 && job.state() == "RUNNING") {
+    std::cout << '\n' << live_statistics_table(job);
+  } else if (job.instances_size() > 0) {
     std::cout << '\n' << cluster::to_job_result(job).statistics_table();
   }
 }

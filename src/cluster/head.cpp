@@ -12,6 +12,7 @@
 #include <set>
 #include <thread>
 
+#include "cluster/job_info.hpp"
 #include "cluster/job_store.hpp"
 #include "cluster/program_store.hpp"
 #include "cluster/task_process.hpp"
@@ -215,7 +216,7 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
     std::sort(ordered.begin(), ordered.end(), [](const Job* a, const Job* b) {
       return a->info.submitted_at_ms() > b->info.submitted_at_ms();
     });
-    for (const Job* job : ordered) *reply->add_jobs() = job->info;
+    for (const Job* job : ordered) *reply->add_jobs() = with_live_statistics(*job);
     return Status::OK;
   }
 
@@ -224,7 +225,7 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
     std::lock_guard lock(mutex_);
     auto it = jobs_.find(request->job_id());
     if (it == jobs_.end()) return unknown_job(request->job_id());
-    *reply = it->second->info;
+    *reply = with_live_statistics(*it->second);
     return Status::OK;
   }
 
@@ -366,6 +367,15 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
     return Status::OK;
   }
 
+  Status ReportProgress(ServerContext* context, const rpc::ProgressReport* request,
+                        rpc::Empty*) override {
+    if (auto s = net::check_token(*context, options_.token); !s.ok()) return s;
+    std::lock_guard lock(mutex_);
+    Process* process = find_process(request->job_id(), request->process_index());
+    if (process != nullptr && !process->exited) process->live = request->instances();
+    return Status::OK;
+  }
+
   Status ReportExit(ServerContext* context, const rpc::ExitReport* request, rpc::Empty*) override {
     if (auto s = net::check_token(*context, options_.token); !s.ok()) return s;
     std::lock_guard lock(mutex_);
@@ -373,7 +383,9 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
     if (process == nullptr || process->exited) return Status::OK;
     Job& job = *jobs_.at(request->job_id());
     process->exited = true;
+    process->live.Clear();
     for (const auto& stats : request->instances()) *job.info.add_instances() = stats;
+    sort_instances(job.info.mutable_instances());
     if (request->exit_code() != 0 && !job.stop_requested && job.held_error.empty()) {
       // Held for kRootCauseGrace: when a node dies, its peers fail first
       // (their connections break), but the node is the cause to report.
@@ -439,6 +451,8 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
     std::vector<int> gpus;
     std::uint64_t memory = 0;
     bool prepared = false, exited = false;
+    // Its instances' statistics from its last progress report, until it exits.
+    google::protobuf::RepeatedPtrField<rpc::InstanceStats> live;
   };
   struct Job {
     rpc::JobInfo info;
@@ -742,6 +756,17 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
         }
       }
     }
+  }
+
+  // The job as clients see it: while it runs, the final statistics of its
+  // processes that ended and the latest of those still running.
+  static rpc::JobInfo with_live_statistics(const Job& job) {
+    rpc::JobInfo info = job.info;
+    for (const Process& process : job.processes) {
+      if (!process.exited) info.mutable_instances()->MergeFrom(process.live);
+    }
+    sort_instances(info.mutable_instances());
+    return info;
   }
 
   Process* find_process(const std::string& job_id, int index) {

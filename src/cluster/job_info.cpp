@@ -33,14 +33,44 @@ JobResult to_job_result(const rpc::JobInfo& info) {
     stats.busy_seconds = s.busy_seconds();
     stats.blocked_seconds = s.blocked_seconds();
     stats.errors = s.errors();
+    stats.operator_id = s.operator_id();
+    stats.queue_batches = s.queue_batches();
+    stats.queue_peak_batches = s.queue_peak_batches();
+    stats.queue_capacity_batches = s.queue_capacity_batches();
+    stats.running = s.running();
     result.instances.push_back(std::move(stats));
   }
   std::sort(result.instances.begin(), result.instances.end(),
             [](const InstanceStats& a, const InstanceStats& b) {
-              return std::tie(a.operator_name, a.parallel_index) <
-                     std::tie(b.operator_name, b.parallel_index);
+              return std::tie(a.operator_id, a.parallel_index) <
+                     std::tie(b.operator_id, b.parallel_index);
             });
   return result;
+}
+
+void sort_instances(google::protobuf::RepeatedPtrField<rpc::InstanceStats>* instances) {
+  std::sort(instances->begin(), instances->end(),
+            [](const rpc::InstanceStats& a, const rpc::InstanceStats& b) {
+              return std::make_tuple(a.operator_id(), a.parallel_index()) <
+                     std::make_tuple(b.operator_id(), b.parallel_index());
+            });
+}
+
+rpc::ProgressReport progress_report(const JobResult& now, const JobResult* before) {
+  rpc::ProgressReport report;
+  const double seconds = before != nullptr ? now.duration_seconds - before->duration_seconds : 0;
+  for (std::size_t i = 0; i < now.instances.size(); ++i) {
+    const InstanceStats& s = now.instances[i];
+    rpc::InstanceStats* out = report.add_instances();
+    to_message(s, out);
+    // The same process lists the same instances in the same order each time.
+    if (seconds <= 0 || before->instances.size() != now.instances.size()) continue;
+    const InstanceStats& b = before->instances[i];
+    out->set_records_in_per_second(static_cast<double>(s.records_in - b.records_in) / seconds);
+    out->set_records_out_per_second(static_cast<double>(s.records_out - b.records_out) / seconds);
+    out->set_backpressure(std::clamp((s.blocked_seconds - b.blocked_seconds) / seconds, 0.0, 1.0));
+  }
+  return report;
 }
 
 void to_message(const InstanceStats& s, rpc::InstanceStats* out) {
@@ -54,6 +84,11 @@ void to_message(const InstanceStats& s, rpc::InstanceStats* out) {
   out->set_busy_seconds(s.busy_seconds);
   out->set_blocked_seconds(s.blocked_seconds);
   out->set_errors(s.errors);
+  out->set_operator_id(s.operator_id);
+  out->set_queue_batches(s.queue_batches);
+  out->set_queue_peak_batches(s.queue_peak_batches);
+  out->set_queue_capacity_batches(s.queue_capacity_batches);
+  out->set_running(s.running);
 }
 
 }  // namespace sage::cluster

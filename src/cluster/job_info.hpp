@@ -1,5 +1,6 @@
 // Conversions between the control plane's job messages and the public
-// JobResult, shared by RemoteEnvironment, task processes and the `sage` command.
+// JobResult, shared by RemoteEnvironment, task processes, the head and the
+// `sage` command.
 #pragma once
 
 #include "sage.pb.h"
@@ -13,5 +14,12 @@ JobResult to_job_result(const rpc::JobInfo& info);
 
 // One instance's statistics as the control plane carries them.
 void to_message(const InstanceStats& stats, rpc::InstanceStats* out);
+
+// Orders instances as JobResult does: by operator (program order), then instance.
+void sort_instances(google::protobuf::RepeatedPtrField<rpc::InstanceStats>* instances);
+
+// A task process's live statistics: `now`, with rates and backpressure over
+// the time since `before` (the previous report of the same process, or null).
+rpc::ProgressReport progress_report(const JobResult& now, const JobResult* before);
 
 }  // namespace sage::cluster

@@ -3,11 +3,13 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "cluster/cluster_config.hpp"
@@ -35,46 +37,95 @@ std::string working_directory() {
   return getcwd(buffer, sizeof buffer) != nullptr ? buffer : "/";
 }
 
+// While a task process runs: SIGTERM (`sage job stop`) asks its tasks to
+// stop, and every kProgressInterval their statistics go to the worker.
+class TaskProcessControl {
+ public:
+  explicit TaskProcessControl(int result_fd) : result_fd_(result_fd) {
+    // Blocked here, so every thread started later inherits the block and
+    // only the waiting thread takes the signal.
+    sigset_t terminate;
+    sigemptyset(&terminate);
+    sigaddset(&terminate, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &terminate, nullptr);
+    std::thread([state = state_, terminate] {
+      int signal = 0;
+      sigwait(&terminate, &signal);
+      std::lock_guard lock(state->mutex);
+      state->stop_requested = true;
+      if (state->tasks) state->tasks->request_stop();
+    }).detach();  // lives until the process exits
+  }
+
+  // The tasks started (run_task_process's on_running).
+  void running(const cluster::RunningTasks& tasks, const std::string& job_id, int process_index) {
+    std::lock_guard lock(state_->mutex);
+    state_->tasks = tasks;
+    if (state_->stop_requested) tasks.request_stop();
+    reporter_ = std::thread([this, job_id, process_index] { report(job_id, process_index); });
+  }
+
+  // The tasks ended: no more stop requests or progress reports.
+  ~TaskProcessControl() {
+    {
+      std::lock_guard lock(state_->mutex);
+      state_->tasks.reset();
+      state_->changed.notify_all();
+    }
+    if (reporter_.joinable()) reporter_.join();
+  }
+  TaskProcessControl(const TaskProcessControl&) = delete;
+  TaskProcessControl& operator=(const TaskProcessControl&) = delete;
+
+ private:
+  void report(const std::string& job_id, int process_index) {
+    std::optional<JobResult> before;
+    std::unique_lock lock(state_->mutex);
+    while (!state_->changed.wait_for(lock, cluster::kProgressInterval,
+                                     [&] { return !state_->tasks; })) {
+      JobResult now = state_->tasks->statistics();
+      rpc::ProgressReport report = cluster::progress_report(now, before ? &*before : nullptr);
+      report.set_job_id(job_id);
+      report.set_process_index(process_index);
+      if (!cluster::write_result_frame(result_fd_, cluster::ResultFrameKind::kProgress,
+                                       report.SerializeAsString())) {
+        return;  // the worker is gone; it kills this process
+      }
+      before = std::move(now);
+    }
+  }
+
+  struct State {
+    std::mutex mutex;
+    std::condition_variable changed;
+    std::optional<cluster::RunningTasks> tasks;  // while they run
+    bool stop_requested = false;
+  };
+  std::shared_ptr<State> state_ = std::make_shared<State>();
+  int result_fd_;
+  std::thread reporter_;
+};
+
 // In a task process: run this process's share, tell the worker how it went
 // through the result pipe, and end the process.
 [[noreturn]] void run_as_task_process(const std::shared_ptr<detail::LogicalGraph>& graph,
                                       const ExecutionConfig& config) {
+  const char* result_fd_text = std::getenv(cluster::kResultFdVariable);
+  const int result_fd = result_fd_text != nullptr ? std::atoi(result_fd_text) : -1;
   rpc::ExitReport report;
   int code = 0;
   try {
     const cluster::TaskOutput output;  // lines written by tasks say which
     const auto assignment =
         cluster::TaskAssignment::decode(std::getenv(cluster::kAssignmentVariable));
-    // SIGTERM (`sage job stop`) stops the sources; records in flight are
-    // still processed. Blocked here, so every thread started later inherits
-    // the block and only the waiting thread takes the signal.
-    struct StopRequest {
-      std::mutex mutex;
-      std::function<void()> stop;  // while the tasks run
-      bool requested = false;
-    };
-    auto request = std::make_shared<StopRequest>();
-    sigset_t terminate;
-    sigemptyset(&terminate);
-    sigaddset(&terminate, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &terminate, nullptr);
-    std::thread([request, terminate] {
-      int signal = 0;
-      sigwait(&terminate, &signal);
-      std::lock_guard lock(request->mutex);
-      request->requested = true;
-      if (request->stop) request->stop();
-    }).detach();
-    const JobResult result = cluster::run_task_process(
-        graph, config, assignment, net::Socket(std::atoi(std::getenv(cluster::kDataFdVariable))),
-        net::TlsFiles::from_environment(), [request](std::function<void()> stop) {
-          std::lock_guard lock(request->mutex);
-          request->stop = std::move(stop);
-          if (request->requested) request->stop();
-        });
+    JobResult result;
     {
-      std::lock_guard lock(request->mutex);
-      request->stop = nullptr;
+      TaskProcessControl control(result_fd);
+      result = cluster::run_task_process(
+          graph, config, assignment, net::Socket(std::atoi(std::getenv(cluster::kDataFdVariable))),
+          net::TlsFiles::from_environment(), [&](const cluster::RunningTasks& tasks) {
+            control.running(tasks, assignment.job_id, assignment.process_index);
+          });
     }
     for (const auto& s : result.instances) cluster::to_message(s, report.add_instances());
     if (result.state == JobState::kFailed) {
@@ -87,17 +138,9 @@ std::string working_directory() {
   }
   std::fflush(stdout);
   std::fflush(stderr);
-  if (const char* fd = std::getenv(cluster::kResultFdVariable)) {
-    const std::string bytes = report.SerializeAsString();
-    const int out = std::atoi(fd);
-    std::size_t written = 0;
-    while (written < bytes.size()) {
-      const ssize_t n = ::write(out, bytes.data() + written, bytes.size() - written);
-      if (n <= 0) break;
-      written += static_cast<std::size_t>(n);
-    }
-    ::close(out);
-  }
+  cluster::write_result_frame(result_fd, cluster::ResultFrameKind::kExit,
+                              report.SerializeAsString());
+  ::close(result_fd);
   std::exit(code);
 }
 

@@ -1,9 +1,13 @@
 #include "cluster/task_process.hpp"
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <map>
 
 #include "graph/physical_plan.hpp"
 #include "net/data_plane.hpp"
+#include "net/rpc.hpp"
 #include "runtime/process_job.hpp"
 
 namespace sage::cluster {
@@ -85,7 +89,7 @@ TaskAssignment TaskAssignment::decode(std::string_view text) {
 JobResult run_task_process(std::shared_ptr<const detail::LogicalGraph> graph,
                            const ExecutionConfig& config, const TaskAssignment& assignment,
                            net::Socket listener, const net::TlsFiles& tls,
-                           const std::function<void(std::function<void()>)>& on_running) {
+                           const std::function<void(const RunningTasks&)>& on_running) {
   const graph::PhysicalPlan plan = graph::PhysicalPlan::build(*graph, config);
   if (plan.fingerprint() != assignment.fingerprint) {
     throw InvalidPlanError(
@@ -157,7 +161,9 @@ JobResult run_task_process(std::shared_ptr<const detail::LogicalGraph> graph,
   });
   receiver->start();
   job.start();
-  if (on_running) on_running([&job] { job.request_stop(); });
+  if (on_running) {
+    on_running({[&job] { job.request_stop(); }, [&job] { return job.statistics(); }});
+  }
   JobResult result = job.wait();
   // Every local task has ended, so nothing more that this process needs can
   // arrive; stop receiving before the peers (and the cancel hook's view of
@@ -165,6 +171,43 @@ JobResult run_task_process(std::shared_ptr<const detail::LogicalGraph> graph,
   receiver.reset();
   peers.clear();  // goodbyes, after everything this process sent
   return result;
+}
+
+bool write_result_frame(int fd, ResultFrameKind kind, const std::string& payload) {
+  std::string frame(5, '\0');
+  frame[0] = static_cast<char>(kind);
+  const auto length = static_cast<std::uint32_t>(payload.size());
+  for (int i = 0; i < 4; ++i) frame[1 + i] = static_cast<char>((length >> (8 * i)) & 0xff);
+  frame += payload;
+  std::string_view rest(frame);
+  while (!rest.empty()) {
+    const ssize_t n = ::write(fd, rest.data(), rest.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    rest.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
+bool take_result_frame(std::string& buffer, ResultFrameKind* kind, std::string* payload) {
+  if (buffer.size() < 5) return false;
+  if (buffer[0] != static_cast<char>(ResultFrameKind::kProgress) &&
+      buffer[0] != static_cast<char>(ResultFrameKind::kExit)) {
+    throw Error("a task process wrote something other than a result frame to its result pipe");
+  }
+  std::uint32_t length = 0;
+  for (int i = 0; i < 4; ++i) {
+    length |= static_cast<std::uint32_t>(static_cast<unsigned char>(buffer[1 + i])) << (8 * i);
+  }
+  if (length > static_cast<std::uint32_t>(net::kMaxRpcMessageBytes)) {
+    throw Error("a task process reported " + std::to_string(length) +
+                " bytes of statistics, over the limit");
+  }
+  if (buffer.size() < 5 + std::size_t{length}) return false;
+  *kind = static_cast<ResultFrameKind>(buffer[0]);
+  payload->assign(buffer, 5, length);
+  buffer.erase(0, 5 + std::size_t{length});
+  return true;
 }
 
 }  // namespace sage::cluster

@@ -5,6 +5,7 @@
 // tasks has ended.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -34,16 +35,39 @@ struct TaskAssignment {
   static TaskAssignment decode(std::string_view text);
 };
 
+// What the code that started a task process can do while its tasks run.
+// Valid from `on_running` until run_task_process returns; any thread may
+// call them, once or more.
+struct RunningTasks {
+  // Sources end, records in flight are processed, and the result says
+  // JobState::kStopped.
+  std::function<void()> request_stop;
+  // The statistics of this process's instances so far.
+  std::function<JobResult()> statistics;
+};
+
 // Runs this process's share and returns the statistics of its instances.
 // `listener` is this process's data-plane socket, already listening; with
-// `tls` enabled its connections in and out are encrypted;
-// `on_running` is called once its tasks have started, with a function that
-// asks them to stop: sources end, records in flight are processed, and the
-// result says JobState::kStopped. Any thread may call it, once or more.
+// `tls` enabled its connections in and out are encrypted; `on_running` is
+// called once its tasks have started.
 // Throws InvalidPlanError if the graph plans to another fingerprint.
-JobResult run_task_process(
-    std::shared_ptr<const detail::LogicalGraph> graph, const ExecutionConfig& config,
-    const TaskAssignment& assignment, net::Socket listener, const net::TlsFiles& tls = {},
-    const std::function<void(std::function<void()> request_stop)>& on_running = {});
+JobResult run_task_process(std::shared_ptr<const detail::LogicalGraph> graph,
+                           const ExecutionConfig& config, const TaskAssignment& assignment,
+                           net::Socket listener, const net::TlsFiles& tls = {},
+                           const std::function<void(const RunningTasks&)>& on_running = {});
+
+// The result pipe from a task process to its worker carries frames: a
+// progress report (rpc::ProgressReport) about once a second while the tasks
+// run, then the exit report (rpc::ExitReport). A frame is its kind, the
+// payload's length (4 bytes, little-endian) and the payload.
+enum class ResultFrameKind : char { kProgress = 'P', kExit = 'X' };
+constexpr auto kProgressInterval = std::chrono::seconds(1);
+
+// Writes one frame; false if the worker is gone.
+bool write_result_frame(int fd, ResultFrameKind kind, const std::string& payload);
+
+// Takes the first whole frame off `buffer`; false while there is none.
+// Throws sage::Error for bytes that are not a frame.
+bool take_result_frame(std::string& buffer, ResultFrameKind* kind, std::string* payload);
 
 }  // namespace sage::cluster

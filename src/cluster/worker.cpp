@@ -22,6 +22,7 @@
 #include "cluster/cluster_config.hpp"
 #include "cluster/program_store.hpp"
 #include "cluster/task_output.hpp"
+#include "cluster/task_process.hpp"
 #include "net/rpc.hpp"
 #include "net/socket.hpp"
 #include "sage.grpc.pb.h"
@@ -34,6 +35,7 @@ namespace {
 
 // Output lines go to the head in batches of at most this many, at least this often.
 constexpr std::size_t kOutputBatchLines = 256;
+constexpr std::size_t kMaxOutputLineBytes = 64 << 10;
 constexpr auto kOutputFlushInterval = std::chrono::milliseconds(100);
 constexpr auto kRejoinPause = std::chrono::seconds(1);
 // How long a stopped job's processes may take to drain before they are killed.
@@ -336,12 +338,7 @@ class Worker::Impl {
       // The session ended (or the job was stopped) while this process started.
       if (generation_ != generation || stopped_jobs_.count(start.job_id())) ::kill(-pid, SIGKILL);
     }
-    forward_output(start, pid, output[0]);
-    std::string result_bytes;
-    char buffer[4096];
-    ssize_t n;
-    while ((n = read(result[0], buffer, sizeof buffer)) > 0) result_bytes.append(buffer, n);
-    close(result[0]);
+    const std::string result_bytes = relay(start, pid, output[0], result[0]);
     int status = 0;
     waitpid(pid, &status, 0);
     {
@@ -363,15 +360,17 @@ class Worker::Impl {
     report_exit(start, code, error, has_details ? &details : nullptr);
   }
 
-  // Sends the process's output lines to the head, prefixed with where they came from.
-  void forward_output(const rpc::StartProcess& start, pid_t pid, int fd) {
+  // Until the process closes both pipes: sends its output lines to the head,
+  // prefixed with where they came from, and its progress reports. Returns its
+  // exit report (serialized), empty if it sent none.
+  std::string relay(const rpc::StartProcess& start, pid_t pid, int output_fd, int result_fd) {
     const auto prefixed = [&](std::string_view line) {
       return prefix_output_line(line, options_.node_id, pid);
     };
     rpc::OutputReport report;
     report.set_job_id(start.job_id());
     report.set_process_index(start.process_index());
-    std::string pending;
+    std::string pending, results, exit_report;
     auto last_flush = std::chrono::steady_clock::now();
     const auto flush = [&] {
       if (report.lines_size() == 0) return;
@@ -380,28 +379,63 @@ class Worker::Impl {
       report.clear_lines();
       last_flush = std::chrono::steady_clock::now();
     };
+    const auto take_results = [&] {
+      ResultFrameKind kind;
+      std::string payload;
+      while (take_result_frame(results, &kind, &payload)) {
+        if (kind == ResultFrameKind::kExit) {
+          exit_report = std::move(payload);
+          continue;
+        }
+        rpc::ProgressReport progress;
+        if (!progress.ParseFromString(payload)) continue;
+        progress.set_job_id(start.job_id());
+        progress.set_process_index(start.process_index());
+        rpc::Empty reply;
+        stub_->ReportProgress(net::make_context(options_.token).get(), progress, &reply);
+      }
+    };
+    std::vector<pollfd> fds = {{output_fd, POLLIN, 0}, {result_fd, POLLIN, 0}};
     char buffer[65536];
-    while (true) {
-      pollfd p{fd, POLLIN, 0};
-      const int ready = poll(&p, 1, static_cast<int>(kOutputFlushInterval.count()));
-      if (ready > 0) {
-        const ssize_t n = read(fd, buffer, sizeof buffer);
-        if (n <= 0) break;
-        pending.append(buffer, static_cast<std::size_t>(n));
-        std::size_t start_of_line = 0, end;
-        while ((end = pending.find('\n', start_of_line)) != std::string::npos) {
-          report.add_lines(
-              prefixed(std::string_view(pending).substr(start_of_line, end - start_of_line)));
-          start_of_line = end + 1;
+    while (fds[0].fd >= 0 || fds[1].fd >= 0) {
+      if (poll(fds.data(), fds.size(), static_cast<int>(kOutputFlushInterval.count())) > 0) {
+        for (auto& p : fds) {
+          if (p.fd < 0 || p.revents == 0) continue;
+          const ssize_t n = read(p.fd, buffer, sizeof buffer);
+          if (n <= 0) {
+            close(p.fd);
+            p.fd = -1;  // poll() skips it
+            continue;
+          }
+          (p.fd == output_fd ? pending : results).append(buffer, static_cast<std::size_t>(n));
+        }
+        std::size_t start_of_line = 0;
+        while (true) {
+          const std::size_t end = pending.find('\n', start_of_line);
+          std::size_t length = end - start_of_line, next = end + 1;
+          if (end == std::string::npos) {
+            // A line that never ends is cut into pieces of the longest a line may be.
+            if (pending.size() - start_of_line <= kMaxOutputLineBytes) break;
+            length = kMaxOutputLineBytes;
+            next = start_of_line + length;
+          }
+          report.add_lines(prefixed(std::string_view(pending).substr(start_of_line, length)));
+          start_of_line = next;
           if (static_cast<std::size_t>(report.lines_size()) >= kOutputBatchLines) flush();
         }
         pending.erase(0, start_of_line);
+        try {
+          take_results();
+        } catch (const Error& e) {
+          spdlog::warn("job {}: {}", start.job_id(), e.what());
+          results.clear();
+        }
       }
       if (std::chrono::steady_clock::now() - last_flush >= kOutputFlushInterval) flush();
     }
     if (!pending.empty()) report.add_lines(prefixed(pending));
     flush();
-    close(fd);
+    return exit_report;
   }
 
   // SIGTERM to the job's processes, which stop their sources and finish what

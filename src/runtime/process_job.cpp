@@ -63,6 +63,7 @@ ProcessJob::ProcessJob(std::shared_ptr<const detail::LogicalGraph> graph, Execut
     return placement_.remote_sink(chain, instance);
   };
   for (const auto& chain : plan_.chains()) {
+    ended_.push_back(std::make_unique<std::atomic<bool>[]>(chain.parallelism));
     for (int i = 0; i < chain.parallelism; ++i) {
       if (is_local(chain.id, i)) {
         tasks_.push_back(build_task(context, chain.id, i, queues_[chain.id][i].get()));
@@ -99,6 +100,7 @@ void ProcessJob::start() {
       } catch (const std::exception& e) {
         control_.fail("task " + task.name + " on node " + node_id_ + ": " + e.what());
       }
+      ended_[task.chain][task.instance].store(true, std::memory_order_release);
     });
   }
 }
@@ -114,17 +116,22 @@ const JobResult& ProcessJob::wait() {
 }
 
 JobResult ProcessJob::collect_result() const {
-  JobResult result;
-  result.job_id = job_id_;
-  result.job_name = graph_->job_name;
-  result.duration_seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  JobResult result = statistics();
   if (auto error = control_.error()) {
     result.state = JobState::kFailed;
     result.error = *error;
   } else {
     result.state = control_.stop_requested() ? JobState::kStopped : JobState::kFinished;
   }
+  return result;
+}
+
+JobResult ProcessJob::statistics() const {
+  JobResult result;
+  result.job_id = job_id_;
+  result.job_name = graph_->job_name;
+  result.duration_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   const int pid = static_cast<int>(getpid());
   for (const auto& node : graph_->nodes) {
     for (int i = 0; i < node.parallelism; ++i) {
@@ -132,6 +139,7 @@ JobResult ProcessJob::collect_result() const {
       const auto& m = *metrics_[node.id][i];
       InstanceStats s;
       s.operator_name = node.name;
+      s.operator_id = node.id;
       s.parallel_index = i;
       s.parallelism = node.parallelism;
       s.node_id = node_id_;
@@ -141,7 +149,9 @@ JobResult ProcessJob::collect_result() const {
       s.busy_seconds = static_cast<double>(m.busy_ns.load()) * 1e-9;
       s.blocked_seconds = static_cast<double>(m.blocked_ns.load()) * 1e-9;
       s.errors = m.errors.load();
+      s.queue_batches = m.queue_batches.load();
       s.queue_peak_batches = m.queue_peak_batches.load();
+      s.running = !ended_[plan_.chain_of(node.id)][i].load(std::memory_order_acquire);
       s.queue_capacity_batches = m.queue_capacity_batches.load();
       s.user_metrics = m.user.snapshot();
       result.instances.push_back(std::move(s));

@@ -5,6 +5,7 @@
 // from the owning thread, request_stop() from any thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -52,6 +53,9 @@ class ProcessJob {
   void request_stop() { control_.request_stop(); }
   // Joins every task and returns the outcome (also when it failed).
   const JobResult& wait();
+  // The statistics of this process's instances so far, from any thread after
+  // start(); state kRunning.
+  JobResult statistics() const;
 
  private:
   detail::InstanceMetrics& metrics(int node, int instance) { return *metrics_[node][instance]; }
@@ -69,6 +73,8 @@ class ProcessJob {
   std::vector<std::vector<std::unique_ptr<detail::InstanceMetrics>>> metrics_;  // [node][instance]
   std::vector<std::vector<std::unique_ptr<runtime::InputQueue>>> queues_;       // [chain][instance]
   std::vector<runtime::Task> tasks_;
+  // Set when the task of [chain][instance] has ended.
+  std::vector<std::unique_ptr<std::atomic<bool>[]>> ended_;
   std::vector<std::thread> threads_;
   std::chrono::steady_clock::time_point started_;
   std::optional<JobResult> result_;

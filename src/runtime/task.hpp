@@ -23,6 +23,8 @@ struct Task {
   };
 
   std::string name;  // the head instance, e.g. "DistMapper[2/4]"
+  int chain = 0;     // which chain of the plan, and which instance of it
+  int instance = 0;
   std::vector<std::unique_ptr<detail::Operator>> operators;  // head first
   std::vector<std::unique_ptr<detail::ChannelWriterBase>> writers;
   InputQueue* queue = nullptr;  // null for a source chain

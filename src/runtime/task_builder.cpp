@@ -10,6 +10,8 @@ Task build_task(const TaskContext& context, int chain_id, int instance, InputQue
   const auto& chain = plan.chains()[chain_id];
 
   Task task;
+  task.chain = chain_id;
+  task.instance = instance;
   task.queue = queue;
   // Built tail first, so that every operator's chained successors exist
   // before it; node ids are topological.

@@ -365,6 +365,40 @@ TEST_F(ClusterTest, AnUnboundedJobIsListedFollowedAndStoppedOnEveryNode) {
   const Outcome status = cli({"job", "status", job_id});
   EXPECT_NE(status.output.find("state:     RUNNING"), std::string::npos) << status.output;
 
+  // Live statistics: every instance on every node, running, its counts growing.
+  const auto discarded_so_far = [&](const nlohmann::json& job) {
+    std::uint64_t total = 0;
+    for (const auto& instance : job.at("instances")) {
+      if (instance.at("operator_name") == "discard") {
+        total += std::stoull(instance.at("records_in").get<std::string>());
+      }
+    }
+    return total;
+  };
+  nlohmann::json live;
+  ASSERT_TRUE(eventually(
+      [&] {
+        live = job_json(job_id);
+        return live.at("instances").size() == 7u;
+      },
+      10s))
+      << "no live statistics of all 7 instances:\n"
+      << live.dump();
+  std::set<std::string> live_nodes;
+  for (const auto& instance : live.at("instances")) {
+    EXPECT_TRUE(instance.at("running").get<bool>()) << instance.dump();
+    live_nodes.insert(instance.at("node_id").get<std::string>());
+  }
+  EXPECT_EQ(live_nodes, (std::set<std::string>{"head", "w1", "w2"}));
+  const std::uint64_t first = discarded_so_far(live);
+  EXPECT_TRUE(eventually([&] { return discarded_so_far(job_json(job_id)) > first; }, 10s))
+      << "the live statistics did not change";
+  const Outcome table = cli({"job", "status", job_id});
+  EXPECT_TRUE(
+      std::regex_search(table.output, std::regex(R"(discard\[\d/3\]\s+\S+\s+\d+\s+running\s+\d+)")))
+      << table.output;
+  EXPECT_NE(table.output.find("BACKPRESSURE"), std::string::npos) << table.output;
+
   // A follower sees the job end when it is stopped.
   ChildProcess follower({SAGE_CLI_BINARY, "job", "logs", "--follow", job_id}, env());
   ASSERT_TRUE(follower.wait_for_output("instance", 20s)) << follower.output();

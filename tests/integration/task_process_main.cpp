@@ -21,7 +21,7 @@ int main(int argc, char** argv) {
     sage::testing::build_sample_job(env, records);
     const auto result = sage::cluster::run_task_process(
         env.graph(), env.config(), sage::cluster::TaskAssignment::decode(assignment),
-        sage::net::Socket(std::atoi(fd)), {}, [](const std::function<void()>&) {
+        sage::net::Socket(std::atoi(fd)), {}, [](const sage::cluster::RunningTasks&) {
           std::printf("running\n");
           std::fflush(stdout);
         });
