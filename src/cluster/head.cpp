@@ -472,27 +472,32 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
 
   // REQUIRES: mutex_ held (all helpers below).
   std::optional<std::string> never_fits(const rpc::SubmitRequest& request) const {
+    // The nodes that can run work, as they are when idle.
+    std::map<std::string, Room> idle;
+    for (const auto& [id, node] : nodes_) {
+      if (node.alive && node.total.num_cpus() > 0) {
+        idle[id] = Room{node.total, std::vector<bool>(node.gpu_used.size(), false)};
+      }
+    }
+    if (idle.empty()) return std::nullopt;  // wait for workers: PENDING
     for (const auto& chain : request.chains()) {
       const auto& need = chain.resources();
       const std::string name = chain.operators().empty() ? "?" : chain.operators(0);
       bool fits_somewhere = false;
       std::string largest;
       double largest_cpus = -1;
-      for (const auto& [id, node] : nodes_) {
-        if (!node.alive) continue;
-        if (node.total.num_cpus() > largest_cpus) {
-          largest_cpus = node.total.num_cpus();
+      for (const auto& [id, room] : idle) {
+        const auto& total = room.free;
+        if (total.num_cpus() > largest_cpus) {
+          largest_cpus = total.num_cpus();
           largest = "'" + id + "' has " +
-                    describe_resources(node.total.num_cpus(), node.total.num_gpus(),
-                                       node.total.memory_bytes());
+                    describe_resources(total.num_cpus(), total.num_gpus(), total.memory_bytes());
         }
-        if (node.total.num_cpus() >= std::max(need.num_cpus(), 1e-9) &&
-            node.total.num_gpus() >= need.num_gpus() &&
-            (node.total.memory_bytes() == 0 || node.total.memory_bytes() >= need.memory_bytes())) {
+        if (total.num_cpus() >= need.num_cpus() && total.num_gpus() >= need.num_gpus() &&
+            (total.memory_bytes() == 0 || total.memory_bytes() >= need.memory_bytes())) {
           fits_somewhere = true;
         }
       }
-      if (nodes_.empty() || largest_cpus < 0) return std::nullopt;  // wait for workers: PENDING
       if (!fits_somewhere) {
         return "operator '" + name + "' needs " +
                describe_resources(std::max(need.num_cpus(), 1.0), need.num_gpus(),
@@ -501,78 +506,79 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
                "); add a node with those resources or lower the operator's resources";
       }
     }
-    // All reserving instances together against all the cluster has.
-    double cpus_needed = 0, cpus_total = 0;
-    int gpus_needed = 0, gpus_total = 0;
-    for (const auto& chain : request.chains()) {
-      if (!chain.reserves()) continue;
-      cpus_needed += chain.parallelism() * chain.resources().num_cpus();
-      gpus_needed += chain.parallelism() * chain.resources().num_gpus();
-    }
-    for (const auto& [id, node] : nodes_) {
-      if (!node.alive) continue;
-      cpus_total += node.total.num_cpus();
-      gpus_total += node.total.num_gpus();
-    }
-    if (cpus_total > 0 && (cpus_needed > cpus_total + 1e-9 || gpus_needed > gpus_total)) {
-      return fmt::format(
-          "the job's operators hold {:g} CPUs and {} GPUs in all, but the cluster has {:g} "
-          "CPUs and {} GPUs; add nodes or lower the operators' parallelism or resources",
-          cpus_needed, gpus_needed, cpus_total, gpus_total);
+    // Each instance fits some node; the scheduler must also find room for all
+    // of them at once on an idle cluster, or the job would wait forever.
+    std::vector<Hold> holds;
+    if (auto stuck = assign(request, idle, &holds)) {
+      double cpus = 0;
+      int gpus = 0;
+      std::uint64_t memory = 0;
+      for (const auto& chain : request.chains()) {
+        if (!chain.reserves()) continue;
+        cpus += chain.parallelism() * chain.resources().num_cpus();
+        gpus += chain.parallelism() * chain.resources().num_gpus();
+        memory += chain.parallelism() * chain.resources().memory_bytes();
+      }
+      std::string cluster;
+      for (const auto& [id, room] : idle) {
+        cluster += (cluster.empty() ? "'" : ", '") + id + "' " +
+                   describe_resources(room.free.num_cpus(), room.free.num_gpus(),
+                                      room.free.memory_bytes());
+      }
+      return "the job's instances need " + describe_resources(cpus, gpus, memory) +
+             " in all and do not fit the cluster even when it is idle: there is no room left "
+             "for " +
+             *stuck + " (nodes: " + cluster +
+             "); add nodes or lower the operators' parallelism or resources";
     }
     return std::nullopt;
   }
 
-  // Places every instance of `job`, or says why it cannot run yet.
-  std::optional<std::string> place(Job& job) {
-    if (std::none_of(nodes_.begin(), nodes_.end(), [](const auto& n) { return n.second.alive; })) {
-      return "no worker node has joined the cluster";
-    }
-    std::map<std::string, rpc::Resources> free;
-    std::map<std::string, std::vector<bool>> gpus;
+  // What a node has free while instances are being placed.
+  struct Room {
+    rpc::Resources free;
+    std::vector<bool> gpu_used;
+  };
+
+  // The scheduler's choice of node for every instance of `request`, in task
+  // order, given what each node has free: spread, each instance on the node
+  // with the fewest of the job's instances, then the most free CPU. Fills
+  // `holds`, or returns the instance that finds no room ("an instance of 'X'
+  // (2 CPUs, ...)").
+  std::optional<std::string> assign(const rpc::SubmitRequest& request,
+                                    std::map<std::string, Room> room,
+                                    std::vector<Hold>* holds) const {
     std::map<std::string, int> placed_here;
-    for (const auto& [id, node] : nodes_) {
-      if (!node.alive || node.total.num_cpus() <= 0) continue;
-      rpc::Resources f;
-      f.set_num_cpus(node.total.num_cpus() - node.used.num_cpus());
-      f.set_num_gpus(node.total.num_gpus() - node.used.num_gpus());
-      f.set_memory_bytes(node.total.memory_bytes() - node.used.memory_bytes());
-      free[id] = f;
-      gpus[id] = node.gpu_used;
-      placed_here[id] = 0;
-    }
-    std::vector<Hold> holds;
-    std::vector<std::string> node_of_task;
-    for (const auto& chain : job.request.chains()) {
+    for (const auto& chain : request.chains()) {
       const auto& need = chain.resources();
       const bool reserve = chain.reserves();
       for (int i = 0; i < chain.parallelism(); ++i) {
         std::string best;
-        for (const auto& [id, f] : free) {
+        for (const auto& [id, r] : room) {
+          const auto& f = r.free;
           const bool fits = !reserve || (f.num_cpus() + 1e-9 >= need.num_cpus() &&
                                          f.num_gpus() >= need.num_gpus() &&
                                          (nodes_.at(id).total.memory_bytes() == 0 ||
                                           f.memory_bytes() >= need.memory_bytes()));
           if (!fits) continue;
-          // Spread: the node with the fewest of this job's instances, then the most free CPU.
           if (best.empty() || placed_here[id] < placed_here[best] ||
-              (placed_here[id] == placed_here[best] && f.num_cpus() > free[best].num_cpus())) {
+              (placed_here[id] == placed_here[best] &&
+               f.num_cpus() > room.at(best).free.num_cpus())) {
             best = id;
           }
         }
         if (best.empty()) {
-          return "waiting for " +
-                 describe_resources(need.num_cpus(), need.num_gpus(), need.memory_bytes()) +
+          return describe_resources(need.num_cpus(), need.num_gpus(), need.memory_bytes()) +
                  " for an instance of '" + (chain.operators().empty() ? "?" : chain.operators(0)) +
                  "'";
         }
         Hold hold{best, reserve ? need.num_cpus() : 0, reserve ? need.memory_bytes() : 0, {}};
         if (reserve) {
-          auto& f = free[best];
+          auto& f = room.at(best).free;
           f.set_num_cpus(f.num_cpus() - need.num_cpus());
           f.set_num_gpus(f.num_gpus() - need.num_gpus());
           f.set_memory_bytes(f.memory_bytes() - need.memory_bytes());
-          auto& used = gpus[best];
+          auto& used = room.at(best).gpu_used;
           for (int g = 0; g < static_cast<int>(used.size()) &&
                           static_cast<int>(hold.gpus.size()) < need.num_gpus();
                ++g) {
@@ -583,14 +589,32 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
           }
         }
         ++placed_here[best];
-        node_of_task.push_back(best);
-        holds.push_back(std::move(hold));
+        holds->push_back(std::move(hold));
       }
     }
+    return std::nullopt;
+  }
+
+  // Places every instance of `job`, or says why it cannot run yet.
+  std::optional<std::string> place(Job& job) {
+    if (std::none_of(nodes_.begin(), nodes_.end(), [](const auto& n) { return n.second.alive; })) {
+      return "no worker node has joined the cluster";
+    }
+    std::map<std::string, Room> room;
+    for (const auto& [id, node] : nodes_) {
+      if (!node.alive || node.total.num_cpus() <= 0) continue;
+      rpc::Resources f;
+      f.set_num_cpus(node.total.num_cpus() - node.used.num_cpus());
+      f.set_num_gpus(node.total.num_gpus() - node.used.num_gpus());
+      f.set_memory_bytes(node.total.memory_bytes() - node.used.memory_bytes());
+      room[id] = Room{f, node.gpu_used};
+    }
+    std::vector<Hold> holds;
+    if (auto stuck = assign(job.request, std::move(room), &holds)) return "waiting for " + *stuck;
     // One task process per node used, in the order nodes were first used.
     std::map<std::string, int> process_of_node;
-    for (std::size_t t = 0; t < node_of_task.size(); ++t) {
-      const std::string& node_id = node_of_task[t];
+    for (std::size_t t = 0; t < holds.size(); ++t) {
+      const std::string& node_id = holds[t].node_id;
       auto [it, added] =
           process_of_node.try_emplace(node_id, static_cast<int>(job.processes.size()));
       if (added) job.processes.push_back(Process{node_id, "", {}, 0, false, false});

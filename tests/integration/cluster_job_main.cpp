@@ -8,6 +8,8 @@
 //   throw       an operator that throws on record 7
 //   greedy      an operator that asks for 64 CPUs per instance
 //   crowd       4 instances of 2 CPUs each: each fits a node, all do not
+//   fragmented  4 instances of 1.5 CPUs each: 6 CPUs, as many as 3 nodes of 2
+//               have, but only one fits on each node
 // RemoteEnvironment (at $SAGE_ADDRESS) unless the last argument is --local.
 #include <unistd.h>
 
@@ -130,10 +132,10 @@ void greedy(sage::Environment& env) {
       .sink([](int) {}, {.name = "discard"});
 }
 
-void crowd(sage::Environment& env) {
+void wide(sage::Environment& env, double cpus) {
   env.from_collection(std::vector<int>{1, 2, 3}, {.name = "numbers"})
       .map([](int x) { return x; },
-           {.name = "wide", .parallelism = 4, .resources = sage::Resources{.num_cpus = 2}})
+           {.name = "wide", .parallelism = 4, .resources = sage::Resources{.num_cpus = cpus}})
       .sink([](int) {}, {.name = "discard"});
 }
 
@@ -167,11 +169,12 @@ int main(int argc, char** argv) {
       throwing(*env);
     } else if (mode == "greedy") {
       greedy(*env);
-    } else if (mode == "crowd") {
-      crowd(*env);
+    } else if (mode == "crowd" || mode == "fragmented") {
+      wide(*env, mode == "crowd" ? 2 : 1.5);
     } else {
       std::fprintf(stderr,
-                   "usage: %s keyed N|shuffle N|unbounded|reserving|throw|greedy|crowd [--local]\n",
+                   "usage: %s keyed N|shuffle N|unbounded|reserving|throw|greedy|crowd|fragmented "
+                   "[--local]\n",
                    argv[0]);
       return 2;
     }

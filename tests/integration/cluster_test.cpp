@@ -591,9 +591,20 @@ TEST_F(ClusterTest, AJobThatCanNeverFitIsRejectedAtSubmit) {
   // Each instance fits a node, but together they need more than the cluster has.
   const Outcome crowd = cli({"job", "submit", SAGE_CLUSTER_JOB_BINARY, "crowd"});
   EXPECT_EQ(crowd.code, 1);
-  EXPECT_NE(crowd.output.find("hold 8 CPUs and 0 GPUs in all, but the cluster has 6 CPUs"),
+  EXPECT_NE(crowd.output.find("the job's instances need 8 CPUs, 0 GPUs, 0 MiB memory in all and "
+                              "do not fit the cluster even when it is idle: there is no room left "
+                              "for 2 CPUs, 0 GPUs, 0 MiB memory for an instance of 'wide' "
+                              "(nodes: 'head' 2 CPUs"),
             std::string::npos)
       << crowd.output;
+  // As many CPUs in all as the cluster has, but in pieces no node can hold two of.
+  const Outcome fragmented = cli({"job", "submit", SAGE_CLUSTER_JOB_BINARY, "fragmented"});
+  EXPECT_EQ(fragmented.code, 1);
+  EXPECT_NE(fragmented.output.find("need 6 CPUs, 0 GPUs, 0 MiB memory in all and do not fit the "
+                                   "cluster even when it is idle: there is no room left for 1.5 "
+                                   "CPUs"),
+            std::string::npos)
+      << fragmented.output;
   EXPECT_NE(cli({"job", "list"}).output.find("(no jobs yet)"), std::string::npos);
 }
 
