@@ -726,14 +726,21 @@ int run(int argc, char** argv) {
   job_stop_cmd->add_option("job_id", job_id, "Job id")->required();
   auto* submit_cmd = job->add_subcommand(
       "submit",
-      "Run a program (and its arguments) whose RemoteEnvironment submits to this cluster");
+      "Run a program (and its arguments) whose RemoteEnvironment submits to this cluster: "
+      "sage [options] job submit ./my_job [args...]; everything after `submit` goes to the "
+      "program");
   // What follows `job submit` is the program and its own arguments, passed on
   // untouched (CLI11 would parse their --flags as sage's).
   std::vector<std::string> submitted;
   for (int i = 1; i + 1 < argc; ++i) {
     if (std::string(argv[i]) == "job" && std::string(argv[i + 1]) == "submit") {
       int first = i + 2;
-      if (first < argc && std::string(argv[first]) == "--") ++first;
+      if (first < argc && std::string(argv[first]) == "--") {
+        ++first;  // `sage job submit -- --help` runs a program named --help
+      } else if (first < argc &&
+                 (std::string(argv[first]) == "--help" || std::string(argv[first]) == "-h")) {
+        break;  // sage's help for `job submit`
+      }
       submitted.assign(argv + first, argv + argc);
       argc = i + 2;
       break;

@@ -706,6 +706,12 @@ TEST_F(ClusterTest, CommandsSayWhatIsWrong) {
   EXPECT_EQ(unknown.code, 1);
   EXPECT_NE(unknown.output.find("no job 'job-nope'"), std::string::npos) << unknown.output;
 
+  const Outcome submit_help = cli({"job", "submit", "--help"});
+  EXPECT_EQ(submit_help.code, 0);
+  EXPECT_NE(submit_help.output.find("everything after `submit` goes to the program"),
+            std::string::npos)
+      << submit_help.output;
+
   EXPECT_EQ(cli({"cluster", "start", "--head", "--worker"}).code, 2);
   EXPECT_NE(cli({"cluster", "start", "--worker"}).output.find("needs --head-address"),
             std::string::npos);
