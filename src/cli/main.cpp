@@ -266,6 +266,12 @@ void serve_head(const Common& common, const StartFlags& flags, const ReadyFn& re
                                    : (wildcard ? local_address_towards("8.8.8.8", 53) : flags.host);
     auto options = worker_options(node, cluster_address, data_host, common.state_dir, token);
     message += "  this node:  " + describe_node(options) + "\n";
+    if (wildcard && node.node_address.empty() && data_host.starts_with("127.")) {
+      message += "  warning:    this machine has no default route, so its data plane is on " +
+                 data_host +
+                 ", which other machines cannot reach; pass --node-address=<its IP> for a "
+                 "cluster of several machines\n";
+    }
     Once joined;  // "" once joined, else why it could not
     options.on_joined = [&joined] { joined.set(""); };
     worker = std::make_unique<cluster::Worker>(options);

@@ -664,6 +664,24 @@ TEST_F(ClusterTest, AWorkerOnAnotherHostJoinsByItsAddressAndRunsPartOfAJob) {
       << example.output;
 }
 
+TEST_F(ClusterTest, AHeadOnAllInterfacesOfAHostWithoutARouteWarnsOthersCannotReachIt) {
+  if (geteuid() != 0)
+    GTEST_SKIP() << "network namespaces need root; this test runs as uid " << geteuid();
+  NetworkNamespace& isolated = network_namespace_.emplace();  // only a link to this host
+  if (!isolated.error().empty()) {
+    GTEST_SKIP() << "cannot make a network namespace here: " << isolated.error();
+  }
+  const Outcome head = run({"/bin/sh", "-c",
+                            "exec ip netns exec " + isolated.name() + " " + SAGE_CLI_BINARY +
+                                " cluster start --head --host 0.0.0.0 --port 0 "
+                                "--jobmanager-port 0 --num-cpus 2 2>&1"});
+  ASSERT_EQ(head.code, 0) << head.output;
+  EXPECT_NE(head.output.find("has no default route, so its data plane is on 127.0.0.1, which "
+                             "other machines cannot reach; pass --node-address"),
+            std::string::npos)
+      << head.output;
+}
+
 TEST_F(ClusterTest, CommandsSayWhatIsWrong) {
   const Outcome no_head = cli({"cluster", "status"});
   EXPECT_EQ(no_head.code, 1);
