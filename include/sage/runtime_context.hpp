@@ -6,6 +6,7 @@
 
 #include <string>
 #include <typeinfo>
+#include <vector>
 
 #include "sage/error.hpp"
 #include "sage/metrics.hpp"
@@ -20,7 +21,8 @@ class RuntimeContext {
     std::string operator_name;
     int parallel_index = 0;  // 0 .. parallelism-1
     int parallelism = 1;
-    std::string node_id;  // the machine (host name) running this instance
+    std::string node_id;       // the machine (host name) running this instance
+    std::vector<int> gpu_ids;  // see gpu_ids()
   };
 
   RuntimeContext(Identity identity, Metrics& metrics, detail::KeyedStateBackend* keyed_state)
@@ -31,6 +33,12 @@ class RuntimeContext {
   int parallel_index() const { return identity_.parallel_index; }
   int parallelism() const { return identity_.parallelism; }
   const std::string& node_id() const { return identity_.node_id; }
+  // The GPUs this instance holds (Resources::num_gpus) on a cluster, as CUDA
+  // numbers them in this process (for cudaSetDevice or "cuda:N"): its task
+  // process sees the GPUs of all its instances through CUDA_VISIBLE_DEVICES,
+  // and these are this instance's. Empty without num_gpus, and in a
+  // LocalEnvironment, which reserves nothing (every GPU is visible).
+  const std::vector<int>& gpu_ids() const { return identity_.gpu_ids; }
   // "DistMapper[2/4]": how logs and errors name this instance.
   std::string instance_name() const {
     return identity_.operator_name + "[" + std::to_string(identity_.parallel_index) + "/" +

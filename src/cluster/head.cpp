@@ -459,6 +459,7 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
     rpc::SubmitRequest request;
     std::vector<Process> processes;
     std::vector<int> process_of_task;
+    std::vector<std::vector<int>> gpus_of_task;  // CUDA numbers in the task's process
     std::vector<Hold> holds;
     bool stop_requested = false;
     std::string held_error;  // the first process failure, until it is reported
@@ -619,6 +620,12 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
           process_of_node.try_emplace(node_id, static_cast<int>(job.processes.size()));
       if (added) job.processes.push_back(Process{node_id, "", {}, 0, false, false});
       Process& p = job.processes[it->second];
+      // The process sees its GPUs in this order (CUDA_VISIBLE_DEVICES), so
+      // the task's are the next ones CUDA numbers.
+      std::vector<int>& ordinals = job.gpus_of_task.emplace_back();
+      for (std::size_t g = 0; g < holds[t].gpus.size(); ++g) {
+        ordinals.push_back(static_cast<int>(p.gpus.size() + g));
+      }
       p.gpus.insert(p.gpus.end(), holds[t].gpus.begin(), holds[t].gpus.end());
       p.memory += holds[t].memory;
       job.process_of_task.push_back(it->second);
@@ -670,6 +677,7 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
     assignment.token = options_.token;
     assignment.fingerprint = job.request.fingerprint();
     assignment.process_of_task = job.process_of_task;
+    assignment.gpus_of_task = job.gpus_of_task;
     for (const auto& p : job.processes) assignment.data_addresses.push_back(p.data_address);
     for (std::size_t p = 0; p < job.processes.size(); ++p) {
       assignment.process_index = static_cast<int>(p);

@@ -133,6 +133,11 @@ JobResult run_task_process(std::shared_ptr<const detail::LogicalGraph> graph,
   placement.is_local = [&](int chain, int instance) {
     return process_of(chain, instance) == assignment.process_index;
   };
+  placement.gpus = [&](int chain, int instance) {
+    const auto task = static_cast<std::size_t>(first_task_of_chain[chain] + instance);
+    return task < assignment.gpus_of_task.size() ? assignment.gpus_of_task[task]
+                                                 : std::vector<int>{};
+  };
   placement.remote_sink = [&](int chain, int instance) -> detail::MessageSink& {
     const int process = process_of(chain, instance);
     auto& peer = peers[{chain, instance}];

@@ -28,7 +28,11 @@ struct TaskAssignment {
   std::vector<std::string> data_addresses;  // every process's data-plane host:port
   std::vector<int> process_of_task;         // per task, chains in order, then instances
   std::string node_id;
-  SAGE_FIELDS(job_id, token, fingerprint, process_index, data_addresses, process_of_task, node_id)
+  // Per task, the GPUs it holds as CUDA numbers them in its process (positions
+  // in the process's CUDA_VISIBLE_DEVICES); empty for most.
+  std::vector<std::vector<int>> gpus_of_task;
+  SAGE_FIELDS(job_id, token, fingerprint, process_index, data_addresses, process_of_task, node_id,
+              gpus_of_task)
 
   // As text safe for an environment variable (hex), and back (throws sage::Error).
   std::string encode() const;

@@ -30,6 +30,8 @@ struct Placement {
   std::function<detail::MessageSink&(int chain, int instance)> remote_sink;
   // The process's node (host name by default), shown in statistics and errors.
   std::string node_id;
+  // The GPUs (CUDA device numbers in this process) a task holds; unset: none.
+  std::function<std::vector<int>(int chain, int instance)> gpus;
 };
 
 class ProcessJob {

@@ -20,8 +20,10 @@ Task build_task(const TaskContext& context, int chain_id, int instance, InputQue
   for (auto it = chain.nodes.rbegin(); it != chain.nodes.rend(); ++it) {
     const auto& node = graph.nodes[*it];
     detail::OperatorSetup setup;
-    setup.identity = RuntimeContext::Identity{context.job_id, node.name, instance, node.parallelism,
-                                              context.node_id};
+    setup.identity = RuntimeContext::Identity{
+        context.job_id,  node.name,
+        instance,        node.parallelism,
+        context.node_id, context.gpus ? context.gpus(chain_id, instance) : std::vector<int>{}};
     setup.config = context.config;
     setup.metrics = &context.metrics(node.id, instance);
     for (std::size_t e = 0; e < graph.edges.size(); ++e) {

@@ -25,6 +25,8 @@ struct TaskContext {
   std::function<detail::InstanceMetrics&(int node, int instance)> metrics;
   // Where records for instance `instance` of chain `chain` are delivered.
   std::function<detail::MessageSink&(int chain, int instance)> sink;
+  // The GPUs (CUDA device numbers) a task holds; unset: none.
+  std::function<std::vector<int>(int chain, int instance)> gpus;
 };
 
 // `queue` is the task's input queue; null for a source chain.

@@ -10,6 +10,8 @@
 //   crowd       4 instances of 2 CPUs each: each fits a node, all do not
 //   fragmented  4 instances of 1.5 CPUs each: 6 CPUs, as many as 3 nodes of 2
 //               have, but only one fits on each node
+//   gpus        3 instances of 1 GPU each; each prints the GPUs it holds and
+//               the CUDA_VISIBLE_DEVICES of its process
 // RemoteEnvironment (at $SAGE_ADDRESS) unless the last argument is --local.
 #include <unistd.h>
 
@@ -78,6 +80,21 @@ class Announce : public sage::Function {
     std::fflush(stdout);
   }
   long long map(long long x) { return x; }
+};
+
+// Says which GPUs it holds and which its process sees.
+class GpuReport : public sage::Function {
+ public:
+  void open(sage::RuntimeContext& ctx) override {
+    std::string ids;
+    for (int id : ctx.gpu_ids()) ids += (ids.empty() ? "" : ",") + std::to_string(id);
+    const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
+    std::printf("gpu %s on %s pid %d holds [%s] of [%s]\n", ctx.instance_name().c_str(),
+                ctx.node_id().c_str(), static_cast<int>(getpid()), ids.c_str(),
+                visible != nullptr ? visible : "unset");
+    std::fflush(stdout);
+  }
+  int map(int x) { return x; }
 };
 
 void keyed(sage::Environment& env, long long records) {
@@ -171,11 +188,17 @@ int main(int argc, char** argv) {
       greedy(*env);
     } else if (mode == "crowd" || mode == "fragmented") {
       wide(*env, mode == "crowd" ? 2 : 1.5);
+    } else if (mode == "gpus") {
+      env->from_collection(std::vector<int>{1, 2, 3}, {.name = "numbers"})
+          .map<GpuReport>(sage::Options{
+              .name = "gpu", .parallelism = 3, .resources = sage::Resources{.num_gpus = 1}})
+          .sink([](int) {}, {.name = "discard"});
     } else {
-      std::fprintf(stderr,
-                   "usage: %s keyed N|shuffle N|unbounded|reserving|throw|greedy|crowd|fragmented "
-                   "[--local]\n",
-                   argv[0]);
+      std::fprintf(
+          stderr,
+          "usage: %s keyed N|shuffle N|unbounded|reserving|throw|greedy|crowd|fragmented|gpus "
+          "[--local]\n",
+          argv[0]);
       return 2;
     }
     const auto result = env->execute();

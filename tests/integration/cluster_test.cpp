@@ -628,6 +628,46 @@ TEST_F(ClusterTest, AJobThatFitsOnlyLaterWaitsPendingWithItsReason) {
   EXPECT_EQ(cli({"job", "stop", second}).code, 0);
 }
 
+TEST_F(ClusterTest, EachInstanceKnowsWhichOfItsProcessGpusAreItsOwn) {
+  ASSERT_NO_FATAL_FAILURE(start_head());
+  for (const auto& [node, gpus] : {std::pair{"w1", "2"}, std::pair{"w2", "1"}}) {
+    const Outcome worker =
+        cli({"cluster", "start", "--worker", "--head-address=" + head_field("cluster"), "--node-id",
+             node, "--num-cpus", "2", "--num-gpus", gpus});
+    ASSERT_EQ(worker.code, 0) << worker.output;
+  }
+  // Three instances of one GPU each: two share w1's process, one has w2's.
+  const Outcome job = cli({"job", "submit", SAGE_CLUSTER_JOB_BINARY, "gpus"});
+  ASSERT_EQ(job.code, 0) << job.output;
+  static const std::regex line(
+      R"(gpu gpu\[(\d)/3\] on (\w+) pid (\d+) holds \[([\d,]*)\] of \[([\d,]*)\])");
+  std::map<std::string, std::set<std::string>> held_in_process;  // pid -> CUDA numbers held
+  std::map<std::string, std::string> visible_in_process;
+  std::map<std::string, std::string> node_of_process;
+  int instances = 0;
+  for (std::sregex_iterator it(job.output.begin(), job.output.end(), line), end; it != end; ++it) {
+    const std::smatch& m = *it;
+    ++instances;
+    EXPECT_EQ(m[4].str().find(','), std::string::npos) << "holds more than one GPU: " << m.str();
+    EXPECT_TRUE(held_in_process[m[3]].insert(m[4]).second) << "two instances hold " << m.str();
+    visible_in_process[m[3]] = m[5];
+    node_of_process[m[3]] = m[2];
+  }
+  EXPECT_EQ(instances, 3) << job.output;
+  for (const auto& [pid, held] : held_in_process) {
+    // The process sees exactly its instances' GPUs, numbered 0.. by CUDA.
+    const std::string& visible = visible_in_process[pid];
+    const auto count =
+        static_cast<std::size_t>(std::count(visible.begin(), visible.end(), ',') + 1);
+    EXPECT_EQ(held.size(), count) << pid << " sees [" << visible << "]";
+    std::set<std::string> expected;
+    for (std::size_t i = 0; i < count; ++i) expected.insert(std::to_string(i));
+    EXPECT_EQ(held, expected) << pid << " sees [" << visible << "]";
+    EXPECT_EQ(count, node_of_process[pid] == "w1" ? 2u : 1u) << node_of_process[pid];
+  }
+  EXPECT_EQ(visible_in_process.size(), 2u) << job.output;
+}
+
 TEST_F(ClusterTest, AWorkerOnAnotherHostJoinsByItsAddressAndRunsPartOfAJob) {
   if (geteuid() != 0)
     GTEST_SKIP() << "network namespaces need root; this test runs as uid " << geteuid();
