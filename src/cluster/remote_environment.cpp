@@ -57,16 +57,25 @@ class TaskProcessControl {
     }).detach();  // lives until the process exits
   }
 
-  // The tasks started (run_task_process's on_running).
-  void running(const cluster::RunningTasks& tasks, const std::string& job_id, int process_index) {
+  // run_task_process's on_running: the tasks started, or (null) they ended.
+  void update(const cluster::RunningTasks* tasks, const std::string& job_id, int process_index) {
+    if (tasks == nullptr) {
+      withdraw();
+      return;
+    }
     std::lock_guard lock(state_->mutex);
-    state_->tasks = tasks;
-    if (state_->stop_requested) tasks.request_stop();
+    state_->tasks = *tasks;
+    if (state_->stop_requested) tasks->request_stop();
     reporter_ = std::thread([this, job_id, process_index] { report(job_id, process_index); });
   }
 
-  // The tasks ended: no more stop requests or progress reports.
-  ~TaskProcessControl() {
+  ~TaskProcessControl() { withdraw(); }
+  TaskProcessControl(const TaskProcessControl&) = delete;
+  TaskProcessControl& operator=(const TaskProcessControl&) = delete;
+
+ private:
+  // No more stop requests or progress reports: the tasks are gone.
+  void withdraw() {
     {
       std::lock_guard lock(state_->mutex);
       state_->tasks.reset();
@@ -74,10 +83,7 @@ class TaskProcessControl {
     }
     if (reporter_.joinable()) reporter_.join();
   }
-  TaskProcessControl(const TaskProcessControl&) = delete;
-  TaskProcessControl& operator=(const TaskProcessControl&) = delete;
 
- private:
   void report(const std::string& job_id, int process_index) {
     std::optional<JobResult> before;
     std::unique_lock lock(state_->mutex);
@@ -123,8 +129,8 @@ class TaskProcessControl {
       TaskProcessControl control(result_fd);
       result = cluster::run_task_process(
           graph, config, assignment, net::Socket(std::atoi(std::getenv(cluster::kDataFdVariable))),
-          net::TlsFiles::from_environment(), [&](const cluster::RunningTasks& tasks) {
-            control.running(tasks, assignment.job_id, assignment.process_index);
+          net::TlsFiles::from_environment(), [&](const cluster::RunningTasks* tasks) {
+            control.update(tasks, assignment.job_id, assignment.process_index);
           });
     }
     for (const auto& s : result.instances) cluster::to_message(s, report.add_instances());

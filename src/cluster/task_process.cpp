@@ -89,7 +89,7 @@ TaskAssignment TaskAssignment::decode(std::string_view text) {
 JobResult run_task_process(std::shared_ptr<const detail::LogicalGraph> graph,
                            const ExecutionConfig& config, const TaskAssignment& assignment,
                            net::Socket listener, const net::TlsFiles& tls,
-                           const std::function<void(const RunningTasks&)>& on_running) {
+                           const std::function<void(const RunningTasks*)>& on_running) {
   const graph::PhysicalPlan plan = graph::PhysicalPlan::build(*graph, config);
   if (plan.fingerprint() != assignment.fingerprint) {
     throw InvalidPlanError(
@@ -166,10 +166,10 @@ JobResult run_task_process(std::shared_ptr<const detail::LogicalGraph> graph,
   });
   receiver->start();
   job.start();
-  if (on_running) {
-    on_running({[&job] { job.request_stop(); }, [&job] { return job.statistics(); }});
-  }
+  const RunningTasks running{[&job] { job.request_stop(); }, [&job] { return job.statistics(); }};
+  if (on_running) on_running(&running);
   JobResult result = job.wait();
+  if (on_running) on_running(nullptr);  // before `job` and `running` go
   // Every local task has ended, so nothing more that this process needs can
   // arrive; stop receiving before the peers (and the cancel hook's view of
   // them) go away.

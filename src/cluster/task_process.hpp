@@ -39,9 +39,8 @@ struct TaskAssignment {
   static TaskAssignment decode(std::string_view text);
 };
 
-// What the code that started a task process can do while its tasks run.
-// Valid from `on_running` until run_task_process returns; any thread may
-// call them, once or more.
+// What the code that started a task process can do while its tasks run;
+// any thread may call them, once or more, until they are withdrawn.
 struct RunningTasks {
   // Sources end, records in flight are processed, and the result says
   // JobState::kStopped.
@@ -53,12 +52,14 @@ struct RunningTasks {
 // Runs this process's share and returns the statistics of its instances.
 // `listener` is this process's data-plane socket, already listening; with
 // `tls` enabled its connections in and out are encrypted; `on_running` is
-// called once its tasks have started.
+// called with the RunningTasks once the tasks have started, and with null
+// once they have all ended, before anything is torn down: from then on the
+// functions must not be called.
 // Throws InvalidPlanError if the graph plans to another fingerprint.
 JobResult run_task_process(std::shared_ptr<const detail::LogicalGraph> graph,
                            const ExecutionConfig& config, const TaskAssignment& assignment,
                            net::Socket listener, const net::TlsFiles& tls = {},
-                           const std::function<void(const RunningTasks&)>& on_running = {});
+                           const std::function<void(const RunningTasks*)>& on_running = {});
 
 // The result pipe from a task process to its worker carries frames: a
 // progress report (rpc::ProgressReport) about once a second while the tasks

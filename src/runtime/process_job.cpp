@@ -148,7 +148,12 @@ JobResult ProcessJob::statistics() const {
       s.records_in = m.records_in.load();
       s.records_out = m.records_out.load();
       s.busy_seconds = static_cast<double>(m.busy_ns.load()) * 1e-9;
-      s.blocked_seconds = static_cast<double>(m.blocked_ns.load()) * 1e-9;
+      std::uint64_t blocked_ns = m.blocked_ns.load();
+      if (const std::int64_t since = m.blocked_since_ns.load(); since != 0) {
+        const std::int64_t now = detail::steady_ns(std::chrono::steady_clock::now());
+        blocked_ns += static_cast<std::uint64_t>(std::max<std::int64_t>(0, now - since));
+      }
+      s.blocked_seconds = static_cast<double>(blocked_ns) * 1e-9;
       s.errors = m.errors.load();
       s.queue_batches = m.queue_batches.load();
       s.queue_peak_batches = m.queue_peak_batches.load();

@@ -21,7 +21,8 @@ int main(int argc, char** argv) {
     sage::testing::build_sample_job(env, records);
     const auto result = sage::cluster::run_task_process(
         env.graph(), env.config(), sage::cluster::TaskAssignment::decode(assignment),
-        sage::net::Socket(std::atoi(fd)), {}, [](const sage::cluster::RunningTasks&) {
+        sage::net::Socket(std::atoi(fd)), {}, [](const sage::cluster::RunningTasks* tasks) {
+          if (tasks == nullptr) return;
           std::printf("running\n");
           std::fflush(stdout);
         });

@@ -4,6 +4,11 @@
 
 #include <sage/sage.hpp>
 
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "runtime/process_job.hpp"
 #include "support/collect.hpp"
 
 namespace sage {
@@ -79,6 +84,57 @@ TEST(MetricsTest, UserMetricsAndBuiltInCountersReachTheResult) {
   EXPECT_EQ(even_out, 3u);
   EXPECT_EQ(out_in, 3u);
   EXPECT_NE(result.statistics_table().find("measured[1/2]"), std::string::npos);
+}
+
+// Builds the graph only, to run it with a ProcessJob directly.
+class GraphOnly : public Environment {
+ public:
+  explicit GraphOnly(ExecutionConfig config) : Environment("live", config) {}
+  std::string submit(bool) override { return ""; }
+  JobResult wait() override { return {}; }
+  void stop() override {}
+  std::shared_ptr<const detail::LogicalGraph> graph() {
+    seal();
+    return graph_;
+  }
+};
+
+TEST(LiveStatisticsTest, AWaitForRoomDownstreamCountsWhileItLasts) {
+  ExecutionConfig config;
+  config.batch_size = 1;
+  config.channel_capacity = 1;
+  GraphOnly env(config);
+  std::atomic<bool> release{false};
+  env.from_source(
+         [n = 0LL]() mutable -> std::optional<long long> {
+           return n < 100 ? std::optional(n++) : std::nullopt;
+         },
+         {.name = "source"})
+      .rebalance()
+      .sink(
+          [&release](long long) {
+            while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          },
+          {.name = "stuck"});
+  runtime::ProcessJob job(env.graph(), config, "job-live");
+  job.start();
+  const auto source_blocked = [&job] {
+    for (const auto& s : job.statistics().instances) {
+      if (s.operator_name == "source") return s.blocked_seconds;
+    }
+    return -1.0;
+  };
+  // The source fills the queue and waits; its wait shows before it ends.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (source_blocked() < 0.2 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  const double blocked = source_blocked();
+  const auto live = job.statistics();
+  release = true;
+  job.wait();
+  EXPECT_GE(blocked, 0.2) << "a wait in progress does not show in live statistics";
+  for (const auto& s : live.instances) EXPECT_TRUE(s.running) << s.operator_name;
 }
 
 }  // namespace

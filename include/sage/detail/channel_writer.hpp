@@ -83,7 +83,7 @@ class ChannelWriterCommon : public ChannelWriterBase, public BatchReceiver<T> {
     push(t, Message{t.channel, std::make_unique<Batch<T>>(std::move(full))});
   }
   void push(const ChannelTarget& target, Message message) {
-    ScopedTimer timer(setup_.producer_metrics->blocked_ns);
+    BlockedTimer timer(*setup_.producer_metrics);
     target.sink->push(std::move(message));
   }
 

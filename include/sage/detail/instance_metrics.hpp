@@ -16,6 +16,9 @@ struct InstanceMetrics {
   std::atomic<std::uint64_t> records_out{0};
   std::atomic<std::uint64_t> busy_ns{0};     // time in the operator's own code
   std::atomic<std::uint64_t> blocked_ns{0};  // time waiting for room downstream
+  // When the wait in progress began (steady clock, ns); 0 while not waiting.
+  // Live statistics count a long wait before it ends.
+  std::atomic<std::int64_t> blocked_since_ns{0};
   std::atomic<std::uint64_t> errors{0};
   // Batches waiting in the input queue of the chain this instance heads:
   // now, the most ever, and the bound. Zero for chained operators.
@@ -44,6 +47,33 @@ class ScopedTimer {
 
  private:
   std::atomic<std::uint64_t>& target_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+// A steady-clock time point in nanoseconds since the clock's epoch.
+inline std::int64_t steady_ns(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+// Counts its scope as time waiting for room downstream, visible while it lasts.
+class BlockedTimer {
+ public:
+  explicit BlockedTimer(InstanceMetrics& metrics)
+      : metrics_(metrics), start_(std::chrono::steady_clock::now()) {
+    metrics_.blocked_since_ns.store(steady_ns(start_), std::memory_order_relaxed);
+  }
+  ~BlockedTimer() {
+    const auto elapsed = std::chrono::steady_clock::now() - start_;
+    metrics_.blocked_since_ns.store(0, std::memory_order_relaxed);
+    metrics_.blocked_ns.fetch_add(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count(),
+        std::memory_order_relaxed);
+  }
+  BlockedTimer(const BlockedTimer&) = delete;
+  BlockedTimer& operator=(const BlockedTimer&) = delete;
+
+ private:
+  InstanceMetrics& metrics_;
   std::chrono::steady_clock::time_point start_;
 };
 
