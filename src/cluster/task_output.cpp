@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <iostream>
 #include <mutex>
@@ -30,8 +31,8 @@ void write_whole(int fd, std::string_view bytes) {
 
 }  // namespace
 
-// Collects each thread's text up to a newline (or a flush) and writes it as
-// one line, marked when the thread runs a task.
+// Collects each thread's text up to a newline and writes it as one line,
+// marked when the thread runs a task.
 class TaskOutput::MarkingBuffer final : public std::streambuf {
  public:
   MarkingBuffer(std::ostream& stream, int fd, int slot)
@@ -52,18 +53,20 @@ class TaskOutput::MarkingBuffer final : public std::streambuf {
   std::streamsize xsputn(const char* s, std::streamsize n) override {
     std::string& line = pending();
     std::string_view text(s, static_cast<std::size_t>(n));
-    for (std::size_t end; (end = text.find('\n')) != std::string_view::npos;) {
-      line.append(text.substr(0, end));
+    while (!text.empty()) {
+      const std::size_t end = text.find('\n');
+      const std::size_t room = kMaxOutputLineBytes - line.size();
+      if (end == std::string_view::npos && text.size() < room) {
+        line.append(text);
+        break;
+      }
+      // A newline, or a line grown to the longest passed on whole.
+      const std::size_t take = std::min(end == std::string_view::npos ? room : end, room);
+      line.append(text.substr(0, take));
       emit(line);
-      text.remove_prefix(end + 1);
+      text.remove_prefix(take < end || end == std::string_view::npos ? take : take + 1);
     }
-    line.append(text);
     return n;
-  }
-
-  int sync() override {
-    if (!pending().empty()) emit(pending());
-    return 0;
   }
 
  private:
@@ -86,9 +89,8 @@ class TaskOutput::MarkingBuffer final : public std::streambuf {
   void emit(std::string& line) {
     std::string out;
     if (const std::string* task = runtime::current_task()) {
-      out.reserve(task->size() + line.size() + 3);
       out += kMark;
-      out += *task;
+      out.append(*task, 0, kMaxMarkBytes - 2);
       out += kMark;
     }
     out += line;
@@ -124,6 +126,76 @@ std::string prefix_output_line(std::string_view line, const std::string& node_id
     }
   }
   return "(" + where + std::string(line);
+}
+
+std::string valid_utf8(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
+  for (std::size_t i = 0; i < text.size();) {
+    const unsigned char lead = byte(i);
+    std::size_t length = 0;
+    std::uint32_t code = 0, smallest = 0;
+    if (lead < 0x80) {
+      out += static_cast<char>(lead);
+      ++i;
+      continue;
+    } else if ((lead & 0xe0) == 0xc0) {
+      length = 2, code = lead & 0x1f, smallest = 0x80;
+    } else if ((lead & 0xf0) == 0xe0) {
+      length = 3, code = lead & 0x0f, smallest = 0x800;
+    } else if ((lead & 0xf8) == 0xf0) {
+      length = 4, code = lead & 0x07, smallest = 0x10000;
+    }
+    bool valid = length > 0 && i + length <= text.size();
+    for (std::size_t k = 1; valid && k < length; ++k) {
+      valid = (byte(i + k) & 0xc0) == 0x80;
+      code = (code << 6) | (byte(i + k) & 0x3f);
+    }
+    // Not overlong, not a surrogate, not beyond Unicode.
+    valid = valid && code >= smallest && code <= 0x10ffff && (code < 0xd800 || code > 0xdfff);
+    if (valid) {
+      out.append(text.substr(i, length));
+      i += length;
+    } else {
+      out += "\xef\xbf\xbd";
+      ++i;
+    }
+  }
+  return out;
+}
+
+void OutputLines::emit(std::string_view line, std::vector<std::string>* lines) const {
+  lines->push_back(prefix_output_line(valid_utf8(line), node_id_, pid_));
+}
+
+void OutputLines::add(std::string_view bytes, std::vector<std::string>* lines) {
+  constexpr std::size_t kLongest = kMaxOutputLineBytes + kMaxMarkBytes;
+  pending_.append(bytes);
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t end = pending_.find('\n', start);
+    if (end != std::string::npos && end - start <= kLongest) {
+      emit(std::string_view(pending_).substr(start, end - start), lines);
+      start = end + 1;
+      continue;
+    }
+    if (pending_.size() - start <= kLongest) break;
+    // Too long: cut, but not inside a character (continuation bytes are 10xxxxxx).
+    std::size_t cut = start + kLongest;
+    for (int back = 0; back < 3 && (static_cast<unsigned char>(pending_[cut]) & 0xc0) == 0x80;
+         ++back) {
+      --cut;
+    }
+    emit(std::string_view(pending_).substr(start, cut - start), lines);
+    start = cut;
+  }
+  pending_.erase(0, start);
+}
+
+void OutputLines::finish(std::vector<std::string>* lines) {
+  if (!pending_.empty()) emit(pending_, lines);
+  pending_.clear();
 }
 
 }  // namespace sage::cluster

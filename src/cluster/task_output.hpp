@@ -12,12 +12,20 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace sage::cluster {
 
+// The longest line passed on whole; longer ones are cut into pieces this long.
+constexpr std::size_t kMaxOutputLineBytes = 64 << 10;
+// A task's mark adds at most this much to a line (names are cut to fit).
+constexpr std::size_t kMaxMarkBytes = 1024;
+
 // In a task process, while it lives: the standard C++ streams mark each line
 // a task's thread writes with that task; C stdio is line-buffered so its
-// lines reach the pipe whole. The streams are restored when it ends.
+// lines reach the pipe whole. A line goes out at its newline (flushes do not
+// end it: std::cerr flushes after every <<), at kMaxOutputLineBytes, or
+// when its thread ends. The streams are restored when it ends.
 class TaskOutput {
  public:
   TaskOutput();
@@ -33,5 +41,28 @@ class TaskOutput {
 // A line of a task process's output (without its newline) as the client
 // shows it.
 std::string prefix_output_line(std::string_view line, const std::string& node_id, pid_t pid);
+
+// The worker's side: turns the bytes a task process writes into the lines the
+// client sees: split at newlines, and at kMaxOutputLineBytes plus a mark
+// (never inside a UTF-8 character), bytes that are not UTF-8 shown as U+FFFD,
+// prefixed.
+class OutputLines {
+ public:
+  OutputLines(std::string node_id, pid_t pid) : node_id_(std::move(node_id)), pid_(pid) {}
+  // Appends the lines `bytes` completes to `lines`.
+  void add(std::string_view bytes, std::vector<std::string>* lines);
+  // The output ended: its unfinished last line, if any.
+  void finish(std::vector<std::string>* lines);
+
+ private:
+  void emit(std::string_view line, std::vector<std::string>* lines) const;
+  std::string node_id_;
+  pid_t pid_;
+  std::string pending_;
+};
+
+// `text` with every byte that is not part of a valid UTF-8 character replaced
+// by U+FFFD (protobuf strings must be UTF-8).
+std::string valid_utf8(std::string_view text);
 
 }  // namespace sage::cluster

@@ -33,9 +33,10 @@ extern char** environ;
 namespace sage::cluster {
 namespace {
 
-// Output lines go to the head in batches of at most this many, at least this often.
+// Output lines go to the head in batches of at most this many lines or bytes
+// (well under the RPC limit), at least this often.
 constexpr std::size_t kOutputBatchLines = 256;
-constexpr std::size_t kMaxOutputLineBytes = 64 << 10;
+constexpr std::size_t kOutputBatchBytes = 1 << 20;
 constexpr auto kOutputFlushInterval = std::chrono::milliseconds(100);
 constexpr auto kRejoinPause = std::chrono::seconds(1);
 // How long a stopped job's processes may take to drain before they are killed.
@@ -364,20 +365,37 @@ class Worker::Impl {
   // prefixed with where they came from, and its progress reports. Returns its
   // exit report (serialized), empty if it sent none.
   std::string relay(const rpc::StartProcess& start, pid_t pid, int output_fd, int result_fd) {
-    const auto prefixed = [&](std::string_view line) {
-      return prefix_output_line(line, options_.node_id, pid);
-    };
+    OutputLines output(options_.node_id, pid);
     rpc::OutputReport report;
     report.set_job_id(start.job_id());
     report.set_process_index(start.process_index());
-    std::string pending, results, exit_report;
+    std::size_t report_bytes = 0;
+    std::vector<std::string> lines;
+    std::string results, exit_report;
     auto last_flush = std::chrono::steady_clock::now();
     const auto flush = [&] {
+      last_flush = std::chrono::steady_clock::now();
       if (report.lines_size() == 0) return;
       rpc::Empty reply;
-      stub_->ReportOutput(net::make_context(options_.token).get(), report, &reply);
+      const grpc::Status status =
+          stub_->ReportOutput(net::make_context(options_.token).get(), report, &reply);
+      if (!status.ok()) {
+        spdlog::warn("job {}: {} output lines did not reach the head: {}", start.job_id(),
+                     report.lines_size(), status.error_message());
+      }
       report.clear_lines();
-      last_flush = std::chrono::steady_clock::now();
+      report_bytes = 0;
+    };
+    const auto add_lines = [&] {
+      for (auto& line : lines) {
+        report_bytes += line.size();
+        report.add_lines(std::move(line));
+        if (static_cast<std::size_t>(report.lines_size()) >= kOutputBatchLines ||
+            report_bytes >= kOutputBatchBytes) {
+          flush();
+        }
+      }
+      lines.clear();
     };
     const auto take_results = [&] {
       ResultFrameKind kind;
@@ -407,23 +425,14 @@ class Worker::Impl {
             p.fd = -1;  // poll() skips it
             continue;
           }
-          (p.fd == output_fd ? pending : results).append(buffer, static_cast<std::size_t>(n));
-        }
-        std::size_t start_of_line = 0;
-        while (true) {
-          const std::size_t end = pending.find('\n', start_of_line);
-          std::size_t length = end - start_of_line, next = end + 1;
-          if (end == std::string::npos) {
-            // A line that never ends is cut into pieces of the longest a line may be.
-            if (pending.size() - start_of_line <= kMaxOutputLineBytes) break;
-            length = kMaxOutputLineBytes;
-            next = start_of_line + length;
+          const std::string_view bytes(buffer, static_cast<std::size_t>(n));
+          if (&p == &fds[0]) {
+            output.add(bytes, &lines);
+            add_lines();
+          } else {
+            results.append(bytes);
           }
-          report.add_lines(prefixed(std::string_view(pending).substr(start_of_line, length)));
-          start_of_line = next;
-          if (static_cast<std::size_t>(report.lines_size()) >= kOutputBatchLines) flush();
         }
-        pending.erase(0, start_of_line);
         try {
           take_results();
         } catch (const Error& e) {
@@ -433,7 +442,8 @@ class Worker::Impl {
       }
       if (std::chrono::steady_clock::now() - last_flush >= kOutputFlushInterval) flush();
     }
-    if (!pending.empty()) report.add_lines(prefixed(pending));
+    output.finish(&lines);
+    add_lines();
     flush();
     return exit_report;
   }

@@ -12,12 +12,15 @@
 //               have, but only one fits on each node
 //   gpus        3 instances of 1 GPU each; each prints the GPUs it holds and
 //               the CUDA_VISIBLE_DEVICES of its process
+//   loud        a sink that prints 200 lines of 60 000 characters, and a line
+//               with bytes that are not UTF-8 between "before" and "after"
 // RemoteEnvironment (at $SAGE_ADDRESS) unless the last argument is --local.
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <stdexcept>
@@ -188,6 +191,18 @@ int main(int argc, char** argv) {
       greedy(*env);
     } else if (mode == "crowd" || mode == "fragmented") {
       wide(*env, mode == "crowd" ? 2 : 1.5);
+    } else if (mode == "loud") {
+      env->from_collection(std::vector<int>{1}, {.name = "one"})
+          .sink(
+              [](int) {
+                for (int i = 0; i < 200; ++i) {
+                  std::cout << "long " << i << ' ' << std::string(60'000, 'x') << '\n';
+                }
+                std::cout << "before\n"
+                          << "bad \xff\xfe bytes\n"
+                          << "after" << std::endl;
+              },
+              {.name = "loud"});
     } else if (mode == "gpus") {
       env->from_collection(std::vector<int>{1, 2, 3}, {.name = "numbers"})
           .map<GpuReport>(sage::Options{
@@ -196,7 +211,7 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(
           stderr,
-          "usage: %s keyed N|shuffle N|unbounded|reserving|throw|greedy|crowd|fragmented|gpus "
+          "usage: %s keyed N|shuffle N|unbounded|reserving|throw|greedy|crowd|fragmented|gpus|loud "
           "[--local]\n",
           argv[0]);
       return 2;

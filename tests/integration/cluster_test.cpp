@@ -514,6 +514,32 @@ TEST_F(ClusterTest, WithTlsOnlyNodesAndClientsThatTrustTheClustersCaTakePart) {
   EXPECT_NE(nodes.output.find("2 nodes (2 alive)"), std::string::npos) << nodes.output;
 }
 
+TEST_F(ClusterTest, LongLinesAndBytesThatAreNotUtf8AllReachTheClientAndTheLogs) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster());
+  const Outcome job = cli({"job", "submit", SAGE_CLUSTER_JOB_BINARY, "loud"});
+  ASSERT_EQ(job.code, 0) << job.output.substr(0, 2000);
+  std::smatch id;
+  ASSERT_TRUE(std::regex_search(job.output, id, std::regex(R"(job (job-\w+) FINISHED)")))
+      << job.output.substr(job.output.size() - std::min<std::size_t>(job.output.size(), 2000));
+  const std::string logs = cli({"job", "logs", id[1]}).output;
+  for (const std::string* output : {&job.output, &logs}) {
+    // The sink is chained to the source, so its lines carry the chain's first operator.
+    int long_lines = 0;
+    std::istringstream lines(*output);
+    for (std::string line; std::getline(lines, line);) {
+      const auto text = line.find(") long ");
+      if (line.starts_with("(one[0/1] pid=") && text != std::string::npos &&
+          line.size() - line.find(' ', text + 7) - 1 == 60'000 && line.ends_with("xxxx")) {
+        ++long_lines;
+      }
+    }
+    EXPECT_EQ(long_lines, 200);
+    EXPECT_NE(output->find(") before\n"), std::string::npos);
+    EXPECT_NE(output->find(") bad \xef\xbf\xbd\xef\xbf\xbd bytes\n"), std::string::npos);
+    EXPECT_NE(output->find(") after\n"), std::string::npos);
+  }
+}
+
 TEST_F(ClusterTest, AThrowingOperatorFailsTheJobWithItsMessage) {
   ASSERT_NO_FATAL_FAILURE(start_cluster());
   const Outcome job = cli({"job", "submit", SAGE_CLUSTER_JOB_BINARY, "throw"});
