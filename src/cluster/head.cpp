@@ -541,57 +541,88 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
     std::vector<bool> gpu_used;
   };
 
-  // The scheduler's choice of node for every instance of `request`, in task
-  // order, given what each node has free: spread, each instance on the node
-  // with the fewest of the job's instances, then the most free CPU. Fills
-  // `holds`, or returns the instance that finds no room ("an instance of 'X'
-  // (2 CPUs, ...)").
+  // The scheduler's choice of node for every instance of `request` (holds in
+  // task order), given what each node has free. First it spreads: each
+  // instance in task order on the node with the fewest of the job's
+  // instances, then the most free CPU. Where that leaves an instance without
+  // room, it packs: the instances that hold resources largest first, each on
+  // the fitting node with the least free CPU (best fit), then the others.
+  // Returns the instance that finds no room ("2 CPUs, ... for an instance of
+  // 'X'") when neither works.
   std::optional<std::string> assign(const rpc::SubmitRequest& request,
-                                    std::map<std::string, Room> room,
+                                    const std::map<std::string, Room>& room,
                                     std::vector<Hold>* holds) const {
-    std::map<std::string, int> placed_here;
+    const auto spread = assign(request, room, /*pack=*/false, holds);
+    if (!spread) return std::nullopt;
+    holds->clear();
+    if (!assign(request, room, /*pack=*/true, holds)) return std::nullopt;
+    holds->clear();
+    return spread;
+  }
+
+  std::optional<std::string> assign(const rpc::SubmitRequest& request,
+                                    std::map<std::string, Room> room, bool pack,
+                                    std::vector<Hold>* holds) const {
+    struct Instance {
+      const rpc::ChainSpec* chain;
+      std::size_t task;
+    };
+    std::vector<Instance> order;
     for (const auto& chain : request.chains()) {
+      for (int i = 0; i < chain.parallelism(); ++i) order.push_back({&chain, order.size()});
+    }
+    if (pack) {
+      const auto size = [](const Instance& x) {
+        const auto& r = x.chain->resources();
+        return std::make_tuple(x.chain->reserves(), r.num_gpus(), r.num_cpus(), r.memory_bytes());
+      };
+      std::stable_sort(order.begin(), order.end(),
+                       [&](const Instance& a, const Instance& b) { return size(a) > size(b); });
+    }
+    holds->assign(order.size(), Hold{});
+    std::map<std::string, int> placed_here;
+    for (const Instance& instance : order) {
+      const auto& chain = *instance.chain;
       const auto& need = chain.resources();
       const bool reserve = chain.reserves();
-      for (int i = 0; i < chain.parallelism(); ++i) {
-        std::string best;
-        for (const auto& [id, r] : room) {
-          const auto& f = r.free;
-          const bool fits = !reserve || (f.num_cpus() + 1e-9 >= need.num_cpus() &&
-                                         f.num_gpus() >= need.num_gpus() &&
-                                         (nodes_.at(id).total.memory_bytes() == 0 ||
-                                          f.memory_bytes() >= need.memory_bytes()));
-          if (!fits) continue;
-          if (best.empty() || placed_here[id] < placed_here[best] ||
-              (placed_here[id] == placed_here[best] &&
-               f.num_cpus() > room.at(best).free.num_cpus())) {
-            best = id;
-          }
-        }
-        if (best.empty()) {
-          return describe_resources(need.num_cpus(), need.num_gpus(), need.memory_bytes()) +
-                 " for an instance of '" + (chain.operators().empty() ? "?" : chain.operators(0)) +
-                 "'";
-        }
-        Hold hold{best, reserve ? need.num_cpus() : 0, reserve ? need.memory_bytes() : 0, {}};
-        if (reserve) {
-          auto& f = room.at(best).free;
-          f.set_num_cpus(f.num_cpus() - need.num_cpus());
-          f.set_num_gpus(f.num_gpus() - need.num_gpus());
-          f.set_memory_bytes(f.memory_bytes() - need.memory_bytes());
-          auto& used = room.at(best).gpu_used;
-          for (int g = 0; g < static_cast<int>(used.size()) &&
-                          static_cast<int>(hold.gpus.size()) < need.num_gpus();
-               ++g) {
-            if (!used[g]) {
-              used[g] = true;
-              hold.gpus.push_back(g);
-            }
-          }
-        }
-        ++placed_here[best];
-        holds->push_back(std::move(hold));
+      std::string best;
+      for (const auto& [id, r] : room) {
+        const auto& f = r.free;
+        const bool fits =
+            !reserve ||
+            (f.num_cpus() + 1e-9 >= need.num_cpus() && f.num_gpus() >= need.num_gpus() &&
+             (nodes_.at(id).total.memory_bytes() == 0 || f.memory_bytes() >= need.memory_bytes()));
+        if (!fits) continue;
+        const auto& b = best.empty() ? f : room.at(best).free;
+        const bool better = pack && reserve ? f.num_cpus() < b.num_cpus()
+                                            : placed_here[id] < placed_here[best] ||
+                                                  (placed_here[id] == placed_here[best] &&
+                                                   f.num_cpus() > b.num_cpus());
+        if (best.empty() || better) best = id;
       }
+      if (best.empty()) {
+        return describe_resources(need.num_cpus(), need.num_gpus(), need.memory_bytes()) +
+               " for an instance of '" + (chain.operators().empty() ? "?" : chain.operators(0)) +
+               "'";
+      }
+      Hold hold{best, reserve ? need.num_cpus() : 0, reserve ? need.memory_bytes() : 0, {}};
+      if (reserve) {
+        auto& f = room.at(best).free;
+        f.set_num_cpus(f.num_cpus() - need.num_cpus());
+        f.set_num_gpus(f.num_gpus() - need.num_gpus());
+        f.set_memory_bytes(f.memory_bytes() - need.memory_bytes());
+        auto& used = room.at(best).gpu_used;
+        for (int g = 0; g < static_cast<int>(used.size()) &&
+                        static_cast<int>(hold.gpus.size()) < need.num_gpus();
+             ++g) {
+          if (!used[g]) {
+            used[g] = true;
+            hold.gpus.push_back(g);
+          }
+        }
+      }
+      ++placed_here[best];
+      (*holds)[instance.task] = std::move(hold);
     }
     return std::nullopt;
   }
@@ -611,7 +642,7 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
       room[id] = Room{f, node.gpu_used};
     }
     std::vector<Hold> holds;
-    if (auto stuck = assign(job.request, std::move(room), &holds)) return "waiting for " + *stuck;
+    if (auto stuck = assign(job.request, room, &holds)) return "waiting for " + *stuck;
     // One task process per node used, in the order nodes were first used.
     std::map<std::string, int> process_of_node;
     for (std::size_t t = 0; t < holds.size(); ++t) {

@@ -10,6 +10,8 @@
 //   crowd       4 instances of 2 CPUs each: each fits a node, all do not
 //   fragmented  4 instances of 1.5 CPUs each: 6 CPUs, as many as 3 nodes of 2
 //               have, but only one fits on each node
+//   packable    3 instances of 1 CPU, then 1 of 2 CPUs: on three 2-CPU nodes,
+//               spreading the small ones first leaves no room for the big one
 //   gpus        3 instances of 1 GPU each; each prints the GPUs it holds and
 //               the CUDA_VISIBLE_DEVICES of its process
 //   loud        a sink that prints 200 lines of 60 000 characters, and a line
@@ -191,6 +193,13 @@ int main(int argc, char** argv) {
       greedy(*env);
     } else if (mode == "crowd" || mode == "fragmented") {
       wide(*env, mode == "crowd" ? 2 : 1.5);
+    } else if (mode == "packable") {
+      env->from_collection(std::vector<int>{1, 2, 3}, {.name = "numbers"})
+          .map([](int x) { return x; },
+               {.name = "small", .parallelism = 3, .resources = sage::Resources{.num_cpus = 1}})
+          .map([](int x) { return x; },
+               {.name = "big", .parallelism = 1, .resources = sage::Resources{.num_cpus = 2}})
+          .sink([](int) {}, {.name = "discard"});
     } else if (mode == "loud") {
       env->from_collection(std::vector<int>{1}, {.name = "one"})
           .sink(
@@ -209,11 +218,11 @@ int main(int argc, char** argv) {
               .name = "gpu", .parallelism = 3, .resources = sage::Resources{.num_gpus = 1}})
           .sink([](int) {}, {.name = "discard"});
     } else {
-      std::fprintf(
-          stderr,
-          "usage: %s keyed N|shuffle N|unbounded|reserving|throw|greedy|crowd|fragmented|gpus|loud "
-          "[--local]\n",
-          argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s keyed N|shuffle "
+                   "N|unbounded|reserving|throw|greedy|crowd|fragmented|packable|gpus|loud "
+                   "[--local]\n",
+                   argv[0]);
       return 2;
     }
     const auto result = env->execute();

@@ -632,6 +632,12 @@ TEST_F(ClusterTest, AJobThatCanNeverFitIsRejectedAtSubmit) {
             std::string::npos)
       << fragmented.output;
   EXPECT_NE(cli({"job", "list"}).output.find("(no jobs yet)"), std::string::npos);
+
+  // Fits only packed (the 2-CPU instance on a node of its own): accepted and run.
+  const Outcome packable = cli({"job", "submit", SAGE_CLUSTER_JOB_BINARY, "packable"});
+  EXPECT_EQ(packable.code, 0) << packable.output;
+  EXPECT_NE(packable.output.find("FINISHED, 3 records at the sinks"), std::string::npos)
+      << packable.output;
 }
 
 TEST_F(ClusterTest, AJobThatFitsOnlyLaterWaitsPendingWithItsReason) {
