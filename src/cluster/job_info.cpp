@@ -42,8 +42,9 @@ JobResult to_job_result(const rpc::JobInfo& info) {
   }
   std::sort(result.instances.begin(), result.instances.end(),
             [](const InstanceStats& a, const InstanceStats& b) {
-              return std::tie(a.operator_id, a.parallel_index) <
-                     std::tie(b.operator_id, b.parallel_index);
+              // By name too: jobs stored before operator ids existed have all 0.
+              return std::tie(a.operator_id, a.operator_name, a.parallel_index) <
+                     std::tie(b.operator_id, b.operator_name, b.parallel_index);
             });
   return result;
 }
@@ -51,8 +52,8 @@ JobResult to_job_result(const rpc::JobInfo& info) {
 void sort_instances(google::protobuf::RepeatedPtrField<rpc::InstanceStats>* instances) {
   std::sort(instances->begin(), instances->end(),
             [](const rpc::InstanceStats& a, const rpc::InstanceStats& b) {
-              return std::make_tuple(a.operator_id(), a.parallel_index()) <
-                     std::make_tuple(b.operator_id(), b.parallel_index());
+              return std::make_tuple(a.operator_id(), a.operator_name(), a.parallel_index()) <
+                     std::make_tuple(b.operator_id(), b.operator_name(), b.parallel_index());
             });
 }
 

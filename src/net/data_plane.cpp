@@ -60,6 +60,10 @@ void DataReceiver::read_loop(Socket& connection) {
                                                            [](Socket* s) { s->shutdown(); });
   try {
     if (tls_) {
+      block_sigpipe_in_this_thread();
+      // A peer that connected and closed without a word (its job ended
+      // before it sent anything) is not an intruder.
+      if (!connection.wait_for_data()) return;
       try {
         connection.start_tls(*tls_);
       } catch (const Error& e) {

@@ -78,28 +78,83 @@ Socket& Socket::operator=(Socket&& other) noexcept {
   return *this;
 }
 
+namespace {
+
+// SSL_write writes with write(2), which raises SIGPIPE when the peer is gone
+// and would kill the process; this blocks it for the calling thread and
+// discards one raised meanwhile, so a lost peer is an error like without TLS.
+class SigpipeBlocked {
+ public:
+  SigpipeBlocked() {
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    sigset_t pending;
+    sigpending(&pending);
+    was_pending_ = sigismember(&pending, SIGPIPE) == 1;
+    pthread_sigmask(SIG_BLOCK, &pipe_, &previous_);
+  }
+  ~SigpipeBlocked() {
+    if (!was_pending_) {
+      const timespec now{};
+      while (sigtimedwait(&pipe_, nullptr, &now) == SIGPIPE) {
+      }
+    }
+    pthread_sigmask(SIG_SETMASK, &previous_, nullptr);
+  }
+  SigpipeBlocked(const SigpipeBlocked&) = delete;
+  SigpipeBlocked& operator=(const SigpipeBlocked&) = delete;
+
+ private:
+  sigset_t pipe_, previous_;
+  bool was_pending_ = false;
+};
+
+}  // namespace
+
 void Socket::SslFree::operator()(SSL* ssl) const { SSL_free(ssl); }
 
 void Socket::start_tls(const TlsContext& context) {
+  const SigpipeBlocked blocked;  // the handshake writes too
   std::unique_ptr<SSL, SslFree> ssl(SSL_new(context.get()));
   SSL_set_fd(ssl.get(), fd_);
   ERR_clear_error();  // what is left is this handshake's
   const int result = context.is_server() ? SSL_accept(ssl.get()) : SSL_connect(ssl.get());
   if (result != 1) {
-    std::string reason = "the peer closed the connection during the handshake";
     const long verified = SSL_get_verify_result(ssl.get());
+    const unsigned long code = ERR_peek_last_error();
     if (verified != X509_V_OK) {
-      reason = std::string("certificate verify failed (") +
-               X509_verify_cert_error_string(verified) + ")";
-    } else if (const unsigned long code = ERR_peek_last_error(); code != 0) {
+      throw Error(std::string("TLS handshake failed: certificate verify failed (") +
+                  X509_verify_cert_error_string(verified) +
+                  "); every node of the cluster needs a certificate signed by the same CA");
+    }
+    if (code != 0) {
       char text[256];
       ERR_error_string_n(code, text, sizeof text);
-      reason = text;
+      throw Error(std::string("TLS handshake failed: ") + text +
+                  "; every node of the cluster needs a certificate signed by the same CA");
     }
-    throw Error("TLS handshake failed: " + reason +
-                "; every node of the cluster needs a certificate signed by the same CA");
+    throw Error(
+        "TLS handshake failed: the peer closed the connection (it ended, or it refused this "
+        "node's certificate)");
   }
   tls_ = std::move(ssl);
+}
+
+bool Socket::wait_for_data() const {
+  char byte;
+  while (true) {
+    const ssize_t n = ::recv(fd_, &byte, 1, MSG_PEEK);
+    if (n > 0) return true;
+    if (n < 0 && errno == EINTR) continue;
+    return false;
+  }
+}
+
+void block_sigpipe_in_this_thread() {
+  sigset_t pipe;
+  sigemptyset(&pipe);
+  sigaddset(&pipe, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
 }
 
 Socket Socket::listen(const Address& address) {
@@ -157,39 +212,6 @@ int Socket::local_port() const {
   getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &length);
   return ntohs(addr.sin_port);
 }
-
-namespace {
-
-// SSL_write writes with write(2), which raises SIGPIPE when the peer is gone
-// and would kill the process; this blocks it for the calling thread and
-// discards one raised meanwhile, so a lost peer is an error like without TLS.
-class SigpipeBlocked {
- public:
-  SigpipeBlocked() {
-    sigemptyset(&pipe_);
-    sigaddset(&pipe_, SIGPIPE);
-    sigset_t pending;
-    sigpending(&pending);
-    was_pending_ = sigismember(&pending, SIGPIPE) == 1;
-    pthread_sigmask(SIG_BLOCK, &pipe_, &previous_);
-  }
-  ~SigpipeBlocked() {
-    if (!was_pending_) {
-      const timespec now{};
-      while (sigtimedwait(&pipe_, nullptr, &now) == SIGPIPE) {
-      }
-    }
-    pthread_sigmask(SIG_SETMASK, &previous_, nullptr);
-  }
-  SigpipeBlocked(const SigpipeBlocked&) = delete;
-  SigpipeBlocked& operator=(const SigpipeBlocked&) = delete;
-
- private:
-  sigset_t pipe_, previous_;
-  bool was_pending_ = false;
-};
-
-}  // namespace
 
 void Socket::send_all_tls(const iovec* buffers, int count) const {
   const SigpipeBlocked blocked;

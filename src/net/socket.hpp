@@ -14,6 +14,11 @@ namespace sage::net {
 
 class TlsContext;
 
+// For a thread that only reads TLS connections: OpenSSL's reads can write
+// (alerts), and a write to a closed connection must be an error, not a
+// SIGPIPE that ends the process. (Senders block it per call.)
+void block_sigpipe_in_this_thread();
+
 // "host:port" split, with the port checked. Throws sage::Error.
 struct Address {
   std::string host;
@@ -45,6 +50,9 @@ class Socket {
   // and receives are encrypted. Throws sage::Error (e.g. a certificate the CA
   // did not sign, or a peer that does not speak TLS).
   void start_tls(const TlsContext& context);
+  // Waits until the peer sends something: false if it closed the connection
+  // (or it broke) without sending a byte.
+  bool wait_for_data() const;
 
   // Sends all bytes of all buffers; throws sage::Error when the peer is gone.
   void send_all(iovec* buffers, int count) const;

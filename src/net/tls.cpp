@@ -63,12 +63,21 @@ std::string read_pem(const std::string& path) {
   return text.str();
 }
 
-std::shared_ptr<TlsContext> TlsContext::server(const TlsFiles& files) {
-  files.require_server();
-  SSL_CTX* context = SSL_CTX_new(TLS_server_method());
+namespace {
+
+// Both ends verify each other against the CA and present this node's
+// certificate (a client without one is refused by servers).
+SSL_CTX* make_context(const SSL_METHOD* method, const TlsFiles& files, int verify) {
+  SSL_CTX* context = SSL_CTX_new(method);
   SSL_CTX_set_min_proto_version(context, TLS1_2_VERSION);
-  SSL_CTX_set_num_tickets(context, 0);  // senders never read: nothing to hand them
   SSL_CTX_set_options(context, SSL_OP_IGNORE_UNEXPECTED_EOF);  // a closed socket ends a stream
+  SSL_CTX_set_verify(context, verify, nullptr);
+  if (SSL_CTX_load_verify_locations(context, files.ca.c_str(), nullptr) != 1) {
+    const std::string error = openssl_error();
+    SSL_CTX_free(context);
+    throw Error("cannot use TLS CA " + files.ca + ": " + error);
+  }
+  if (files.cert.empty()) return context;
   if (SSL_CTX_use_certificate_chain_file(context, files.cert.c_str()) != 1 ||
       SSL_CTX_use_PrivateKey_file(context, files.key.c_str(), SSL_FILETYPE_PEM) != 1 ||
       SSL_CTX_check_private_key(context) != 1) {
@@ -77,20 +86,22 @@ std::shared_ptr<TlsContext> TlsContext::server(const TlsFiles& files) {
     throw Error("cannot use TLS certificate " + files.cert + " with key " + files.key + ": " +
                 error);
   }
+  return context;
+}
+
+}  // namespace
+
+std::shared_ptr<TlsContext> TlsContext::server(const TlsFiles& files) {
+  files.require_server();
+  SSL_CTX* context =
+      make_context(TLS_server_method(), files, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT);
+  SSL_CTX_set_num_tickets(context, 0);  // senders never read: nothing to hand them
   return std::shared_ptr<TlsContext>(new TlsContext(context, true));
 }
 
 std::shared_ptr<TlsContext> TlsContext::client(const TlsFiles& files) {
-  SSL_CTX* context = SSL_CTX_new(TLS_client_method());
-  SSL_CTX_set_min_proto_version(context, TLS1_2_VERSION);
-  SSL_CTX_set_verify(context, SSL_VERIFY_PEER, nullptr);
-  SSL_CTX_set_options(context, SSL_OP_IGNORE_UNEXPECTED_EOF);
-  if (SSL_CTX_load_verify_locations(context, files.ca.c_str(), nullptr) != 1) {
-    const std::string error = openssl_error();
-    SSL_CTX_free(context);
-    throw Error("cannot use TLS CA " + files.ca + ": " + error);
-  }
-  return std::shared_ptr<TlsContext>(new TlsContext(context, false));
+  return std::shared_ptr<TlsContext>(
+      new TlsContext(make_context(TLS_client_method(), files, SSL_VERIFY_PEER), false));
 }
 
 TlsContext::~TlsContext() { SSL_CTX_free(context_); }

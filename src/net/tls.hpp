@@ -3,10 +3,11 @@
 // the same files (net/rpc.hpp). Off unless configured; every node of one
 // cluster must agree.
 //
-// Each node presents a certificate signed by the cluster's CA; a client checks
-// that the peer's certificate chains to that CA (for gRPC also that it names
-// the address dialed). Who may take part is still decided by the cluster
-// token, which TLS now keeps secret on the wire.
+// Each node presents a certificate signed by the cluster's CA. On the data
+// plane both ends check that the other's certificate chains to that CA; on
+// the control plane clients check the head's (and that it names the address
+// dialed), and the head checks the cluster token, which TLS keeps secret on
+// the wire.
 #pragma once
 
 #include <memory>
@@ -36,8 +37,10 @@ struct TlsFiles {
 // Reads a whole file. Throws sage::Error naming it.
 std::string read_pem(const std::string& path);
 
-// An OpenSSL context: a server that presents files.cert/key, or a client
-// that verifies its peer against files.ca (TLS 1.2 or later).
+// An OpenSSL context for the data plane (TLS 1.2 or later), mutual: a server
+// presents files.cert/key and accepts only clients with a certificate of
+// files.ca; a client verifies the server against files.ca and presents
+// files.cert/key when set.
 class TlsContext {
  public:
   static std::shared_ptr<TlsContext> server(const TlsFiles& files);

@@ -14,6 +14,8 @@
 //               spreading the small ones first leaves no room for the big one
 //   gpus        3 instances of 1 GPU each; each prints the GPUs it holds and
 //               the CUDA_VISIBLE_DEVICES of its process
+//   gpu-hog     like unbounded, with one instance that holds a GPU
+//   tls-env     3 instances print the TLS files their process was given
 //   loud        a sink that prints 200 lines of 60 000 characters, and a line
 //               with bytes that are not UTF-8 between "before" and "after"
 // RemoteEnvironment (at $SAGE_ADDRESS) unless the last argument is --local.
@@ -193,6 +195,30 @@ int main(int argc, char** argv) {
       greedy(*env);
     } else if (mode == "crowd" || mode == "fragmented") {
       wide(*env, mode == "crowd" ? 2 : 1.5);
+    } else if (mode == "gpu-hog") {
+      env->from_source(
+             [n = 0]() mutable -> std::optional<int> {
+               std::this_thread::sleep_for(std::chrono::milliseconds(1));
+               return ++n;
+             },
+             {.name = "endless"})
+          .map<GpuReport>(sage::Options{.name = "hog", .resources = sage::Resources{.num_gpus = 1}})
+          .sink([](int) {}, {.name = "discard"});
+      std::printf("submitted %s\n", env->submit(false).c_str());
+      return 0;
+    } else if (mode == "tls-env") {
+      env->from_collection(std::vector<int>{1, 2, 3}, {.name = "numbers"})
+          .map(
+              [](int x) {
+                const char* ca = std::getenv("SAGE_TLS_CA");
+                const char* cert = std::getenv("SAGE_TLS_CERT");
+                std::printf("tls ca=%s cert=%s pid %d\n", ca != nullptr ? ca : "unset",
+                            cert != nullptr ? cert : "unset", static_cast<int>(getpid()));
+                std::fflush(stdout);
+                return x;
+              },
+              {.name = "report", .parallelism = 3})
+          .sink([](int) {}, {.name = "discard"});
     } else if (mode == "packable") {
       env->from_collection(std::vector<int>{1, 2, 3}, {.name = "numbers"})
           .map([](int x) { return x; },
@@ -218,11 +244,12 @@ int main(int argc, char** argv) {
               .name = "gpu", .parallelism = 3, .resources = sage::Resources{.num_gpus = 1}})
           .sink([](int) {}, {.name = "discard"});
     } else {
-      std::fprintf(stderr,
-                   "usage: %s keyed N|shuffle "
-                   "N|unbounded|reserving|throw|greedy|crowd|fragmented|packable|gpus|loud "
-                   "[--local]\n",
-                   argv[0]);
+      std::fprintf(
+          stderr,
+          "usage: %s keyed N|shuffle "
+          "N|unbounded|reserving|throw|greedy|crowd|fragmented|packable|gpus|gpu-hog|tls-env|loud "
+          "[--local]\n",
+          argv[0]);
       return 2;
     }
     const auto result = env->execute();

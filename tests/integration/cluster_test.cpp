@@ -478,6 +478,21 @@ TEST_F(ClusterTest, WithTlsOnlyNodesAndClientsThatTrustTheClustersCaTakePart) {
       << "no instance ran on w1:\n"
       << example.output;
 
+  // The task processes on both nodes run their data plane with the node's files.
+  const Outcome tls_env =
+      cli({"job", "submit", SAGE_CLUSTER_JOB_BINARY, "tls-env"}, {"SAGE_TLS_CA=" + tls.ca});
+  ASSERT_EQ(tls_env.code, 0) << tls_env.output;
+  std::set<std::string> pids;
+  static const std::regex tls_line(R"(tls ca=(\S+) cert=(\S+) pid (\d+))");
+  for (std::sregex_iterator it(tls_env.output.begin(), tls_env.output.end(), tls_line), end;
+       it != end; ++it) {
+    EXPECT_EQ((*it)[1], tls.ca);
+    EXPECT_EQ((*it)[2], tls.cert);
+    pids.insert((*it)[3]);
+  }
+  EXPECT_EQ(pids.size(), 2u) << "expected task processes on the head's node and w1:\n"
+                             << tls_env.output;
+
   // Without the CA, neither a client nor a worker gets in, and they say why.
   const Outcome status = cli({"cluster", "status"});
   EXPECT_EQ(status.code, 1);
@@ -662,13 +677,27 @@ TEST_F(ClusterTest, AJobThatFitsOnlyLaterWaitsPendingWithItsReason) {
 
 TEST_F(ClusterTest, EachInstanceKnowsWhichOfItsProcessGpusAreItsOwn) {
   ASSERT_NO_FATAL_FAILURE(start_head());
-  for (const auto& [node, gpus] : {std::pair{"w1", "2"}, std::pair{"w2", "1"}}) {
+  for (const char* node : {"w1", "w2"}) {
     const Outcome worker =
         cli({"cluster", "start", "--worker", "--head-address=" + head_field("cluster"), "--node-id",
-             node, "--num-cpus", "2", "--num-gpus", gpus});
+             node, "--num-cpus", "4", "--num-gpus", "3"});
     ASSERT_EQ(worker.code, 0) << worker.output;
   }
-  // Three instances of one GPU each: two share w1's process, one has w2's.
+  // A job that holds GPU 0 of one node first, so that there the node's GPU
+  // indices and CUDA's numbers in the process differ.
+  const std::string hog = submit_endless("gpu-hog");
+  std::string hog_logs;
+  std::smatch hog_node;
+  static const std::regex hog_line(R"(gpu hog\[0/1\] on (\w+) pid \d+ holds \[0\] of \[0\])");
+  ASSERT_TRUE(eventually(
+      [&] {
+        hog_logs = cli({"job", "logs", hog}).output;
+        return std::regex_search(hog_logs, hog_node, hog_line);
+      },
+      20s))
+      << "the GPU hog did not start:\n"
+      << hog_logs;
+  // Three instances of one GPU each, spread over w1 and w2.
   const Outcome job = cli({"job", "submit", SAGE_CLUSTER_JOB_BINARY, "gpus"});
   ASSERT_EQ(job.code, 0) << job.output;
   static const std::regex line(
@@ -695,9 +724,17 @@ TEST_F(ClusterTest, EachInstanceKnowsWhichOfItsProcessGpusAreItsOwn) {
     std::set<std::string> expected;
     for (std::size_t i = 0; i < count; ++i) expected.insert(std::to_string(i));
     EXPECT_EQ(held, expected) << pid << " sees [" << visible << "]";
-    EXPECT_EQ(count, node_of_process[pid] == "w1" ? 2u : 1u) << node_of_process[pid];
+    if (node_of_process[pid] == hog_node[1]) {
+      EXPECT_EQ(visible.find('0'), std::string::npos) << "the hog's GPU 0 is visible: " << visible;
+    }
   }
+  EXPECT_NE(std::find_if(node_of_process.begin(), node_of_process.end(),
+                         [&](const auto& p) { return p.second == hog_node[1]; }),
+            node_of_process.end())
+      << "no instance shares a node with the hog:\n"
+      << job.output;
   EXPECT_EQ(visible_in_process.size(), 2u) << job.output;
+  EXPECT_EQ(cli({"job", "stop", hog}).code, 0);
 }
 
 TEST_F(ClusterTest, AWorkerOnAnotherHostJoinsByItsAddressAndRunsPartOfAJob) {

@@ -140,6 +140,16 @@ TEST(DataPlaneTest, WithTlsOnlyPeersOfTheClustersCaAreHeard) {
   PeerConnection plaintext({"127.0.0.1", receiver.port()}, kJob, deadline);
   send_end_of_stream(plaintext, 1, &error);
 
+  // Peers that trust the receiver but cannot show a certificate of its CA:
+  // none at all, or one of another CA. (With TLS 1.3 their handshake may
+  // seem to succeed; the receiver refuses them before reading a byte.)
+  for (const TlsFiles& files :
+       {TlsFiles{"", "", cluster.ca}, TlsFiles{foreign.cert, foreign.key, cluster.ca}}) {
+    PeerConnection unknown({"127.0.0.1", receiver.port()}, kJob, deadline,
+                           TlsContext::client(files));
+    send_end_of_stream(unknown, 3, &error);
+  }
+
   // A peer whose CA did not sign the receiver's certificate refuses it.
   PeerConnection distrustful({"127.0.0.1", receiver.port()}, kJob, deadline,
                              TlsContext::client(foreign));
