@@ -47,23 +47,34 @@ class Recorder final : public FrameHandler {
 
 const PeerIdentity kJob{"job-1", "00ff", "secret"};
 
-TEST(DataPlaneTest, FramesArriveInOrderThroughRemoteTaskSink) {
-  Recorder recorder;
-  DataReceiver receiver(Socket::listen({"127.0.0.1", 0}), kJob, recorder);
-  receiver.start();
+// Through a RemoteTaskSink for task 2/1: a batch of 3 ints on channel 1,
+// then the end of channel 0.
+void send_sample(PeerConnection& peer) {
   detail::TypedEdgeFactory<int> edge;
-  {
-    PeerConnection peer({"127.0.0.1", receiver.port()}, kJob,
-                        Clock::now() + std::chrono::seconds(10));
-    RemoteTaskSink sink(peer, 2, 1, {&edge, &edge});
-    sink.push(detail::Message{1, std::make_unique<detail::Batch<int>>(std::vector<int>{1, 2, 3})});
-    sink.push(detail::Message{0, nullptr});
-  }
+  RemoteTaskSink sink(peer, 2, 1, {&edge, &edge});
+  sink.push(detail::Message{1, std::make_unique<detail::Batch<int>>(std::vector<int>{1, 2, 3})});
+  sink.push(detail::Message{0, nullptr});
+}
+
+// What the receiver must have seen of send_sample(), and nothing else.
+void expect_sample(Recorder& recorder) {
   const auto events = recorder.wait_for(2);
   ASSERT_EQ(events.size(), 2u);
   // 3 ints: a one-byte count and 12 bytes.
   EXPECT_EQ(events[0], "batch 2/1/1 13");
   EXPECT_EQ(events[1], "end 0");
+}
+
+TEST(DataPlaneTest, FramesArriveInOrderThroughRemoteTaskSink) {
+  Recorder recorder;
+  DataReceiver receiver(Socket::listen({"127.0.0.1", 0}), kJob, recorder);
+  receiver.start();
+  {
+    PeerConnection peer({"127.0.0.1", receiver.port()}, kJob,
+                        Clock::now() + std::chrono::seconds(10));
+    send_sample(peer);
+  }
+  expect_sample(recorder);
 }
 
 TEST(DataPlaneTest, WrongTokenOrJobIsTurnedAway) {
@@ -161,15 +172,9 @@ TEST(DataPlaneTest, WithTlsOnlyPeersOfTheClustersCaAreHeard) {
   {
     PeerConnection peer({"127.0.0.1", receiver.port()}, kJob, deadline,
                         TlsContext::client(cluster));
-    detail::TypedEdgeFactory<int> edge;
-    RemoteTaskSink sink(peer, 2, 1, {&edge});
-    sink.push(detail::Message{0, std::make_unique<detail::Batch<int>>(std::vector<int>{1, 2, 3})});
-    EXPECT_TRUE(send_end_of_stream(peer, 7, &error)) << error;
+    send_sample(peer);
   }
-  const auto events = recorder.wait_for(2);
-  ASSERT_EQ(events.size(), 2u);
-  EXPECT_EQ(events[0], "batch 2/1/0 13");
-  EXPECT_EQ(events[1], "end 7");
+  expect_sample(recorder);
 }
 
 TEST(DataPlaneTest, ATlsPeerOfAReceiverWithoutTlsFailsClearly) {
