@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <tuple>
 
+#include "net/rpc.hpp"
+
 namespace sage::cluster {
 
 JobResult to_job_result(const rpc::JobInfo& info) {
@@ -75,7 +77,7 @@ rpc::ProgressReport progress_report(const JobResult& now, const JobResult* befor
 }
 
 void to_message(const InstanceStats& s, rpc::InstanceStats* out) {
-  out->set_operator_name(s.operator_name);
+  out->set_operator_name(net::valid_utf8(s.operator_name));
   out->set_parallel_index(s.parallel_index);
   out->set_parallelism(s.parallelism);
   out->set_node_id(s.node_id);

@@ -135,11 +135,11 @@ class TaskProcessControl {
     }
     for (const auto& s : result.instances) cluster::to_message(s, report.add_instances());
     if (result.state == JobState::kFailed) {
-      report.set_error(result.error);
+      report.set_error(net::valid_utf8(result.error));
       code = 1;
     }
   } catch (const std::exception& e) {
-    report.set_error(e.what());
+    report.set_error(net::valid_utf8(e.what()));
     code = 1;
   }
   std::fflush(stdout);

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <streambuf>
 
+#include "net/rpc.hpp"
 #include "runtime/current_task.hpp"
 
 namespace sage::cluster {
@@ -56,12 +57,18 @@ class TaskOutput::MarkingBuffer final : public std::streambuf {
     while (!text.empty()) {
       const std::size_t end = text.find('\n');
       const std::size_t room = kMaxOutputLineBytes - line.size();
-      if (end == std::string_view::npos && text.size() < room) {
+      if (end == std::string_view::npos && text.size() <= room) {
         line.append(text);
         break;
       }
-      // A newline, or a line grown to the longest passed on whole.
-      const std::size_t take = std::min(end == std::string_view::npos ? room : end, room);
+      // A newline, or a line grown to the longest passed on whole: cut
+      // between characters (continuation bytes are 10xxxxxx).
+      std::size_t take = std::min(end == std::string_view::npos ? room : end, room);
+      for (int back = 0; take == room && take > 0 && take < text.size() && back < 3 &&
+                         (static_cast<unsigned char>(text[take]) & 0xc0) == 0x80;
+           ++back) {
+        --take;
+      }
       line.append(text.substr(0, take));
       emit(line);
       text.remove_prefix(take < end || end == std::string_view::npos ? take : take + 1);
@@ -128,45 +135,8 @@ std::string prefix_output_line(std::string_view line, const std::string& node_id
   return "(" + where + std::string(line);
 }
 
-std::string valid_utf8(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
-  for (std::size_t i = 0; i < text.size();) {
-    const unsigned char lead = byte(i);
-    std::size_t length = 0;
-    std::uint32_t code = 0, smallest = 0;
-    if (lead < 0x80) {
-      out += static_cast<char>(lead);
-      ++i;
-      continue;
-    } else if ((lead & 0xe0) == 0xc0) {
-      length = 2, code = lead & 0x1f, smallest = 0x80;
-    } else if ((lead & 0xf0) == 0xe0) {
-      length = 3, code = lead & 0x0f, smallest = 0x800;
-    } else if ((lead & 0xf8) == 0xf0) {
-      length = 4, code = lead & 0x07, smallest = 0x10000;
-    }
-    bool valid = length > 0 && i + length <= text.size();
-    for (std::size_t k = 1; valid && k < length; ++k) {
-      valid = (byte(i + k) & 0xc0) == 0x80;
-      code = (code << 6) | (byte(i + k) & 0x3f);
-    }
-    // Not overlong, not a surrogate, not beyond Unicode.
-    valid = valid && code >= smallest && code <= 0x10ffff && (code < 0xd800 || code > 0xdfff);
-    if (valid) {
-      out.append(text.substr(i, length));
-      i += length;
-    } else {
-      out += "\xef\xbf\xbd";
-      ++i;
-    }
-  }
-  return out;
-}
-
 void OutputLines::emit(std::string_view line, std::vector<std::string>* lines) const {
-  lines->push_back(prefix_output_line(valid_utf8(line), node_id_, pid_));
+  lines->push_back(prefix_output_line(net::valid_utf8(line), node_id_, pid_));
 }
 
 void OutputLines::add(std::string_view bytes, std::vector<std::string>* lines) {

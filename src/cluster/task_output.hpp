@@ -61,8 +61,4 @@ class OutputLines {
   std::string pending_;
 };
 
-// `text` with every byte that is not part of a valid UTF-8 character replaced
-// by U+FFFD (protobuf strings must be UTF-8).
-std::string valid_utf8(std::string_view text);
-
 }  // namespace sage::cluster

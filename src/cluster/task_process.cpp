@@ -167,9 +167,13 @@ JobResult run_task_process(std::shared_ptr<const detail::LogicalGraph> graph,
   receiver->start();
   job.start();
   const RunningTasks running{[&job] { job.request_stop(); }, [&job] { return job.statistics(); }};
+  // Withdrawn before `job` and `running` go, however this scope ends.
+  const auto withdraw = [&on_running](const RunningTasks*) {
+    if (on_running) on_running(nullptr);
+  };
+  const std::unique_ptr<const RunningTasks, decltype(withdraw)> withdrawn(&running, withdraw);
   if (on_running) on_running(&running);
   JobResult result = job.wait();
-  if (on_running) on_running(nullptr);  // before `job` and `running` go
   // Every local task has ended, so nothing more that this process needs can
   // arrive; stop receiving before the peers (and the cancel hook's view of
   // them) go away.

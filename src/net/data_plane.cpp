@@ -85,6 +85,8 @@ void DataReceiver::read_loop(Socket& connection) {
                    identity_.job_id);
       return;
     }
+    iovec accepted{const_cast<char*>(&kHelloAccepted), 1};
+    connection.send_all(&accepted, 1);
     std::string payload;
     while (connection.receive_all(&header, sizeof header)) {
       if (header.length > kMaxFrameBytes) {
@@ -129,7 +131,22 @@ void PeerConnection::greet_locked() {
   if (tls_) socket_.start_tls(*tls_);
   FrameHeader hello;
   hello.kind = static_cast<std::uint32_t>(FrameKind::kHello);
-  send_frame(socket_, hello, hello_);
+  char answer = 0;
+  bool answered = false;
+  try {
+    send_frame(socket_, hello, hello_);
+    socket_.set_receive_timeout(kHelloTimeout);
+    answered = socket_.receive_all(&answer, 1) && answer == kHelloAccepted;
+    socket_.set_receive_timeout(std::chrono::seconds(0));
+  } catch (const Error&) {
+    // Closed (with TLS 1.3 the peer checks this side's certificate only
+    // after the handshake seemed done) or timed out: refused, as below.
+  }
+  if (!answered) {
+    throw Error(
+        "the peer refused this data-plane connection (another token, job or plan, or "
+        "with TLS a certificate it does not accept); see that node's log");
+  }
   greeted_ = true;
 }
 

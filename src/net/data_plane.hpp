@@ -13,10 +13,11 @@
 // one side stops the records that would drain the other).
 //
 // Every connection opens with a hello naming the job, its plan fingerprint
-// and the cluster token; a receiver drops connections whose hello does not
-// match, and frames larger than the limit. With TLS (net/tls.hpp) the
-// connection is encrypted first, and a peer without a certificate of the
-// cluster's CA is dropped before its hello.
+// and the cluster token; the receiver answers one byte (kHelloAccepted) or
+// drops connections whose hello does not match, so a refused sender fails
+// instead of writing into the void. Frames larger than the limit are refused
+// too. With TLS (net/tls.hpp) the connection is encrypted first, and a peer
+// without a certificate of the cluster's CA is dropped before its hello.
 #pragma once
 
 #include <cstdint>
@@ -40,6 +41,12 @@ namespace sage::net {
 constexpr std::uint32_t kMaxFrameBytes = 64u << 20;
 
 enum class FrameKind : std::uint32_t { kHello = 1, kBatch = 2, kEndOfStream = 3, kGoodbye = 4 };
+
+// The receiver's answer to a hello it accepts.
+constexpr char kHelloAccepted = 'A';
+// How long a sender waits for that answer (the peer's receiver may still be
+// starting).
+constexpr auto kHelloTimeout = std::chrono::seconds(30);
 
 struct FrameHeader {
   std::uint32_t kind = 0;

@@ -1,5 +1,7 @@
 #include "net/rpc.hpp"
 
+#include <cstdint>
+
 namespace sage::net {
 
 // Keepalive pings find peers that vanished without closing their connection
@@ -83,6 +85,43 @@ std::string describe(const grpc::Status& status, const std::string& what,
                 : " (a head started with TLS needs --tls-ca or SAGE_TLS_CA here)");
   }
   return what + " at " + address + ": " + status.error_message();
+}
+
+std::string valid_utf8(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
+  for (std::size_t i = 0; i < text.size();) {
+    const unsigned char lead = byte(i);
+    std::size_t length = 0;
+    std::uint32_t code = 0, smallest = 0;
+    if (lead < 0x80) {
+      out += static_cast<char>(lead);
+      ++i;
+      continue;
+    } else if ((lead & 0xe0) == 0xc0) {
+      length = 2, code = lead & 0x1f, smallest = 0x80;
+    } else if ((lead & 0xf0) == 0xe0) {
+      length = 3, code = lead & 0x0f, smallest = 0x800;
+    } else if ((lead & 0xf8) == 0xf0) {
+      length = 4, code = lead & 0x07, smallest = 0x10000;
+    }
+    bool valid = length > 0 && i + length <= text.size();
+    for (std::size_t k = 1; valid && k < length; ++k) {
+      valid = (byte(i + k) & 0xc0) == 0x80;
+      code = (code << 6) | (byte(i + k) & 0x3f);
+    }
+    // Not overlong, not a surrogate, not beyond Unicode.
+    valid = valid && code >= smallest && code <= 0x10ffff && (code < 0xd800 || code > 0xdfff);
+    if (valid) {
+      out.append(text.substr(i, length));
+      i += length;
+    } else {
+      out += "\xef\xbf\xbd";
+      ++i;
+    }
+  }
+  return out;
 }
 
 }  // namespace sage::net

@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "net/tls.hpp"
 
@@ -24,6 +25,11 @@ std::shared_ptr<grpc::Channel> make_channel(const std::string& address,
 
 // What a server listens with: TLS with tls.cert/key when TLS is on.
 std::shared_ptr<grpc::ServerCredentials> server_credentials(const TlsFiles& tls);
+
+// `text` with every byte that is not part of a valid UTF-8 character replaced
+// by U+FFFD: protobuf refuses a whole message whose string fields are not
+// UTF-8, and program output or an exception's message may be anything.
+std::string valid_utf8(std::string_view text);
 
 // A client context carrying the token, with an optional deadline.
 std::unique_ptr<grpc::ClientContext> make_context(const std::string& token);

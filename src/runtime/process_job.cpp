@@ -148,8 +148,15 @@ JobResult ProcessJob::statistics() const {
       s.records_in = m.records_in.load();
       s.records_out = m.records_out.load();
       s.busy_seconds = static_cast<double>(m.busy_ns.load()) * 1e-9;
-      std::uint64_t blocked_ns = m.blocked_ns.load();
-      if (const std::int64_t since = m.blocked_since_ns.load(); since != 0) {
+      // A consistent pair: no wait began or ended while it was read.
+      std::uint64_t blocked_ns = 0, version = 0;
+      std::int64_t since = 0;
+      do {
+        version = m.blocked_version.load();
+        since = m.blocked_since_ns.load();
+        blocked_ns = m.blocked_ns.load();
+      } while ((version & 1) != 0 || m.blocked_version.load() != version);
+      if (since != 0) {
         const std::int64_t now = detail::steady_ns(std::chrono::steady_clock::now());
         blocked_ns += static_cast<std::uint64_t>(std::max<std::int64_t>(0, now - since));
       }

@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "net/rpc.hpp"
 #include "runtime/current_task.hpp"
 
 namespace sage::cluster {
@@ -124,6 +125,23 @@ TEST(TaskOutputTest, ALineLongerThanTheLimitComesInPieces) {
   EXPECT_EQ(lines[1], "(map[0/1] pid=7, node=w1) xxxxxxxxxx");
 }
 
+TEST(TaskOutputTest, ALineOfExactlyTheLimitIsOneLineAndCutsFallBetweenCharacters) {
+  const std::string euro = "\xe2\x82\xac";
+  const auto lines = captured_lines([&] {
+    std::thread task([&] {
+      const std::string name = "map[0/1]";
+      const runtime::CurrentTaskScope current(name);
+      std::cout << std::string(kMaxOutputLineBytes, 'x') << std::endl;
+      std::cout << std::string(kMaxOutputLineBytes - 1, 'a') << euro << "b\n";
+    });
+    task.join();
+  });
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[0], "(map[0/1] pid=7, node=w1) " + std::string(kMaxOutputLineBytes, 'x'));
+  EXPECT_EQ(lines[1], "(map[0/1] pid=7, node=w1) " + std::string(kMaxOutputLineBytes - 1, 'a'));
+  EXPECT_EQ(lines[2], "(map[0/1] pid=7, node=w1) " + euro + "b");
+}
+
 TEST(OutputLinesTest, LinesAreSplitAtNewlinesAndLongOnesBetweenCharacters) {
   OutputLines splitter("w1", 7);
   std::vector<std::string> lines;
@@ -143,12 +161,12 @@ TEST(OutputLinesTest, LinesAreSplitAtNewlinesAndLongOnesBetweenCharacters) {
 }
 
 TEST(OutputLinesTest, BytesThatAreNotUtf8AreReplaced) {
-  EXPECT_EQ(valid_utf8("plain \xc3\xa9t\xc3\xa9"), "plain \xc3\xa9t\xc3\xa9");
-  EXPECT_EQ(valid_utf8("\xff"), "\xef\xbf\xbd");
-  EXPECT_EQ(valid_utf8("cut \xe2\x82"), "cut \xef\xbf\xbd\xef\xbf\xbd");
-  EXPECT_EQ(valid_utf8("\xc0\xaf"), "\xef\xbf\xbd\xef\xbf\xbd");                  // overlong '/'
-  EXPECT_EQ(valid_utf8("\xed\xa0\x80"), "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");  // surrogate
-  EXPECT_EQ(valid_utf8("\xf0\x9f\x98\x80"), "\xf0\x9f\x98\x80");                  // U+1F600
+  EXPECT_EQ(net::valid_utf8("plain \xc3\xa9t\xc3\xa9"), "plain \xc3\xa9t\xc3\xa9");
+  EXPECT_EQ(net::valid_utf8("\xff"), "\xef\xbf\xbd");
+  EXPECT_EQ(net::valid_utf8("cut \xe2\x82"), "cut \xef\xbf\xbd\xef\xbf\xbd");
+  EXPECT_EQ(net::valid_utf8("\xc0\xaf"), "\xef\xbf\xbd\xef\xbf\xbd");  // overlong '/'
+  EXPECT_EQ(net::valid_utf8("\xed\xa0\x80"), "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");  // surrogate
+  EXPECT_EQ(net::valid_utf8("\xf0\x9f\x98\x80"), "\xf0\x9f\x98\x80");                  // U+1F600
 }
 
 }  // namespace

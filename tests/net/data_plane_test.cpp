@@ -47,6 +47,35 @@ class Recorder final : public FrameHandler {
 
 const PeerIdentity kJob{"job-1", "00ff", "secret"};
 
+// A fresh directory under /tmp, removed with its files at the end of the test.
+class TemporaryDirectory {
+ public:
+  TemporaryDirectory() {
+    char path[] = "/tmp/sage-data-plane-test-XXXXXX";
+    if (mkdtemp(path) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = path;
+  }
+  ~TemporaryDirectory() { std::filesystem::remove_all(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Sends one end-of-stream on channel `channel`; false if the send failed.
+bool send_end_of_stream(PeerConnection& peer, std::uint32_t channel, std::string* error) {
+  FrameHeader h;
+  h.kind = static_cast<std::uint32_t>(FrameKind::kEndOfStream);
+  h.channel = channel;
+  try {
+    peer.send(h, {});
+    return true;
+  } catch (const Error& e) {
+    *error = e.what();
+    return false;
+  }
+}
+
 // Through a RemoteTaskSink for task 2/1: a batch of 3 ints on channel 1,
 // then the end of channel 0.
 void send_sample(PeerConnection& peer) {
@@ -86,13 +115,10 @@ TEST(DataPlaneTest, WrongTokenOrJobIsTurnedAway) {
         PeerIdentity{"job-1", "0f0f", "secret"}}) {
     PeerConnection peer({"127.0.0.1", receiver.port()}, intruder,
                         Clock::now() + std::chrono::seconds(10));
-    FrameHeader h;
-    h.kind = static_cast<std::uint32_t>(FrameKind::kEndOfStream);
-    try {
-      peer.send(h, {});
-    } catch (const Error&) {
-      // The receiver may already have closed the connection.
-    }
+    std::string error;
+    EXPECT_FALSE(send_end_of_stream(peer, 0, &error)) << "an intruder's send succeeded";
+    EXPECT_NE(error.find("the peer refused this data-plane connection"), std::string::npos)
+        << error;
   }
   // A legitimate peer afterwards is still served, and is the only one heard.
   PeerConnection peer({"127.0.0.1", receiver.port()}, kJob,
@@ -105,35 +131,6 @@ TEST(DataPlaneTest, WrongTokenOrJobIsTurnedAway) {
   ASSERT_FALSE(events.empty());
   EXPECT_EQ(events[0], "end 7");
   EXPECT_EQ(events.size(), 1u);
-}
-
-// A fresh directory under /tmp, removed with its files at the end of the test.
-class TemporaryDirectory {
- public:
-  TemporaryDirectory() {
-    char path[] = "/tmp/sage-data-plane-test-XXXXXX";
-    if (mkdtemp(path) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = path;
-  }
-  ~TemporaryDirectory() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-// Sends one end-of-stream on channel `channel`; false if the send failed.
-bool send_end_of_stream(PeerConnection& peer, std::uint32_t channel, std::string* error) {
-  FrameHeader h;
-  h.kind = static_cast<std::uint32_t>(FrameKind::kEndOfStream);
-  h.channel = channel;
-  try {
-    peer.send(h, {});
-    return true;
-  } catch (const Error& e) {
-    *error = e.what();
-    return false;
-  }
 }
 
 TEST(DataPlaneTest, WithTlsOnlyPeersOfTheClustersCaAreHeard) {
@@ -153,12 +150,15 @@ TEST(DataPlaneTest, WithTlsOnlyPeersOfTheClustersCaAreHeard) {
 
   // Peers that trust the receiver but cannot show a certificate of its CA:
   // none at all, or one of another CA. (With TLS 1.3 their handshake may
-  // seem to succeed; the receiver refuses them before reading a byte.)
+  // seem to succeed; the receiver refuses them, and they learn it when the
+  // answer to their hello does not come.)
   for (const TlsFiles& files :
        {TlsFiles{"", "", cluster.ca}, TlsFiles{foreign.cert, foreign.key, cluster.ca}}) {
     PeerConnection unknown({"127.0.0.1", receiver.port()}, kJob, deadline,
                            TlsContext::client(files));
-    send_end_of_stream(unknown, 3, &error);
+    EXPECT_FALSE(send_end_of_stream(unknown, 3, &error))
+        << "a peer without a certificate was heard";
+    EXPECT_NE(error.find("refused"), std::string::npos) << error;
   }
 
   // A peer whose CA did not sign the receiver's certificate refuses it.

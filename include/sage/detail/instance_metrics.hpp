@@ -17,8 +17,10 @@ struct InstanceMetrics {
   std::atomic<std::uint64_t> busy_ns{0};     // time in the operator's own code
   std::atomic<std::uint64_t> blocked_ns{0};  // time waiting for room downstream
   // When the wait in progress began (steady clock, ns); 0 while not waiting.
-  // Live statistics count a long wait before it ends.
+  // Live statistics count a long wait before it ends. The pair is written
+  // under blocked_version (odd while it changes), so readers see it whole.
   std::atomic<std::int64_t> blocked_since_ns{0};
+  std::atomic<std::uint64_t> blocked_version{0};
   std::atomic<std::uint64_t> errors{0};
   // Batches waiting in the input queue of the chain this instance heads:
   // now, the most ever, and the bound. Zero for chained operators.
@@ -60,14 +62,17 @@ class BlockedTimer {
  public:
   explicit BlockedTimer(InstanceMetrics& metrics)
       : metrics_(metrics), start_(std::chrono::steady_clock::now()) {
-    metrics_.blocked_since_ns.store(steady_ns(start_), std::memory_order_relaxed);
+    metrics_.blocked_version.fetch_add(1);
+    metrics_.blocked_since_ns.store(steady_ns(start_));
+    metrics_.blocked_version.fetch_add(1);
   }
   ~BlockedTimer() {
     const auto elapsed = std::chrono::steady_clock::now() - start_;
-    metrics_.blocked_since_ns.store(0, std::memory_order_relaxed);
+    metrics_.blocked_version.fetch_add(1);
     metrics_.blocked_ns.fetch_add(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count(),
-        std::memory_order_relaxed);
+        std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count());
+    metrics_.blocked_since_ns.store(0);
+    metrics_.blocked_version.fetch_add(1);
   }
   BlockedTimer(const BlockedTimer&) = delete;
   BlockedTimer& operator=(const BlockedTimer&) = delete;
