@@ -135,12 +135,10 @@ void PeerConnection::greet_locked() {
   bool answered = false;
   try {
     send_frame(socket_, hello, hello_);
-    socket_.set_receive_timeout(kHelloTimeout);
     answered = socket_.receive_all(&answer, 1) && answer == kHelloAccepted;
-    socket_.set_receive_timeout(std::chrono::seconds(0));
   } catch (const Error&) {
     // Closed (with TLS 1.3 the peer checks this side's certificate only
-    // after the handshake seemed done) or timed out: refused, as below.
+    // after the handshake seemed done): refused, as below.
   }
   if (!answered) {
     throw Error(

@@ -42,11 +42,11 @@ constexpr std::uint32_t kMaxFrameBytes = 64u << 20;
 
 enum class FrameKind : std::uint32_t { kHello = 1, kBatch = 2, kEndOfStream = 3, kGoodbye = 4 };
 
-// The receiver's answer to a hello it accepts.
+// The receiver's answer to a hello it accepts. A sender waits for it as long
+// as the connection stands: the peer process may still be starting (its
+// program downloading, its main() loading a model); if it dies or is
+// cancelled, the connection ends and so does the wait.
 constexpr char kHelloAccepted = 'A';
-// How long a sender waits for that answer (the peer's receiver may still be
-// starting).
-constexpr auto kHelloTimeout = std::chrono::seconds(30);
 
 struct FrameHeader {
   std::uint32_t kind = 0;

@@ -140,13 +140,6 @@ void Socket::start_tls(const TlsContext& context) {
   tls_ = std::move(ssl);
 }
 
-void Socket::set_receive_timeout(std::chrono::milliseconds timeout) const {
-  timeval value{};
-  value.tv_sec = static_cast<time_t>(timeout.count() / 1000);
-  value.tv_usec = static_cast<suseconds_t>((timeout.count() % 1000) * 1000);
-  setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &value, sizeof value);
-}
-
 bool Socket::wait_for_data() const {
   char byte;
   while (true) {

@@ -50,8 +50,6 @@ class Socket {
   // and receives are encrypted. Throws sage::Error (e.g. a certificate the CA
   // did not sign, or a peer that does not speak TLS).
   void start_tls(const TlsContext& context);
-  // Receives fail after `timeout` without data; 0: wait for ever.
-  void set_receive_timeout(std::chrono::milliseconds timeout) const;
   // Waits until the peer sends something: false if it closed the connection
   // (or it broke) without sending a byte.
   bool wait_for_data() const;
