@@ -23,6 +23,10 @@
 namespace sage::cluster {
 namespace {
 
+// Stored programs kept beyond those of pending and running jobs, most
+// recently used first: a resubmitted program need not be uploaded again.
+constexpr std::size_t kKeptPrograms = 16;
+
 using grpc::ServerContext;
 using grpc::Status;
 using grpc::StatusCode;
@@ -121,6 +125,7 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
                     rpc::HasProgramReply* reply) override {
     if (auto s = net::check_token(*context, options_.token); !s.ok()) return s;
     reply->set_present(programs_.contains(request->sha256()));
+    programs_.touch(request->sha256());  // kept until the submit that follows
     return Status::OK;
   }
 
@@ -775,6 +780,14 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
       }
     }
     job.holds.clear();
+    // The programs of jobs that are over may go, beyond the most recent few.
+    std::set<std::string> in_use;
+    for (const auto& [id, other] : jobs_) {
+      if (!is_final(other->info.state())) in_use.insert(other->request.program_sha256());
+    }
+    if (const auto removed = programs_.prune(kKeptPrograms, in_use); removed > 0) {
+      spdlog::info("removed {} stored programs no job needs", removed);
+    }
   }
 
   void node_died(const std::string& node_id, const std::string& why) {

@@ -5,9 +5,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <random>
+#include <vector>
 
 #include "cluster/cluster_config.hpp"
 #include "sage/error.hpp"
@@ -68,6 +71,28 @@ std::string ProgramStore::path_of(const std::string& sha256) const {
 
 bool ProgramStore::contains(const std::string& sha256) const {
   return is_valid_hash(sha256) && ::access(path_of(sha256).c_str(), X_OK) == 0;
+}
+
+void ProgramStore::touch(const std::string& sha256) const {
+  if (contains(sha256)) ::utimensat(AT_FDCWD, path_of(sha256).c_str(), nullptr, 0);
+}
+
+std::size_t ProgramStore::prune(std::size_t keep, const std::set<std::string>& in_use) const {
+  namespace fs = std::filesystem;
+  std::vector<std::pair<fs::file_time_type, fs::path>> stored;
+  std::error_code error;
+  for (const auto& entry : fs::directory_iterator(directory_, error)) {
+    const std::string name = entry.path().filename().string();
+    if (!is_valid_hash(name)) continue;  // uploads in progress, anything else
+    stored.emplace_back(entry.last_write_time(error), entry.path());
+  }
+  std::sort(stored.begin(), stored.end(), [](const auto& a, const auto& b) { return a > b; });
+  std::size_t removed = 0;
+  for (std::size_t i = keep; i < stored.size(); ++i) {
+    if (in_use.count(stored[i].second.filename().string()) > 0) continue;
+    if (fs::remove(stored[i].second, error)) ++removed;
+  }
+  return removed;
 }
 
 std::unique_ptr<ProgramStore::Upload> ProgramStore::begin_upload(const std::string& sha256) const {

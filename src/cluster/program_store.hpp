@@ -1,9 +1,11 @@
 // Programs uploaded to a node, stored under the SHA-256 of their bytes and
 // nowhere else: a name from the network never becomes a path unless it is
-// exactly 64 hex digits. Thread-safe.
+// exactly 64 hex digits. A bounded cache: the head and workers prune the
+// least recently used. Thread-safe.
 #pragma once
 
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -20,6 +22,11 @@ class ProgramStore {
   bool contains(const std::string& sha256) const;
   // The executable stored for `sha256`. Throws sage::Error for an invalid hash.
   std::string path_of(const std::string& sha256) const;
+  // Marks a stored program as used now: prune() keeps the most recently used.
+  void touch(const std::string& sha256) const;
+  // Removes the stored programs beyond the `keep` most recently used, except
+  // those in `in_use`. Returns how many it removed.
+  std::size_t prune(std::size_t keep, const std::set<std::string>& in_use) const;
 
   // Receives one program in chunks; commit() checks the hash and makes it
   // visible (executable by the owner). Abandoned uploads leave no file.

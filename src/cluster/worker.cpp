@@ -39,6 +39,8 @@ constexpr std::size_t kOutputBatchLines = 256;
 constexpr std::size_t kOutputBatchBytes = 1 << 20;
 constexpr auto kOutputFlushInterval = std::chrono::milliseconds(100);
 constexpr auto kRejoinPause = std::chrono::seconds(1);
+// Programs cached beyond those of running processes.
+constexpr std::size_t kCachedPrograms = 8;
 // How long a stopped job's processes may take to drain before they are killed.
 constexpr auto kDrainTimeout = std::chrono::seconds(10);
 
@@ -95,6 +97,7 @@ class Worker::Impl {
   struct Running {
     pid_t pid = 0;
     std::string job_id;
+    std::string program;  // its SHA-256
   };
 
   bool stopping() {
@@ -213,9 +216,21 @@ class Worker::Impl {
     return job_id + "/" + std::to_string(process);
   }
 
+  // Fetches the program unless cached, and keeps the cache to the programs
+  // of running processes and the most recently used few.
   void ensure_program(const std::string& sha256) {
     std::lock_guard fetch_lock(fetch_mutex_);
-    if (programs_.contains(sha256)) return;
+    programs_.touch(sha256);
+    if (!programs_.contains(sha256)) fetch_program(sha256);
+    std::set<std::string> in_use = {sha256};
+    {
+      std::lock_guard lock(mutex_);
+      for (const auto& [pid, running] : processes_) in_use.insert(running.program);
+    }
+    programs_.prune(kCachedPrograms, in_use);
+  }
+
+  void fetch_program(const std::string& sha256) {
     auto context = net::make_context(options_.token);
     rpc::ProgramRef ref;
     ref.set_sha256(sha256);
@@ -335,7 +350,7 @@ class Worker::Impl {
     listener = net::Socket();  // the child has it now
     {
       std::lock_guard lock(mutex_);
-      processes_[pid] = Running{pid, start.job_id()};
+      processes_[pid] = Running{pid, start.job_id(), start.program_sha256()};
       // The session ended (or the job was stopped) while this process started.
       if (generation_ != generation || stopped_jobs_.count(start.job_id())) ::kill(-pid, SIGKILL);
     }

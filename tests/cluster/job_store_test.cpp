@@ -9,26 +9,14 @@
 #include <vector>
 
 #include "sage/error.hpp"
+#include "support/temp_dir.hpp"
 
 namespace sage::cluster {
 namespace {
 
 using namespace std::string_literals;
 
-// A fresh directory under /tmp, removed with everything in it at the end.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = "/tmp/sage_job_store_XXXXXX";
-    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
-};
+using testing::TempDir;
 
 JobRecord full_record() {
   JobRecord record;

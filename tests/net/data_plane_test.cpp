@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <mutex>
 
+#include "support/temp_dir.hpp"
 #include "support/test_certificates.hpp"
 
 namespace sage::net {
@@ -47,20 +48,7 @@ class Recorder final : public FrameHandler {
 
 const PeerIdentity kJob{"job-1", "00ff", "secret"};
 
-// A fresh directory under /tmp, removed with its files at the end of the test.
-class TemporaryDirectory {
- public:
-  TemporaryDirectory() {
-    char path[] = "/tmp/sage-data-plane-test-XXXXXX";
-    if (mkdtemp(path) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = path;
-  }
-  ~TemporaryDirectory() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using testing::TempDir;
 
 // Sends one end-of-stream on channel `channel`; false if the send failed.
 bool send_end_of_stream(PeerConnection& peer, std::uint32_t channel, std::string* error) {
@@ -134,7 +122,7 @@ TEST(DataPlaneTest, WrongTokenOrJobIsTurnedAway) {
 }
 
 TEST(DataPlaneTest, WithTlsOnlyPeersOfTheClustersCaAreHeard) {
-  TemporaryDirectory cluster_dir, foreign_dir;
+  TempDir cluster_dir, foreign_dir;
   const TlsFiles cluster = testing::write_test_certificates(cluster_dir.path());
   const TlsFiles foreign = testing::write_test_certificates(foreign_dir.path());
   Recorder recorder;
@@ -178,7 +166,7 @@ TEST(DataPlaneTest, WithTlsOnlyPeersOfTheClustersCaAreHeard) {
 }
 
 TEST(DataPlaneTest, ATlsPeerOfAReceiverWithoutTlsFailsClearly) {
-  TemporaryDirectory dir;
+  TempDir dir;
   const TlsFiles files = testing::write_test_certificates(dir.path());
   Recorder recorder;
   DataReceiver receiver(Socket::listen({"127.0.0.1", 0}), kJob, recorder);
