@@ -64,6 +64,8 @@ struct StartFlags {
   int jobmanager_port = cluster::kDefaultJobManagerPort;
   std::string head_address;
   NodeFlags node;
+  int job_history = cluster::HeadOptions{}.job_history;
+  std::string max_job_output;  // "" keeps the head's default
 };
 
 std::string head_info_path(const std::string& state_dir) { return state_dir + "/head.json"; }
@@ -156,12 +158,17 @@ std::pair<std::string, int> split_address(const std::string& address, const std:
 }
 
 // "16GB", "512MiB", plain bytes; throws with the accepted forms.
-std::uint64_t parse_memory(const std::string& text) {
+std::uint64_t parse_bytes(const std::string& text, const std::string& flag) {
   try {
     return Resources{.memory = text}.memory_bytes();
   } catch (const Error&) {
-    throw Error("--memory '" + text + "' is not an amount of memory; write e.g. 16GB or 512MB");
+    throw Error(flag + " '" + text + "' is not an amount of bytes; write e.g. 16GB or 512MB");
   }
+}
+
+std::uint64_t parse_memory(const std::string& text) { return parse_bytes(text, "--memory"); }
+std::uint64_t parse_max_job_output(const std::string& text) {
+  return parse_bytes(text, "--max-job-output");
 }
 
 cluster::WorkerOptions worker_options(const NodeFlags& node, const std::string& head_address,
@@ -217,8 +224,11 @@ void serve_head(const Common& common, const StartFlags& flags, const ReadyFn& re
       token = cluster::new_token();
     }
   }
-  // Checked before anything is written, so a bad flag leaves no trace.
-  if (!flags.node.memory.empty()) parse_memory(flags.node.memory);
+  cluster::HeadOptions options{flags.host,       flags.port, flags.jobmanager_port,
+                               common.state_dir, token,      common.tls};
+  options.job_history = flags.job_history;
+  if (!flags.max_job_output.empty())
+    options.max_job_output_bytes = parse_max_job_output(flags.max_job_output);
   cluster::write_token(cluster::token_path(common.state_dir), token);
 
   cluster::Head* head_ptr = nullptr;
@@ -233,8 +243,7 @@ void serve_head(const Common& common, const StartFlags& flags, const ReadyFn& re
   });
 
   common.tls.require_server();
-  cluster::Head head(
-      {flags.host, flags.port, flags.jobmanager_port, common.state_dir, token, common.tls});
+  cluster::Head head(options);
   const bool wildcard = flags.host == "0.0.0.0" || flags.host == "::";
   const std::string reach = wildcard ? "127.0.0.1" : flags.host;
   const std::string jobmanager = reach + ":" + std::to_string(head.jobmanager_port());
@@ -352,6 +361,9 @@ int cluster_start(Common& common, StartFlags& flags) {
         "sage cluster start --worker needs --head-address=<head ip>:<port> (port 10001 unless "
         "the head was started with --port)");
   }
+  // Checked before anything is written, so a bad flag leaves no trace.
+  if (!flags.node.memory.empty()) parse_memory(flags.node.memory);
+  if (!flags.max_job_output.empty()) parse_max_job_output(flags.max_job_output);
   cluster::make_private_dir(common.state_dir);
   cluster::make_private_dir(log_dir(common.state_dir));
   if (flags.worker && flags.node.node_id.empty()) {
@@ -688,17 +700,24 @@ int run(int argc, char** argv) {
   cluster->require_subcommand(1);
   StartFlags start;
   auto* start_cmd = cluster->add_subcommand("start", "Start a head or a worker on this machine");
-  start_cmd->add_flag("--head", start.head, "Start the head (JobManager, scheduler) and a worker");
-  start_cmd->add_flag("--worker", start.worker, "Start a worker that joins --head-address");
-  start_cmd->add_option("--host", start.host,
-                        "Head: address to listen on (default 127.0.0.1; 0.0.0.0 for all)");
+  auto* head_flag = start_cmd->add_flag("--head", start.head,
+                                        "Start the head (JobManager, scheduler) and a worker");
+  auto* worker_flag =
+      start_cmd->add_flag("--worker", start.worker, "Start a worker that joins --head-address");
+  start_cmd
+      ->add_option("--host", start.host,
+                   "Head: address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+      ->excludes(worker_flag);
   start_cmd->add_option("--port", start.port, "Head: port workers join (default 10001; 0: any)")
-      ->check(CLI::Range(0, 65535));
+      ->check(CLI::Range(0, 65535))
+      ->excludes(worker_flag);
   start_cmd
       ->add_option("--jobmanager-port", start.jobmanager_port,
                    "Head: port clients submit to (default 19001; 0: any)")
-      ->check(CLI::Range(0, 65535));
-  start_cmd->add_option("--head-address", start.head_address, "Worker: the head's <ip>:<port>");
+      ->check(CLI::Range(0, 65535))
+      ->excludes(worker_flag);
+  start_cmd->add_option("--head-address", start.head_address, "Worker: the head's <ip>:<port>")
+      ->excludes(head_flag);
   start_cmd
       ->add_option("--num-cpus", start.node.num_cpus,
                    "CPUs this node offers (default: its cores; 0 on a head: no worker there)")
@@ -712,6 +731,15 @@ int run(int argc, char** argv) {
   start_cmd->add_option("--node-address", start.node.node_address,
                         "Address other nodes reach this node's task processes at (default: the "
                         "local address that routes to the head)");
+  start_cmd
+      ->add_option("--job-history", start.job_history,
+                   "Head: ended jobs kept, with their output (default 1000; older ones go)")
+      ->check(CLI::Range(1, 100'000'000))
+      ->excludes(worker_flag);
+  start_cmd
+      ->add_option("--max-job-output", start.max_job_output,
+                   "Head: output kept per job (default 64MB; its oldest lines go first)")
+      ->excludes(worker_flag);
   start_cmd->add_flag("--foreground", start.foreground,
                       "Stay in the foreground, logging to the terminal (systemd, containers)");
   auto* status_cmd = cluster->add_subcommand("status", "Nodes, their resources, running jobs");

@@ -65,8 +65,12 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
   explicit Impl(HeadOptions options)
       : options_(std::move(options)),
         programs_(options_.state_dir + "/programs"),
-        store_(options_.state_dir + "/jobs.db") {
+        store_(options_.state_dir + "/jobs.db", options_.max_job_output_bytes) {
+    if (options_.job_history < 1) {
+      throw Error("the head's job history must keep at least 1 job; pass --job-history 1 or more");
+    }
     load_jobs();
+    remove_from_store(take_forgotten_jobs());  // a lowered --job-history
     grpc::ServerBuilder jobs_builder, cluster_builder;
     net::configure_server(jobs_builder);
     net::configure_server(cluster_builder);
@@ -187,14 +191,21 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
     std::unique_lock lock(mutex_);
     if (!jobs_.count(request->job_id())) return unknown_job(request->job_id());
     while (true) {
-      Job& job = *jobs_.at(request->job_id());
-      const bool final = is_final(job.info.state());
-      const std::string state = job.info.state();
-      rpc::JobInfo info = job.info;
+      auto it = jobs_.find(request->job_id());
+      if (it == jobs_.end()) return forgotten_job(request->job_id());
+      const bool final = is_final(it->second->info.state());
+      rpc::JobInfo info = it->second->info;
       lock.unlock();
-      for (const auto& line : store_.logs(request->job_id(), next_line, 10'000)) {
+      LogPage page = store_.logs(request->job_id(), next_line, 10'000);
+      if (page.first_line > next_line) {
         rpc::JobEvent event;
-        event.set_output_line(line);
+        event.set_output_line(discarded_lines_notice(page.first_line - next_line));
+        if (!writer->Write(event)) return Status::OK;
+        next_line = page.first_line;
+      }
+      for (auto& line : page.lines) {
+        rpc::JobEvent event;
+        event.set_output_line(std::move(line));
         if (!writer->Write(event)) return Status::OK;
         ++next_line;
       }
@@ -363,6 +374,11 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
   Status ReportOutput(ServerContext* context, const rpc::OutputReport* request,
                       rpc::Empty*) override {
     if (auto s = net::check_token(*context, options_.token); !s.ok()) return s;
+    {
+      // Output of a job the head does not know would never be read or removed.
+      std::lock_guard lock(mutex_);
+      if (!jobs_.count(request->job_id())) return unknown_job(request->job_id());
+    }
     if (request->lines_size() > 0) {
       store_.append_logs(request->job_id(), std::vector<std::string>(request->lines().begin(),
                                                                      request->lines().end()));
@@ -474,6 +490,21 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
   static Status unknown_job(const std::string& id) {
     return {StatusCode::NOT_FOUND,
             "no job '" + id + "'; `sage job list` shows the jobs this head knows"};
+  }
+  Status forgotten_job(const std::string& id) const {
+    return {StatusCode::NOT_FOUND,
+            "job '" + id + "' was forgotten while being read: the head keeps the " +
+                std::to_string(options_.job_history) +
+                " jobs that ended last (sage cluster start --head --job-history)"};
+  }
+
+  std::string discarded_lines_notice(std::int64_t count) const {
+    return "[sage] " + std::to_string(count) +
+           fmt::format(
+               " earlier output lines of this job were discarded: the head keeps the "
+               "last {:.1f} MiB of each job's output (sage cluster start --head "
+               "--max-job-output)",
+               static_cast<double>(options_.max_job_output_bytes) / (1 << 20));
   }
 
   // REQUIRES: mutex_ held (all helpers below).
@@ -831,7 +862,42 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
                             std::to_string(kNodeTimeout.count() / 1000) + " s)");
         }
       }
+      if (const auto forgotten = take_forgotten_jobs(); !forgotten.empty()) {
+        lock.unlock();
+        remove_from_store(forgotten);
+        lock.lock();
+      }
     }
+  }
+
+  // Takes the jobs beyond the history limit out of jobs_, those that ended
+  // first; a job some process of which has not yet reported its exit stays.
+  // Returns their ids, for remove_from_store() once mutex_ is released.
+  std::vector<std::string> take_forgotten_jobs() {
+    std::vector<const Job*> ended;
+    for (const auto& [id, job] : jobs_) {
+      if (is_final(job->info.state()) && std::all_of(job->processes.begin(), job->processes.end(),
+                                                     [](const Process& p) { return p.exited; })) {
+        ended.push_back(job.get());
+      }
+    }
+    const auto keep = static_cast<std::size_t>(options_.job_history);
+    if (ended.size() <= keep) return {};
+    std::sort(ended.begin(), ended.end(), [](const Job* a, const Job* b) {
+      return std::pair(a->info.finished_at_ms(), a->info.job_id()) <
+             std::pair(b->info.finished_at_ms(), b->info.job_id());
+    });
+    std::vector<std::string> ids;
+    for (std::size_t i = 0; i < ended.size() - keep; ++i) ids.push_back(ended[i]->info.job_id());
+    for (const auto& id : ids) jobs_.erase(id);
+    return ids;
+  }
+
+  void remove_from_store(const std::vector<std::string>& ids) {
+    if (ids.empty()) return;
+    for (const auto& id : ids) store_.remove(id);
+    spdlog::info("forgot {} ended jobs and their output (beyond the history of {}, from {} to {})",
+                 ids.size(), options_.job_history, ids.front(), ids.back());
   }
 
   // The job as clients see it: while it runs, the final statistics of its

@@ -3,9 +3,11 @@
 // (a node that stops sending heartbeats is dead), places each job's operator
 // instances on nodes with free resources, drives the workers through the
 // commands stream, gathers task output, and keeps job records in SQLite so
-// they survive a restart.
+// they survive a restart, within limits: the newest job_history ended jobs,
+// and each job's newest max_job_output_bytes of output.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -21,6 +23,12 @@ struct HeadOptions {
   std::string state_dir;  // programs, job database
   std::string token;      // required on every call
   net::TlsFiles tls;      // TLS on both ports when tls.enabled()
+  // Ended jobs beyond this many (the longest ended first) are forgotten, with
+  // their output. At least 1.
+  int job_history = 1000;
+  // Per job; beyond it a job's oldest output lines are discarded, and readers
+  // are told how many.
+  std::uint64_t max_job_output_bytes = std::uint64_t{64} << 20;
 };
 
 class Head {

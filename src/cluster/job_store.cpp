@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <string_view>
 #include <utility>
 
@@ -12,7 +13,7 @@ namespace {
 
 // Bump when the schema changes, and add the migration from the previous
 // version to migrate().
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
 [[noreturn]] void fail(const std::string& path, std::string_view what, sqlite3* db) {
   throw Error(
@@ -183,23 +184,59 @@ void migrate(sqlite3* db, const std::string& path) {
          "  job_id BLOB NOT NULL, line INTEGER NOT NULL, text BLOB NOT NULL,"
          "  PRIMARY KEY (job_id, line)) WITHOUT ROWID;");
   }
+  if (version < 2) {
+    // Per job: the next line number, the first line not discarded, and the
+    // bytes of the kept lines (version 1 kept every line).
+    exec(db, path,
+         "CREATE TABLE job_log_state ("
+         "  job_id BLOB PRIMARY KEY NOT NULL, next_line INTEGER NOT NULL,"
+         "  first_line INTEGER NOT NULL, bytes INTEGER NOT NULL) WITHOUT ROWID;"
+         "INSERT INTO job_log_state (job_id, next_line, first_line, bytes)"
+         "  SELECT job_id, MAX(line) + 1, MIN(line), SUM(LENGTH(text)) FROM job_logs"
+         "  GROUP BY job_id;");
+  }
   // PRAGMA takes no bound parameters; the value is our own constant.
   exec(db, path, ("PRAGMA user_version = " + std::to_string(kSchemaVersion)).c_str());
   transaction.commit();
 }
 
-std::int64_t next_line(sqlite3* db, const std::string& path, const std::string& job_id) {
-  Statement count(db, path, "SELECT COALESCE(MAX(line) + 1, 0) FROM job_logs WHERE job_id = ?");
-  count.bind(1, job_id);
-  count.step();
-  return count.int64(0);
+// A job's row of job_log_state; all zero before its first line.
+struct LogState {
+  std::int64_t next_line = 0, first_line = 0, bytes = 0;
+};
+
+LogState log_state(sqlite3* db, const std::string& path, const std::string& job_id) {
+  Statement query(db, path,
+                  "SELECT next_line, first_line, bytes FROM job_log_state WHERE job_id = ?");
+  query.bind(1, job_id);
+  if (!query.step()) return {};
+  return {query.int64(0), query.int64(1), query.int64(2)};
+}
+
+// Deletes the job's oldest lines while its kept bytes exceed `max_bytes`,
+// keeping the newest line whatever its size.
+void discard_oldest(sqlite3* db, const std::string& path, const std::string& job_id,
+                    std::uint64_t max_bytes, LogState& state) {
+  if (static_cast<std::uint64_t>(state.bytes) <= max_bytes) return;
+  Statement sizes(db, path,
+                  "SELECT line, LENGTH(text) FROM job_logs WHERE job_id = ? AND line < ? "
+                  "ORDER BY line");
+  sizes.bind(1, job_id).bind(2, state.next_line - 1);
+  while (static_cast<std::uint64_t>(state.bytes) > max_bytes && sizes.step()) {
+    state.first_line = sizes.int64(0) + 1;
+    state.bytes -= sizes.int64(1);
+  }
+  Statement erase(db, path, "DELETE FROM job_logs WHERE job_id = ? AND line < ?");
+  erase.bind(1, job_id).bind(2, state.first_line);
+  erase.step();
 }
 
 }  // namespace
 
 void JobStore::Closer::operator()(sqlite3* db) const { sqlite3_close_v2(db); }
 
-JobStore::JobStore(const std::string& path) : path_(path) {
+JobStore::JobStore(const std::string& path, std::uint64_t max_log_bytes)
+    : path_(path), max_log_bytes_(max_log_bytes) {
   sqlite3* raw = nullptr;
   // sqlite hands back a handle even when opening fails; own it so it is closed.
   int rc =
@@ -259,37 +296,59 @@ std::vector<JobRecord> JobStore::list() const {
   return records;
 }
 
+void JobStore::remove(const std::string& id) {
+  std::lock_guard lock(mutex_);
+  Transaction transaction(db_.get(), path_);
+  for (const char* sql : {"DELETE FROM jobs WHERE id = ?", "DELETE FROM job_logs WHERE job_id = ?",
+                          "DELETE FROM job_log_state WHERE job_id = ?"}) {
+    Statement erase(db_.get(), path_, sql);
+    erase.bind(1, id);
+    erase.step();
+  }
+  transaction.commit();
+}
+
 std::int64_t JobStore::append_logs(const std::string& job_id,
                                    const std::vector<std::string>& lines) {
   std::lock_guard lock(mutex_);
   Transaction transaction(db_.get(), path_);
-  const std::int64_t first = next_line(db_.get(), path_, job_id);
+  LogState state = log_state(db_.get(), path_, job_id);
+  const std::int64_t first = state.next_line;
+  if (lines.empty()) return first;
   Statement insert(db_.get(), path_, "INSERT INTO job_logs (job_id, line, text) VALUES (?, ?, ?)");
-  for (std::size_t i = 0; i < lines.size(); ++i) {
-    insert.bind(1, job_id).bind(2, first + static_cast<std::int64_t>(i)).bind(3, lines[i]);
+  for (const std::string& line : lines) {
+    insert.bind(1, job_id).bind(2, state.next_line++).bind(3, line);
     insert.step();
     insert.reset();
+    state.bytes += static_cast<std::int64_t>(line.size());
   }
+  discard_oldest(db_.get(), path_, job_id, max_log_bytes_, state);
+  Statement save(db_.get(), path_,
+                 "INSERT OR REPLACE INTO job_log_state (job_id, next_line, first_line, bytes) "
+                 "VALUES (?, ?, ?, ?)");
+  save.bind(1, job_id).bind(2, state.next_line).bind(3, state.first_line).bind(4, state.bytes);
+  save.step();
   transaction.commit();
   return first;
 }
 
-std::vector<std::string> JobStore::logs(const std::string& job_id, std::int64_t from_line,
-                                        std::int64_t limit) const {
-  // SQLite reads a negative LIMIT as "no limit"; the caller asked for none.
-  if (limit <= 0) return {};
+LogPage JobStore::logs(const std::string& job_id, std::int64_t from_line,
+                       std::int64_t limit) const {
   std::lock_guard lock(mutex_);
+  LogPage page;
+  page.first_line = std::max(from_line, log_state(db_.get(), path_, job_id).first_line);
+  // SQLite reads a negative LIMIT as "no limit"; the caller asked for none.
+  if (limit <= 0) return page;
   Statement query(db_.get(), path_,
                   "SELECT text FROM job_logs WHERE job_id = ? AND line >= ? ORDER BY line LIMIT ?");
-  query.bind(1, job_id).bind(2, from_line).bind(3, limit);
-  std::vector<std::string> lines;
-  while (query.step()) lines.push_back(query.bytes(0));
-  return lines;
+  query.bind(1, job_id).bind(2, page.first_line).bind(3, limit);
+  while (query.step()) page.lines.push_back(query.bytes(0));
+  return page;
 }
 
 std::int64_t JobStore::log_line_count(const std::string& job_id) const {
   std::lock_guard lock(mutex_);
-  return next_line(db_.get(), path_, job_id);
+  return log_state(db_.get(), path_, job_id).next_line;
 }
 
 }  // namespace sage::cluster

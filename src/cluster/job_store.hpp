@@ -1,10 +1,13 @@
 // The head node's durable record of jobs and their task output, kept in an
 // embedded SQLite database so `sage job list` still shows old jobs after a head
-// restart. Thread-safe (one internal mutex); every method throws sage::Error
-// when the database cannot be opened, read or written.
+// restart. A job's output is bounded: beyond a byte limit its oldest lines are
+// discarded, and readers are told how many. Thread-safe (one internal mutex);
+// every method throws sage::Error when the database cannot be opened, read or
+// written.
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -29,11 +32,21 @@ struct JobRecord {
   friend bool operator==(const JobRecord&, const JobRecord&) = default;
 };
 
+// Lines of a job's output, from a reader's position on.
+struct LogPage {
+  // The number of lines[0]. Greater than the position asked for when the lines
+  // in between were discarded to keep the job's output within its limit.
+  std::int64_t first_line = 0;
+  std::vector<std::string> lines;
+};
+
 class JobStore {
  public:
-  // Opens or creates the database file and its tables; ":memory:" gives a
-  // store that lives only as long as this object.
-  explicit JobStore(const std::string& path);
+  // Opens or creates the database file and its tables (upgrading older ones);
+  // ":memory:" gives a store that lives only as long as this object. Each job
+  // keeps at most `max_log_bytes` of output (its newest line always).
+  explicit JobStore(const std::string& path,
+                    std::uint64_t max_log_bytes = std::numeric_limits<std::uint64_t>::max());
   ~JobStore();
   JobStore(const JobStore&) = delete;
   JobStore& operator=(const JobStore&) = delete;
@@ -43,13 +56,17 @@ class JobStore {
   std::optional<JobRecord> get(const std::string& id) const;
   // Newest submitted first.
   std::vector<JobRecord> list() const;
+  // Deletes the job's record and output; nothing if there is none.
+  void remove(const std::string& id);
 
   // Output lines of a job's task processes, in order. Returns the line number
-  // (0-based) of the first appended line.
+  // (0-based) of the first appended line. Discards the job's oldest lines
+  // while its output is over the limit.
   std::int64_t append_logs(const std::string& job_id, const std::vector<std::string>& lines);
-  // Lines with number >= from_line, in order, at most `limit` of them.
-  std::vector<std::string> logs(const std::string& job_id, std::int64_t from_line = 0,
-                                std::int64_t limit = 1'000'000) const;
+  // The kept lines numbered from_line on, in order, at most `limit` of them.
+  LogPage logs(const std::string& job_id, std::int64_t from_line = 0,
+               std::int64_t limit = 1'000'000) const;
+  // The number the next appended line will get: lines ever appended.
   std::int64_t log_line_count(const std::string& job_id) const;
 
  private:
@@ -58,6 +75,7 @@ class JobStore {
   };
 
   std::string path_;
+  std::uint64_t max_log_bytes_;
   mutable std::mutex mutex_;
   std::unique_ptr<sqlite3, Closer> db_;
 };

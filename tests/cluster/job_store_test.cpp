@@ -1,6 +1,7 @@
 #include "cluster/job_store.hpp"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <stdlib.h>
 
 #include <filesystem>
@@ -98,7 +99,7 @@ TEST(JobStoreTest, RecordsAndLogsSurviveReopening) {
   JobStore store(path);
   EXPECT_EQ(store.get(record.id), record);
   EXPECT_EQ(ids(store.list()), (std::vector<std::string>{"job-new", record.id}));
-  EXPECT_EQ(store.logs(record.id), (std::vector<std::string>{"first", "second\0line"s}));
+  EXPECT_EQ(store.logs(record.id).lines, (std::vector<std::string>{"first", "second\0line"s}));
   EXPECT_EQ(store.append_logs(record.id, {"third"}), 2);
 }
 
@@ -112,13 +113,15 @@ TEST(JobStoreTest, AppendReturnsConsecutiveLineNumbersAndLogsPage) {
   EXPECT_EQ(store.log_line_count("job-1"), 5);
   EXPECT_EQ(store.log_line_count("job-2"), 1);
 
-  EXPECT_EQ(store.logs("job-1"), (std::vector<std::string>{"l0", "l1", "l2", "l3", "l4"}));
-  EXPECT_EQ(store.logs("job-1", 0, 2), (std::vector<std::string>{"l0", "l1"}));
-  EXPECT_EQ(store.logs("job-1", 2, 2), (std::vector<std::string>{"l2", "l3"}));
-  EXPECT_EQ(store.logs("job-1", 4, 2), (std::vector<std::string>{"l4"}));
-  EXPECT_TRUE(store.logs("job-1", 5, 2).empty());
-  EXPECT_TRUE(store.logs("job-1", 0, 0).empty());
-  EXPECT_TRUE(store.logs("job-missing").empty());
+  EXPECT_EQ(store.logs("job-1").lines, (std::vector<std::string>{"l0", "l1", "l2", "l3", "l4"}));
+  EXPECT_EQ(store.logs("job-1", 0, 2).lines, (std::vector<std::string>{"l0", "l1"}));
+  EXPECT_EQ(store.logs("job-1", 2, 2).lines, (std::vector<std::string>{"l2", "l3"}));
+  EXPECT_EQ(store.logs("job-1", 2, 2).first_line, 2);
+  EXPECT_EQ(store.logs("job-1", 4, 2).lines, (std::vector<std::string>{"l4"}));
+  EXPECT_TRUE(store.logs("job-1", 5, 2).lines.empty());
+  EXPECT_TRUE(store.logs("job-1", 0, 0).lines.empty());
+  EXPECT_TRUE(store.logs("job-missing").lines.empty());
+  EXPECT_EQ(store.logs("job-missing").first_line, 0);
 }
 
 TEST(JobStoreTest, UnopenablePathThrowsNamingThePath) {
@@ -151,7 +154,7 @@ TEST(JobStoreTest, ConcurrentAppendsLoseNoLine) {
   }
   for (auto& thread : threads) thread.join();
 
-  const std::vector<std::string> lines = store.logs("job-1");
+  const std::vector<std::string> lines = store.logs("job-1").lines;
   ASSERT_EQ(lines.size(), static_cast<std::size_t>(kThreads * kBatches * kLinesPerBatch));
   EXPECT_EQ(store.log_line_count("job-1"), static_cast<std::int64_t>(lines.size()));
   // Every line is present once, and each thread's lines keep their order.
@@ -163,6 +166,101 @@ TEST(JobStoreTest, ConcurrentAppendsLoseNoLine) {
                         std::to_string(expected % kLinesPerBatch));
   }
   for (int t = 0; t < kThreads; ++t) EXPECT_EQ(next[t], kBatches * kLinesPerBatch);
+}
+
+TEST(JobStoreTest, OutputOverTheLimitLosesItsOldestLinesAndSaysHowMany) {
+  JobStore store(":memory:", /*max_log_bytes=*/10);
+  store.append_logs("job-1", {"aaaa", "bbbb"});
+  EXPECT_EQ(store.logs("job-1").lines, (std::vector<std::string>{"aaaa", "bbbb"}));
+  // 12 bytes: the oldest line goes.
+  EXPECT_EQ(store.append_logs("job-1", {"cccc"}), 2);
+  LogPage page = store.logs("job-1");
+  EXPECT_EQ(page.first_line, 1);
+  EXPECT_EQ(page.lines, (std::vector<std::string>{"bbbb", "cccc"}));
+  // A reader past the discarded lines sees no gap.
+  EXPECT_EQ(store.logs("job-1", 2).first_line, 2);
+  // A line longer than the limit is kept alone, and numbering goes on.
+  EXPECT_EQ(store.append_logs("job-1", {"dd", std::string(25, 'e')}), 3);
+  page = store.logs("job-1", 1);
+  EXPECT_EQ(page.first_line, 4);
+  EXPECT_EQ(page.lines, (std::vector<std::string>{std::string(25, 'e')}));
+  EXPECT_EQ(store.log_line_count("job-1"), 5);
+  EXPECT_EQ(store.append_logs("job-1", {"f"}), 5);
+  EXPECT_EQ(store.logs("job-1").lines, (std::vector<std::string>{"f"}));
+  EXPECT_EQ(store.logs("job-1").first_line, 5);
+  // Other jobs have limits of their own.
+  store.append_logs("job-2", {"1234567890"});
+  EXPECT_EQ(store.logs("job-2").lines, (std::vector<std::string>{"1234567890"}));
+}
+
+TEST(JobStoreTest, RemoveDeletesTheRecordAndItsOutputOnly) {
+  JobStore store(":memory:");
+  store.put(record_submitted_at("job-a", 1));
+  store.put(record_submitted_at("job-b", 2));
+  store.append_logs("job-a", {"a0", "a1"});
+  store.append_logs("job-b", {"b0"});
+  store.remove("job-a");
+  store.remove("job-never-was");
+  EXPECT_EQ(store.get("job-a"), std::nullopt);
+  EXPECT_EQ(ids(store.list()), (std::vector<std::string>{"job-b"}));
+  EXPECT_TRUE(store.logs("job-a").lines.empty());
+  EXPECT_EQ(store.log_line_count("job-a"), 0);
+  EXPECT_EQ(store.logs("job-b").lines, (std::vector<std::string>{"b0"}));
+}
+
+// A database written by a head of schema version 1 (no per-job output state)
+// opens with its jobs and output, and its line numbering goes on.
+TEST(JobStoreTest, UpgradesADatabaseOfSchemaVersion1) {
+  TempDir dir;
+  const std::string path = dir.file("jobs.db");
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    const char* v1 =
+        "CREATE TABLE jobs ("
+        "  id BLOB PRIMARY KEY NOT NULL, name BLOB NOT NULL, state BLOB NOT NULL,"
+        "  error BLOB NOT NULL, fingerprint BLOB NOT NULL, program_hash BLOB NOT NULL,"
+        "  args BLOB NOT NULL, submitted_at_ms INTEGER NOT NULL,"
+        "  started_at_ms INTEGER NOT NULL, finished_at_ms INTEGER NOT NULL,"
+        "  statistics BLOB NOT NULL);"
+        "CREATE INDEX jobs_by_submitted ON jobs (submitted_at_ms);"
+        "CREATE TABLE job_logs ("
+        "  job_id BLOB NOT NULL, line INTEGER NOT NULL, text BLOB NOT NULL,"
+        "  PRIMARY KEY (job_id, line)) WITHOUT ROWID;"
+        // The head stores every text as a BLOB.
+        "INSERT INTO jobs VALUES (CAST('job-old' AS BLOB), x'', CAST('FINISHED' AS BLOB), x'',"
+        "  x'', x'', x'', 5, 6, 7, x'');"
+        "INSERT INTO job_logs VALUES (CAST('job-old' AS BLOB), 0, CAST('zero' AS BLOB)),"
+        "  (CAST('job-old' AS BLOB), 1, CAST('one' AS BLOB));"
+        "PRAGMA user_version = 1;";
+    ASSERT_EQ(sqlite3_exec(db, v1, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    sqlite3_close(db);
+  }
+  JobStore store(path, /*max_log_bytes=*/8);
+  ASSERT_TRUE(store.get("job-old").has_value());
+  EXPECT_EQ(store.get("job-old")->finished_at_ms, 7);
+  EXPECT_EQ(store.logs("job-old").lines, (std::vector<std::string>{"zero", "one"}));
+  EXPECT_EQ(store.log_line_count("job-old"), 2);
+  EXPECT_EQ(store.append_logs("job-old", {"two"}), 2);
+  EXPECT_EQ(store.logs("job-old").lines, (std::vector<std::string>{"one", "two"}));
+}
+
+TEST(JobStoreTest, ADatabaseOfANewerSageIsRefused) {
+  TempDir dir;
+  const std::string path = dir.file("jobs.db");
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version = 99", nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+  }
+  try {
+    JobStore store(path);
+    FAIL() << "expected sage::Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("upgrade sage on the head node"), std::string::npos)
+        << e.what();
+  }
 }
 
 }  // namespace

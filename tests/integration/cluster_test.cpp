@@ -173,12 +173,14 @@ class ClusterTest : public ::testing::Test {
     return pid;
   }
 
-  // `flags` go before the command: --tls-cert and the like.
-  void start_head(std::vector<std::string> flags = {}) {
+  // `flags` go before the command (--tls-cert and the like), `start_flags` after it.
+  void start_head(std::vector<std::string> flags = {},
+                  const std::vector<std::string>& start_flags = {}) {
     for (const char* arg : {"cluster", "start", "--head", "--port", "0", "--jobmanager-port", "0",
                             "--num-cpus", "2", "--memory", "4GB"}) {
       flags.push_back(arg);
     }
+    flags.insert(flags.end(), start_flags.begin(), start_flags.end());
     const Outcome head = cli(flags);
     ASSERT_EQ(head.code, 0) << head.output;
     ASSERT_NE(head.output.find("sage head started"), std::string::npos) << head.output;
@@ -623,6 +625,64 @@ TEST_F(ClusterTest, JobsAreStillListedAfterTheHeadRestarts) {
   EXPECT_NE(logs.output.find("received 30"), std::string::npos) << logs.output;
 }
 
+TEST_F(ClusterTest, TheHeadKeepsItsJobHistoryAndEachJobsNewestOutputWithinLimits) {
+  ASSERT_NO_FATAL_FAILURE(start_head({}, {"--job-history", "2", "--max-job-output", "1MB"}));
+  // 200 lines of 60 kB: about 12 MB of output.
+  const Outcome loud = cli({"job", "submit", SAGE_CLUSTER_JOB_BINARY, "loud"});
+  ASSERT_EQ(loud.code, 0) << loud.output.substr(0, 2000);
+  std::smatch id;
+  ASSERT_TRUE(std::regex_search(loud.output, id, std::regex(R"(job (job-\w+) FINISHED)")));
+  const std::string loud_id = id[1];
+
+  const Outcome logs = cli({"job", "logs", loud_id});
+  ASSERT_EQ(logs.code, 0) << logs.output.substr(0, 2000);
+  std::smatch notice;
+  ASSERT_TRUE(std::regex_search(
+      logs.output, notice,
+      std::regex(R"(^\[sage\] (\d+) earlier output lines of this job were discarded: the head )"
+                 R"(keeps the last 1\.0 MiB of each job's output \(sage cluster start --head )"
+                 R"(--max-job-output\)\n)")))
+      << logs.output.substr(0, 2000);
+  const int kept_long_lines = 200 - std::stoi(notice[1]);
+  EXPECT_GT(kept_long_lines, 10);
+  EXPECT_LE(kept_long_lines, 18) << "1 MiB holds 17 lines of 60 kB";
+  EXPECT_NE(logs.output.find(") long 199 "), std::string::npos);
+  EXPECT_TRUE(logs.output.ends_with(") after\n")) << logs.output.substr(logs.output.size() - 200);
+  EXPECT_LE(logs.output.size(), (1u << 20) + 4096);
+
+  // Two more jobs: the loud one, which ended first, is forgotten with its output.
+  for (int i = 0; i < 2; ++i) {
+    const Outcome example = cli({"job", "submit", SAGE_EXAMPLE_BINARY});
+    ASSERT_EQ(example.code, 0) << example.output;
+  }
+  const auto listed_ids = [&] {
+    std::vector<std::string> ids;
+    const auto jobs = nlohmann::json::parse(cli({"job", "list", "--format", "json"}).output);
+    for (const auto& job : jobs.at("jobs")) ids.push_back(job.value("job_id", ""));
+    return ids;
+  };
+  std::vector<std::string> ids;
+  ASSERT_TRUE(eventually(
+      [&] {
+        ids = listed_ids();
+        return ids.size() == 2;
+      },
+      10s))
+      << ids.size() << " jobs listed";
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), loud_id), 0);
+  const Outcome forgotten = cli({"job", "logs", loud_id});
+  EXPECT_EQ(forgotten.code, 1);
+  EXPECT_NE(forgotten.output.find("no job '" + loud_id + "'"), std::string::npos)
+      << forgotten.output;
+
+  // A head restarted with a shorter history forgets what is beyond it at once.
+  const int head = pid_of("head");
+  ASSERT_EQ(kill(head, SIGTERM), 0);
+  ASSERT_TRUE(eventually([&] { return !process_alive(head); }, 20s)) << "the head did not stop";
+  ASSERT_NO_FATAL_FAILURE(start_head({}, {"--job-history", "1"}));
+  EXPECT_EQ(listed_ids(), std::vector<std::string>{ids.front()}) << "the newest job stays";
+}
+
 TEST_F(ClusterTest, AJobThatCanNeverFitIsRejectedAtSubmit) {
   ASSERT_NO_FATAL_FAILURE(start_cluster());
   const Outcome job = cli({"job", "submit", SAGE_CLUSTER_JOB_BINARY, "greedy"});
@@ -810,8 +870,19 @@ TEST_F(ClusterTest, CommandsSayWhatIsWrong) {
 
   const Outcome bad_memory = cli({"cluster", "start", "--head", "--memory", "lots"});
   EXPECT_EQ(bad_memory.code, 1);
-  EXPECT_NE(bad_memory.output.find("--memory 'lots' is not an amount of memory"), std::string::npos)
+  EXPECT_NE(bad_memory.output.find("--memory 'lots' is not an amount of bytes"), std::string::npos)
       << bad_memory.output;
+  EXPECT_FALSE(std::filesystem::exists(state_dir_ + "/head.json"));
+  const Outcome bad_output_limit = cli({"cluster", "start", "--head", "--max-job-output", "0"});
+  EXPECT_EQ(bad_output_limit.code, 1);
+  EXPECT_NE(bad_output_limit.output.find("--max-job-output '0' is not an amount of bytes"),
+            std::string::npos)
+      << bad_output_limit.output;
+  const Outcome head_flag_on_worker =
+      cli({"cluster", "start", "--worker", "--head-address=127.0.0.1:1", "--job-history", "5"});
+  EXPECT_EQ(head_flag_on_worker.code, 2);
+  EXPECT_NE(head_flag_on_worker.output.find("--worker excludes --job-history"), std::string::npos)
+      << head_flag_on_worker.output;
   EXPECT_FALSE(std::filesystem::exists(state_dir_ + "/head.json"));
 
   ASSERT_NO_FATAL_FAILURE(start_head());
