@@ -4,7 +4,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,6 +19,7 @@
 #include <thread>
 
 #include "cluster/cluster_config.hpp"
+#include "cluster/memory_watch.hpp"
 #include "cluster/program_store.hpp"
 #include "cluster/task_output.hpp"
 #include "cluster/task_process.hpp"
@@ -308,15 +308,12 @@ class Worker::Impl {
     std::string gpus;
     for (int g : start.gpu_indices()) gpus += (gpus.empty() ? "" : ",") + std::to_string(g);
     env.push_back("CUDA_VISIBLE_DEVICES=" + gpus);
-    // Under a memory limit (RLIMIT_AS), few malloc arenas keep address space for data.
-    if (start.memory_limit_bytes() > 0) env.push_back("MALLOC_ARENA_MAX=2");
     std::vector<char*> argv, envp;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
     for (auto& e : env) envp.push_back(e.data());
     envp.push_back(nullptr);
     const std::string cwd = start.working_directory();
-    const std::uint64_t memory = start.memory_limit_bytes();
 
     const pid_t parent = getpid();
     const pid_t pid = fork();
@@ -331,10 +328,6 @@ class Worker::Impl {
       dup2(result[1], kChildResultFd);
       if (!cwd.empty() && chdir(cwd.c_str()) != 0) {
         if (chdir("/") != 0) _exit(126);
-      }
-      if (memory > 0) {
-        rlimit limit{memory, memory};
-        setrlimit(RLIMIT_AS, &limit);
       }
       execve(argv[0], argv.data(), envp.data());
       _exit(127);
@@ -354,7 +347,8 @@ class Worker::Impl {
       // The session ended (or the job was stopped) while this process started.
       if (generation_ != generation || stopped_jobs_.count(start.job_id())) ::kill(-pid, SIGKILL);
     }
-    const std::string result_bytes = relay(start, pid, output[0], result[0]);
+    MemoryWatch memory(pid, start.memory_limit_bytes(), options_.node_id);
+    const std::string result_bytes = relay(start, memory, output[0], result[0]);
     int status = 0;
     waitpid(pid, &status, 0);
     {
@@ -366,10 +360,12 @@ class Worker::Impl {
     const bool has_details = !result_bytes.empty() && details.ParseFromString(result_bytes);
     const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     std::string error;
-    if (WIFSIGNALED(status)) {
+    if (!memory.verdict().empty()) {
+      error = memory.verdict();
+      details.set_error(error);  // over whatever the process said as it was killed
+    } else if (WIFSIGNALED(status)) {
       error = "the task process on node '" + options_.node_id + "' was killed by signal " +
-              std::to_string(WTERMSIG(status)) +
-              (WTERMSIG(status) == SIGKILL && memory > 0 ? " (memory limit?)" : "");
+              std::to_string(WTERMSIG(status));
     } else if (code == 127) {
       error = "node '" + options_.node_id + "' could not execute the job's program";
     }
@@ -377,10 +373,12 @@ class Worker::Impl {
   }
 
   // Until the process closes both pipes: sends its output lines to the head,
-  // prefixed with where they came from, and its progress reports. Returns its
-  // exit report (serialized), empty if it sent none.
-  std::string relay(const rpc::StartProcess& start, pid_t pid, int output_fd, int result_fd) {
-    OutputLines output(options_.node_id, pid);
+  // prefixed with where they came from, and its progress reports, and keeps
+  // the process within its memory. Returns its exit report (serialized), empty
+  // if it sent none.
+  std::string relay(const rpc::StartProcess& start, MemoryWatch& memory, int output_fd,
+                    int result_fd) {
+    OutputLines output(options_.node_id, memory.pid());
     rpc::OutputReport report;
     report.set_job_id(start.job_id());
     report.set_process_index(start.process_index());
@@ -456,6 +454,7 @@ class Worker::Impl {
         }
       }
       if (std::chrono::steady_clock::now() - last_flush >= kOutputFlushInterval) flush();
+      memory.check();
     }
     output.finish(&lines);
     add_lines();

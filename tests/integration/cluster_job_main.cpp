@@ -24,6 +24,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -243,13 +244,25 @@ int main(int argc, char** argv) {
           .map<GpuReport>(sage::Options{
               .name = "gpu", .parallelism = 3, .resources = sage::Resources{.num_gpus = 1}})
           .sink([](int) {}, {.name = "discard"});
+    } else if (mode == "memory-hog") {
+      // Declares 256 MB and touches up to 4 GiB, 64 MiB at a time; it must be killed on the way.
+      env->from_collection(std::vector<int>{1}, {.name = "numbers"})
+          .map(
+              [](int x) {
+                std::vector<std::unique_ptr<char[]>> chunks;
+                for (int i = 0; i < 64; ++i) {
+                  chunks.push_back(std::make_unique<char[]>(64 << 20));
+                  std::memset(chunks.back().get(), 1, 64 << 20);
+                }
+                return x + static_cast<int>(chunks.size());
+              },
+              {.name = "hog", .resources = sage::Resources{.memory = "256MB"}})
+          .sink([](int) {}, {.name = "discard"});
     } else {
-      std::fprintf(
-          stderr,
-          "usage: %s keyed N|shuffle "
-          "N|unbounded|reserving|throw|greedy|crowd|fragmented|packable|gpus|gpu-hog|tls-env|loud "
-          "[--local]\n",
-          argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s keyed N|shuffle N|unbounded|reserving|throw|greedy|crowd|fragmented|"
+                   "packable|gpus|gpu-hog|memory-hog|tls-env|loud [--local]\n",
+                   argv[0]);
       return 2;
     }
     const auto result = env->execute();

@@ -683,6 +683,17 @@ TEST_F(ClusterTest, TheHeadKeepsItsJobHistoryAndEachJobsNewestOutputWithinLimits
   EXPECT_EQ(listed_ids(), std::vector<std::string>{ids.front()}) << "the newest job stays";
 }
 
+TEST_F(ClusterTest, AnInstanceUsingMoreMemoryThanItDeclaresFailsItsJobSayingSo) {
+  ASSERT_NO_FATAL_FAILURE(start_head());
+  const Outcome job = cli({"job", "submit", SAGE_CLUSTER_JOB_BINARY, "memory-hog"});
+  EXPECT_EQ(job.code, 1) << job.output;
+  EXPECT_TRUE(std::regex_search(
+      job.output, std::regex(R"(the task process on node 'head' used \d+ MiB of memory, over the )"
+                             R"(256 MiB its instances declare \(resources\.memory\), and was )"
+                             R"(killed; raise the operators' memory or make them use less)")))
+      << job.output;
+}
+
 TEST_F(ClusterTest, AJobThatCanNeverFitIsRejectedAtSubmit) {
   ASSERT_NO_FATAL_FAILURE(start_cluster());
   const Outcome job = cli({"job", "submit", SAGE_CLUSTER_JOB_BINARY, "greedy"});
