@@ -214,35 +214,28 @@ TEST(JobStoreTest, UpgradesADatabaseOfSchemaVersion1) {
   TempDir dir;
   const std::string path = dir.file("jobs.db");
   {
+    JobStore store(path);
+    store.put(full_record());
+    store.append_logs(full_record().id, {"zero", "one"});
+  }
+  {
+    // Version 2 is version 1 and the job_log_state table.
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-    const char* v1 =
-        "CREATE TABLE jobs ("
-        "  id BLOB PRIMARY KEY NOT NULL, name BLOB NOT NULL, state BLOB NOT NULL,"
-        "  error BLOB NOT NULL, fingerprint BLOB NOT NULL, program_hash BLOB NOT NULL,"
-        "  args BLOB NOT NULL, submitted_at_ms INTEGER NOT NULL,"
-        "  started_at_ms INTEGER NOT NULL, finished_at_ms INTEGER NOT NULL,"
-        "  statistics BLOB NOT NULL);"
-        "CREATE INDEX jobs_by_submitted ON jobs (submitted_at_ms);"
-        "CREATE TABLE job_logs ("
-        "  job_id BLOB NOT NULL, line INTEGER NOT NULL, text BLOB NOT NULL,"
-        "  PRIMARY KEY (job_id, line)) WITHOUT ROWID;"
-        // The head stores every text as a BLOB.
-        "INSERT INTO jobs VALUES (CAST('job-old' AS BLOB), x'', CAST('FINISHED' AS BLOB), x'',"
-        "  x'', x'', x'', 5, 6, 7, x'');"
-        "INSERT INTO job_logs VALUES (CAST('job-old' AS BLOB), 0, CAST('zero' AS BLOB)),"
-        "  (CAST('job-old' AS BLOB), 1, CAST('one' AS BLOB));"
-        "PRAGMA user_version = 1;";
-    ASSERT_EQ(sqlite3_exec(db, v1, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    ASSERT_EQ(sqlite3_exec(db, "DROP TABLE job_log_state; PRAGMA user_version = 1;", nullptr,
+                           nullptr, nullptr),
+              SQLITE_OK)
+        << sqlite3_errmsg(db);
     sqlite3_close(db);
   }
   JobStore store(path, /*max_log_bytes=*/8);
-  ASSERT_TRUE(store.get("job-old").has_value());
-  EXPECT_EQ(store.get("job-old")->finished_at_ms, 7);
-  EXPECT_EQ(store.logs("job-old").lines, (std::vector<std::string>{"zero", "one"}));
-  EXPECT_EQ(store.log_line_count("job-old"), 2);
-  EXPECT_EQ(store.append_logs("job-old", {"two"}), 2);
-  EXPECT_EQ(store.logs("job-old").lines, (std::vector<std::string>{"one", "two"}));
+  const std::string id = full_record().id;
+  EXPECT_EQ(store.get(id), full_record());
+  EXPECT_EQ(store.logs(id).lines, (std::vector<std::string>{"zero", "one"}));
+  EXPECT_EQ(store.log_line_count(id), 2);
+  EXPECT_EQ(store.append_logs(id, {"two"}), 2);
+  EXPECT_EQ(store.logs(id).lines, (std::vector<std::string>{"one", "two"}));
+  EXPECT_EQ(store.logs(id).first_line, 1);
 }
 
 TEST(JobStoreTest, ADatabaseOfANewerSageIsRefused) {
