@@ -211,6 +211,10 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
       }
       const bool caught_up = next_line >= store_.log_line_count(request->job_id());
       if (caught_up && (final || !request->follow())) {
+        // The lines read may have been cut short by the job being forgotten.
+        if (std::lock_guard relock(mutex_); !jobs_.count(request->job_id())) {
+          return forgotten_job(request->job_id());
+        }
         rpc::JobEvent event;
         *event.mutable_state() = info;
         writer->Write(event);
@@ -257,6 +261,8 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
         finish(job, "STOPPED", "");
       } else {
         send_stop(job);
+        end_unstarted_processes(job);
+        settle_if_ended(job);
       }
     }
     *reply = job.info;
@@ -355,11 +361,13 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
     if (auto s = net::check_token(*context, options_.token); !s.ok()) return s;
     std::lock_guard lock(mutex_);
     Process* process = find_process(request->job_id(), request->process_index());
-    if (process == nullptr) return Status::OK;  // the job ended meanwhile
+    if (process == nullptr) return Status::OK;  // the job was forgotten meanwhile
     Job& job = *jobs_.at(request->job_id());
+    if (is_final(job.info.state())) return Status::OK;  // failed or stopped meanwhile
     if (!request->error().empty()) {
       fail(job,
            "node '" + process->node_id + "' could not prepare a task process: " + request->error());
+      settle_if_ended(job);
       return Status::OK;
     }
     process->data_address = request->data_address();
@@ -374,14 +382,13 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
   Status ReportOutput(ServerContext* context, const rpc::OutputReport* request,
                       rpc::Empty*) override {
     if (auto s = net::check_token(*context, options_.token); !s.ok()) return s;
-    {
-      // Output of a job the head does not know would never be read or removed.
-      std::lock_guard lock(mutex_);
-      if (!jobs_.count(request->job_id())) return unknown_job(request->job_id());
-    }
     if (request->lines_size() > 0) {
-      store_.append_logs(request->job_id(), std::vector<std::string>(request->lines().begin(),
-                                                                     request->lines().end()));
+      // The store takes no output for a job it has no record of (one forgotten).
+      if (!store_.append_logs(
+              request->job_id(),
+              std::vector<std::string>(request->lines().begin(), request->lines().end()))) {
+        return unknown_job(request->job_id());
+      }
       std::lock_guard lock(mutex_);
       changed_.notify_all();
     }
@@ -407,24 +414,20 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
     process->live.Clear();
     for (const auto& stats : request->instances()) *job.info.add_instances() = stats;
     sort_instances(job.info.mutable_instances());
-    if (request->exit_code() != 0 && !job.stop_requested && job.held_error.empty()) {
+    const bool first_failure = job.held_error.empty() && !is_final(job.info.state());
+    // A process killed for its memory is a cause, not a consequence: it
+    // replaces a held error (a peer's broken connection).
+    const bool cause = request->over_memory_limit() && !is_final(job.info.state());
+    if (request->exit_code() != 0 && !job.stop_requested && (first_failure || cause)) {
       // Held for kRootCauseGrace: when a node dies, its peers fail first
       // (their connections break), but the node is the cause to report.
       job.held_error = request->error().empty()
                            ? "the task process on node '" + process->node_id +
                                  "' exited with code " + std::to_string(request->exit_code())
                            : request->error();
-      job.held_since_ms = now_ms();
+      if (first_failure) job.held_since_ms = now_ms();
     }
-    if (std::all_of(job.processes.begin(), job.processes.end(),
-                    [](const Process& p) { return p.exited; })) {
-      if (!job.held_error.empty()) fail(job, job.held_error);
-      if (!is_final(job.info.state())) {
-        finish(job, job.stop_requested ? "STOPPED" : "FINISHED", "");
-      }
-      release(job);
-      schedule_pending();
-    }
+    settle_if_ended(job);
     return Status::OK;
   }
 
@@ -471,7 +474,9 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
     std::string data_address;
     std::vector<int> gpus;
     std::uint64_t memory = 0;
-    bool prepared = false, exited = false;
+    // Prepared: its worker reserved its data-plane port. Started: told to
+    // start it, after which its worker reports its exit.
+    bool prepared = false, started = false, exited = false;
     // Its instances' statistics from its last progress report, until it exits.
     google::protobuf::RepeatedPtrField<rpc::InstanceStats> live;
   };
@@ -685,7 +690,7 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
       const std::string& node_id = holds[t].node_id;
       auto [it, added] =
           process_of_node.try_emplace(node_id, static_cast<int>(job.processes.size()));
-      if (added) job.processes.push_back(Process{node_id, "", {}, 0, false, false});
+      if (added) job.processes.push_back(Process{.node_id = node_id});
       Process& p = job.processes[it->second];
       // The process sees its GPUs in this order (CUDA_VISIBLE_DEVICES), so
       // the task's are the next ones CUDA numbers.
@@ -760,6 +765,7 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
       for (int g : job.processes[p].gpus) start->add_gpu_indices(g);
       start->set_memory_limit_bytes(job.processes[p].memory);
       nodes_.at(job.processes[p].node_id).commands.push_back(std::move(command));
+      job.processes[p].started = true;
     }
     changed_.notify_all();
   }
@@ -786,6 +792,28 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
     spdlog::warn("job {} failed: {}", job.info.job_id(), error);
     finish(job, "FAILED", error);
     send_stop(job);
+    end_unstarted_processes(job);
+  }
+
+  // Processes not yet started (their job failed or was stopped while it was
+  // being prepared) will never report an exit: they end here.
+  static void end_unstarted_processes(Job& job) {
+    for (Process& p : job.processes) {
+      if (!p.started) p.exited = true;
+    }
+  }
+
+  // Once every process of the job has ended: its final state, and its
+  // resources back to the nodes for the jobs that wait.
+  void settle_if_ended(Job& job) {
+    if (!std::all_of(job.processes.begin(), job.processes.end(),
+                     [](const Process& p) { return p.exited; })) {
+      return;
+    }
+    if (!job.held_error.empty()) fail(job, job.held_error);
+    if (!is_final(job.info.state())) finish(job, job.stop_requested ? "STOPPED" : "FINISHED", "");
+    release(job);
+    schedule_pending();
   }
 
   void finish(Job& job, const std::string& state, const std::string& error) {
@@ -835,10 +863,7 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
         if (p.node_id == node_id) p.exited = true;
       }
       fail(*job, why + "; its task processes are lost");
-      if (std::all_of(job->processes.begin(), job->processes.end(),
-                      [](const Process& p) { return p.exited; })) {
-        release(*job);
-      }
+      settle_if_ended(*job);
     }
     // A dead node's reservations are void.
     node.used.Clear();
@@ -854,6 +879,7 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
       for (auto& [id, job] : jobs_) {
         if (!job->held_error.empty() && now - job->held_since_ms >= kRootCauseGrace.count()) {
           fail(*job, job->held_error);
+          settle_if_ended(*job);
         }
       }
       for (auto& [id, node] : nodes_) {
@@ -895,7 +921,13 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
 
   void remove_from_store(const std::vector<std::string>& ids) {
     if (ids.empty()) return;
-    for (const auto& id : ids) store_.remove(id);
+    try {
+      for (const auto& id : ids) store_.remove(id);
+    } catch (const Error& e) {
+      // They are forgotten again after a restart, when they load from the store.
+      spdlog::error("cannot remove forgotten jobs from the job database: {}", e.what());
+      return;
+    }
     spdlog::info("forgot {} ended jobs and their output (beyond the history of {}, from {} to {})",
                  ids.size(), options_.job_history, ids.front(), ids.back());
   }

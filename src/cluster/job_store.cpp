@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <limits>
 #include <string_view>
 #include <utility>
 
@@ -191,6 +192,7 @@ void migrate(sqlite3* db, const std::string& path) {
          "CREATE TABLE job_log_state ("
          "  job_id BLOB PRIMARY KEY NOT NULL, next_line INTEGER NOT NULL,"
          "  first_line INTEGER NOT NULL, bytes INTEGER NOT NULL) WITHOUT ROWID;"
+         "DELETE FROM job_logs WHERE job_id NOT IN (SELECT id FROM jobs);"
          "INSERT INTO job_log_state (job_id, next_line, first_line, bytes)"
          "  SELECT job_id, MAX(line) + 1, MIN(line), SUM(LENGTH(text)) FROM job_logs"
          "  GROUP BY job_id;");
@@ -204,6 +206,15 @@ void migrate(sqlite3* db, const std::string& path) {
 struct LogState {
   std::int64_t next_line = 0, first_line = 0, bytes = 0;
 };
+
+void save_log_state(sqlite3* db, const std::string& path, const std::string& job_id,
+                    const LogState& state) {
+  Statement save(db, path,
+                 "INSERT OR REPLACE INTO job_log_state (job_id, next_line, first_line, bytes) "
+                 "VALUES (?, ?, ?, ?)");
+  save.bind(1, job_id).bind(2, state.next_line).bind(3, state.first_line).bind(4, state.bytes);
+  save.step();
+}
 
 LogState log_state(sqlite3* db, const std::string& path, const std::string& job_id) {
   Statement query(db, path,
@@ -254,6 +265,27 @@ JobStore::JobStore(const std::string& path, std::uint64_t max_log_bytes)
   // database answers "memory", which is fine.
   exec(raw, path_, "PRAGMA journal_mode = WAL");
   migrate(raw, path_);
+  discard_over_limit();
+}
+
+void JobStore::discard_over_limit() {
+  Transaction transaction(db_.get(), path_);
+  std::vector<std::pair<std::string, LogState>> over;
+  {
+    Statement query(
+        db_.get(), path_,
+        "SELECT job_id, next_line, first_line, bytes FROM job_log_state WHERE bytes > ?");
+    query.bind(1, static_cast<std::int64_t>(std::min<std::uint64_t>(
+                      max_log_bytes_, std::numeric_limits<std::int64_t>::max())));
+    while (query.step()) {
+      over.emplace_back(query.bytes(0), LogState{query.int64(1), query.int64(2), query.int64(3)});
+    }
+  }
+  for (auto& [job_id, state] : over) {
+    discard_oldest(db_.get(), path_, job_id, max_log_bytes_, state);
+    save_log_state(db_.get(), path_, job_id, state);
+  }
+  transaction.commit();
 }
 
 JobStore::~JobStore() = default;
@@ -308,10 +340,13 @@ void JobStore::remove(const std::string& id) {
   transaction.commit();
 }
 
-std::int64_t JobStore::append_logs(const std::string& job_id,
-                                   const std::vector<std::string>& lines) {
+std::optional<std::int64_t> JobStore::append_logs(const std::string& job_id,
+                                                  const std::vector<std::string>& lines) {
   std::lock_guard lock(mutex_);
   Transaction transaction(db_.get(), path_);
+  Statement known(db_.get(), path_, "SELECT 1 FROM jobs WHERE id = ?");
+  known.bind(1, job_id);
+  if (!known.step()) return std::nullopt;
   LogState state = log_state(db_.get(), path_, job_id);
   const std::int64_t first = state.next_line;
   if (lines.empty()) return first;
@@ -323,11 +358,7 @@ std::int64_t JobStore::append_logs(const std::string& job_id,
     state.bytes += static_cast<std::int64_t>(line.size());
   }
   discard_oldest(db_.get(), path_, job_id, max_log_bytes_, state);
-  Statement save(db_.get(), path_,
-                 "INSERT OR REPLACE INTO job_log_state (job_id, next_line, first_line, bytes) "
-                 "VALUES (?, ?, ?, ?)");
-  save.bind(1, job_id).bind(2, state.next_line).bind(3, state.first_line).bind(4, state.bytes);
-  save.step();
+  save_log_state(db_.get(), path_, job_id, state);
   transaction.commit();
   return first;
 }

@@ -44,7 +44,8 @@ class JobStore {
  public:
   // Opens or creates the database file and its tables (upgrading older ones);
   // ":memory:" gives a store that lives only as long as this object. Each job
-  // keeps at most `max_log_bytes` of output (its newest line always).
+  // keeps at most `max_log_bytes` of output (its newest line always), also
+  // the output stored under a larger limit before.
   explicit JobStore(const std::string& path,
                     std::uint64_t max_log_bytes = std::numeric_limits<std::uint64_t>::max());
   ~JobStore();
@@ -60,9 +61,11 @@ class JobStore {
   void remove(const std::string& id);
 
   // Output lines of a job's task processes, in order. Returns the line number
-  // (0-based) of the first appended line. Discards the job's oldest lines
-  // while its output is over the limit.
-  std::int64_t append_logs(const std::string& job_id, const std::vector<std::string>& lines);
+  // (0-based) of the first appended line; nullopt, storing nothing, when
+  // there is no record of the job (it was removed). Discards the job's oldest
+  // lines while its output is over the limit.
+  std::optional<std::int64_t> append_logs(const std::string& job_id,
+                                          const std::vector<std::string>& lines);
   // The kept lines numbered from_line on, in order, at most `limit` of them.
   LogPage logs(const std::string& job_id, std::int64_t from_line = 0,
                std::int64_t limit = 1'000'000) const;
@@ -73,6 +76,9 @@ class JobStore {
   struct Closer {
     void operator()(sqlite3* db) const;
   };
+
+  // At opening: trims the output of jobs over the limit.
+  void discard_over_limit();
 
   std::string path_;
   std::uint64_t max_log_bytes_;

@@ -16,19 +16,12 @@ std::optional<std::uint64_t> resident_bytes(pid_t pid) {
 }
 
 MemoryWatch::MemoryWatch(pid_t pid, std::uint64_t limit_bytes, std::string node_id)
-    : pid_(pid),
-      limit_bytes_(limit_bytes),
-      node_id_(std::move(node_id)),
-      next_check_(std::chrono::steady_clock::now()) {}
+    : pid_(pid), limit_bytes_(limit_bytes), node_id_(std::move(node_id)) {}
 
 void MemoryWatch::check() {
   if (limit_bytes_ == 0 || !verdict_.empty()) return;
-  const auto now = std::chrono::steady_clock::now();
-  if (now < next_check_) return;
-  next_check_ = now + kMemoryCheckInterval;
   const std::optional<std::uint64_t> used = resident_bytes(pid_);
-  if (!used || *used <= limit_bytes_) return;
-  ::kill(-pid_, SIGKILL);
+  if (!used || *used <= limit_bytes_ || ::kill(-pid_, SIGKILL) != 0) return;
   verdict_ = "the task process on node '" + node_id_ + "' used " + std::to_string(*used >> 20) +
              " MiB of memory, over the " + std::to_string(limit_bytes_ >> 20) +
              " MiB its instances declare (resources.memory), and was killed; raise the "

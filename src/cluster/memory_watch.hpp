@@ -15,25 +15,26 @@
 
 namespace sage::cluster {
 
-// How often a watched process is checked; a process that allocates faster
-// than that can briefly go beyond its limit.
+// How often the worker checks its task processes; a process that allocates
+// faster than that can briefly go beyond its limit.
 constexpr auto kMemoryCheckInterval = std::chrono::milliseconds(100);
 
-// The resident memory of process `pid` in bytes (from /proc/<pid>/statm);
-// nullopt once the process is gone.
+// The resident memory of process `pid` in bytes (from /proc/<pid>/statm),
+// counting every page it has touched: its heap and stacks, and the pages of
+// libraries and files it mapped. Nullopt once the process is reaped; 0 while
+// it is a zombie.
 std::optional<std::uint64_t> resident_bytes(pid_t pid);
 
 class MemoryWatch {
  public:
   // Watches process `pid`, the leader of its process group; `limit_bytes` 0
-  // means no limit. `node_id` is for the verdict.
+  // means no limit. `node_id` is for the verdict. The caller keeps the pid
+  // from being reused (does not reap it) while it calls check().
   MemoryWatch(pid_t pid, std::uint64_t limit_bytes, std::string node_id);
 
-  // Checks the process when kMemoryCheckInterval has passed since the last
-  // check, and kills its process group (SIGKILL) when it is over the limit.
+  // Kills the process group (SIGKILL) when the process is over its limit.
   void check();
 
-  pid_t pid() const { return pid_; }
   // Why the process was killed; empty unless it was.
   const std::string& verdict() const { return verdict_; }
 
@@ -41,7 +42,6 @@ class MemoryWatch {
   pid_t pid_;
   std::uint64_t limit_bytes_;
   std::string node_id_;
-  std::chrono::steady_clock::time_point next_check_;
   std::string verdict_;
 };
 

@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <condition_variable>
 #include <cstring>
 #include <fstream>
@@ -67,6 +68,7 @@ class Worker::Impl {
     if (options_.num_cpus <= 0) options_.num_cpus = std::thread::hardware_concurrency();
     if (options_.num_gpus < 0) options_.num_gpus = count_gpus();
     if (options_.memory_bytes == 0) options_.memory_bytes = machine_memory();
+    memory_checker_ = std::thread([this] { check_memory(); });
   }
 
   ~Impl() {
@@ -74,6 +76,8 @@ class Worker::Impl {
     kill_all();
     std::unique_lock lock(mutex_);
     reaped_.wait(lock, [&] { return processes_.empty(); });
+    lock.unlock();
+    memory_checker_.join();
   }
 
   void run() {
@@ -98,7 +102,18 @@ class Worker::Impl {
     pid_t pid = 0;
     std::string job_id;
     std::string program;  // its SHA-256
+    MemoryWatch memory;
   };
+
+  // Keeps every task process within its memory limit, on a thread of its own
+  // so that a slow head (which the output relay waits for) delays no check.
+  void check_memory() {
+    std::unique_lock lock(mutex_);
+    while (!stopping_) {
+      changed_.wait_for(lock, kMemoryCheckInterval);
+      for (auto& [pid, running] : processes_) running.memory.check();
+    }
+  }
 
   bool stopping() {
     std::lock_guard lock(mutex_);
@@ -332,6 +347,9 @@ class Worker::Impl {
       execve(argv[0], argv.data(), envp.data());
       _exit(127);
     }
+    // Also here, so that the group exists before anyone signals it (the child
+    // may not have run yet); one of the two calls fails harmlessly.
+    if (pid > 0) setpgid(pid, pid);
     close(output[1]);
     close(result[1]);
     if (pid < 0) {
@@ -343,42 +361,53 @@ class Worker::Impl {
     listener = net::Socket();  // the child has it now
     {
       std::lock_guard lock(mutex_);
-      processes_[pid] = Running{pid, start.job_id(), start.program_sha256()};
+      processes_.emplace(pid,
+                         Running{pid, start.job_id(), start.program_sha256(),
+                                 MemoryWatch(pid, start.memory_limit_bytes(), options_.node_id)});
       // The session ended (or the job was stopped) while this process started.
       if (generation_ != generation || stopped_jobs_.count(start.job_id())) ::kill(-pid, SIGKILL);
     }
-    MemoryWatch memory(pid, start.memory_limit_bytes(), options_.node_id);
-    const std::string result_bytes = relay(start, memory, output[0], result[0]);
+    const std::string result_bytes = relay(start, pid, output[0], result[0]);
+    // Waited for without reaping, so that its pid (and process group) cannot
+    // be reused while the memory checker may still look at it.
+    siginfo_t ended{};
+    while (waitid(P_PID, static_cast<id_t>(pid), &ended, WEXITED | WNOWAIT) != 0 &&
+           errno == EINTR) {
+    }
+    std::string memory_verdict;
+    {
+      std::lock_guard lock(mutex_);
+      memory_verdict = processes_.at(pid).memory.verdict();
+      processes_.erase(pid);
+    }
     int status = 0;
     waitpid(pid, &status, 0);
     {
       std::lock_guard lock(mutex_);
-      processes_.erase(pid);
       reaped_.notify_all();
     }
     rpc::ExitReport details;
     const bool has_details = !result_bytes.empty() && details.ParseFromString(result_bytes);
     const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     std::string error;
-    if (!memory.verdict().empty()) {
-      error = memory.verdict();
+    if (!memory_verdict.empty()) {
+      error = memory_verdict;
       details.set_error(error);  // over whatever the process said as it was killed
+      details.set_over_memory_limit(true);
     } else if (WIFSIGNALED(status)) {
       error = "the task process on node '" + options_.node_id + "' was killed by signal " +
               std::to_string(WTERMSIG(status));
     } else if (code == 127) {
       error = "node '" + options_.node_id + "' could not execute the job's program";
     }
-    report_exit(start, code, error, has_details ? &details : nullptr);
+    report_exit(start, code, error, has_details || !memory_verdict.empty() ? &details : nullptr);
   }
 
   // Until the process closes both pipes: sends its output lines to the head,
-  // prefixed with where they came from, and its progress reports, and keeps
-  // the process within its memory. Returns its exit report (serialized), empty
-  // if it sent none.
-  std::string relay(const rpc::StartProcess& start, MemoryWatch& memory, int output_fd,
-                    int result_fd) {
-    OutputLines output(options_.node_id, memory.pid());
+  // prefixed with where they came from, and its progress reports. Returns its
+  // exit report (serialized), empty if it sent none.
+  std::string relay(const rpc::StartProcess& start, pid_t pid, int output_fd, int result_fd) {
+    OutputLines output(options_.node_id, pid);
     rpc::OutputReport report;
     report.set_job_id(start.job_id());
     report.set_process_index(start.process_index());
@@ -454,7 +483,6 @@ class Worker::Impl {
         }
       }
       if (std::chrono::steady_clock::now() - last_flush >= kOutputFlushInterval) flush();
-      memory.check();
     }
     output.finish(&lines);
     add_lines();
@@ -518,6 +546,7 @@ class Worker::Impl {
   std::map<std::string, net::Socket> listeners_;
   std::map<pid_t, Running> processes_;
   std::vector<std::thread> starters_;
+  std::thread memory_checker_;
   std::uint64_t generation_ = 0;  // sessions with the head so far
   bool ever_joined_ = false;      // only the run() thread touches it
   std::set<std::string> stopped_jobs_;

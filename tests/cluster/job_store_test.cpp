@@ -105,6 +105,8 @@ TEST(JobStoreTest, RecordsAndLogsSurviveReopening) {
 
 TEST(JobStoreTest, AppendReturnsConsecutiveLineNumbersAndLogsPage) {
   JobStore store(":memory:");
+  store.put(record_submitted_at("job-1", 1));
+  store.put(record_submitted_at("job-2", 2));
   EXPECT_EQ(store.log_line_count("job-1"), 0);
   EXPECT_EQ(store.append_logs("job-1", {"l0", "l1", "l2"}), 0);
   EXPECT_EQ(store.append_logs("job-2", {"other"}), 0);
@@ -137,6 +139,7 @@ TEST(JobStoreTest, UnopenablePathThrowsNamingThePath) {
 TEST(JobStoreTest, ConcurrentAppendsLoseNoLine) {
   TempDir dir;
   JobStore store(dir.file("jobs.db"));
+  store.put(record_submitted_at("job-1", 1));
   constexpr int kThreads = 4;
   constexpr int kBatches = 50;
   constexpr int kLinesPerBatch = 5;
@@ -170,6 +173,8 @@ TEST(JobStoreTest, ConcurrentAppendsLoseNoLine) {
 
 TEST(JobStoreTest, OutputOverTheLimitLosesItsOldestLinesAndSaysHowMany) {
   JobStore store(":memory:", /*max_log_bytes=*/10);
+  store.put(record_submitted_at("job-1", 1));
+  store.put(record_submitted_at("job-2", 2));
   store.append_logs("job-1", {"aaaa", "bbbb"});
   EXPECT_EQ(store.logs("job-1").lines, (std::vector<std::string>{"aaaa", "bbbb"}));
   // 12 bytes: the oldest line goes.
@@ -193,6 +198,30 @@ TEST(JobStoreTest, OutputOverTheLimitLosesItsOldestLinesAndSaysHowMany) {
   EXPECT_EQ(store.logs("job-2").lines, (std::vector<std::string>{"1234567890"}));
 }
 
+TEST(JobStoreTest, OutputOfAJobWithoutARecordIsNotStored) {
+  JobStore store(":memory:");
+  EXPECT_EQ(store.append_logs("job-unknown", {"lost"}), std::nullopt);
+  EXPECT_TRUE(store.logs("job-unknown").lines.empty());
+  EXPECT_EQ(store.log_line_count("job-unknown"), 0);
+}
+
+TEST(JobStoreTest, OpeningWithALowerLimitDiscardsTheOldestOutputOverIt) {
+  TempDir dir;
+  const std::string path = dir.file("jobs.db");
+  {
+    JobStore store(path);
+    store.put(record_submitted_at("job-1", 1));
+    store.put(record_submitted_at("job-2", 2));
+    store.append_logs("job-1", {"aaaa", "bbbb", "cccc"});
+    store.append_logs("job-2", {"dd"});
+  }
+  JobStore store(path, /*max_log_bytes=*/8);
+  EXPECT_EQ(store.logs("job-1").first_line, 1);
+  EXPECT_EQ(store.logs("job-1").lines, (std::vector<std::string>{"bbbb", "cccc"}));
+  EXPECT_EQ(store.logs("job-2").lines, (std::vector<std::string>{"dd"}));
+  EXPECT_EQ(store.append_logs("job-1", {"e"}), 3);
+}
+
 TEST(JobStoreTest, RemoveDeletesTheRecordAndItsOutputOnly) {
   JobStore store(":memory:");
   store.put(record_submitted_at("job-a", 1));
@@ -201,6 +230,7 @@ TEST(JobStoreTest, RemoveDeletesTheRecordAndItsOutputOnly) {
   store.append_logs("job-b", {"b0"});
   store.remove("job-a");
   store.remove("job-never-was");
+  EXPECT_EQ(store.append_logs("job-a", {"late"}), std::nullopt);
   EXPECT_EQ(store.get("job-a"), std::nullopt);
   EXPECT_EQ(ids(store.list()), (std::vector<std::string>{"job-b"}));
   EXPECT_TRUE(store.logs("job-a").lines.empty());
@@ -222,8 +252,11 @@ TEST(JobStoreTest, UpgradesADatabaseOfSchemaVersion1) {
     // Version 2 is version 1 and the job_log_state table.
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db, "DROP TABLE job_log_state; PRAGMA user_version = 1;", nullptr,
-                           nullptr, nullptr),
+    // Version 1 took output for any job id.
+    ASSERT_EQ(sqlite3_exec(db,
+                           "DROP TABLE job_log_state; PRAGMA user_version = 1;"
+                           "INSERT INTO job_logs VALUES (CAST('job-gone' AS BLOB), 0, x'00');",
+                           nullptr, nullptr, nullptr),
               SQLITE_OK)
         << sqlite3_errmsg(db);
     sqlite3_close(db);
@@ -236,6 +269,7 @@ TEST(JobStoreTest, UpgradesADatabaseOfSchemaVersion1) {
   EXPECT_EQ(store.append_logs(id, {"two"}), 2);
   EXPECT_EQ(store.logs(id).lines, (std::vector<std::string>{"one", "two"}));
   EXPECT_EQ(store.logs(id).first_line, 1);
+  EXPECT_TRUE(store.logs("job-gone").lines.empty()) << "output of no job is dropped";
 }
 
 TEST(JobStoreTest, ADatabaseOfANewerSageIsRefused) {

@@ -99,7 +99,7 @@ TEST(MemoryWatchTest, AProcessWithinItsLimitOrWithoutOneIsLeftAlone) {
   ASSERT_TRUE(hog.wait_ready());
   MemoryWatch within(hog.pid, 1024 * kMiB, "w1");
   MemoryWatch unlimited(hog.pid, 0, "w1");
-  // Several checks, each after the interval has passed.
+  // Checks over a few of the worker's intervals.
   const auto until = std::chrono::steady_clock::now() + 4 * kMemoryCheckInterval;
   while (std::chrono::steady_clock::now() < until) {
     within.check();
@@ -109,6 +109,22 @@ TEST(MemoryWatchTest, AProcessWithinItsLimitOrWithoutOneIsLeftAlone) {
   EXPECT_EQ(hog.take_signal(), 0);
   EXPECT_EQ(within.verdict(), "");
   EXPECT_EQ(unlimited.verdict(), "");
+}
+
+// A task process that has ended but is not reaped yet (the worker's state
+// while it reports the exit) holds no memory and is not killed again.
+TEST(MemoryWatchTest, AnEndedProcessNotYetReapedIsLeftAlone) {
+  Hog hog(16 * kMiB);
+  ASSERT_GT(hog.pid, 0);
+  ASSERT_TRUE(hog.wait_ready());
+  ASSERT_EQ(kill(hog.pid, SIGTERM), 0);
+  siginfo_t ended{};
+  ASSERT_EQ(waitid(P_PID, static_cast<id_t>(hog.pid), &ended, WEXITED | WNOWAIT), 0);
+  EXPECT_EQ(resident_bytes(hog.pid), 0u);
+  MemoryWatch watch(hog.pid, 1, "w1");
+  watch.check();
+  EXPECT_EQ(watch.verdict(), "");
+  EXPECT_EQ(hog.take_signal(), SIGTERM);
 }
 
 }  // namespace

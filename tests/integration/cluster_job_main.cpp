@@ -157,10 +157,11 @@ void greedy(sage::Environment& env) {
       .sink([](int) {}, {.name = "discard"});
 }
 
-void wide(sage::Environment& env, double cpus) {
+void wide(sage::Environment& env, double cpus, int parallelism = 4) {
   env.from_collection(std::vector<int>{1, 2, 3}, {.name = "numbers"})
-      .map([](int x) { return x; },
-           {.name = "wide", .parallelism = 4, .resources = sage::Resources{.num_cpus = cpus}})
+      .map([](int x) { return x; }, {.name = "wide",
+                                     .parallelism = parallelism,
+                                     .resources = sage::Resources{.num_cpus = cpus}})
       .sink([](int) {}, {.name = "discard"});
 }
 
@@ -196,6 +197,8 @@ int main(int argc, char** argv) {
       greedy(*env);
     } else if (mode == "crowd" || mode == "fragmented") {
       wide(*env, mode == "crowd" ? 2 : 1.5);
+    } else if (mode == "pair") {
+      wide(*env, 1, 2);
     } else if (mode == "gpu-hog") {
       env->from_source(
              [n = 0]() mutable -> std::optional<int> {
@@ -259,10 +262,11 @@ int main(int argc, char** argv) {
               {.name = "hog", .resources = sage::Resources{.memory = "256MB"}})
           .sink([](int) {}, {.name = "discard"});
     } else {
-      std::fprintf(stderr,
-                   "usage: %s keyed N|shuffle N|unbounded|reserving|throw|greedy|crowd|fragmented|"
-                   "packable|gpus|gpu-hog|memory-hog|tls-env|loud [--local]\n",
-                   argv[0]);
+      std::fprintf(
+          stderr,
+          "usage: %s keyed N|shuffle N|unbounded|reserving|throw|greedy|crowd|fragmented|pair|"
+          "packable|gpus|gpu-hog|memory-hog|tls-env|loud [--local]\n",
+          argv[0]);
       return 2;
     }
     const auto result = env->execute();

@@ -186,7 +186,8 @@ class ClusterTest : public ::testing::Test {
     ASSERT_NE(head.output.find("sage head started"), std::string::npos) << head.output;
   }
 
-  void start_worker(const std::string& node_id, std::vector<std::string> flags = {}) {
+  void start_worker(const std::string& node_id, std::vector<std::string> flags = {},
+                    const std::vector<std::string>& start_flags = {}) {
     for (const std::string& arg :
          {std::string("cluster"), std::string("start"), std::string("--worker"),
           "--head-address=" + head_field("cluster"), std::string("--node-id"), node_id,
@@ -194,6 +195,7 @@ class ClusterTest : public ::testing::Test {
           std::string("4GB")}) {
       flags.push_back(arg);
     }
+    flags.insert(flags.end(), start_flags.begin(), start_flags.end());
     const Outcome worker = cli(flags);
     ASSERT_EQ(worker.code, 0) << worker.output;
   }
@@ -692,6 +694,31 @@ TEST_F(ClusterTest, AnInstanceUsingMoreMemoryThanItDeclaresFailsItsJobSayingSo) 
                              R"(256 MiB its instances declare \(resources\.memory\), and was )"
                              R"(killed; raise the operators' memory or make them use less)")))
       << job.output;
+}
+
+// A job that fails before all its processes started (here: a node cannot
+// open its data-plane port) ends, and gives back what it held on every node.
+TEST_F(ClusterTest, AJobThatFailsWhileItIsPreparedGivesItsResourcesBack) {
+  ASSERT_NO_FATAL_FAILURE(start_head());
+  // 192.0.2.1 (TEST-NET-1) is no address of this machine.
+  ASSERT_NO_FATAL_FAILURE(start_worker("unreachable", {}, {"--node-address", "192.0.2.1"}));
+  const Outcome job = cli({"job", "submit", SAGE_CLUSTER_JOB_BINARY, "pair"});
+  EXPECT_EQ(job.code, 1) << job.output;
+  EXPECT_NE(job.output.find("node 'unreachable' could not prepare a task process: cannot listen "
+                            "on 192.0.2.1"),
+            std::string::npos)
+      << job.output;
+  nlohmann::json nodes;
+  EXPECT_TRUE(eventually(
+      [&] {
+        nodes = nlohmann::json::parse(cli({"cluster", "status", "--format", "json"}).output);
+        for (const auto& node : nodes.at("nodes")) {
+          if (node.at("used").value("num_cpus", 0.0) != 0.0) return false;
+        }
+        return true;
+      },
+      10s))
+      << "a node still holds CPUs of the failed job: " << nodes.dump();
 }
 
 TEST_F(ClusterTest, AJobThatCanNeverFitIsRejectedAtSubmit) {
