@@ -223,7 +223,12 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
       lock.lock();
       if (caught_up) {
         changed_.wait_for(lock, kStreamPoll);
-        if (context->IsCancelled() || shutting_down_) return Status::OK;
+        if (context->IsCancelled()) return Status::OK;
+        if (shutting_down_) {
+          return {StatusCode::ABORTED,
+                  "the head shut down while the job was followed; a job running then is "
+                  "FAILED when the head restarts"};
+        }
       }
     }
   }
@@ -855,17 +860,21 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
     node.commands.clear();
     spdlog::warn("{}", why);
     for (auto& [id, job] : jobs_) {
-      if (is_final(job->info.state())) continue;
-      const bool involved = std::any_of(job->processes.begin(), job->processes.end(),
-                                        [&](const Process& p) { return p.node_id == node_id; });
-      if (!involved) continue;
+      // A dead node's reservations are void: a later release must not take
+      // them from the node when it joins again.
+      std::erase_if(job->holds, [&](const Hold& hold) { return hold.node_id == node_id; });
+      bool involved = false;
       for (auto& p : job->processes) {
-        if (p.node_id == node_id) p.exited = true;
+        if (p.node_id == node_id && !p.exited) {
+          p.exited = true;
+          involved = true;
+        }
       }
+      if (!involved) continue;
+      // Also a job that failed already and waits for its processes' exits.
       fail(*job, why + "; its task processes are lost");
       settle_if_ended(*job);
     }
-    // A dead node's reservations are void.
     node.used.Clear();
     changed_.notify_all();
   }

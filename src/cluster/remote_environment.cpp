@@ -266,7 +266,7 @@ JobResult RemoteEnvironment::wait() {
   auto context = net::make_context(cluster_.token);
   auto reader = client_->stub->WatchJob(context.get(), request);
   rpc::JobEvent event;
-  rpc::JobInfo final_state;
+  std::optional<rpc::JobInfo> final_state;
   while (reader->Read(&event)) {
     if (event.has_output_line()) {
       if (cluster_.stream_output) std::printf("%s\n", event.output_line().c_str());
@@ -277,7 +277,12 @@ JobResult RemoteEnvironment::wait() {
   std::fflush(stdout);
   const auto status = reader->Finish();
   if (!status.ok()) throw Error(net::describe(status, "lost job " + job_id_, address_));
-  final_ = cluster::to_job_result(final_state);
+  if (!final_state) {
+    throw Error("lost job " + job_id_ + ": the head at " + address_ +
+                " ended the stream without the job's final state; see `sage job status " + job_id_ +
+                "`");
+  }
+  final_ = cluster::to_job_result(*final_state);
   if (final_->state == JobState::kFailed) throw JobFailedError(*final_);
   return *final_;
 }

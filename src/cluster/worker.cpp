@@ -10,10 +10,12 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -200,7 +202,7 @@ class Worker::Impl {
     } else if (command.has_start()) {
       // Fetching a program can take a while: do it off the command stream.
       std::lock_guard lock(mutex_);
-      starters_.emplace_back([this, start = command.start()] { start_process(start); });
+      spawn([this, start = command.start()] { start_process(start); });
     } else if (command.has_stop()) {
       if (command.stop().drain()) {
         drain_job(command.stop().job_id());
@@ -274,14 +276,23 @@ class Worker::Impl {
   void start_process(const rpc::StartProcess& start) {
     net::Socket listener;
     std::uint64_t generation = 0;
+    bool cancelled = false;
     {
       std::lock_guard lock(mutex_);
       generation = generation_;
+      cancelled = stopped_jobs_.count(start.job_id()) > 0;
       auto it = listeners_.find(key(start.job_id(), start.process_index()));
       if (it != listeners_.end()) {
         listener = std::move(it->second);
         listeners_.erase(it);
       }
+    }
+    if (cancelled) {
+      report_exit(
+          start, 1,
+          "the job was stopped before its process on node '" + options_.node_id + "' started",
+          nullptr);
+      return;
     }
     if (!listener.valid()) {
       report_exit(start, 1, "node '" + options_.node_id + "' has no reserved port for the process",
@@ -490,14 +501,41 @@ class Worker::Impl {
     return exit_report;
   }
 
+  // Runs `work` on a thread of its own, off the command stream; joins the
+  // threads that have finished. REQUIRES: mutex_ held.
+  void spawn(std::function<void()> work) {
+    std::erase_if(starters_, [](Starter& starter) {
+      if (!starter.done->load()) return false;
+      starter.thread.join();
+      return true;
+    });
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    starters_.push_back({std::thread([work = std::move(work), done] {
+                           work();
+                           done->store(true);
+                         }),
+                         done});
+  }
+
+  // The job's processes still to start will not start, and its reserved
+  // ports are closed. REQUIRES: mutex_ held.
+  void cancel_unstarted(const std::string& job_id) {
+    stopped_jobs_.insert(job_id);
+    for (auto it = listeners_.begin(); it != listeners_.end();) {
+      it = it->first.rfind(job_id + "/", 0) == 0 ? listeners_.erase(it) : std::next(it);
+    }
+  }
+
   // SIGTERM to the job's processes, which stop their sources and finish what
-  // is in flight; those still running after kDrainTimeout are killed.
+  // is in flight; those still running after kDrainTimeout are killed. Those
+  // not started yet will not start.
   void drain_job(const std::string& job_id) {
     std::lock_guard lock(mutex_);
+    cancel_unstarted(job_id);
     for (const auto& [pid, running] : processes_) {
       if (running.job_id == job_id) ::kill(-pid, SIGTERM);
     }
-    starters_.emplace_back([this, job_id] {
+    spawn([this, job_id] {
       std::unique_lock lock(mutex_);
       const bool drained = reaped_.wait_for(lock, kDrainTimeout, [&] {
         return std::none_of(processes_.begin(), processes_.end(),
@@ -514,17 +552,14 @@ class Worker::Impl {
 
   void kill_job(const std::string& job_id) {
     std::lock_guard lock(mutex_);
-    stopped_jobs_.insert(job_id);
+    cancel_unstarted(job_id);
     for (const auto& [pid, running] : processes_) {
       if (running.job_id == job_id) ::kill(-pid, SIGKILL);
-    }
-    for (auto it = listeners_.begin(); it != listeners_.end();) {
-      it = it->first.rfind(job_id + "/", 0) == 0 ? listeners_.erase(it) : std::next(it);
     }
   }
 
   void kill_all() {
-    std::vector<std::thread> starters;
+    std::vector<Starter> starters;
     {
       std::lock_guard lock(mutex_);
       ++generation_;
@@ -532,7 +567,7 @@ class Worker::Impl {
       listeners_.clear();
       starters.swap(starters_);
     }
-    for (auto& t : starters) t.join();
+    for (auto& starter : starters) starter.thread.join();
   }
 
   WorkerOptions options_;
@@ -545,7 +580,11 @@ class Worker::Impl {
   grpc::ClientContext* session_ = nullptr;
   std::map<std::string, net::Socket> listeners_;
   std::map<pid_t, Running> processes_;
-  std::vector<std::thread> starters_;
+  struct Starter {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;  // set as its work returns
+  };
+  std::vector<Starter> starters_;
   std::thread memory_checker_;
   std::uint64_t generation_ = 0;  // sessions with the head so far
   bool ever_joined_ = false;      // only the run() thread touches it

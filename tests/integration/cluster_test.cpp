@@ -721,6 +721,23 @@ TEST_F(ClusterTest, AJobThatFailsWhileItIsPreparedGivesItsResourcesBack) {
       << "a node still holds CPUs of the failed job: " << nodes.dump();
 }
 
+TEST_F(ClusterTest, AFollowerIsToldWhenTheHeadShutsDownUnderIt) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster());
+  std::string logs;
+  const std::string job_id = start_unbounded_job(&logs);
+  ASSERT_FALSE(HasFailure());
+  ChildProcess follower({SAGE_CLI_BINARY, "job", "logs", "--follow", job_id}, env());
+  ASSERT_TRUE(follower.wait_for_output("instance", 20s)) << follower.output();
+
+  ASSERT_EQ(kill(pid_of("head"), SIGTERM), 0);
+  ASSERT_TRUE(follower.wait(20s)) << "`job logs --follow` did not end with the head";
+  EXPECT_EQ(follower.exit_code(), 1) << "a follower must not take the head's end for the job's";
+  EXPECT_NE(follower.output().find("the head shut down while the job was followed"),
+            std::string::npos)
+      << follower.output().substr(follower.output().size() -
+                                  std::min<std::size_t>(follower.output().size(), 1000));
+}
+
 TEST_F(ClusterTest, AJobThatCanNeverFitIsRejectedAtSubmit) {
   ASSERT_NO_FATAL_FAILURE(start_cluster());
   const Outcome job = cli({"job", "submit", SAGE_CLUSTER_JOB_BINARY, "greedy"});
