@@ -721,6 +721,40 @@ TEST_F(ClusterTest, AJobThatFailsWhileItIsPreparedGivesItsResourcesBack) {
       << "a node still holds CPUs of the failed job: " << nodes.dump();
 }
 
+// A job fails while one of its nodes is frozen (its worker cannot kill or
+// report the job's process there); when that node is then declared dead, the
+// job still settles and every node gets its resources back.
+TEST_F(ClusterTest, AFailedJobWhoseNodeThenDiesGivesItsResourcesBack) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster());
+  const std::string job_id = submit_endless("reserving");  // 2 CPUs on each node
+  std::string logs;
+  std::smatch on_w1;
+  ASSERT_TRUE(eventually(
+      [&] {
+        logs = cli({"job", "logs", job_id}).output;
+        return task_pids(logs).size() == 3 &&
+               std::regex_search(logs, on_w1, std::regex(R"(\(pid=(\d+), node=w1\))"));
+      },
+      30s))
+      << logs;
+  const int w2 = pid_of("worker-w2");
+  ASSERT_EQ(kill(w2, SIGSTOP), 0);
+  ASSERT_EQ(kill(std::stoi(on_w1[1]), SIGKILL), 0);
+  EXPECT_TRUE(eventually([&] { return job_state(job_id) == "FAILED"; }, 10s)) << job_state(job_id);
+  nlohmann::json nodes;
+  EXPECT_TRUE(eventually(
+      [&] {
+        nodes = nlohmann::json::parse(cli({"cluster", "status", "--format", "json"}).output);
+        for (const auto& node : nodes.at("nodes")) {
+          if (node.at("used").value("num_cpus", 0.0) != 0.0) return false;
+        }
+        return true;
+      },
+      15s))
+      << "a node still holds CPUs of the failed job: " << nodes.dump();
+  kill(w2, SIGCONT);
+}
+
 TEST_F(ClusterTest, AFollowerIsToldWhenTheHeadShutsDownUnderIt) {
   ASSERT_NO_FATAL_FAILURE(start_cluster());
   std::string logs;
