@@ -165,6 +165,16 @@ JobResult run_task_process(std::shared_ptr<const detail::LogicalGraph> graph,
     for (auto& [task, peer] : peers) peer->shutdown();
   });
   receiver->start();
+  // Greeted before the tasks run, so that every consumer knows its producers
+  // from the start and fails when one dies, even one that had sent nothing.
+  // A peer that does not accept shows when a task first sends to it, with
+  // the task's name.
+  for (auto& [task, peer] : peers) {
+    try {
+      peer->greet();
+    } catch (const Error&) {
+    }
+  }
   job.start();
   const RunningTasks running{[&job] { job.request_stop(); }, [&job] { return job.statistics(); }};
   // Withdrawn before `job` and `running` go, however this scope ends.

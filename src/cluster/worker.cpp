@@ -18,6 +18,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -41,6 +42,9 @@ namespace {
 constexpr std::size_t kOutputBatchLines = 256;
 constexpr std::size_t kOutputBatchBytes = 1 << 20;
 constexpr auto kOutputFlushInterval = std::chrono::milliseconds(100);
+// How long the output of an ended task process is still read while a process
+// it started outside its process group holds the pipe.
+constexpr auto kLeftoverOutputGrace = std::chrono::seconds(1);
 constexpr auto kRejoinPause = std::chrono::seconds(1);
 // Programs cached beyond those of running processes.
 constexpr std::size_t kCachedPrograms = 8;
@@ -385,6 +389,7 @@ class Worker::Impl {
     while (waitid(P_PID, static_cast<id_t>(pid), &ended, WEXITED | WNOWAIT) != 0 &&
            errno == EINTR) {
     }
+    ::kill(-pid, SIGKILL);  // what it started and left behind in its group
     std::string memory_verdict;
     {
       std::lock_guard lock(mutex_);
@@ -414,9 +419,17 @@ class Worker::Impl {
     report_exit(start, code, error, has_details || !memory_verdict.empty() ? &details : nullptr);
   }
 
-  // Until the process closes both pipes: sends its output lines to the head,
-  // prefixed with where they came from, and its progress reports. Returns its
-  // exit report (serialized), empty if it sent none.
+  // Whether process `pid` (a child, not reaped) has ended.
+  static bool has_ended(pid_t pid) {
+    siginfo_t info{};
+    return waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+           info.si_pid == pid;
+  }
+
+  // Until the process closes both pipes (or has ended and what it left
+  // behind let them go): sends its output lines to the head, prefixed with
+  // where they came from, and its progress reports. Returns its exit report
+  // (serialized), empty if it sent none.
   std::string relay(const rpc::StartProcess& start, pid_t pid, int output_fd, int result_fd) {
     OutputLines output(options_.node_id, pid);
     rpc::OutputReport report;
@@ -468,7 +481,24 @@ class Worker::Impl {
     };
     std::vector<pollfd> fds = {{output_fd, POLLIN, 0}, {result_fd, POLLIN, 0}};
     char buffer[65536];
+    // When the process has ended, processes it started may still hold its
+    // pipes: those in its group are killed, others are waited for briefly.
+    std::optional<std::chrono::steady_clock::time_point> ended_at;
     while (fds[0].fd >= 0 || fds[1].fd >= 0) {
+      if (!ended_at && has_ended(pid)) {
+        ::kill(-pid, SIGKILL);
+        ended_at = std::chrono::steady_clock::now();
+      } else if (ended_at && std::chrono::steady_clock::now() - *ended_at > kLeftoverOutputGrace) {
+        spdlog::warn(
+            "job {}: a process started by its task process {} outside its process group "
+            "still holds its output; no longer reading it",
+            start.job_id(), pid);
+        for (auto& p : fds) {
+          if (p.fd >= 0) close(p.fd);
+          p.fd = -1;
+        }
+        break;
+      }
       if (poll(fds.data(), fds.size(), static_cast<int>(kOutputFlushInterval.count())) > 0) {
         for (auto& p : fds) {
           if (p.fd < 0 || p.revents == 0) continue;

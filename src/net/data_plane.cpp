@@ -126,9 +126,21 @@ PeerConnection::PeerConnection(const Address& peer, const PeerIdentity& identity
                                std::shared_ptr<const TlsContext> tls)
     : socket_(Socket::connect(peer, deadline)), tls_(std::move(tls)), hello_(identity.hello()) {}
 
+void PeerConnection::greet() {
+  std::lock_guard lock(mutex_);
+  greet_locked();
+}
+
 void PeerConnection::greet_locked() {
   if (greeted_) return;
-  if (tls_) socket_.start_tls(*tls_);
+  // A failure says so now and at every later send.
+  if (!greet_error_.empty()) throw Error(greet_error_);
+  try {
+    if (tls_) socket_.start_tls(*tls_);
+  } catch (const Error& e) {
+    greet_error_ = e.what();
+    throw;
+  }
   FrameHeader hello;
   hello.kind = static_cast<std::uint32_t>(FrameKind::kHello);
   char answer = 0;
@@ -141,9 +153,11 @@ void PeerConnection::greet_locked() {
     // after the handshake seemed done): refused, as below.
   }
   if (!answered) {
-    throw Error(
-        "the peer refused this data-plane connection (another token, job or plan, or "
-        "with TLS a certificate it does not accept); see that node's log");
+    greet_error_ =
+        "the peer closed this data-plane connection without accepting it: it refused it "
+        "(another token, job or plan, or with TLS a certificate it does not accept; see that "
+        "node's log) or it ended";
+    throw Error(greet_error_);
   }
   greeted_ = true;
 }

@@ -109,10 +109,10 @@ class DataReceiver {
 
 // One connection to a peer process; any thread may send on it.
 //
-// The constructor connects; the TLS handshake and the hello wait for the
-// first send. Task processes connect to each other before their receivers
-// accept, and a handshake needs the peer's receiver, so doing it at once
-// would deadlock two processes that connect to each other.
+// The constructor connects; the TLS handshake and the hello come with greet()
+// or the first send. Task processes connect to each other before their
+// receivers accept, and a handshake needs the peer's receiver, so doing it in
+// the constructor would deadlock two processes that connect to each other.
 class PeerConnection {
  public:
   // With `tls` (a client context), the peer must present a certificate of the CA.
@@ -123,6 +123,11 @@ class PeerConnection {
   // Throws sage::Error when the peer is gone or (TLS) not of this cluster.
   void send(FrameHeader header, std::string_view payload);
   void shutdown() { socket_.shutdown(); }
+  // Handshake and hello now (call it once this process's receiver runs), so
+  // that the peer knows this producer from the start and fails if it dies
+  // before it sent anything. Throws as send() does; a later send throws the
+  // same.
+  void greet();
 
  private:
   void greet_locked();  // handshake and hello, once
@@ -132,6 +137,7 @@ class PeerConnection {
   std::shared_ptr<const TlsContext> tls_;
   std::string hello_;  // sent by greet_locked(), then cleared
   bool greeted_ = false;
+  std::string greet_error_;  // why greeting failed, if it did
 };
 
 // The MessageSink of a consumer task in another process: encodes each batch

@@ -247,6 +247,19 @@ int main(int argc, char** argv) {
           .map<GpuReport>(sage::Options{
               .name = "gpu", .parallelism = 3, .resources = sage::Resources{.num_gpus = 1}})
           .sink([](int) {}, {.name = "discard"});
+    } else if (mode == "orphan") {
+      // Leaves a child behind that holds the task process's output open.
+      env->from_collection(std::vector<int>{1}, {.name = "numbers"})
+          .sink(
+              [](int) {
+                std::cout << std::flush;
+                const pid_t child = fork();
+                if (child == 0) {
+                  for (;;) pause();
+                }
+                std::cout << "left child " << child << " behind" << std::endl;
+              },
+              {.name = "discard"});
     } else if (mode == "memory-hog") {
       // Declares 256 MB and touches up to 4 GiB, 64 MiB at a time; it must be killed on the way.
       env->from_collection(std::vector<int>{1}, {.name = "numbers"})
@@ -265,7 +278,7 @@ int main(int argc, char** argv) {
       std::fprintf(
           stderr,
           "usage: %s keyed N|shuffle N|unbounded|reserving|throw|greedy|crowd|fragmented|pair|"
-          "packable|gpus|gpu-hog|memory-hog|tls-env|loud [--local]\n",
+          "packable|gpus|gpu-hog|memory-hog|orphan|tls-env|loud [--local]\n",
           argv[0]);
       return 2;
     }

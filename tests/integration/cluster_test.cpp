@@ -755,6 +755,18 @@ TEST_F(ClusterTest, AFailedJobWhoseNodeThenDiesGivesItsResourcesBack) {
   kill(w2, SIGCONT);
 }
 
+TEST_F(ClusterTest, AJobEndsWhenItsProcessEndsAndWhatItLeftBehindIsKilled) {
+  ASSERT_NO_FATAL_FAILURE(start_head());
+  const Outcome job = cli({"job", "submit", SAGE_CLUSTER_JOB_BINARY, "orphan"});
+  EXPECT_EQ(job.code, 0) << job.output;
+  EXPECT_NE(job.output.find(" FINISHED"), std::string::npos) << job.output;
+  std::smatch child;
+  ASSERT_TRUE(std::regex_search(job.output, child, std::regex(R"(left child (\d+) behind)")))
+      << job.output;
+  EXPECT_TRUE(eventually([&] { return !process_alive(std::stoi(child[1])); }, 10s))
+      << "the child the task process left behind is still running";
+}
+
 TEST_F(ClusterTest, AFollowerIsToldWhenTheHeadShutsDownUnderIt) {
   ASSERT_NO_FATAL_FAILURE(start_cluster());
   std::string logs;
