@@ -214,6 +214,21 @@ class ClusterTest : public ::testing::Test {
 
   std::string job_state(const std::string& id) { return job_json(id).value("state", ""); }
 
+  // Every node comes to hold no CPUs within `timeout`.
+  void expect_no_cpus_held(std::chrono::milliseconds timeout) {
+    nlohmann::json nodes;
+    EXPECT_TRUE(eventually(
+        [&] {
+          nodes = nlohmann::json::parse(cli({"cluster", "status", "--format", "json"}).output);
+          for (const auto& node : nodes.at("nodes")) {
+            if (node.at("used").value("num_cpus", 0.0) != 0.0) return false;
+          }
+          return true;
+        },
+        timeout))
+        << "a node still holds CPUs of an ended job: " << nodes.dump();
+  }
+
   // Submits an endless job and returns its id.
   std::string submit_endless(const std::string& mode) {
     const Outcome submitted = cli({"job", "submit", SAGE_CLUSTER_JOB_BINARY, mode});
@@ -708,17 +723,7 @@ TEST_F(ClusterTest, AJobThatFailsWhileItIsPreparedGivesItsResourcesBack) {
                             "on 192.0.2.1"),
             std::string::npos)
       << job.output;
-  nlohmann::json nodes;
-  EXPECT_TRUE(eventually(
-      [&] {
-        nodes = nlohmann::json::parse(cli({"cluster", "status", "--format", "json"}).output);
-        for (const auto& node : nodes.at("nodes")) {
-          if (node.at("used").value("num_cpus", 0.0) != 0.0) return false;
-        }
-        return true;
-      },
-      10s))
-      << "a node still holds CPUs of the failed job: " << nodes.dump();
+  expect_no_cpus_held(10s);
 }
 
 // A job fails while one of its nodes is frozen (its worker cannot kill or
@@ -741,17 +746,7 @@ TEST_F(ClusterTest, AFailedJobWhoseNodeThenDiesGivesItsResourcesBack) {
   ASSERT_EQ(kill(w2, SIGSTOP), 0);
   ASSERT_EQ(kill(std::stoi(on_w1[1]), SIGKILL), 0);
   EXPECT_TRUE(eventually([&] { return job_state(job_id) == "FAILED"; }, 10s)) << job_state(job_id);
-  nlohmann::json nodes;
-  EXPECT_TRUE(eventually(
-      [&] {
-        nodes = nlohmann::json::parse(cli({"cluster", "status", "--format", "json"}).output);
-        for (const auto& node : nodes.at("nodes")) {
-          if (node.at("used").value("num_cpus", 0.0) != 0.0) return false;
-        }
-        return true;
-      },
-      15s))
-      << "a node still holds CPUs of the failed job: " << nodes.dump();
+  expect_no_cpus_held(15s);
   kill(w2, SIGCONT);
 }
 
