@@ -76,7 +76,9 @@ void watch_lease(int fd) {
   }
   if (mapped == MAP_FAILED) {
     throw Error(std::string(kLeaseFdVariable) + "=" + std::to_string(fd) +
-                " is not the lease of a sage worker; task processes are started by workers");
+                " is not the lease of a sage worker: start task processes through `sage cluster "
+                "start` workers, or unset " +
+                kLeaseFdVariable);
   }
   ::close(fd);
   // The thread takes no signals: those the process waits for (as a task

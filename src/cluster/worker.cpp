@@ -194,10 +194,16 @@ class Worker::Impl {
       throw Error(net::describe(status, "node '" + options_.node_id + "' cannot join the cluster",
                                 options_.head_address));
     }
-    if (!stopping()) {
+    if (stopping()) return;
+    if (joined) {
+      const std::string why = lease_.expired() ? lease_ran_out()
+                              : status.ok()    ? "it ended this node's session"
+                                               : status.error_message();
       spdlog::warn("lost the head at {} ({}); task processes stopped, joining again",
-                   options_.head_address,
-                   joined && lease_.expired() ? lease_ran_out() : status.error_message());
+                   options_.head_address, why);
+    } else {  // every kRejoinPause while the head is away: once it was lost is enough
+      spdlog::debug("cannot join the head at {} yet: {}", options_.head_address,
+                    status.error_message());
     }
   }
 
