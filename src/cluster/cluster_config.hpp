@@ -17,6 +17,9 @@ constexpr auto kNodeTimeout = std::chrono::milliseconds(3000);
 constexpr const char* kAssignmentVariable = "SAGE_TASK_ASSIGNMENT";
 constexpr const char* kDataFdVariable = "SAGE_DATA_FD";
 constexpr const char* kResultFdVariable = "SAGE_RESULT_FD";
+// The worker's lease (cluster/lease.hpp); a task process started without one
+// (by hand, or by a test) is not fenced.
+constexpr const char* kLeaseFdVariable = "SAGE_LEASE_FD";
 
 // The state directory: $SAGE_STATE_DIR, else $HOME/.sage, else /tmp/sage-<uid>.
 std::string default_state_dir();

@@ -14,6 +14,7 @@
 
 #include "cluster/cluster_config.hpp"
 #include "cluster/job_info.hpp"
+#include "cluster/lease.hpp"
 #include "cluster/program_store.hpp"
 #include "cluster/task_output.hpp"
 #include "cluster/task_process.hpp"
@@ -121,6 +122,10 @@ class TaskProcessControl {
   rpc::ExitReport report;
   int code = 0;
   try {
+    // Started by a worker: ends itself when the worker loses the head (fencing).
+    if (const char* lease = std::getenv(cluster::kLeaseFdVariable); lease != nullptr) {
+      cluster::watch_lease(std::atoi(lease));
+    }
     const cluster::TaskOutput output;  // lines written by tasks say which
     const auto assignment =
         cluster::TaskAssignment::decode(std::getenv(cluster::kAssignmentVariable));

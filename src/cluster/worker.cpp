@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
@@ -23,6 +24,7 @@
 #include <thread>
 
 #include "cluster/cluster_config.hpp"
+#include "cluster/lease.hpp"
 #include "cluster/memory_watch.hpp"
 #include "cluster/program_store.hpp"
 #include "cluster/task_output.hpp"
@@ -45,7 +47,9 @@ constexpr auto kOutputFlushInterval = std::chrono::milliseconds(100);
 // How long the output of an ended task process is still read while a process
 // it started outside its process group holds the pipe.
 constexpr auto kLeftoverOutputGrace = std::chrono::seconds(1);
-constexpr auto kRejoinPause = std::chrono::seconds(1);
+// A worker that lost the head tries to join again this often, so it is back
+// soon after the head answers again.
+constexpr auto kRejoinPause = std::chrono::milliseconds(500);
 // Programs cached beyond those of running processes.
 constexpr std::size_t kCachedPrograms = 8;
 // How long a stopped job's processes may take to drain before they are killed.
@@ -55,6 +59,12 @@ int count_gpus() {
   int count = 0;
   while (::access(("/dev/nvidia" + std::to_string(count)).c_str(), F_OK) == 0) ++count;
   return count;
+}
+
+// Why the task processes of a node end when its lease runs out.
+std::string lease_ran_out() {
+  return "no heartbeat of the node reached the head for " +
+         std::to_string(kNodeTimeout.count() / 1000) + " s, so the head counts it as dead";
 }
 
 std::uint64_t machine_memory() {
@@ -67,10 +77,7 @@ std::uint64_t machine_memory() {
 class Worker::Impl {
  public:
   explicit Impl(WorkerOptions options)
-      : options_(std::move(options)),
-        programs_(options_.state_dir + "/programs"),
-        stub_(
-            rpc::ClusterService::NewStub(net::make_channel(options_.head_address, options_.tls))) {
+      : options_(std::move(options)), programs_(options_.state_dir + "/programs") {
     if (options_.num_cpus <= 0) options_.num_cpus = std::thread::hardware_concurrency();
     if (options_.num_gpus < 0) options_.num_gpus = count_gpus();
     if (options_.memory_bytes == 0) options_.memory_bytes = machine_memory();
@@ -139,13 +146,22 @@ class Worker::Impl {
       if (stopping_) return;
       session_ = context.get();
     }
+    // A channel of its own for each attempt, which connects at once: a reused
+    // one would first wait out gRPC's reconnect backoff, which grows with the
+    // time the head was away (up to 2 minutes). No other thread uses the stub
+    // between sessions (kill_all() joined them).
+    stub_ = rpc::ClusterService::NewStub(net::make_channel(options_.head_address, options_.tls));
+    const auto join_sent = Lease::Clock::now();
     auto stream = stub_->Join(context.get(), join);
-    std::thread heartbeat([this] { send_heartbeats(); });
+    std::thread heartbeat;
     rpc::WorkerCommand command;
     bool joined = false;
     while (stream->Read(&command)) {
       if (command.has_welcome()) {
         spdlog::info("node {} joined the head at {}", options_.node_id, options_.head_address);
+        // The head took the join as this node's first heartbeat.
+        lease_.grant(join_sent + kNodeTimeout);
+        heartbeat = std::thread([this] { send_heartbeats(); });
         joined = true;
         ever_joined_ = true;
         if (options_.on_joined) options_.on_joined();
@@ -160,7 +176,7 @@ class Worker::Impl {
       heartbeat_stop_ = true;
       changed_.notify_all();
     }
-    heartbeat.join();
+    if (heartbeat.joinable()) heartbeat.join();
     {
       std::lock_guard lock(mutex_);
       heartbeat_stop_ = false;
@@ -178,12 +194,23 @@ class Worker::Impl {
       throw Error(net::describe(status, "node '" + options_.node_id + "' cannot join the cluster",
                                 options_.head_address));
     }
-    if (!stopping()) {
+    if (stopping()) return;
+    if (joined) {
+      const std::string why = lease_.expired() ? lease_ran_out()
+                              : status.ok()    ? "it ended this node's session"
+                                               : status.error_message();
       spdlog::warn("lost the head at {} ({}); task processes stopped, joining again",
-                   options_.head_address, status.error_message());
+                   options_.head_address, why);
+    } else {  // every kRejoinPause while the head is away: once it was lost is enough
+      spdlog::debug("cannot join the head at {} yet: {}", options_.head_address,
+                    status.error_message());
     }
   }
 
+  // Renews the lease with every heartbeat the head answers. When it expires
+  // (the head is frozen or cut off, or this worker was), the head counts the
+  // node as dead and the task processes have ended themselves: the worker
+  // makes sure they are gone and ends the session, to join again.
   void send_heartbeats() {
     std::unique_lock lock(mutex_);
     while (!heartbeat_stop_ && !stopping_) {
@@ -195,8 +222,17 @@ class Worker::Impl {
       rpc::Empty reply;
       auto context = net::make_context(options_.token);
       context->set_deadline(std::chrono::system_clock::now() + kHeartbeatInterval * 2);
-      stub_->Heartbeat(context.get(), node, &reply);
+      const auto sent = Lease::Clock::now();
+      const grpc::Status status = stub_->Heartbeat(context.get(), node, &reply);
+      // The head saw the heartbeat after it was sent: the lease ends no later
+      // than the head's count of the node's silence does.
+      const bool renewed = status.ok() ? lease_.renew(sent + kNodeTimeout) : !lease_.expired();
       lock.lock();
+      if (!renewed && !heartbeat_stop_ && !stopping_) {
+        kill_processes();
+        if (session_) session_->TryCancel();
+        break;
+      }
     }
   }
 
@@ -325,7 +361,7 @@ class Worker::Impl {
       if (entry.rfind("SAGE_", 0) == 0 || entry.rfind("CUDA_VISIBLE_DEVICES=", 0) == 0) continue;
       env.push_back(entry);
     }
-    constexpr int kChildDataFd = 3, kChildResultFd = 4;
+    constexpr int kChildDataFd = 3, kChildResultFd = 4, kChildLeaseFd = 5;
     env.push_back(std::string(kAssignmentVariable) + "=" + start.assignment());
     // The task process's data plane uses this node's TLS files.
     if (options_.tls.enabled()) {
@@ -335,6 +371,7 @@ class Worker::Impl {
     }
     env.push_back(std::string(kDataFdVariable) + "=" + std::to_string(kChildDataFd));
     env.push_back(std::string(kResultFdVariable) + "=" + std::to_string(kChildResultFd));
+    env.push_back(std::string(kLeaseFdVariable) + "=" + std::to_string(kChildLeaseFd));
     std::string gpus;
     for (int g : start.gpu_indices()) gpus += (gpus.empty() ? "" : ",") + std::to_string(g);
     env.push_back("CUDA_VISIBLE_DEVICES=" + gpus);
@@ -345,6 +382,12 @@ class Worker::Impl {
     envp.push_back(nullptr);
     const std::string cwd = start.working_directory();
 
+    // The child's descriptors: each source goes to its number.
+    std::array<std::pair<int, int>, 5> child_fds = {{{output[1], STDOUT_FILENO},
+                                                     {output[1], STDERR_FILENO},
+                                                     {listener.fd(), kChildDataFd},
+                                                     {result[1], kChildResultFd},
+                                                     {lease_.fd(), kChildLeaseFd}}};
     const pid_t parent = getpid();
     const pid_t pid = fork();
     if (pid == 0) {
@@ -352,10 +395,13 @@ class Worker::Impl {
       prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (getppid() != parent) _exit(125);
       setpgid(0, 0);
-      dup2(output[1], STDOUT_FILENO);
-      dup2(output[1], STDERR_FILENO);
-      dup2(listener.fd(), kChildDataFd);
-      dup2(result[1], kChildResultFd);
+      // Every source first goes above the numbers given out, so that no
+      // dup2() overwrites a source still to come (the lease's may be 3).
+      for (auto& [from, to] : child_fds) {
+        from = fcntl(from, F_DUPFD_CLOEXEC, kChildLeaseFd + 1);
+        if (from < 0) _exit(126);
+      }
+      for (const auto& [from, to] : child_fds) dup2(from, to);
       if (!cwd.empty() && chdir(cwd.c_str()) != 0) {
         if (chdir("/") != 0) _exit(126);
       }
@@ -410,6 +456,10 @@ class Worker::Impl {
       error = memory_verdict;
       details.set_error(error);  // over whatever the process said as it was killed
       details.set_over_memory_limit(true);
+    } else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && lease_.expired()) {
+      // Killed by this worker or by itself: the lease stays expired until
+      // the next session, which starts once every process is reaped.
+      error = "the task process on node '" + options_.node_id + "' was stopped: " + lease_ran_out();
     } else if (WIFSIGNALED(status)) {
       error = "the task process on node '" + options_.node_id + "' was killed by signal " +
               std::to_string(WTERMSIG(status));
@@ -588,12 +638,18 @@ class Worker::Impl {
     }
   }
 
+  // Kills every task process, and those still starting once they have
+  // started. REQUIRES: mutex_ held.
+  void kill_processes() {
+    ++generation_;
+    for (const auto& [pid, running] : processes_) ::kill(-pid, SIGKILL);
+  }
+
   void kill_all() {
     std::vector<Starter> starters;
     {
       std::lock_guard lock(mutex_);
-      ++generation_;
-      for (const auto& [pid, running] : processes_) ::kill(-pid, SIGKILL);
+      kill_processes();
       listeners_.clear();
       starters.swap(starters_);
     }
@@ -602,7 +658,8 @@ class Worker::Impl {
 
   WorkerOptions options_;
   ProgramStore programs_;
-  std::unique_ptr<rpc::ClusterService::Stub> stub_;
+  Lease lease_;                                      // of this session's task processes
+  std::unique_ptr<rpc::ClusterService::Stub> stub_;  // of this session
   std::mutex fetch_mutex_;
   std::mutex mutex_;
   std::condition_variable changed_, reaped_;

@@ -3,6 +3,8 @@
 // data-plane ports, fetches the job's program (cached by hash), starts the
 // processes with their assignment, forwards their output lines, reports how
 // they ended, and kills them when the job stops, ends, or the head is lost.
+// Its task processes hold a lease (cluster/lease.hpp) that only heartbeats the
+// head answers renew: they end themselves also when this worker cannot act.
 #pragma once
 
 #include <cstdint>
