@@ -402,6 +402,11 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
       std::lock_guard lock(mutex_);
       Process* process = find_process(request->job_id(), request->process_index());
       if (process == nullptr) return Status::OK;  // the job was forgotten meanwhile
+      if (process->node_id != request->node_id()) {
+        return invalid("node '" + request->node_id() + "' reported process " +
+                       std::to_string(request->process_index()) + " of job " + request->job_id() +
+                       ", which runs on node '" + process->node_id + "'");
+      }
       Job& job = *jobs_.at(request->job_id());
       if (is_final(job.info.state())) return Status::OK;  // failed or stopped meanwhile
       if (!request->error().empty()) {

@@ -286,6 +286,12 @@ TEST_F(HeadTest, ReportsAndReadsWithBadValuesAreRefused) {
   rpc::JobEvent event;
   EXPECT_FALSE(reader->Read(&event));
   expect_invalid(reader->Finish(), "from_line is -5");
+  rpc::PreparedReport prepared;  // for a job and process that do not exist
+  prepared.set_node_id("w1");
+  prepared.set_job_id("job-1");
+  prepared.set_data_address("127.0.0.1");
+  expect_invalid(cluster_->ReportPrepared(context().get(), prepared, &reply),
+                 "data_address '127.0.0.1' is not host:port");
   rpc::ProgramRef program;
   program.set_sha256("../jobs.db");
   rpc::HasProgramReply has;
@@ -331,6 +337,14 @@ TEST_F(HeadTest, ACauseReplacesAConsequenceReportedBeforeIt) {
   ASSERT_NO_FATAL_FAILURE(w1.expect_welcome());
   ASSERT_NO_FATAL_FAILURE(w2.expect_welcome());
   const std::string id = start_two_process_job(w1, w2);
+  rpc::PreparedReport stranger;  // a report for a process of another node
+  stranger.set_node_id("w2");
+  stranger.set_job_id(id);
+  stranger.set_process_index(0);
+  stranger.set_data_address("127.0.0.1:9");
+  rpc::Empty reply;
+  expect_invalid(cluster_->ReportPrepared(context().get(), stranger, &reply),
+                 "node 'w2' reported process 0 of job " + id + ", which runs on node 'w1'");
   report_exit(id, 1, "the data-plane connection from process 0 broke", /*consequence=*/true);
   EXPECT_EQ(job(id).state(), "RUNNING") << "a consequence settled the job before its cause came";
   report_exit(id, 0, "operator 'map' instance 0/2 on node w1: boom", /*consequence=*/false);
