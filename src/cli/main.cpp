@@ -65,7 +65,9 @@ struct StartFlags {
   std::string head_address;
   NodeFlags node;
   int job_history = cluster::HeadOptions{}.job_history;
-  std::string max_job_output;  // "" keeps the head's default
+  std::string max_job_output;    // "" keeps the head's default
+  std::string max_program_size;  // "" keeps the head's default
+  int max_instances_per_job = cluster::HeadOptions{}.max_instances_per_job;
 };
 
 std::string head_info_path(const std::string& state_dir) { return state_dir + "/head.json"; }
@@ -170,6 +172,9 @@ std::uint64_t parse_memory(const std::string& text) { return parse_bytes(text, "
 std::uint64_t parse_max_job_output(const std::string& text) {
   return parse_bytes(text, "--max-job-output");
 }
+std::uint64_t parse_max_program_size(const std::string& text) {
+  return parse_bytes(text, "--max-program-size");
+}
 
 cluster::WorkerOptions worker_options(const NodeFlags& node, const std::string& head_address,
                                       const std::string& data_host, const std::string& state_dir,
@@ -229,6 +234,9 @@ void serve_head(const Common& common, const StartFlags& flags, const ReadyFn& re
   options.job_history = flags.job_history;
   if (!flags.max_job_output.empty())
     options.max_job_output_bytes = parse_max_job_output(flags.max_job_output);
+  if (!flags.max_program_size.empty())
+    options.max_program_bytes = parse_max_program_size(flags.max_program_size);
+  options.max_instances_per_job = flags.max_instances_per_job;
   cluster::write_token(cluster::token_path(common.state_dir), token);
 
   cluster::Head* head_ptr = nullptr;
@@ -364,6 +372,7 @@ int cluster_start(Common& common, StartFlags& flags) {
   // Checked before anything is written, so a bad flag leaves no trace.
   if (!flags.node.memory.empty()) parse_memory(flags.node.memory);
   if (!flags.max_job_output.empty()) parse_max_job_output(flags.max_job_output);
+  if (!flags.max_program_size.empty()) parse_max_program_size(flags.max_program_size);
   cluster::make_private_dir(common.state_dir);
   cluster::make_private_dir(log_dir(common.state_dir));
   if (flags.worker && flags.node.node_id.empty()) {
@@ -739,6 +748,16 @@ int run(int argc, char** argv) {
   start_cmd
       ->add_option("--max-job-output", start.max_job_output,
                    "Head: output kept per job (default 64MB; its oldest lines go first)")
+      ->excludes(worker_flag);
+  start_cmd
+      ->add_option("--max-program-size", start.max_program_size,
+                   "Head: largest program a job may upload (default 1GiB)")
+      ->excludes(worker_flag);
+  start_cmd
+      ->add_option("--max-instances-per-job", start.max_instances_per_job,
+                   "Head: operator instances one job may have, all operators together (default "
+                   "4096)")
+      ->check(CLI::Range(1, cluster::kMaxInstancesPerJobLimit))
       ->excludes(worker_flag);
   start_cmd->add_flag("--foreground", start.foreground,
                       "Stay in the foreground, logging to the terminal (systemd, containers)");

@@ -15,6 +15,7 @@
 #include "cluster/job_info.hpp"
 #include "cluster/job_store.hpp"
 #include "cluster/program_store.hpp"
+#include "cluster/request_validation.hpp"
 #include "cluster/task_process.hpp"
 #include "net/rpc.hpp"
 #include "sage.grpc.pb.h"
@@ -35,7 +36,9 @@ using grpc::StatusCode;
 // that dies is noticed this fast), and how often nodes and jobs are checked.
 constexpr auto kStreamPoll = std::chrono::milliseconds(50);
 constexpr auto kMonitorInterval = std::chrono::milliseconds(100);
-// How long a job's first process failure waits for a node death that caused it.
+// How long a job's first failed process that failed as a consequence (a
+// peer's connection broke) waits for the cause: another process's failure
+// or a node's death.
 constexpr auto kRootCauseGrace = std::chrono::milliseconds(1000);
 
 bool is_final(const std::string& state) {
@@ -68,6 +71,11 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
         store_(options_.state_dir + "/jobs.db", options_.max_job_output_bytes) {
     if (options_.job_history < 1) {
       throw Error("the head's job history must keep at least 1 job; pass --job-history 1 or more");
+    }
+    if (options_.max_instances_per_job < 1 ||
+        options_.max_instances_per_job > kMaxInstancesPerJobLimit) {
+      throw Error(fmt::format("--max-instances-per-job is {}; it must be 1 to {}",
+                              options_.max_instances_per_job, kMaxInstancesPerJobLimit));
     }
     load_jobs();
     remove_from_store(take_forgotten_jobs());  // a lowered --job-history
@@ -127,337 +135,398 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
 
   Status HasProgram(ServerContext* context, const rpc::ProgramRef* request,
                     rpc::HasProgramReply* reply) override {
-    if (auto s = net::check_token(*context, options_.token); !s.ok()) return s;
-    reply->set_present(programs_.contains(request->sha256()));
-    programs_.touch(request->sha256());  // kept until the submit that follows
-    return Status::OK;
+    return serve("HasProgram", context, [&]() -> Status {
+      if (auto problem = problem_in(*request)) return invalid(*problem);
+      reply->set_present(programs_.contains(request->sha256()));
+      programs_.touch(request->sha256());  // kept until the submit that follows
+      return Status::OK;
+    });
   }
 
   Status UploadProgram(ServerContext* context, grpc::ServerReader<rpc::ProgramChunk>* reader,
                        rpc::ProgramRef* reply) override {
-    if (auto s = net::check_token(*context, options_.token); !s.ok()) return s;
-    rpc::ProgramChunk chunk;
-    std::unique_ptr<ProgramStore::Upload> upload;
-    try {
-      while (reader->Read(&chunk)) {
-        if (!upload) {
-          if (!ProgramStore::is_valid_hash(chunk.sha256())) {
-            return invalid("the first chunk must name the program's sha256 (64 hex digits)");
+    return serve("UploadProgram", context, [&]() -> Status {
+      rpc::ProgramChunk chunk;
+      std::unique_ptr<ProgramStore::Upload> upload;  // abandoned: its file goes
+      std::uint64_t received = 0;
+      try {
+        while (reader->Read(&chunk)) {
+          received += chunk.data().size();
+          if (received > options_.max_program_bytes) {
+            return {StatusCode::RESOURCE_EXHAUSTED,
+                    fmt::format("the program is larger than this head takes ({:.1f} MiB); start "
+                                "the head with a larger --max-program-size",
+                                static_cast<double>(options_.max_program_bytes) / (1 << 20))};
           }
-          upload = programs_.begin_upload(chunk.sha256());
-          reply->set_sha256(chunk.sha256());
+          if (!upload) {
+            if (!ProgramStore::is_valid_hash(chunk.sha256())) {
+              return invalid("the first chunk must name the program's sha256 (64 hex digits)");
+            }
+            upload = programs_.begin_upload(chunk.sha256());
+            reply->set_sha256(chunk.sha256());
+          }
+          upload->append(chunk.data());
         }
-        upload->append(chunk.data());
+        if (!upload) return invalid("empty program upload");
+        upload->commit();
+      } catch (const Error& e) {
+        return invalid(e.what());
       }
-      if (!upload) return invalid("empty program upload");
-      upload->commit();
-    } catch (const Error& e) {
-      return invalid(e.what());
-    }
-    return Status::OK;
+      return Status::OK;
+    });
   }
 
   Status SubmitJob(ServerContext* context, const rpc::SubmitRequest* request,
                    rpc::SubmitReply* reply) override {
-    if (auto s = net::check_token(*context, options_.token); !s.ok()) return s;
-    if (!programs_.contains(request->program_sha256())) {
-      return {StatusCode::FAILED_PRECONDITION,
-              "program " + request->program_sha256() + " was not uploaded"};
-    }
-    if (request->chains().empty()) return invalid("the job has no operators");
-    std::lock_guard lock(mutex_);
-    if (auto never = never_fits(*request)) {
-      return {StatusCode::RESOURCE_EXHAUSTED, *never};
-    }
-    auto job = std::make_unique<Job>();
-    job->request = *request;
-    job->info.set_job_id(new_job_id());
-    job->info.set_name(request->name());
-    job->info.set_state("PENDING");
-    job->info.set_submitted_at_ms(now_ms());
-    reply->set_job_id(job->info.job_id());
-    Job& j = *job;
-    jobs_[j.info.job_id()] = std::move(job);
-    persist(j);
-    spdlog::info("job {} ({}) submitted", j.info.job_id(), j.info.name());
-    schedule_pending();
-    return Status::OK;
+    return serve("SubmitJob", context, [&]() -> Status {
+      if (auto problem = problem_in(*request, options_.max_instances_per_job)) {
+        return invalid(*problem);
+      }
+      if (!programs_.contains(request->program_sha256())) {
+        return {StatusCode::FAILED_PRECONDITION,
+                "program " + request->program_sha256() + " was not uploaded"};
+      }
+      std::lock_guard lock(mutex_);
+      if (auto never = never_fits(*request)) {
+        return {StatusCode::RESOURCE_EXHAUSTED, *never};
+      }
+      auto job = std::make_unique<Job>();
+      job->request = *request;
+      job->info.set_job_id(new_job_id());
+      job->info.set_name(request->name());
+      job->info.set_state("PENDING");
+      job->info.set_submitted_at_ms(now_ms());
+      // Recorded before it is known: a submit the database refuses leaves no job.
+      persist(*job);
+      reply->set_job_id(job->info.job_id());
+      spdlog::info("job {} ({}) submitted", job->info.job_id(), job->info.name());
+      jobs_[job->info.job_id()] = std::move(job);
+      schedule_pending();
+      return Status::OK;
+    });
   }
 
   Status WatchJob(ServerContext* context, const rpc::WatchRequest* request,
                   grpc::ServerWriter<rpc::JobEvent>* writer) override {
-    if (auto s = net::check_token(*context, options_.token); !s.ok()) return s;
-    std::int64_t next_line = request->from_line();
-    std::unique_lock lock(mutex_);
-    if (!jobs_.count(request->job_id())) return unknown_job(request->job_id());
-    while (true) {
-      auto it = jobs_.find(request->job_id());
-      if (it == jobs_.end()) return forgotten_job(request->job_id());
-      const bool final = is_final(it->second->info.state());
-      rpc::JobInfo info = it->second->info;
-      lock.unlock();
-      LogPage page = store_.logs(request->job_id(), next_line, 10'000);
-      if (page.first_line > next_line) {
-        rpc::JobEvent event;
-        event.set_output_line(discarded_lines_notice(page.first_line - next_line));
-        if (!writer->Write(event)) return Status::OK;
-        next_line = page.first_line;
-      }
-      for (auto& line : page.lines) {
-        rpc::JobEvent event;
-        event.set_output_line(std::move(line));
-        if (!writer->Write(event)) return Status::OK;
-        ++next_line;
-      }
-      const bool caught_up = next_line >= store_.log_line_count(request->job_id());
-      if (caught_up && (final || !request->follow())) {
-        // The lines read may have been cut short by the job being forgotten.
-        if (std::lock_guard relock(mutex_); !jobs_.count(request->job_id())) {
-          return forgotten_job(request->job_id());
+    return serve("WatchJob", context, [&]() -> Status {
+      if (auto problem = problem_in(*request)) return invalid(*problem);
+      std::int64_t next_line = request->from_line();
+      std::unique_lock lock(mutex_);
+      if (!jobs_.count(request->job_id())) return unknown_job(request->job_id());
+      while (true) {
+        auto it = jobs_.find(request->job_id());
+        if (it == jobs_.end()) return forgotten_job(request->job_id());
+        const bool final = is_final(it->second->info.state());
+        rpc::JobInfo info = it->second->info;
+        lock.unlock();
+        LogPage page = store_.logs(request->job_id(), next_line, 10'000);
+        if (page.first_line > next_line) {
+          rpc::JobEvent event;
+          event.set_output_line(discarded_lines_notice(page.first_line - next_line));
+          if (!writer->Write(event)) return Status::OK;
+          next_line = page.first_line;
         }
-        rpc::JobEvent event;
-        *event.mutable_state() = info;
-        writer->Write(event);
-        return Status::OK;
-      }
-      lock.lock();
-      if (caught_up) {
-        changed_.wait_for(lock, kStreamPoll);
-        if (context->IsCancelled()) return Status::OK;
-        if (shutting_down_) {
-          return {StatusCode::ABORTED,
-                  "the head shut down while the job was followed; a job running then is "
-                  "FAILED when the head restarts"};
+        for (auto& line : page.lines) {
+          rpc::JobEvent event;
+          event.set_output_line(std::move(line));
+          if (!writer->Write(event)) return Status::OK;
+          ++next_line;
+        }
+        const bool caught_up = next_line >= store_.log_line_count(request->job_id());
+        if (caught_up && (final || !request->follow())) {
+          // The lines read may have been cut short by the job being forgotten.
+          if (std::lock_guard relock(mutex_); !jobs_.count(request->job_id())) {
+            return forgotten_job(request->job_id());
+          }
+          rpc::JobEvent event;
+          *event.mutable_state() = info;
+          writer->Write(event);
+          return Status::OK;
+        }
+        lock.lock();
+        if (caught_up) {
+          changed_.wait_for(lock, kStreamPoll);
+          if (context->IsCancelled()) return Status::OK;
+          if (shutting_down_) {
+            return {StatusCode::ABORTED,
+                    "the head shut down while the job was followed; a job running then is "
+                    "FAILED when the head restarts"};
+          }
         }
       }
-    }
+    });
   }
 
   Status ListJobs(ServerContext* context, const rpc::Empty*, rpc::JobList* reply) override {
-    if (auto s = net::check_token(*context, options_.token); !s.ok()) return s;
-    std::lock_guard lock(mutex_);
-    std::vector<const Job*> ordered;
-    for (const auto& [id, job] : jobs_) ordered.push_back(job.get());
-    std::sort(ordered.begin(), ordered.end(), [](const Job* a, const Job* b) {
-      return a->info.submitted_at_ms() > b->info.submitted_at_ms();
+    return serve("ListJobs", context, [&]() -> Status {
+      std::lock_guard lock(mutex_);
+      std::vector<const Job*> ordered;
+      for (const auto& [id, job] : jobs_) ordered.push_back(job.get());
+      std::sort(ordered.begin(), ordered.end(), [](const Job* a, const Job* b) {
+        return a->info.submitted_at_ms() > b->info.submitted_at_ms();
+      });
+      for (const Job* job : ordered) *reply->add_jobs() = with_live_statistics(*job);
+      return Status::OK;
     });
-    for (const Job* job : ordered) *reply->add_jobs() = with_live_statistics(*job);
-    return Status::OK;
   }
 
   Status GetJob(ServerContext* context, const rpc::JobRef* request, rpc::JobInfo* reply) override {
-    if (auto s = net::check_token(*context, options_.token); !s.ok()) return s;
-    std::lock_guard lock(mutex_);
-    auto it = jobs_.find(request->job_id());
-    if (it == jobs_.end()) return unknown_job(request->job_id());
-    *reply = with_live_statistics(*it->second);
-    return Status::OK;
+    return serve("GetJob", context, [&]() -> Status {
+      if (auto problem = problem_in(*request)) return invalid(*problem);
+      std::lock_guard lock(mutex_);
+      auto it = jobs_.find(request->job_id());
+      if (it == jobs_.end()) return unknown_job(request->job_id());
+      *reply = with_live_statistics(*it->second);
+      return Status::OK;
+    });
   }
 
   Status StopJob(ServerContext* context, const rpc::JobRef* request, rpc::JobInfo* reply) override {
-    if (auto s = net::check_token(*context, options_.token); !s.ok()) return s;
-    std::lock_guard lock(mutex_);
-    auto it = jobs_.find(request->job_id());
-    if (it == jobs_.end()) return unknown_job(request->job_id());
-    Job& job = *it->second;
-    if (!is_final(job.info.state())) {
-      job.stop_requested = true;
-      if (job.processes.empty()) {
-        finish(job, "STOPPED", "");
-      } else {
-        send_stop(job);
-        end_unstarted_processes(job);
-        settle_if_ended(job);
+    return serve("StopJob", context, [&]() -> Status {
+      if (auto problem = problem_in(*request)) return invalid(*problem);
+      std::lock_guard lock(mutex_);
+      auto it = jobs_.find(request->job_id());
+      if (it == jobs_.end()) return unknown_job(request->job_id());
+      Job& job = *it->second;
+      if (!is_final(job.info.state())) {
+        job.stop_requested = true;
+        if (job.processes.empty()) {
+          finish(job, "STOPPED", "");
+        } else {
+          send_stop(job);
+          end_unstarted_processes(job);
+          settle_if_ended(job);
+        }
       }
-    }
-    *reply = job.info;
-    return Status::OK;
+      *reply = job.info;
+      return Status::OK;
+    });
   }
 
   Status ClusterStatus(ServerContext* context, const rpc::Empty*,
                        rpc::ClusterInfo* reply) override {
-    if (auto s = net::check_token(*context, options_.token); !s.ok()) return s;
-    std::lock_guard lock(mutex_);
-    for (const auto& [id, node] : nodes_) {
-      auto* info = reply->add_nodes();
-      info->set_node_id(id);
-      info->set_address(node.host);
-      *info->mutable_total() = node.total;
-      *info->mutable_used() = node.used;
-      info->set_alive(node.alive);
-      info->set_last_heartbeat_ms(node.last_heartbeat_ms);
-    }
-    for (const auto& [id, job] : jobs_) {
-      if (!is_final(job->info.state())) *reply->add_running_jobs() = job->info;
-    }
-    return Status::OK;
+    return serve("ClusterStatus", context, [&]() -> Status {
+      std::lock_guard lock(mutex_);
+      for (const auto& [id, node] : nodes_) {
+        auto* info = reply->add_nodes();
+        info->set_node_id(id);
+        info->set_address(node.host);
+        *info->mutable_total() = node.total;
+        *info->mutable_used() = node.used;
+        info->set_alive(node.alive);
+        info->set_last_heartbeat_ms(node.last_heartbeat_ms);
+      }
+      for (const auto& [id, job] : jobs_) {
+        if (!is_final(job->info.state())) *reply->add_running_jobs() = job->info;
+      }
+      return Status::OK;
+    });
   }
 
   // ---- ClusterService -----------------------------------------------------
 
   Status Join(ServerContext* context, const rpc::JoinRequest* request,
               grpc::ServerWriter<rpc::WorkerCommand>* writer) override {
-    if (auto s = net::check_token(*context, options_.token); !s.ok()) return s;
-    if (request->node_id().empty()) return invalid("a joining worker must name its node");
-    std::uint64_t session = 0;
-    {
-      std::lock_guard lock(mutex_);
-      auto it = nodes_.find(request->node_id());
-      if (it != nodes_.end() && it->second.alive) {
-        return {StatusCode::ALREADY_EXISTS,
-                "node '" + request->node_id() +
-                    "' is already in the cluster; give each worker its own --node-id"};
+    return serve("Join", context, [&]() -> Status {
+      if (auto problem = problem_in(*request)) return invalid(*problem);
+      std::uint64_t session = 0;
+      {
+        std::lock_guard lock(mutex_);
+        auto it = nodes_.find(request->node_id());
+        if (it != nodes_.end() && it->second.alive) {
+          return {StatusCode::ALREADY_EXISTS,
+                  "node '" + request->node_id() +
+                      "' is already in the cluster; give each worker its own --node-id"};
+        }
+        Node& node = nodes_[request->node_id()];
+        node = Node{};
+        node.host = request->host();
+        node.total = request->resources();
+        node.used.Clear();
+        node.gpu_used.assign(static_cast<std::size_t>(request->resources().num_gpus()), false);
+        node.alive = true;
+        node.last_heartbeat_ms = now_ms();
+        node.session = session = ++sessions_;
+        spdlog::info("node {} joined from {} with {}", request->node_id(), request->host(),
+                     describe_resources(node.total.num_cpus(), node.total.num_gpus(),
+                                        node.total.memory_bytes()));
+        schedule_pending();
       }
-      Node& node = nodes_[request->node_id()];
-      node = Node{};
-      node.host = request->host();
-      node.total = request->resources();
-      node.used.Clear();
-      node.gpu_used.assign(static_cast<std::size_t>(request->resources().num_gpus()), false);
-      node.alive = true;
-      node.last_heartbeat_ms = now_ms();
-      node.session = session = ++sessions_;
-      spdlog::info("node {} joined from {} with {}", request->node_id(), request->host(),
-                   describe_resources(node.total.num_cpus(), node.total.num_gpus(),
-                                      node.total.memory_bytes()));
-      schedule_pending();
-    }
-    rpc::WorkerCommand welcome;
-    welcome.mutable_welcome()->set_head_version(SAGE_VERSION);
-    if (!writer->Write(welcome)) return Status::OK;
-    std::unique_lock lock(mutex_);
-    while (true) {
-      auto it = nodes_.find(request->node_id());
-      if (it == nodes_.end() || it->second.session != session || !it->second.alive) break;
-      Node& node = it->second;
-      if (node.commands.empty()) {
-        changed_.wait_for(lock, kStreamPoll);
-        if (context->IsCancelled() || shutting_down_) break;
-        continue;
+      rpc::WorkerCommand welcome;
+      welcome.mutable_welcome()->set_head_version(SAGE_VERSION);
+      if (!writer->Write(welcome)) return Status::OK;
+      std::unique_lock lock(mutex_);
+      while (true) {
+        auto it = nodes_.find(request->node_id());
+        if (it == nodes_.end() || it->second.session != session || !it->second.alive) break;
+        Node& node = it->second;
+        if (node.commands.empty()) {
+          changed_.wait_for(lock, kStreamPoll);
+          if (context->IsCancelled() || shutting_down_) break;
+          continue;
+        }
+        rpc::WorkerCommand command = std::move(node.commands.front());
+        node.commands.pop_front();
+        lock.unlock();
+        const bool sent = writer->Write(command);
+        lock.lock();
+        if (!sent) break;
       }
-      rpc::WorkerCommand command = std::move(node.commands.front());
-      node.commands.pop_front();
-      lock.unlock();
-      const bool sent = writer->Write(command);
-      lock.lock();
-      if (!sent) break;
-    }
-    auto it = nodes_.find(request->node_id());
-    if (it != nodes_.end() && it->second.session == session && it->second.alive &&
-        !shutting_down_) {
-      node_died(request->node_id(), "the worker on node '" + request->node_id() + "' disconnected");
-    }
-    return Status::OK;
+      auto it = nodes_.find(request->node_id());
+      if (it != nodes_.end() && it->second.session == session && it->second.alive &&
+          !shutting_down_) {
+        node_died(request->node_id(),
+                  "the worker on node '" + request->node_id() + "' disconnected");
+      }
+      return Status::OK;
+    });
   }
 
   Status Heartbeat(ServerContext* context, const rpc::NodeRef* request, rpc::Empty*) override {
-    if (auto s = net::check_token(*context, options_.token); !s.ok()) return s;
-    std::lock_guard lock(mutex_);
-    auto it = nodes_.find(request->node_id());
-    if (it == nodes_.end() || !it->second.alive) {
-      return {StatusCode::NOT_FOUND, "node '" + request->node_id() + "' must join again"};
-    }
-    it->second.last_heartbeat_ms = now_ms();
-    return Status::OK;
+    return serve("Heartbeat", context, [&]() -> Status {
+      if (auto problem = problem_in(*request)) return invalid(*problem);
+      std::lock_guard lock(mutex_);
+      auto it = nodes_.find(request->node_id());
+      if (it == nodes_.end() || !it->second.alive) {
+        return {StatusCode::NOT_FOUND, "node '" + request->node_id() + "' must join again"};
+      }
+      it->second.last_heartbeat_ms = now_ms();
+      return Status::OK;
+    });
   }
 
   Status ReportPrepared(ServerContext* context, const rpc::PreparedReport* request,
                         rpc::Empty*) override {
-    if (auto s = net::check_token(*context, options_.token); !s.ok()) return s;
-    std::lock_guard lock(mutex_);
-    Process* process = find_process(request->job_id(), request->process_index());
-    if (process == nullptr) return Status::OK;  // the job was forgotten meanwhile
-    Job& job = *jobs_.at(request->job_id());
-    if (is_final(job.info.state())) return Status::OK;  // failed or stopped meanwhile
-    if (!request->error().empty()) {
-      fail(job,
-           "node '" + process->node_id + "' could not prepare a task process: " + request->error());
-      settle_if_ended(job);
+    return serve("ReportPrepared", context, [&]() -> Status {
+      if (auto problem = problem_in(*request)) return invalid(*problem);
+      std::lock_guard lock(mutex_);
+      Process* process = find_process(request->job_id(), request->process_index());
+      if (process == nullptr) return Status::OK;  // the job was forgotten meanwhile
+      if (process->node_id != request->node_id()) {
+        return invalid("node '" + request->node_id() + "' reported process " +
+                       std::to_string(request->process_index()) + " of job " + request->job_id() +
+                       ", which runs on node '" + process->node_id + "'");
+      }
+      Job& job = *jobs_.at(request->job_id());
+      if (is_final(job.info.state())) return Status::OK;  // failed or stopped meanwhile
+      if (!request->error().empty()) {
+        fail(job, "node '" + process->node_id +
+                      "' could not prepare a task process: " + cut_text(request->error()));
+        settle_if_ended(job);
+        return Status::OK;
+      }
+      process->data_address = request->data_address();
+      process->prepared = true;
+      if (std::all_of(job.processes.begin(), job.processes.end(),
+                      [](const Process& p) { return p.prepared; })) {
+        start_processes(job);
+      }
       return Status::OK;
-    }
-    process->data_address = request->data_address();
-    process->prepared = true;
-    if (std::all_of(job.processes.begin(), job.processes.end(),
-                    [](const Process& p) { return p.prepared; })) {
-      start_processes(job);
-    }
-    return Status::OK;
+    });
   }
 
   Status ReportOutput(ServerContext* context, const rpc::OutputReport* request,
                       rpc::Empty*) override {
-    if (auto s = net::check_token(*context, options_.token); !s.ok()) return s;
-    if (request->lines_size() > 0) {
-      // The store takes no output for a job it has no record of (one forgotten).
-      if (!store_.append_logs(
-              request->job_id(),
-              std::vector<std::string>(request->lines().begin(), request->lines().end()))) {
-        return unknown_job(request->job_id());
+    return serve("ReportOutput", context, [&]() -> Status {
+      if (auto problem = problem_in(*request)) return invalid(*problem);
+      if (request->lines_size() > 0) {
+        // The store takes no output for a job it has no record of (one forgotten).
+        if (!store_.append_logs(
+                request->job_id(),
+                std::vector<std::string>(request->lines().begin(), request->lines().end()))) {
+          return unknown_job(request->job_id());
+        }
+        std::lock_guard lock(mutex_);
+        changed_.notify_all();
       }
-      std::lock_guard lock(mutex_);
-      changed_.notify_all();
-    }
-    return Status::OK;
+      return Status::OK;
+    });
   }
 
   Status ReportProgress(ServerContext* context, const rpc::ProgressReport* request,
                         rpc::Empty*) override {
-    if (auto s = net::check_token(*context, options_.token); !s.ok()) return s;
-    std::lock_guard lock(mutex_);
-    Process* process = find_process(request->job_id(), request->process_index());
-    if (process != nullptr && !process->exited) process->live = request->instances();
-    return Status::OK;
+    return serve("ReportProgress", context, [&]() -> Status {
+      if (auto problem = problem_in(*request)) return invalid(*problem);
+      std::lock_guard lock(mutex_);
+      Process* process = find_process(request->job_id(), request->process_index());
+      if (process != nullptr && !process->exited) process->live = request->instances();
+      return Status::OK;
+    });
   }
 
   Status ReportExit(ServerContext* context, const rpc::ExitReport* request, rpc::Empty*) override {
-    if (auto s = net::check_token(*context, options_.token); !s.ok()) return s;
-    std::lock_guard lock(mutex_);
-    Process* process = find_process(request->job_id(), request->process_index());
-    if (process == nullptr || process->exited) return Status::OK;
-    Job& job = *jobs_.at(request->job_id());
-    process->exited = true;
-    process->live.Clear();
-    for (const auto& stats : request->instances()) *job.info.add_instances() = stats;
-    sort_instances(job.info.mutable_instances());
-    const bool first_failure = job.held_error.empty() && !is_final(job.info.state());
-    // A process killed for its memory is a cause, not a consequence: it
-    // replaces a held error (a peer's broken connection).
-    const bool cause = request->over_memory_limit() && !is_final(job.info.state());
-    if (request->exit_code() != 0 && !job.stop_requested && (first_failure || cause)) {
-      // Held for kRootCauseGrace: when a node dies, its peers fail first
-      // (their connections break), but the node is the cause to report.
-      job.held_error = request->error().empty()
-                           ? "the task process on node '" + process->node_id +
-                                 "' exited with code " + std::to_string(request->exit_code())
-                           : request->error();
-      if (first_failure) job.held_since_ms = now_ms();
-    }
-    settle_if_ended(job);
-    return Status::OK;
+    return serve("ReportExit", context, [&]() -> Status {
+      if (auto problem = problem_in(*request)) return invalid(*problem);
+      std::lock_guard lock(mutex_);
+      Process* process = find_process(request->job_id(), request->process_index());
+      if (process == nullptr || process->exited) return Status::OK;
+      Job& job = *jobs_.at(request->job_id());
+      process->exited = true;
+      process->live.Clear();
+      for (const auto& stats : request->instances()) *job.info.add_instances() = stats;
+      sort_instances(job.info.mutable_instances());
+      if (request->exit_code() != 0 && !job.stop_requested && !is_final(job.info.state())) {
+        const std::string error = request->error().empty()
+                                      ? "the task process on node '" + process->node_id +
+                                            "' exited with code " +
+                                            std::to_string(request->exit_code())
+                                      : cut_text(request->error());
+        record_process_failure(job, request->process_index(), error);
+        if (!request->consequence() || request->over_memory_limit()) {
+          fail(job, error);  // a cause is the job's error, over anything held
+        } else if (job.held_error.empty()) {
+          // A consequence (a peer's connection broke) is held until a cause
+          // arrives, every process has ended, or kRootCauseGrace passed: the
+          // process that failed first, or the node that died, is the cause
+          // to report, and its peers may well report before it.
+          job.held_error = error;
+          job.held_since_ms = now_ms();
+        }
+      }
+      settle_if_ended(job);
+      return Status::OK;
+    });
   }
 
   Status FetchProgram(ServerContext* context, const rpc::ProgramRef* request,
                       grpc::ServerWriter<rpc::ProgramChunk>* writer) override {
-    if (auto s = net::check_token(*context, options_.token); !s.ok()) return s;
-    if (!programs_.contains(request->sha256())) {
-      return {StatusCode::NOT_FOUND, "no program " + request->sha256().substr(0, 64)};
-    }
-    std::FILE* file = std::fopen(programs_.path_of(request->sha256()).c_str(), "rb");
-    if (file == nullptr) return {StatusCode::INTERNAL, "cannot read the stored program"};
-    std::string buffer(net::kProgramChunkBytes, '\0');
-    rpc::ProgramChunk chunk;
-    chunk.set_sha256(request->sha256());
-    std::size_t n;
-    while ((n = std::fread(buffer.data(), 1, buffer.size(), file)) > 0) {
-      chunk.set_data(buffer.data(), n);
-      if (!writer->Write(chunk)) break;
-      chunk.clear_sha256();
-    }
-    std::fclose(file);
-    return Status::OK;
+    return serve("FetchProgram", context, [&]() -> Status {
+      if (auto problem = problem_in(*request)) return invalid(*problem);
+      if (!programs_.contains(request->sha256())) {
+        return {StatusCode::NOT_FOUND, "no program " + request->sha256().substr(0, 64)};
+      }
+      std::FILE* file = std::fopen(programs_.path_of(request->sha256()).c_str(), "rb");
+      if (file == nullptr) return {StatusCode::INTERNAL, "cannot read the stored program"};
+      std::string buffer(net::kProgramChunkBytes, '\0');
+      rpc::ProgramChunk chunk;
+      chunk.set_sha256(request->sha256());
+      std::size_t n;
+      while ((n = std::fread(buffer.data(), 1, buffer.size(), file)) > 0) {
+        chunk.set_data(buffer.data(), n);
+        if (!writer->Write(chunk)) break;
+        chunk.clear_sha256();
+      }
+      std::fclose(file);
+      return Status::OK;
+    });
   }
 
  private:
+  // Runs an RPC's handler for a caller with the cluster token. An exception
+  // that escapes it (a damaged job database, a bug) is logged, naming the
+  // RPC, and the caller gets INTERNAL with its message.
+  template <class Handler>
+  Status serve(const char* rpc, ServerContext* context, Handler&& handler) {
+    if (auto s = net::check_token(*context, options_.token); !s.ok()) return s;
+    try {
+      return handler();
+    } catch (const std::exception& e) {
+      spdlog::error("{} failed: {}", rpc, e.what());
+      return {StatusCode::INTERNAL,
+              std::string(rpc) + " failed on the head: " + e.what() + " (see the head's log)"};
+    }
+  }
+
   struct Node {
     std::string host;
     rpc::Resources total, used;
@@ -742,7 +811,7 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
         command.mutable_prepare()->set_process_index(static_cast<int>(p));
         nodes_.at(job->processes[p].node_id).commands.push_back(std::move(command));
       }
-      persist(*job);
+      save(*job);
       spdlog::info("job {} placed on {} task processes", job->info.job_id(), job->processes.size());
     }
     changed_.notify_all();
@@ -825,8 +894,21 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
     job.info.set_state(state);
     job.info.set_error(error);
     job.info.set_finished_at_ms(now_ms());
-    persist(job);
+    save(job);
     changed_.notify_all();
+  }
+
+  // A failed task process's error in the job's output (`sage job logs`, the
+  // submitting program's output) and in the head's log.
+  void record_process_failure(const Job& job, int process_index, const std::string& error) {
+    const std::string what = fmt::format("task process {} on node '{}' failed: {}", process_index,
+                                         job.processes[process_index].node_id, error);
+    spdlog::warn("job {}: {}", job.info.job_id(), what);
+    try {
+      store_.append_logs(job.info.job_id(), {"[sage] " + what});
+    } catch (const Error& e) {
+      spdlog::error("job {}: cannot add to its output: {}", job.info.job_id(), e.what());
+    }
   }
 
   void release(Job& job) {
@@ -960,6 +1042,7 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
     return &it->second->processes[index];
   }
 
+  // Throws sage::Error when the job database refuses the record.
   void persist(const Job& job) {
     JobRecord record;
     record.id = job.info.job_id();
@@ -974,6 +1057,17 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
     record.finished_at_ms = job.info.finished_at_ms();
     record.statistics = job.info.SerializeAsString();
     store_.put(record);
+  }
+
+  // A change of a known job: kept in memory, and logged, when the database
+  // refuses it (the job goes on; its record is stale until the next change).
+  void save(const Job& job) {
+    try {
+      persist(job);
+    } catch (const Error& e) {
+      spdlog::error("job {}: cannot record its state {}: {}", job.info.job_id(), job.info.state(),
+                    e.what());
+    }
   }
 
   // Jobs from before a restart: listed as they ended; a job that was running

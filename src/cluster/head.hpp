@@ -4,7 +4,9 @@
 // instances on nodes with free resources, drives the workers through the
 // commands stream, gathers task output, and keeps job records in SQLite so
 // they survive a restart, within limits: the newest job_history ended jobs,
-// and each job's newest max_job_output_bytes of output.
+// and each job's newest max_job_output_bytes of output. Every request is
+// checked where it enters (cluster/request_validation.hpp); a bad value is
+// refused with INVALID_ARGUMENT naming its field.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +14,7 @@
 #include <string>
 
 #include "cluster/cluster_config.hpp"
+#include "cluster/request_validation.hpp"
 #include "net/tls.hpp"
 
 namespace sage::cluster {
@@ -29,6 +32,12 @@ struct HeadOptions {
   // Per job; beyond it a job's oldest output lines are discarded, and readers
   // are told how many.
   std::uint64_t max_job_output_bytes = std::uint64_t{64} << 20;
+  // Instances (the sum of its operators' parallelism) one job may have; a
+  // submit with more is refused. 1 to kMaxInstancesPerJobLimit.
+  int max_instances_per_job = kDefaultMaxInstancesPerJob;
+  // The largest program an upload may bring; a larger one is refused as it
+  // streams in, and nothing of it stays.
+  std::uint64_t max_program_bytes = std::uint64_t{1} << 30;
 };
 
 class Head {

@@ -16,7 +16,20 @@ namespace {
 // version to migrate().
 constexpr int kSchemaVersion = 2;
 
+// A damaged file cannot be repaired by the head; the user must set it aside.
+std::string damaged(const std::string& path, const std::string& detail) {
+  return "job database " + path + " is damaged (" + detail +
+         "); stop the head, move the file away (with its -wal and -shm files, e.g. mv " + path +
+         " " + path +
+         ".damaged) and start the head again: it makes a new, empty database, and "
+         "the job history in the damaged one is lost";
+}
+
 [[noreturn]] void fail(const std::string& path, std::string_view what, sqlite3* db) {
+  const int code = sqlite3_errcode(db) & 0xff;  // the primary result code
+  if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB) {
+    throw Error(damaged(path, std::string(what) + " failed: " + sqlite3_errmsg(db)));
+  }
   throw Error(
       "job database " + path + ": " + std::string(what) + " failed: " + sqlite3_errmsg(db) +
       "; check that the state directory is writable, has free space and is used by no other head");
@@ -162,6 +175,19 @@ JobRecord read_record(const Statement& row, const std::string& path) {
   return record;
 }
 
+// SQLite's quick check of every page (not of indexes against tables): a
+// damaged file is refused at opening instead of failing later requests.
+void check_integrity(sqlite3* db, const std::string& path) {
+  constexpr int kProblemsShown = 3;
+  Statement check(db, path, "PRAGMA quick_check(" + std::to_string(kProblemsShown) + ")");
+  std::string problems;
+  while (check.step()) {
+    const std::string row = check.bytes(0);
+    if (row != "ok") problems += (problems.empty() ? "" : "; ") + row;
+  }
+  if (!problems.empty()) throw Error(damaged(path, "quick_check found: " + problems));
+}
+
 void migrate(sqlite3* db, const std::string& path) {
   Transaction transaction(db, path);
   Statement query(db, path, "PRAGMA user_version");
@@ -261,6 +287,7 @@ JobStore::JobStore(const std::string& path, std::uint64_t max_log_bytes)
   }
   // Another process (a CLI reading logs) may hold the lock briefly; wait rather than fail.
   sqlite3_busy_timeout(raw, 5000);
+  check_integrity(raw, path_);
   // WAL lets readers proceed while the head appends logs. An in-memory
   // database answers "memory", which is fine.
   exec(raw, path_, "PRAGMA journal_mode = WAL");

@@ -42,7 +42,9 @@ struct LogPage {
 
 class JobStore {
  public:
-  // Opens or creates the database file and its tables (upgrading older ones);
+  // Opens or creates the database file and its tables (upgrading older ones),
+  // after SQLite's quick check: a damaged file is refused with a message that
+  // says how to set it aside (here and from any later call that meets damage);
   // ":memory:" gives a store that lives only as long as this object. Each job
   // keeps at most `max_log_bytes` of output (its newest line always), also
   // the output stored under a larger limit before.

@@ -129,7 +129,7 @@ class TaskProcessControl {
     const cluster::TaskOutput output;  // lines written by tasks say which
     const auto assignment =
         cluster::TaskAssignment::decode(std::getenv(cluster::kAssignmentVariable));
-    JobResult result;
+    cluster::TaskProcessResult result;
     {
       TaskProcessControl control(result_fd);
       result = cluster::run_task_process(
@@ -141,6 +141,7 @@ class TaskProcessControl {
     for (const auto& s : result.instances) cluster::to_message(s, report.add_instances());
     if (result.state == JobState::kFailed) {
       report.set_error(net::valid_utf8(result.error));
+      report.set_consequence(result.consequence);
       code = 1;
     }
   } catch (const std::exception& e) {

@@ -38,7 +38,11 @@ class QueueDelivery final : public net::FrameHandler {
     edge_of(h);  // validates the address
     queue_of(h).push(detail::Message{h.channel, nullptr});
   }
-  void on_error(const std::string& message) override { job_.fail(message); }
+  // A peer's connection broke or misbehaved: most often because that peer
+  // failed first, whose error is the job's cause.
+  void on_error(const std::string& message) override {
+    job_.fail(message, runtime::FailureKind::kConsequence);
+  }
 
  private:
   const detail::EdgeFactory& edge_of(const net::FrameHeader& h) const {
@@ -86,10 +90,10 @@ TaskAssignment TaskAssignment::decode(std::string_view text) {
   return deserialize<TaskAssignment>(bytes);
 }
 
-JobResult run_task_process(std::shared_ptr<const detail::LogicalGraph> graph,
-                           const ExecutionConfig& config, const TaskAssignment& assignment,
-                           net::Socket listener, const net::TlsFiles& tls,
-                           const std::function<void(const RunningTasks*)>& on_running) {
+TaskProcessResult run_task_process(std::shared_ptr<const detail::LogicalGraph> graph,
+                                   const ExecutionConfig& config, const TaskAssignment& assignment,
+                                   net::Socket listener, const net::TlsFiles& tls,
+                                   const std::function<void(const RunningTasks*)>& on_running) {
   const graph::PhysicalPlan plan = graph::PhysicalPlan::build(*graph, config);
   if (plan.fingerprint() != assignment.fingerprint) {
     throw InvalidPlanError(
@@ -183,7 +187,9 @@ JobResult run_task_process(std::shared_ptr<const detail::LogicalGraph> graph,
   };
   const std::unique_ptr<const RunningTasks, decltype(withdraw)> withdrawn(&running, withdraw);
   if (on_running) on_running(&running);
-  JobResult result = job.wait();
+  TaskProcessResult result{job.wait()};
+  result.consequence =
+      result.state == JobState::kFailed && job.failure_kind() == runtime::FailureKind::kConsequence;
   // Every local task has ended, so nothing more that this process needs can
   // arrive; stop receiving before the peers (and the cancel hook's view of
   // them) go away.

@@ -49,6 +49,13 @@ struct RunningTasks {
   std::function<JobResult()> statistics;
 };
 
+// This process's share of the job's outcome. `consequence`: it failed only
+// because another process did (a peer's connection broke), so its error is
+// not the job's cause.
+struct TaskProcessResult : JobResult {
+  bool consequence = false;
+};
+
 // Runs this process's share and returns the statistics of its instances.
 // `listener` is this process's data-plane socket, already listening; with
 // `tls` enabled its connections in and out are encrypted; `on_running` is
@@ -56,10 +63,10 @@ struct RunningTasks {
 // once they have all ended, before anything is torn down: from then on the
 // functions must not be called.
 // Throws InvalidPlanError if the graph plans to another fingerprint.
-JobResult run_task_process(std::shared_ptr<const detail::LogicalGraph> graph,
-                           const ExecutionConfig& config, const TaskAssignment& assignment,
-                           net::Socket listener, const net::TlsFiles& tls = {},
-                           const std::function<void(const RunningTasks*)>& on_running = {});
+TaskProcessResult run_task_process(std::shared_ptr<const detail::LogicalGraph> graph,
+                                   const ExecutionConfig& config, const TaskAssignment& assignment,
+                                   net::Socket listener, const net::TlsFiles& tls = {},
+                                   const std::function<void(const RunningTasks*)>& on_running = {});
 
 // The result pipe from a task process to its worker carries frames: a
 // progress report (rpc::ProgressReport) about once a second while the tasks

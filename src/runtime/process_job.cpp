@@ -6,6 +6,7 @@
 
 #include "runtime/current_task.hpp"
 #include "runtime/task_builder.hpp"
+#include "sage/error.hpp"
 
 namespace sage::runtime {
 namespace {
@@ -15,6 +16,38 @@ std::string host_name() {
   if (gethostname(name, sizeof name - 1) != 0) return "localhost";
   return name;
 }
+
+// What a task's failure outside user code says.
+std::string describe_task_failure(const std::string& task, const std::string& node_id,
+                                  const std::string& what) {
+  return "task " + task + " on node " + node_id + ": " + what;
+}
+
+// A task of another process as the producers here see it: a push that fails
+// means the connection to that process failed (it ended, most often because
+// it failed first), so the job fails with that as a consequence and the
+// producing task unwinds as a cancelled one.
+class RemoteTask final : public detail::MessageSink {
+ public:
+  RemoteTask(detail::MessageSink& sink, JobControl& control, const std::string& node_id)
+      : sink_(sink), control_(control), node_id_(node_id) {}
+
+  void push(detail::Message message) override {
+    try {
+      sink_.push(std::move(message));
+    } catch (const Error& e) {
+      const std::string* task = current_task();
+      control_.fail(describe_task_failure(task != nullptr ? *task : "?", node_id_, e.what()),
+                    FailureKind::kConsequence);
+      throw detail::JobCancelledError{};
+    }
+  }
+
+ private:
+  detail::MessageSink& sink_;
+  JobControl& control_;
+  const std::string& node_id_;
+};
 
 std::string describe(const detail::OperatorError& e) {
   std::string where = "operator '" + e.operator_name + "' instance " +
@@ -61,7 +94,8 @@ ProcessJob::ProcessJob(std::shared_ptr<const detail::LogicalGraph> graph, Execut
   };
   context.sink = [this](int chain, int instance) -> detail::MessageSink& {
     if (is_local(chain, instance)) return *queues_[chain][instance];
-    return placement_.remote_sink(chain, instance);
+    return *remote_tasks_.emplace_back(
+        std::make_unique<RemoteTask>(placement_.remote_sink(chain, instance), control_, node_id_));
   };
   for (const auto& chain : plan_.chains()) {
     ended_.push_back(std::make_unique<std::atomic<bool>[]>(chain.parallelism));
@@ -99,7 +133,7 @@ void ProcessJob::start() {
       } catch (const detail::OperatorError& e) {
         control_.fail(describe(e));
       } catch (const std::exception& e) {
-        control_.fail("task " + task.name + " on node " + node_id_ + ": " + e.what());
+        control_.fail(describe_task_failure(task.name, node_id_, e.what()));
       }
       ended_[task.chain][task.instance].store(true, std::memory_order_release);
     });

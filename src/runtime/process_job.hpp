@@ -26,7 +26,9 @@ namespace sage::runtime {
 struct Placement {
   // True for the tasks this process runs; unset means all of them.
   std::function<bool(int chain, int instance)> is_local;
-  // Where records for a task of another process go.
+  // Where records for a task of another process go. Its push() throws
+  // sage::Error when the connection to that process fails: the job then fails
+  // with that as a consequence (the other process's failure is the cause).
   std::function<detail::MessageSink&(int chain, int instance)> remote_sink;
   // The process's node (host name by default), shown in statistics and errors.
   std::string node_id;
@@ -45,8 +47,10 @@ class ProcessJob {
   const detail::LogicalGraph& graph() const { return *graph_; }
   // The input queue of a task of this process (null for a source task).
   InputQueue* queue(int chain, int instance) { return queues_[chain][instance].get(); }
-  // Fails the job from outside its tasks (e.g. a lost connection).
-  void fail(std::string error) { control_.fail(std::move(error)); }
+  // Fails the job from outside its tasks (e.g. a lost connection: a consequence).
+  void fail(std::string error, FailureKind kind) { control_.fail(std::move(error), kind); }
+  // Whether the error of a failed wait() is a cause or a consequence.
+  FailureKind failure_kind() const { return control_.error_kind(); }
   // Runs `hook` when the job is cancelled; register before start().
   void on_cancel(std::function<void()> hook) { control_.on_cancel(std::move(hook)); }
 
@@ -74,6 +78,7 @@ class ProcessJob {
   JobControl control_;
   std::vector<std::vector<std::unique_ptr<detail::InstanceMetrics>>> metrics_;  // [node][instance]
   std::vector<std::vector<std::unique_ptr<runtime::InputQueue>>> queues_;       // [chain][instance]
+  std::vector<std::unique_ptr<detail::MessageSink>> remote_tasks_;  // wrap placement_.remote_sink
   std::vector<runtime::Task> tasks_;
   // Set when the task of [chain][instance] has ended.
   std::vector<std::unique_ptr<std::atomic<bool>[]>> ended_;

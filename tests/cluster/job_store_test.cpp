@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <string>
 #include <thread>
@@ -288,6 +289,78 @@ TEST(JobStoreTest, ADatabaseOfANewerSageIsRefused) {
     EXPECT_NE(std::string(e.what()).find("upgrade sage on the head node"), std::string::npos)
         << e.what();
   }
+}
+
+// Expects opening `path` to be refused as damaged, with the way out.
+void expect_refused_as_damaged(const std::string& path) {
+  try {
+    JobStore store(path);
+    FAIL() << "a damaged database was opened";
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("job database " + path + " is damaged"), std::string::npos) << message;
+    EXPECT_NE(message.find("mv " + path + " " + path + ".damaged"), std::string::npos) << message;
+    EXPECT_NE(message.find("job history in the damaged one is lost"), std::string::npos) << message;
+  }
+}
+
+// One damaged page (here the root of the jobs table) is found when the
+// store opens, not by the requests that would read it later.
+TEST(JobStoreTest, ADatabaseWithADamagedPageIsRefusedAtOpening) {
+  TempDir dir;
+  const std::string path = dir.file("jobs.db");
+  {
+    JobStore store(path);
+    for (int i = 0; i < 200; ++i) {
+      JobRecord record = full_record();
+      record.id = "job-" + std::to_string(i);
+      record.error = std::string(500, 'e');
+      store.put(record);
+    }
+  }
+  std::int64_t page_size = 0, root_page = 0;
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    sqlite3_stmt* query = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db,
+                                 "SELECT (SELECT page_size FROM pragma_page_size), rootpage "
+                                 "FROM sqlite_schema WHERE name = 'jobs'",
+                                 -1, &query, nullptr),
+              SQLITE_OK)
+        << sqlite3_errmsg(db);
+    ASSERT_EQ(sqlite3_step(query), SQLITE_ROW);
+    page_size = sqlite3_column_int64(query, 0);
+    root_page = sqlite3_column_int64(query, 1);
+    sqlite3_finalize(query);
+    sqlite3_close(db);
+  }
+  ASSERT_GT(root_page, 1);
+  ASSERT_FALSE(std::filesystem::exists(path + "-wal") &&
+               std::filesystem::file_size(path + "-wal") > 0)
+      << "the store's last close should have written its log into the file";
+  {
+    std::FILE* file = std::fopen(path.c_str(), "r+b");
+    ASSERT_NE(file, nullptr);
+    ASSERT_EQ(std::fseek(file, static_cast<long>((root_page - 1) * page_size), SEEK_SET), 0);
+    const std::string garbage(static_cast<std::size_t>(page_size), '\xa5');
+    ASSERT_EQ(std::fwrite(garbage.data(), 1, garbage.size(), file), garbage.size());
+    std::fclose(file);
+  }
+  expect_refused_as_damaged(path);
+}
+
+TEST(JobStoreTest, AFileThatIsNoDatabaseIsRefusedAsDamaged) {
+  TempDir dir;
+  const std::string path = dir.file("jobs.db");
+  {
+    std::FILE* file = std::fopen(path.c_str(), "wb");
+    ASSERT_NE(file, nullptr);
+    const std::string text(8192, 'x');
+    std::fwrite(text.data(), 1, text.size(), file);
+    std::fclose(file);
+  }
+  expect_refused_as_damaged(path);
 }
 
 }  // namespace

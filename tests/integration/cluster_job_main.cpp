@@ -18,6 +18,10 @@
 //   tls-env     3 instances print the TLS files their process was given
 //   loud        a sink that prints 200 lines of 60 000 characters, and a line
 //               with bytes that are not UTF-8 between "before" and "after"
+//   early-source, early-map, bad-partitioner
+//               3 endless sources, rebalanced to 3 maps and 3 sinks, where
+//               source instance 0 throws at once, map instance 0 throws on its
+//               first record, or a partitioner returns an index out of range
 // RemoteEnvironment (at $SAGE_ADDRESS) unless the last argument is --local.
 #include <unistd.h>
 
@@ -165,6 +169,47 @@ void wide(sage::Environment& env, double cpus, int parallelism = 4) {
       .sink([](int) {}, {.name = "discard"});
 }
 
+// Endless; with `fail`, instance 0 throws at once.
+class EarlyFailingSource : public sage::Function {
+ public:
+  explicit EarlyFailingSource(bool fail) : fail_(fail) {}
+  void open(sage::RuntimeContext& ctx) override { fail_ = fail_ && ctx.parallel_index() == 0; }
+  std::optional<long long> next() {
+    if (fail_) throw std::runtime_error("source instance 0 fails at once");
+    return ++n_;
+  }
+
+ private:
+  bool fail_;
+  long long n_ = 0;
+};
+
+// With `fail`, instance 0 throws on its first record.
+class EarlyFailingMap : public sage::Function {
+ public:
+  explicit EarlyFailingMap(bool fail) : fail_(fail) {}
+  void open(sage::RuntimeContext& ctx) override { fail_ = fail_ && ctx.parallel_index() == 0; }
+  long long map(long long x) {
+    if (fail_) throw std::runtime_error("map instance 0 fails on its first record");
+    return x;
+  }
+
+ private:
+  bool fail_;
+};
+
+// early-source, early-map and bad-partitioner: one operator fails early
+// while the job's other processes run on.
+void early_failure(sage::Environment& env, const std::string& mode) {
+  auto numbers = env.from_source<EarlyFailingSource>(
+      sage::Options{.name = "numbers", .parallelism = 3}, mode == "early-source");
+  auto spread = mode == "bad-partitioner"
+                    ? numbers.partition_custom([](long long, int partitions) { return partitions; })
+                    : numbers.rebalance();
+  spread.map<EarlyFailingMap>(sage::Options{.name = "relay", .parallelism = 3}, mode == "early-map")
+      .sink([](long long) {}, {.name = "discard", .parallelism = 3});
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -260,6 +305,8 @@ int main(int argc, char** argv) {
                 std::cout << "left child " << child << " behind" << std::endl;
               },
               {.name = "discard"});
+    } else if (mode == "early-source" || mode == "early-map" || mode == "bad-partitioner") {
+      early_failure(*env, mode);
     } else if (mode == "memory-hog") {
       // Declares 256 MB and touches up to 4 GiB, 64 MiB at a time; it must be killed on the way.
       env->from_collection(std::vector<int>{1}, {.name = "numbers"})
@@ -278,7 +325,8 @@ int main(int argc, char** argv) {
       std::fprintf(
           stderr,
           "usage: %s keyed N|shuffle N|unbounded|reserving|throw|greedy|crowd|fragmented|pair|"
-          "packable|gpus|gpu-hog|memory-hog|orphan|tls-env|loud [--local]\n",
+          "packable|gpus|gpu-hog|memory-hog|orphan|tls-env|loud|early-source|early-map|"
+          "bad-partitioner [--local]\n",
           argv[0]);
       return 2;
     }
