@@ -177,15 +177,15 @@ class PendingNotice {
   PendingNotice(const PendingNotice&) = delete;
   PendingNotice& operator=(const PendingNotice&) = delete;
 
-  // The job produced output, so it runs.
-  void running() {
+  // The job has started: it produced output, or its final state says so.
+  void started() {
     std::lock_guard lock(mutex_);
-    started();
+    say_started();
   }
 
  private:
   // REQUIRES: mutex_ held.
-  void started() {
+  void say_started() {
     if (said_waiting_ && !done_) std::fprintf(stderr, "job %s started\n", job_id_.c_str());
     done_ = true;
   }
@@ -204,8 +204,8 @@ class PendingNotice {
       call_ = nullptr;
       if (done_) return;
       if (status.ok() && info.state() != "PENDING") {
-        if (info.state() == "RUNNING") started();
-        return;  // an ended job: wait() says how
+        if (info.started_at_ms() > 0) say_started();  // else stopped while it waited
+        return;
       }
       if (status.ok() && !said_waiting_) {
         std::fprintf(stderr, "job %s is waiting: %s\n", job_id_.c_str(),
@@ -359,10 +359,11 @@ JobResult RemoteEnvironment::wait() {
     PendingNotice pending(*client_->stub, cluster_.token, job_id_);
     while (reader->Read(&event)) {
       if (event.has_output_line()) {
-        pending.running();
+        pending.started();
         if (cluster_.stream_output) std::printf("%s\n", event.output_line().c_str());
       } else {
         final_state = event.state();
+        if (final_state->started_at_ms() > 0) pending.started();
       }
     }
   }

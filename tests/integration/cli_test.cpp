@@ -134,7 +134,8 @@ TEST_F(CliTest, UserMetricsOfAJobOnAClusterReachItsResultAndJobStatus) {
   // JSON: each instance's own metrics.
   std::int64_t seen = 0;
   std::uint64_t values = 0;
-  for (const auto& instance : job_json(job_id).at("instances")) {
+  const nlohmann::json job = job_json(job_id);
+  for (const auto& instance : job.at("instances")) {
     if (instance.at("operator_name") != "measured") continue;
     seen += std::stoll(instance.at("counters").at("seen").get<std::string>());
     EXPECT_TRUE(instance.at("gauges").contains("last")) << instance.dump();
@@ -235,6 +236,8 @@ TEST_F(CliTest, BadFlagValuesAreRefusedWithTheFix) {
                    "--head-address '" + address +
                        "' is not <host>:<port>; e.g. --head-address=192.168.1.10:10001");
   }
+  expect_refused({"cluster", "start", "--worker", "--head-address=no-such-host.invalid:10001"}, 2,
+                 "cannot resolve head address 'no-such-host.invalid'");
   expect_refused({"cluster", "start", "--head", "--memory", "1e30TB"}, 1,
                  "--memory '1e30TB' is not an amount of bytes (16 EiB or more); write a number "
                  "with a unit, e.g. 512MB or 16GB");
