@@ -70,7 +70,8 @@ double Histogram::quantile_of(const std::vector<std::pair<int, std::uint64_t>>& 
   for (const auto& [bucket, n] : buckets) {
     seen += n;
     if (seen >= std::max<std::uint64_t>(rank, 1)) {
-      return std::clamp(bucket_upper_bound(bucket), min, max);
+      // Not std::clamp: a snapshot from another process may have min > max.
+      return std::min(std::max(bucket_upper_bound(bucket), min), max);
     }
   }
   return max;
