@@ -18,6 +18,7 @@
 
 #include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -50,7 +51,10 @@ const CLI::Validator kNotNegative(
     [](std::string& text) -> std::string {
       double value = 0;
       const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-      if (error == std::errc() && end == text.data() + text.size() && value >= 0) return "";
+      if (error == std::errc() && end == text.data() + text.size() && value >= 0 &&
+          std::isfinite(value)) {
+        return "";
+      }
       return "must be a number of 0 or more, got '" + text + "'";
     },
     "NUMBER >= 0");

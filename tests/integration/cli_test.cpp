@@ -247,6 +247,8 @@ TEST_F(CliTest, BadFlagValuesAreRefusedWithTheFix) {
                  "--memory '1.5B' is not an amount of bytes (not a whole number of bytes)");
   expect_refused({"cluster", "start", "--head", "--num-cpus", "-1"}, 2,
                  "--num-cpus: must be a number of 0 or more, got '-1'");
+  expect_refused({"cluster", "start", "--head", "--num-cpus", "inf"}, 2,
+                 "--num-cpus: must be a number of 0 or more, got 'inf'");
   expect_refused({"cluster", "start", "--head", "--num-gpus", "-2"}, 2,
                  "--num-gpus: must be a number of 0 or more, got '-2'");
   EXPECT_EQ(cli({"cluster", "start", "--head", "--num-cpus", "-1"}).output.find("e+308"),
