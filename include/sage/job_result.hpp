@@ -42,8 +42,13 @@ struct JobResult {
   double duration_seconds = 0;
   std::vector<InstanceStats> instances;  // ordered by operator, then instance
 
-  // A table: one line per instance with node, pid and record counts.
+  // A table: one line per instance with node, pid and record counts, then
+  // user_metrics_table() when there are user metrics.
   std::string statistics_table() const;
+  // The user metrics per operator, its instances merged: counters summed and
+  // histograms merged; gauges, levels of each instance, per instance. Empty
+  // when no instance recorded any.
+  std::string user_metrics_table() const;
 };
 
 // The job failed: an operator threw, or the engine could not run it. what() is

@@ -12,6 +12,8 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace sage {
 
@@ -35,11 +37,17 @@ class Gauge {
   std::atomic<double> value_{0.0};
 };
 
-// Summary of a histogram at one moment.
+// Summary of a histogram at one moment, with its non-empty buckets so that
+// the histograms of several instances merge into one.
 struct HistogramSnapshot {
   std::uint64_t count = 0;
   double sum = 0, min = 0, max = 0, p50 = 0, p90 = 0, p99 = 0;
+  std::vector<std::pair<int, std::uint64_t>> buckets;  // (bucket, values in it), by bucket
   double mean() const { return count == 0 ? 0.0 : sum / static_cast<double>(count); }
+  // Adds the values of `other` (the same histogram of another instance):
+  // counts, sums and buckets add up, min and max widen, and the quantiles
+  // become those of the merged buckets.
+  void merge(const HistogramSnapshot& other);
 };
 
 // Distribution of non-negative values (latencies, sizes). Quantiles are exact
@@ -57,8 +65,13 @@ class Histogram {
   static constexpr int kMinExponent = -40;
   static constexpr int kMaxExponent = 40;
   static constexpr int kBuckets = (kMaxExponent - kMinExponent) * kSubBuckets + 1;
+  friend struct HistogramSnapshot;
   static int bucket_of(double value);
   static double bucket_upper_bound(int bucket);
+  // The value below which `q` of the values lie, from non-empty buckets in order.
+  static double quantile_of(const std::vector<std::pair<int, std::uint64_t>>& buckets,
+                            std::uint64_t count, double min, double max, double q);
+  std::vector<std::pair<int, std::uint64_t>> nonempty_buckets() const;
 
   std::array<std::atomic<std::uint64_t>, kBuckets> buckets_{};
   std::atomic<std::uint64_t> count_{0};

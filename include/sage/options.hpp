@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace sage {
 
@@ -17,14 +18,20 @@ struct Resources {
   std::string memory = "";  // e.g. "512MB", "8GB"; empty = no limit
   int num_gpus = 0;         // whole GPUs, handed out as CUDA_VISIBLE_DEVICES
 
-  // Memory in bytes; 0 when unlimited. Throws InvalidPlanError for a
-  // malformed string such as "8 gigs".
+  // Memory in bytes; 0 when unlimited. Throws InvalidPlanError for a string
+  // that parse_memory_amount refuses, such as "8 gigs".
   std::uint64_t memory_bytes() const;
   // Throws InvalidPlanError naming `operator_name` for negative or malformed values.
   void validate(const std::string& operator_name) const;
 
   friend bool operator==(const Resources&, const Resources&) = default;
 };
+
+// An amount of memory in bytes: a number with an optional unit, B, K/KB/KiB,
+// M/MB/MiB, G/GB/GiB or T/TB/TiB (all powers of 1024), e.g. "512MB". Throws
+// InvalidPlanError naming `field` for text that is not one, and for amounts
+// of less than a byte, of a fraction of a byte, or of 16 EiB or more.
+std::uint64_t parse_memory_amount(std::string_view text, std::string_view field);
 
 // Options accepted by every transformation, as a trailing argument:
 //   stream.map(f, {.name = "DistMapper", .parallelism = 4});

@@ -35,13 +35,18 @@ struct ClusterConfig {
 class RemoteEnvironment : public Environment {
  public:
   // $SAGE_ADDRESS ("host:port"), when set, overrides host and port, so a
-  // program can be pointed at another cluster without a rebuild.
+  // program can be pointed at another cluster without a rebuild. Without it,
+  // the default host and port mean the head started from the state directory
+  // (the address in its head.json, as for the `sage` command), else
+  // 127.0.0.1:19001.
   explicit RemoteEnvironment(std::string name, std::string host = "127.0.0.1", int port = 19001,
                              ClusterConfig config = {}, ExecutionConfig execution = {});
   ~RemoteEnvironment() override;
 
-  // Throws sage::Error with the address and how to start a head when no
-  // JobManager answers, and when the cluster can never fit the job.
+  // Throws sage::Error with the address (and where it came from) and how to
+  // start a head when no JobManager answers, and when the cluster can never
+  // fit the job. While a followed job waits for resources (PENDING), says so
+  // on stderr with the reason, and again when it starts.
   std::string submit(bool autostop = false) override;
   JobResult wait() override;
   void stop() override;
@@ -50,6 +55,7 @@ class RemoteEnvironment : public Environment {
 
  private:
   std::string address_;
+  std::string where_;  // address_ for errors, with where it came from
   ClusterConfig cluster_;
   std::string job_id_;
   std::optional<JobResult> final_;  // once wait() has seen the job end

@@ -1,7 +1,10 @@
 #include "cli/daemon.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -32,6 +35,14 @@ bool alive(int pid) {
   std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
   std::string pid_field, command, state;
   return !(stat >> pid_field >> command >> state) || state != "Z";
+}
+
+sigset_t termination_signals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  return signals;
 }
 
 }  // namespace
@@ -116,17 +127,37 @@ std::string start_daemon(const std::string& pid_path, const std::string& log_pat
   return reply.substr(1);
 }
 
-void on_termination_signal(std::function<void()> on_signal) {
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
+void block_termination_signals() {
+  const sigset_t signals = termination_signals();
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  std::thread([signals, on_signal = std::move(on_signal)] {
-    int received = 0;
-    sigwait(&signals, &received);
-    on_signal();
-  }).detach();
+}
+
+TerminationHandler::TerminationHandler(std::function<void()> stop) {
+  const sigset_t signals = termination_signals();
+  signal_fd_ = signalfd(-1, &signals, SFD_CLOEXEC);
+  wake_fd_ = eventfd(0, EFD_CLOEXEC);
+  if (signal_fd_ < 0 || wake_fd_ < 0) {
+    const std::string reason = std::strerror(errno);
+    if (signal_fd_ >= 0) ::close(signal_fd_);
+    if (wake_fd_ >= 0) ::close(wake_fd_);
+    throw Error("cannot wait for termination signals: " + reason);
+  }
+  thread_ = std::thread([this, stop = std::move(stop)] {
+    pollfd fds[2] = {{signal_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+    while (::poll(fds, 2, -1) < 0 && errno == EINTR) {
+    }
+    if ((fds[1].revents & POLLIN) != 0 || (fds[0].revents & POLLIN) == 0) return;
+    signalled_ = true;
+    stop();
+  });
+}
+
+TerminationHandler::~TerminationHandler() {
+  const std::uint64_t one = 1;
+  (void)!::write(wake_fd_, &one, sizeof one);
+  thread_.join();
+  ::close(signal_fd_);
+  ::close(wake_fd_);
 }
 
 }  // namespace sage::cli

@@ -3,8 +3,10 @@
 // reports back to the starting command once it serves (or why it could not).
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <string>
+#include <thread>
 
 namespace sage::cli {
 
@@ -20,9 +22,29 @@ std::string start_daemon(const std::string& pid_path, const std::string& log_pat
                          const std::function<void(const ReadyFn&)>& serve);
 
 // Blocks SIGINT and SIGTERM in this thread and the threads it starts later,
-// and runs `on_signal` on a thread of its own when one arrives. Call before
-// starting other threads.
-void on_termination_signal(std::function<void()> on_signal);
+// so that only a TerminationHandler takes them (one that arrives before it
+// exists waits for it). Call before starting other threads.
+void block_termination_signals();
+
+// Runs `stop` on a thread of its own when SIGINT or SIGTERM arrives, once.
+// Declare it after the objects `stop` touches: its destructor waits for a
+// `stop` under way and keeps any from starting, so they can go safely.
+class TerminationHandler {
+ public:
+  explicit TerminationHandler(std::function<void()> stop);
+  ~TerminationHandler();
+  TerminationHandler(const TerminationHandler&) = delete;
+  TerminationHandler& operator=(const TerminationHandler&) = delete;
+
+  // A signal arrived (and `stop` ran or runs).
+  bool signalled() const { return signalled_; }
+
+ private:
+  int signal_fd_ = -1;
+  int wake_fd_ = -1;  // written by the destructor
+  std::atomic<bool> signalled_{false};
+  std::thread thread_;
+};
 
 // The pid in `pid_path` if that process is alive, else 0.
 int running_pid(const std::string& pid_path);

@@ -1,9 +1,13 @@
 // The `sage` command: starts and stops the processes of a cluster, shows its
 // nodes, and lists, follows and stops its jobs.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -12,8 +16,11 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -38,6 +45,36 @@ namespace {
 // Exit codes: 1 for errors of the cluster or a job, 2 for bad command lines.
 constexpr int kExitError = 1;
 constexpr int kExitUsage = 2;
+
+// Numbers of 0 or more (CLI::NonNegativeNumber's message names the largest double).
+const CLI::Validator kNotNegative(
+    [](std::string& text) -> std::string {
+      double value = 0;
+      const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+      if (error == std::errc() && end == text.data() + text.size() && value >= 0 &&
+          std::isfinite(value)) {
+        return "";
+      }
+      return "must be a number of 0 or more, got '" + text + "'";
+    },
+    "NUMBER >= 0");
+
+// Overwrites the value of --token in this process's arguments once they are
+// parsed, so that /proc/<pid>/cmdline and `ps` no longer show it. The first
+// `argc` arguments are sage's own (those after `job submit` are the program's).
+void hide_token_argument(int argc, char** argv) {
+  constexpr std::string_view kFlag = "--token";
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    char* value = nullptr;
+    if (arg == kFlag && i + 1 < argc) {
+      value = argv[++i];
+    } else if (arg.starts_with(kFlag) && arg.size() > kFlag.size() && arg[kFlag.size()] == '=') {
+      value = argv[i] + kFlag.size() + 1;
+    }
+    if (value != nullptr) std::memset(value, 'x', std::strlen(value));
+  }
+}
 
 // Options every command shares.
 struct Common {
@@ -70,7 +107,6 @@ struct StartFlags {
   int max_instances_per_job = cluster::HeadOptions{}.max_instances_per_job;
 };
 
-std::string head_info_path(const std::string& state_dir) { return state_dir + "/head.json"; }
 std::string log_dir(const std::string& state_dir) { return state_dir + "/logs"; }
 
 std::string format_bytes(std::uint64_t bytes) {
@@ -124,7 +160,8 @@ std::string local_address_towards(const std::string& host, int port) {
   hints.ai_socktype = SOCK_DGRAM;
   addrinfo* found = nullptr;
   if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found) != 0) {
-    throw Error("cannot resolve head address '" + host + "'; pass --head-address=<ip>:<port>");
+    throw CLI::ValidationError("cannot resolve head address '" + host +
+                               "'; pass --head-address=<ip>:<port>");
   }
   const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   std::string address = "127.0.0.1";
@@ -141,36 +178,27 @@ std::string local_address_towards(const std::string& host, int port) {
   return address;
 }
 
-// "host:port" split; throws with the fix when malformed.
+// "host:port" split; a malformed one is a bad command line.
 std::pair<std::string, int> split_address(const std::string& address, const std::string& flag) {
   const auto colon = address.rfind(':');
   int port = 0;
   if (colon != std::string::npos && colon > 0) {
-    try {
-      port = std::stoi(address.substr(colon + 1));
-    } catch (const std::exception&) {
-      port = 0;
-    }
+    const char* end = address.data() + address.size();
+    const auto [rest, error] = std::from_chars(address.data() + colon + 1, end, port);
+    if (error != std::errc() || rest != end) port = 0;
   }
   if (port <= 0 || port > 65535) {
-    throw Error(flag + " '" + address + "' is not <host>:<port>; e.g. " + flag +
-                "=192.168.1.10:10001");
+    throw CLI::ValidationError(flag + " '" + address + "' is not <host>:<port>; e.g. " + flag +
+                               "=192.168.1.10:10001");
   }
   return {address.substr(0, colon), port};
 }
 
-// "16GB", "512MiB", plain bytes; throws with the accepted forms.
-std::uint64_t parse_bytes(const std::string& text, const std::string& flag) {
-  try {
-    return Resources{.memory = text}.memory_bytes();
-  } catch (const Error&) {
-    throw Error(flag + " '" + text + "' is not an amount of bytes; write e.g. 16GB or 512MB");
-  }
+std::uint64_t parse_memory(const std::string& text) {
+  return parse_memory_amount(text, "--memory");
 }
-
-std::uint64_t parse_memory(const std::string& text) { return parse_bytes(text, "--memory"); }
 std::uint64_t parse_max_job_output(const std::string& text) {
-  return parse_bytes(text, "--max-job-output");
+  return parse_memory_amount(text, "--max-job-output");
 }
 std::uint64_t parse_max_program_size(const std::string& text) {
   return parse_bytes(text, "--max-program-size");
@@ -239,17 +267,7 @@ void serve_head(const Common& common, const StartFlags& flags, const ReadyFn& re
   options.max_instances_per_job = flags.max_instances_per_job;
   cluster::write_token(cluster::token_path(common.state_dir), token);
 
-  cluster::Head* head_ptr = nullptr;
-  cluster::Worker* worker_ptr = nullptr;
-  std::mutex mutex;
-  bool stopping = false;
-  on_termination_signal([&] {
-    std::lock_guard lock(mutex);
-    stopping = true;
-    if (worker_ptr != nullptr) worker_ptr->stop();
-    if (head_ptr != nullptr) head_ptr->shutdown();
-  });
-
+  block_termination_signals();  // before the head's threads start
   common.tls.require_server();
   cluster::Head head(options);
   const bool wildcard = flags.host == "0.0.0.0" || flags.host == "::";
@@ -257,7 +275,7 @@ void serve_head(const Common& common, const StartFlags& flags, const ReadyFn& re
   const std::string jobmanager = reach + ":" + std::to_string(head.jobmanager_port());
   const std::string cluster_address = reach + ":" + std::to_string(head.cluster_port());
   {
-    std::ofstream info(head_info_path(common.state_dir), std::ios::trunc);
+    std::ofstream info(cluster::head_info_path(common.state_dir), std::ios::trunc);
     info << nlohmann::json{{"jobmanager", jobmanager},
                            {"cluster", cluster_address},
                            {"host", flags.host},
@@ -267,14 +285,16 @@ void serve_head(const Common& common, const StartFlags& flags, const ReadyFn& re
   }
   std::string message = fmt::format(
       "sage head started (pid {})\n  JobManager: {}:{}   (clients, `sage job`, RemoteEnvironment)\n"
-      "  cluster:    {}:{}   (workers: --head-address)\n  token file: {} (mode 0600; give "
-      "workers its value with --token or SAGE_TOKEN)\n",
+      "  cluster:    {}:{}   (workers: --head-address)\n  token file: {} (mode 0600; the "
+      "workers and clients of this machine read it, others need its value in SAGE_TOKEN or a "
+      "copy of the file in their state directory)\n",
       getpid(), flags.host, head.jobmanager_port(), flags.host, head.cluster_port(),
       cluster::token_path(common.state_dir));
 
   std::unique_ptr<cluster::Worker> worker;
   std::thread worker_thread;
   std::string worker_error;
+  Once joined;  // "" once this node's worker joined, else why it could not
   if (flags.node.num_cpus != 0) {
     NodeFlags node = flags.node;
     if (node.node_id.empty()) node.node_id = "head";
@@ -289,15 +309,15 @@ void serve_head(const Common& common, const StartFlags& flags, const ReadyFn& re
                  ", which other machines cannot reach; pass --node-address=<its IP> for a "
                  "cluster of several machines\n";
     }
-    Once joined;  // "" once joined, else why it could not
     options.on_joined = [&joined] { joined.set(""); };
     worker = std::make_unique<cluster::Worker>(options);
-    {
-      std::lock_guard lock(mutex);
-      worker_ptr = worker.get();
-      head_ptr = &head;
-      if (stopping) return;
-    }
+  }
+  // Declared after the head and the worker, so that it is gone before them.
+  const TerminationHandler on_signal([&] {
+    if (worker) worker->stop();
+    head.shutdown();
+  });
+  if (worker) {
     worker_thread = std::thread([&] {
       try {
         worker->run();
@@ -309,13 +329,10 @@ void serve_head(const Common& common, const StartFlags& flags, const ReadyFn& re
       joined.set("the worker of the head node stopped before it joined");
     });
     worker_error = joined.get();
-  } else {
-    std::lock_guard lock(mutex);
-    head_ptr = &head;
-    if (stopping) return;
   }
   if (!worker_error.empty()) {
     worker_thread.join();
+    if (on_signal.signalled()) return;  // stopped while it joined: not an error
     throw Error(worker_error);
   }
   message += "Stop it with: sage cluster stop";
@@ -324,39 +341,25 @@ void serve_head(const Common& common, const StartFlags& flags, const ReadyFn& re
   head.wait();
   if (worker) worker->stop();
   if (worker_thread.joinable()) worker_thread.join();
-  std::filesystem::remove(head_info_path(common.state_dir));
+  std::filesystem::remove(cluster::head_info_path(common.state_dir));
 }
 
 std::string worker_token(const Common& common) {
   return common.token.empty() ? cluster::find_token(common.state_dir) : common.token;
 }
 
+// REQUIRES: flags.node.node_address is set (cluster_start sets it).
 void serve_worker(const Common& common, const StartFlags& flags, const ReadyFn& ready) {
-  const auto [head_host, head_port] = split_address(flags.head_address, "--head-address");
-  NodeFlags node = flags.node;
-  const std::string data_host =
-      !node.node_address.empty() ? node.node_address : local_address_towards(head_host, head_port);
-  cluster::Worker* worker_ptr = nullptr;
-  std::mutex mutex;
-  bool stopping = false;
-  on_termination_signal([&] {
-    std::lock_guard lock(mutex);
-    stopping = true;
-    if (worker_ptr != nullptr) worker_ptr->stop();
-  });
-  auto options =
-      worker_options(node, flags.head_address, data_host, common.state_dir, worker_token(common));
+  block_termination_signals();  // before the worker's threads start
+  auto options = worker_options(flags.node, flags.head_address, flags.node.node_address,
+                                common.state_dir, worker_token(common));
   const std::string description = describe_node(options);
   options.on_joined = [&] {
     ready("sage worker started (pid " + std::to_string(getpid()) + "): " + description +
           ", joined the head at " + flags.head_address);
   };
   cluster::Worker worker(options);
-  {
-    std::lock_guard lock(mutex);
-    if (stopping) return;
-    worker_ptr = &worker;
-  }
+  const TerminationHandler on_signal([&] { worker.stop(); });
   worker.run();
 }
 
@@ -370,6 +373,12 @@ int cluster_start(Common& common, StartFlags& flags) {
         "the head was started with --port)");
   }
   // Checked before anything is written, so a bad flag leaves no trace.
+  if (flags.worker) {
+    const auto [head_host, head_port] = split_address(flags.head_address, "--head-address");
+    if (flags.node.node_address.empty()) {
+      flags.node.node_address = local_address_towards(head_host, head_port);
+    }
+  }
   if (!flags.node.memory.empty()) parse_memory(flags.node.memory);
   if (!flags.max_job_output.empty()) parse_max_job_output(flags.max_job_output);
   if (!flags.max_program_size.empty()) parse_max_program_size(flags.max_program_size);
@@ -507,7 +516,7 @@ int cluster_status(const Common& common) {
 
 int cluster_stop(const Common& common) {
   namespace fs = std::filesystem;
-  int stopped = 0;
+  int stopped = 0, failed = 0;
   std::error_code error;
   std::vector<fs::path> pid_files;
   for (const auto& entry : fs::directory_iterator(common.state_dir, error)) {
@@ -520,9 +529,20 @@ int cluster_stop(const Common& common) {
   for (const auto& path : pid_files) {
     const int pid = running_pid(path.string());
     if (pid != 0) {
-      const bool clean = terminate(pid, 10);
-      std::cout << "stopped " << path.stem().string() << " (pid " << pid << ")"
-                << (clean ? "" : " with SIGKILL after 10 s") << '\n';
+      const bool in_time = terminate(pid, 10);
+      const std::string name = path.stem().string();
+      if (!in_time) {
+        std::cout << "stopped " << name << " (pid " << pid << ") with SIGKILL after 10 s\n";
+      } else if (fs::exists(path)) {
+        // A daemon removes its pid file as it returns from serving; one that
+        // is left behind belongs to a process that crashed or was killed.
+        std::cout << name << " (pid " << pid << ") did not stop cleanly: it crashed or was "
+                  << "killed while stopping; see its log " << log_dir(common.state_dir) << "/"
+                  << name << ".log\n";
+        ++failed;
+      } else {
+        std::cout << "stopped " << name << " (pid " << pid << ")\n";
+      }
       ++stopped;
     }
     fs::remove(path, error);
@@ -530,8 +550,8 @@ int cluster_stop(const Common& common) {
   if (stopped == 0) {
     std::cout << "no sage head or worker of " << common.state_dir << " is running\n";
   }
-  fs::remove(head_info_path(common.state_dir), error);
-  return 0;
+  fs::remove(cluster::head_info_path(common.state_dir), error);
+  return failed == 0 ? 0 : kExitError;
 }
 
 // ---- job commands ----------------------------------------------------------------
@@ -600,6 +620,8 @@ void print_job(const rpc::JobInfo& job) {
   if (!nodes.empty()) std::cout << "nodes:     " << nodes << '\n';
   if (job.instances_size() > 0 && job.state() == "RUNNING") {
     std::cout << '\n' << live_statistics_table(job);
+    const std::string metrics = cluster::to_job_result(job).user_metrics_table();
+    if (!metrics.empty()) std::cout << '\n' << metrics;
   } else if (job.instances_size() > 0) {
     std::cout << '\n' << cluster::to_job_result(job).statistics_table();
   }
@@ -648,8 +670,35 @@ int job_stop(const Common& common, const std::string& id) {
   return 0;
 }
 
-// Runs the program with the cluster's address and token in its environment:
-// its RemoteEnvironment submits to this cluster. Returns its exit code.
+// The program `sage job submit` runs, while it runs: signals sent to this
+// command go to it (those of the terminal reach both already).
+volatile sig_atomic_t submitting_program = 0;
+
+void pass_signal_on(int signal, siginfo_t* info, void*) {
+  if (info->si_code <= 0 && submitting_program > 0) ::kill(submitting_program, signal);
+}
+
+// An empty file of this user's, removed with this object.
+class TemporaryFile {
+ public:
+  TemporaryFile() {
+    path_ = (std::filesystem::temp_directory_path() / "sage-submit-XXXXXX").string();
+    const int fd = mkostemp(path_.data(), O_CLOEXEC);
+    if (fd < 0) throw Error("cannot create a file in " + path_ + ": " + std::strerror(errno));
+    ::close(fd);
+  }
+  ~TemporaryFile() { ::unlink(path_.c_str()); }
+  TemporaryFile(const TemporaryFile&) = delete;
+  TemporaryFile& operator=(const TemporaryFile&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Runs the program with the cluster's address and token in its environment,
+// so that its RemoteEnvironment submits to this cluster. Returns its exit
+// code; a program that ends without submitting a job is an error.
 int job_submit(const Common& common, const std::vector<std::string>& command) {
   if (command.empty()) {
     throw CLI::ValidationError(
@@ -660,26 +709,61 @@ int job_submit(const Common& common, const std::vector<std::string>& command) {
       common.token.empty() ? cluster::find_token(common.state_dir) : common.token;
   setenv("SAGE_TOKEN", token.c_str(), 1);
   setenv("SAGE_STATE_DIR", common.state_dir.c_str(), 1);
+  const TemporaryFile submitted;
+  setenv(cluster::kSubmittedJobsVariable, submitted.path().c_str(), 1);
+
+  constexpr int kPassedOn[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+  sigset_t passed_on;
+  sigemptyset(&passed_on);
+  for (int signal : kPassedOn) sigaddset(&passed_on, signal);
+  sigset_t before;
+  pthread_sigmask(SIG_BLOCK, &passed_on, &before);  // until the handler knows the program
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
+  posix_spawnattr_setsigmask(&attributes, &before);
   std::vector<char*> argv;
   std::vector<std::string> args = command;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
-  execvp(argv[0], argv.data());
-  throw Error("cannot run '" + command[0] + "': " + std::strerror(errno) +
-              "; pass the path of a program built with sage");
+  pid_t pid = 0;
+  const int spawned = posix_spawnp(&pid, argv[0], nullptr, &attributes, argv.data(), environ);
+  posix_spawnattr_destroy(&attributes);
+  if (spawned != 0) {
+    pthread_sigmask(SIG_SETMASK, &before, nullptr);
+    throw Error("cannot run '" + command[0] + "': " + std::strerror(spawned) +
+                "; pass the path of a program built with sage");
+  }
+  submitting_program = pid;
+  struct sigaction action {};
+  action.sa_sigaction = pass_signal_on;
+  action.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigemptyset(&action.sa_mask);
+  for (int signal : kPassedOn) sigaction(signal, &action, nullptr);
+  pthread_sigmask(SIG_SETMASK, &before, nullptr);
+
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  submitting_program = 0;
+  const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  std::ifstream jobs(submitted.path());
+  std::string job_id;
+  if (jobs >> job_id) return code;
+  std::cerr << "sage: error: " << command[0] << " ended ("
+            << (WIFEXITED(status) ? "exit code " + std::to_string(code)
+                                  : std::string("signal ") + strsignal(WTERMSIG(status)))
+            << ") without submitting a job; a program run by `sage job submit` submits "
+               "its dataflow with sage::RemoteEnvironment (execute() or submit())"
+            << std::endl;
+  return code != 0 ? code : kExitError;
 }
 
 // The JobManager address when none is given: the head of this state directory.
 std::string default_address(const std::string& state_dir) {
   if (const char* env = std::getenv("SAGE_ADDRESS"); env != nullptr && *env != '\0') return env;
-  std::ifstream file(head_info_path(state_dir));
-  if (file) {
-    try {
-      return nlohmann::json::parse(file).at("jobmanager").get<std::string>();
-    } catch (const std::exception&) {
-    }
-  }
-  return "127.0.0.1:" + std::to_string(cluster::kDefaultJobManagerPort);
+  const std::string local = cluster::local_jobmanager_address(state_dir);
+  return !local.empty() ? local : "127.0.0.1:" + std::to_string(cluster::kDefaultJobManagerPort);
 }
 
 int run(int argc, char** argv) {
@@ -695,7 +779,9 @@ int run(int argc, char** argv) {
                  "JobManager host:port (default $SAGE_ADDRESS, else the head started from this "
                  "state directory, else 127.0.0.1:19001)");
   app.add_option("--token", common.token,
-                 "Cluster token (default $SAGE_TOKEN, else the token file in the state directory)");
+                 "Cluster token (default $SAGE_TOKEN, else the token file in the state directory; "
+                 "prefer those: sage blanks this flag's value in its process list entry, but "
+                 "other users may see it before that)");
   app.add_option("--tls-cert", common.tls.cert,
                  "This node's TLS certificate, PEM (head and workers; default $SAGE_TLS_CERT)");
   app.add_option("--tls-key", common.tls.key, "Its private key, PEM (default $SAGE_TLS_KEY)");
@@ -730,9 +816,9 @@ int run(int argc, char** argv) {
   start_cmd
       ->add_option("--num-cpus", start.node.num_cpus,
                    "CPUs this node offers (default: its cores; 0 on a head: no worker there)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNotNegative);
   start_cmd->add_option("--num-gpus", start.node.num_gpus, "GPUs this node offers (default: found)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNotNegative);
   start_cmd->add_option("--memory", start.node.memory,
                         "Memory this node offers, e.g. 16GB (default: its RAM)");
   start_cmd->add_option("--node-id", start.node.node_id,
@@ -805,6 +891,7 @@ int run(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : kExitUsage;  // --help and --version exit 0
   }
+  hide_token_argument(argc, argv);
   if (common.state_dir.empty()) common.state_dir = cluster::default_state_dir();
   // Flags over the environment; exported for the threads, daemons and
   // programs this command starts.

@@ -4,6 +4,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
+
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -24,6 +27,17 @@ std::string default_state_dir() {
 }
 
 std::string token_path(const std::string& state_dir) { return state_dir + "/token"; }
+
+std::string head_info_path(const std::string& state_dir) { return state_dir + "/head.json"; }
+
+std::string local_jobmanager_address(const std::string& state_dir) {
+  std::ifstream file(head_info_path(state_dir));
+  const std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  google::protobuf::Struct info;
+  if (!google::protobuf::util::JsonStringToMessage(text, &info).ok()) return "";
+  const auto field = info.fields().find("jobmanager");
+  return field == info.fields().end() ? "" : field->second.string_value();
+}
 
 std::string new_token() {
   std::random_device random;

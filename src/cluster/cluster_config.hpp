@@ -20,11 +20,20 @@ constexpr const char* kResultFdVariable = "SAGE_RESULT_FD";
 // The worker's lease (cluster/lease.hpp); a task process started without one
 // (by hand, or by a test) is not fenced.
 constexpr const char* kLeaseFdVariable = "SAGE_LEASE_FD";
+// Set by `sage job submit` for the program it runs: a file to which
+// RemoteEnvironment::submit appends the id of each job it submits.
+constexpr const char* kSubmittedJobsVariable = "SAGE_SUBMITTED_JOBS";
 
 // The state directory: $SAGE_STATE_DIR, else $HOME/.sage, else /tmp/sage-<uid>.
 std::string default_state_dir();
 // The token file of a head in `state_dir`.
 std::string token_path(const std::string& state_dir);
+// What the head started from `state_dir` writes there while it runs (JSON:
+// "jobmanager" and "cluster" addresses, "host", "pid").
+std::string head_info_path(const std::string& state_dir);
+// The JobManager address in head_info_path(state_dir); empty when that file
+// is missing or has none.
+std::string local_jobmanager_address(const std::string& state_dir);
 // A new random token (32 hex digits from the system's random source).
 std::string new_token();
 // Writes `token` to `path` readable by the owner only (0600). Throws sage::Error.

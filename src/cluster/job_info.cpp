@@ -6,6 +6,51 @@
 #include "net/rpc.hpp"
 
 namespace sage::cluster {
+namespace {
+
+MetricsSnapshot user_metrics_of(const rpc::InstanceStats& s) {
+  MetricsSnapshot metrics;
+  metrics.counters.insert(s.counters().begin(), s.counters().end());
+  metrics.gauges.insert(s.gauges().begin(), s.gauges().end());
+  for (const auto& [name, h] : s.histograms()) {
+    HistogramSnapshot& out = metrics.histograms[name];
+    out.count = h.count();
+    out.sum = h.sum();
+    out.min = h.min();
+    out.max = h.max();
+    out.p50 = h.p50();
+    out.p90 = h.p90();
+    out.p99 = h.p99();
+    for (const auto& bucket : h.buckets()) out.buckets.emplace_back(bucket.index(), bucket.count());
+  }
+  return metrics;
+}
+
+void to_message(const MetricsSnapshot& metrics, rpc::InstanceStats* out) {
+  for (const auto& [name, value] : metrics.counters) {
+    (*out->mutable_counters())[net::valid_utf8(name)] = value;
+  }
+  for (const auto& [name, value] : metrics.gauges) {
+    (*out->mutable_gauges())[net::valid_utf8(name)] = value;
+  }
+  for (const auto& [name, h] : metrics.histograms) {
+    rpc::HistogramStats& stats = (*out->mutable_histograms())[net::valid_utf8(name)];
+    stats.set_count(h.count);
+    stats.set_sum(h.sum);
+    stats.set_min(h.min);
+    stats.set_max(h.max);
+    stats.set_p50(h.p50);
+    stats.set_p90(h.p90);
+    stats.set_p99(h.p99);
+    for (const auto& [index, count] : h.buckets) {
+      auto* bucket = stats.add_buckets();
+      bucket->set_index(index);
+      bucket->set_count(count);
+    }
+  }
+}
+
+}  // namespace
 
 JobResult to_job_result(const rpc::JobInfo& info) {
   JobResult result;
@@ -40,6 +85,7 @@ JobResult to_job_result(const rpc::JobInfo& info) {
     stats.queue_peak_batches = s.queue_peak_batches();
     stats.queue_capacity_batches = s.queue_capacity_batches();
     stats.running = s.running();
+    stats.user_metrics = user_metrics_of(s);
     result.instances.push_back(std::move(stats));
   }
   std::sort(result.instances.begin(), result.instances.end(),
@@ -92,6 +138,7 @@ void to_message(const InstanceStats& s, rpc::InstanceStats* out) {
   out->set_queue_peak_batches(s.queue_peak_batches);
   out->set_queue_capacity_batches(s.queue_capacity_batches);
   out->set_running(s.running);
+  to_message(s.user_metrics, out);
 }
 
 }  // namespace sage::cluster

@@ -156,6 +156,83 @@ class TaskProcessControl {
   std::exit(code);
 }
 
+// The host RemoteEnvironment's constructor defaults to.
+constexpr const char* kDefaultHost = "127.0.0.1";
+
+// How often a client following a PENDING job asks whether it started.
+constexpr auto kPendingPoll = std::chrono::milliseconds(250);
+
+// While a followed job is PENDING: says once why it waits, and then that it
+// started. WatchJob sends output lines and the final state only, so a thread
+// of its own asks the JobManager until the job no longer waits.
+class PendingNotice {
+ public:
+  PendingNotice(rpc::JobManager::Stub& stub, std::string token, std::string job_id)
+      : stub_(stub), token_(std::move(token)), job_id_(std::move(job_id)) {
+    thread_ = std::thread([this] { follow(); });
+  }
+  ~PendingNotice() {
+    {
+      std::lock_guard lock(mutex_);
+      done_ = true;
+      if (call_ != nullptr) call_->TryCancel();
+      changed_.notify_all();
+    }
+    thread_.join();
+  }
+  PendingNotice(const PendingNotice&) = delete;
+  PendingNotice& operator=(const PendingNotice&) = delete;
+
+  // The job has started: it produced output, or its final state says so.
+  void started() {
+    std::lock_guard lock(mutex_);
+    say_started();
+  }
+
+ private:
+  // REQUIRES: mutex_ held.
+  void say_started() {
+    if (said_waiting_ && !done_) std::fprintf(stderr, "job %s started\n", job_id_.c_str());
+    done_ = true;
+  }
+
+  void follow() {
+    std::unique_lock lock(mutex_);
+    while (!done_) {
+      rpc::JobRef ref;
+      ref.set_job_id(job_id_);
+      rpc::JobInfo info;
+      auto context = net::make_context(token_);
+      call_ = context.get();
+      lock.unlock();
+      const grpc::Status status = stub_.GetJob(context.get(), ref, &info);
+      lock.lock();
+      call_ = nullptr;
+      if (done_) return;
+      if (status.ok() && info.state() != "PENDING") {
+        if (info.started_at_ms() > 0) say_started();  // else stopped while it waited
+        return;
+      }
+      if (status.ok() && !said_waiting_) {
+        std::fprintf(stderr, "job %s is waiting: %s\n", job_id_.c_str(),
+                     info.pending_reason().c_str());
+        said_waiting_ = true;
+      }
+      changed_.wait_for(lock, kPendingPoll, [&] { return done_; });
+    }
+  }
+
+  rpc::JobManager::Stub& stub_;
+  const std::string token_;
+  const std::string job_id_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  bool done_ = false;  // started, ended, or no longer followed
+  bool said_waiting_ = false;
+  grpc::ClientContext* call_ = nullptr;  // the GetJob under way
+  std::thread thread_;
+};
+
 }  // namespace
 
 bool is_task_process() { return std::getenv(cluster::kAssignmentVariable) != nullptr; }
@@ -170,11 +247,20 @@ RemoteEnvironment::RemoteEnvironment(std::string name, std::string host, int por
                                      ClusterConfig config, ExecutionConfig execution)
     : Environment(std::move(name), execution),
       address_(host + ":" + std::to_string(port)),
+      where_(address_),
       cluster_(std::move(config)) {
+  if (cluster_.state_dir.empty()) cluster_.state_dir = cluster::default_state_dir();
   if (const char* address = std::getenv("SAGE_ADDRESS"); address != nullptr && *address != '\0') {
     address_ = address;
+    where_ = address_ + " (from SAGE_ADDRESS)";
+  } else if (host == kDefaultHost && port == cluster::kDefaultJobManagerPort) {
+    // As the `sage` command does: the head started from this state directory.
+    const std::string info = cluster::head_info_path(cluster_.state_dir);
+    const std::string local = cluster::local_jobmanager_address(cluster_.state_dir);
+    if (!local.empty()) address_ = local;
+    where_ = address_ + (local.empty() ? " (SAGE_ADDRESS is unset and " + info + " names no head)"
+                                       : " (from " + info + ")");
   }
-  if (cluster_.state_dir.empty()) cluster_.state_dir = cluster::default_state_dir();
 }
 
 RemoteEnvironment::~RemoteEnvironment() = default;
@@ -205,10 +291,10 @@ std::string RemoteEnvironment::submit(bool autostop) {
     auto context = net::make_context(cluster_.token);
     const auto status = client_->stub->HasProgram(context.get(), ref, &has);
     if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED && !token_error.empty()) {
-      throw Error("cannot submit job '" + name() + "' to " + address_ + ": " + token_error);
+      throw Error("cannot submit job '" + name() + "' to " + where_ + ": " + token_error);
     }
     if (!status.ok()) {
-      throw Error(net::describe(status, "cannot submit job '" + name() + "'", address_));
+      throw Error(net::describe(status, "cannot submit job '" + name() + "'", where_));
     }
     if (!has.present()) {
       auto upload_context = net::make_context(cluster_.token);
@@ -226,8 +312,7 @@ std::string RemoteEnvironment::submit(bool autostop) {
       }
       writer->WritesDone();
       const auto uploaded = writer->Finish();
-      if (!uploaded.ok())
-        throw Error(net::describe(uploaded, "cannot upload the program", address_));
+      if (!uploaded.ok()) throw Error(net::describe(uploaded, "cannot upload the program", where_));
     }
   }
 
@@ -251,8 +336,11 @@ std::string RemoteEnvironment::submit(bool autostop) {
   auto context = net::make_context(cluster_.token);
   const auto status = client_->stub->SubmitJob(context.get(), request, &reply);
   if (!status.ok())
-    throw Error(net::describe(status, "cannot submit job '" + name() + "'", address_));
+    throw Error(net::describe(status, "cannot submit job '" + name() + "'", where_));
   job_id_ = reply.job_id();
+  if (const char* file = std::getenv(cluster::kSubmittedJobsVariable); file != nullptr) {
+    std::ofstream(file, std::ios::app) << job_id_ << '\n';  // tells `sage job submit`
+  }
   if (autostop) wait();
   return job_id_;
 }
@@ -273,18 +361,23 @@ JobResult RemoteEnvironment::wait() {
   auto reader = client_->stub->WatchJob(context.get(), request);
   rpc::JobEvent event;
   std::optional<rpc::JobInfo> final_state;
-  while (reader->Read(&event)) {
-    if (event.has_output_line()) {
-      if (cluster_.stream_output) std::printf("%s\n", event.output_line().c_str());
-    } else {
-      final_state = event.state();
+  {
+    PendingNotice pending(*client_->stub, cluster_.token, job_id_);
+    while (reader->Read(&event)) {
+      if (event.has_output_line()) {
+        pending.started();
+        if (cluster_.stream_output) std::printf("%s\n", event.output_line().c_str());
+      } else {
+        final_state = event.state();
+        if (final_state->started_at_ms() > 0) pending.started();
+      }
     }
   }
   std::fflush(stdout);
   const auto status = reader->Finish();
-  if (!status.ok()) throw Error(net::describe(status, "lost job " + job_id_, address_));
+  if (!status.ok()) throw Error(net::describe(status, "lost job " + job_id_, where_));
   if (!final_state) {
-    throw Error("lost job " + job_id_ + ": the head at " + address_ +
+    throw Error("lost job " + job_id_ + ": the head at " + where_ +
                 " ended the stream without the job's final state; see `sage job status " + job_id_ +
                 "`");
   }
@@ -300,7 +393,7 @@ void RemoteEnvironment::stop() {
   rpc::JobInfo info;
   auto context = net::make_context(cluster_.token);
   const auto status = client_->stub->StopJob(context.get(), ref, &info);
-  if (!status.ok()) throw Error(net::describe(status, "cannot stop job " + job_id_, address_));
+  if (!status.ok()) throw Error(net::describe(status, "cannot stop job " + job_id_, where_));
 }
 
 }  // namespace sage

@@ -8,33 +8,47 @@
 
 namespace sage {
 
-std::uint64_t Resources::memory_bytes() const {
-  if (memory.empty()) return 0;
+std::uint64_t parse_memory_amount(std::string_view text, std::string_view field) {
+  const std::string copy(text);
   std::size_t pos = 0;
   double amount = 0;
   try {
-    amount = std::stod(memory, &pos);
+    amount = std::stod(copy, &pos);
   } catch (const std::exception&) {
     pos = 0;
   }
   std::string unit;
-  for (std::size_t i = pos; i < memory.size(); ++i) {
-    if (!std::isspace(static_cast<unsigned char>(memory[i]))) {
-      unit += static_cast<char>(std::toupper(static_cast<unsigned char>(memory[i])));
+  for (std::size_t i = pos; i < copy.size(); ++i) {
+    if (!std::isspace(static_cast<unsigned char>(copy[i]))) {
+      unit += static_cast<char>(std::toupper(static_cast<unsigned char>(copy[i])));
     }
   }
   double scale = 0;
   if (unit.empty() || unit == "B") scale = 1;
-  if (unit == "K" || unit == "KB" || unit == "KIB") scale = 1024.0;
-  if (unit == "M" || unit == "MB" || unit == "MIB") scale = 1024.0 * 1024;
-  if (unit == "G" || unit == "GB" || unit == "GIB") scale = 1024.0 * 1024 * 1024;
-  if (unit == "T" || unit == "TB" || unit == "TIB") scale = 1024.0 * 1024 * 1024 * 1024;
-  if (pos == 0 || scale == 0 || !(amount > 0) || !std::isfinite(amount)) {
-    throw InvalidPlanError("memory '" + memory +
-                           "' is not a size; write a positive number with a unit, e.g. "
-                           "\"512MB\" or \"8GB\"");
+  if (unit == "K" || unit == "KB" || unit == "KIB") scale = 0x1p10;
+  if (unit == "M" || unit == "MB" || unit == "MIB") scale = 0x1p20;
+  if (unit == "G" || unit == "GB" || unit == "GIB") scale = 0x1p30;
+  if (unit == "T" || unit == "TB" || unit == "TIB") scale = 0x1p40;
+  const double bytes = amount * scale;
+  const bool number = pos > 0 && scale > 0 && std::isfinite(amount);
+  std::string problem;  // why a number with a unit is no amount of bytes
+  if (number && !(amount > 0)) {
+    problem = " (not positive)";
+  } else if (number && bytes < 1) {
+    problem = " (less than one byte)";
+  } else if (number && bytes >= 0x1p64) {  // more than std::uint64_t holds
+    problem = " (16 EiB or more)";
+  } else if (number && scale == 1 && bytes != std::floor(bytes)) {
+    problem = " (not a whole number of bytes)";
+  } else if (number) {
+    return static_cast<std::uint64_t>(bytes);
   }
-  return static_cast<std::uint64_t>(amount * scale);
+  throw InvalidPlanError(std::string(field) + " '" + copy + "' is not an amount of bytes" +
+                         problem + "; write a number with a unit, e.g. 512MB or 16GB");
+}
+
+std::uint64_t Resources::memory_bytes() const {
+  return memory.empty() ? 0 : parse_memory_amount(memory, "memory");
 }
 
 void Resources::validate(const std::string& operator_name) const {

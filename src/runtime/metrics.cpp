@@ -53,19 +53,33 @@ void Histogram::record(double value) {
   atomic_update(sum_, value, std::plus<>());
 }
 
-double Histogram::quantile(double q) const {
-  const std::uint64_t total = count_.load(std::memory_order_relaxed);
-  if (total == 0) return 0.0;
-  const auto rank = static_cast<std::uint64_t>(std::ceil(std::clamp(q, 0.0, 1.0) * total));
-  std::uint64_t seen = 0;
+std::vector<std::pair<int, std::uint64_t>> Histogram::nonempty_buckets() const {
+  std::vector<std::pair<int, std::uint64_t>> buckets;
   for (int b = 0; b < kBuckets; ++b) {
-    seen += buckets_[b].load(std::memory_order_relaxed);
+    if (const auto n = buckets_[b].load(std::memory_order_relaxed); n > 0)
+      buckets.emplace_back(b, n);
+  }
+  return buckets;
+}
+
+double Histogram::quantile_of(const std::vector<std::pair<int, std::uint64_t>>& buckets,
+                              std::uint64_t count, double min, double max, double q) {
+  if (count == 0) return 0.0;
+  const auto rank = static_cast<std::uint64_t>(std::ceil(std::clamp(q, 0.0, 1.0) * count));
+  std::uint64_t seen = 0;
+  for (const auto& [bucket, n] : buckets) {
+    seen += n;
     if (seen >= std::max<std::uint64_t>(rank, 1)) {
-      return std::clamp(bucket_upper_bound(b), min_.load(std::memory_order_relaxed),
-                        max_.load(std::memory_order_relaxed));
+      // Not std::clamp: a snapshot from another process may have min > max.
+      return std::min(std::max(bucket_upper_bound(bucket), min), max);
     }
   }
-  return max_.load(std::memory_order_relaxed);
+  return max;
+}
+
+double Histogram::quantile(double q) const {
+  return quantile_of(nonempty_buckets(), count_.load(std::memory_order_relaxed),
+                     min_.load(std::memory_order_relaxed), max_.load(std::memory_order_relaxed), q);
 }
 
 HistogramSnapshot Histogram::snapshot() const {
@@ -75,10 +89,25 @@ HistogramSnapshot Histogram::snapshot() const {
   s.sum = sum_.load(std::memory_order_relaxed);
   s.min = min_.load(std::memory_order_relaxed);
   s.max = max_.load(std::memory_order_relaxed);
-  s.p50 = quantile(0.50);
-  s.p90 = quantile(0.90);
-  s.p99 = quantile(0.99);
+  s.buckets = nonempty_buckets();
+  s.p50 = quantile_of(s.buckets, s.count, s.min, s.max, 0.50);
+  s.p90 = quantile_of(s.buckets, s.count, s.min, s.max, 0.90);
+  s.p99 = quantile_of(s.buckets, s.count, s.min, s.max, 0.99);
   return s;
+}
+
+void HistogramSnapshot::merge(const HistogramSnapshot& other) {
+  if (other.count == 0) return;
+  min = count == 0 ? other.min : std::min(min, other.min);
+  max = count == 0 ? other.max : std::max(max, other.max);
+  count += other.count;
+  sum += other.sum;
+  std::map<int, std::uint64_t> merged(buckets.begin(), buckets.end());
+  for (const auto& [bucket, n] : other.buckets) merged[bucket] += n;
+  buckets.assign(merged.begin(), merged.end());
+  p50 = Histogram::quantile_of(buckets, count, min, max, 0.50);
+  p90 = Histogram::quantile_of(buckets, count, min, max, 0.90);
+  p99 = Histogram::quantile_of(buckets, count, min, max, 0.99);
 }
 
 Counter& Metrics::counter(std::string_view name) { return find_or_create(mutex_, counters_, name); }

@@ -1,7 +1,10 @@
 // Live statistics of a running job: the frames a task process writes to its
-// worker, and the rates computed from two consecutive snapshots.
+// worker, the rates computed from two consecutive snapshots, and the user
+// metrics the instances' statistics carry.
 #include <gtest/gtest.h>
 #include <unistd.h>
+
+#include <regex>
 
 #include "cluster/job_info.hpp"
 #include "cluster/task_process.hpp"
@@ -96,6 +99,49 @@ TEST(ProgressReportTest, JobResultsListInstancesInProgramOrder) {
     order.push_back(s.operator_name + std::to_string(s.parallel_index));
   }
   EXPECT_EQ(order, (std::vector<std::string>{"source0", "map0", "sink0", "sink1"}));
+}
+
+TEST(ProgressReportTest, UserMetricsTravelWithTheInstancesAndMergePerOperator) {
+  JobResult now;
+  now.duration_seconds = 1.0;
+  for (int index : {0, 1}) {
+    InstanceStats s = instance("measured", index, 10, 10, 0);
+    Metrics metrics;
+    metrics.counter("seen").inc(10 + index);
+    metrics.gauge("last").set(index == 0 ? 7.5 : 9);
+    for (int v = 1; v <= 10; ++v) metrics.record("value", v * (index + 1));
+    s.user_metrics = metrics.snapshot();
+    now.instances.push_back(std::move(s));
+  }
+  // A progress report (and an exit report, through the same to_message) carries them.
+  rpc::JobInfo info;
+  *info.mutable_instances() = progress_report(now, nullptr).instances();
+  const JobResult result = to_job_result(info);
+  ASSERT_EQ(result.instances.size(), 2u);
+  for (std::size_t i = 0; i < 2; ++i) {
+    const MetricsSnapshot& sent = now.instances[i].user_metrics;
+    const MetricsSnapshot& got = result.instances[i].user_metrics;
+    EXPECT_EQ(got.counters, sent.counters);
+    EXPECT_EQ(got.gauges, sent.gauges);
+    const HistogramSnapshot& h = got.histograms.at("value");
+    EXPECT_EQ(h.count, 10u);
+    EXPECT_EQ(h.sum, sent.histograms.at("value").sum);
+    EXPECT_EQ(h.p90, sent.histograms.at("value").p90);
+    EXPECT_EQ(h.buckets, sent.histograms.at("value").buckets);
+  }
+
+  // Per operator: counters summed, histograms merged, gauges per instance.
+  const std::string table = result.user_metrics_table();
+  const auto has = [&](const std::string& pattern) {
+    return std::regex_search(table, std::regex(pattern));
+  };
+  EXPECT_TRUE(has(R"(\nmeasured +seen +counter +21\n)")) << table;
+  EXPECT_TRUE(has(R"(\nmeasured\[0/2\] +last +gauge +7\.5\n)")) << table;
+  EXPECT_TRUE(has(R"(\nmeasured\[1/2\] +last +gauge +9\n)")) << table;
+  EXPECT_TRUE(has(R"(\nmeasured +value +histogram +count 20, mean 8\.25, p50 \S+, p90 \S+, )"
+                  R"(p99 \S+, max 20\n)"))
+      << table;
+  EXPECT_NE(result.statistics_table().find(table), std::string::npos);
 }
 
 }  // namespace

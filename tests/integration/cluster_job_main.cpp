@@ -22,6 +22,9 @@
 //               3 endless sources, rebalanced to 3 maps and 3 sinks, where
 //               source instance 0 throws at once, map instance 0 throws on its
 //               first record, or a partitioner returns an index out of range
+//   metrics     1..100 through 2 instances that count records ("seen"), set a
+//               gauge ("last") and record a histogram ("value"); prints the
+//               job id and what its JobResult says of them
 // RemoteEnvironment (at $SAGE_ADDRESS) unless the last argument is --local.
 #include <unistd.h>
 
@@ -35,6 +38,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <sage/sage.hpp>
 
@@ -287,6 +291,47 @@ int main(int argc, char** argv) {
                           << "after" << std::endl;
               },
               {.name = "loud"});
+    } else if (mode == "metrics") {
+      class Measured : public sage::Function {
+       public:
+        void open(sage::RuntimeContext& ctx) override {
+          seen_ = &ctx.metrics().counter("seen");
+          last_ = &ctx.metrics().gauge("last");
+          values_ = &ctx.metrics().histogram("value");
+        }
+        int map(int x) {
+          seen_->inc();
+          last_->set(x);
+          values_->record(x);
+          return x;
+        }
+
+       private:
+        sage::Counter* seen_ = nullptr;
+        sage::Gauge* last_ = nullptr;
+        sage::Histogram* values_ = nullptr;
+      };
+      std::vector<int> numbers(100);
+      for (int i = 0; i < 100; ++i) numbers[i] = i + 1;
+      env->from_collection(numbers, {.name = "numbers"})
+          .rebalance()
+          .map<Measured>(sage::Options{.name = "measured", .parallelism = 2})
+          .sink([](int) {}, {.name = "discard"});
+      const auto result = env->execute();
+      std::int64_t seen = 0;
+      sage::HistogramSnapshot values;
+      int gauges = 0;
+      for (const auto& s : result.instances) {
+        if (s.operator_name != "measured") continue;
+        seen += s.user_metrics.counters.at("seen");
+        gauges += static_cast<int>(s.user_metrics.gauges.count("last"));
+        values.merge(s.user_metrics.histograms.at("value"));
+      }
+      std::printf("job %s: seen %lld, %d gauges, values count %llu sum %g max %g\n%s",
+                  result.job_id.c_str(), static_cast<long long>(seen), gauges,
+                  static_cast<unsigned long long>(values.count), values.sum, values.max,
+                  result.user_metrics_table().c_str());
+      return 0;
     } else if (mode == "gpus") {
       env->from_collection(std::vector<int>{1, 2, 3}, {.name = "numbers"})
           .map<GpuReport>(sage::Options{
@@ -326,7 +371,7 @@ int main(int argc, char** argv) {
           stderr,
           "usage: %s keyed N|shuffle N|unbounded|reserving|throw|greedy|crowd|fragmented|pair|"
           "packable|gpus|gpu-hog|memory-hog|orphan|tls-env|loud|early-source|early-map|"
-          "bad-partitioner [--local]\n",
+          "bad-partitioner|metrics [--local]\n",
           argv[0]);
       return 2;
     }

@@ -38,6 +38,31 @@ TEST(HistogramTest, EmptyAndNonPositiveValues) {
   EXPECT_EQ(h.snapshot().min, -3);
 }
 
+TEST(HistogramTest, MergedSnapshotsHaveTheQuantilesOfAllTheirValues) {
+  Histogram low, high, all;
+  for (int i = 1; i <= 900; ++i) {
+    low.record(i * 1e-3);
+    all.record(i * 1e-3);
+  }
+  for (int i = 1; i <= 100; ++i) {
+    high.record(10 + i);
+    all.record(10 + i);
+  }
+  HistogramSnapshot merged;
+  merged.merge(high.snapshot());
+  merged.merge(low.snapshot());
+  const HistogramSnapshot expected = all.snapshot();
+  EXPECT_EQ(merged.count, 1000u);
+  EXPECT_DOUBLE_EQ(merged.sum, expected.sum);
+  EXPECT_EQ(merged.min, expected.min);
+  EXPECT_EQ(merged.max, expected.max);
+  EXPECT_EQ(merged.buckets, expected.buckets);
+  EXPECT_EQ(merged.p50, expected.p50);
+  EXPECT_EQ(merged.p90, expected.p90);
+  EXPECT_EQ(merged.p99, expected.p99);
+  EXPECT_GT(merged.p99, 10.0);  // from the second histogram
+}
+
 TEST(MetricsTest, UserMetricsAndBuiltInCountersReachTheResult) {
   class Measured : public Function {
    public:
