@@ -471,6 +471,10 @@ class Worker::Impl {
           exit_report = std::move(payload);
           continue;
         }
+        if (kind == ResultFrameKind::kWarning) {
+          spdlog::warn("job {} process {}: {}", start.job_id(), start.process_index(), payload);
+          continue;
+        }
         rpc::ProgressReport progress;
         if (!progress.ParseFromString(payload)) continue;
         progress.set_job_id(start.job_id());
