@@ -472,7 +472,7 @@ class Worker::Impl {
           continue;
         }
         if (kind == ResultFrameKind::kWarning) {
-          spdlog::warn("job {} process {}: {}", start.job_id(), start.process_index(), payload);
+          spdlog::warn("task process {} (pid {}): {}", start.process_index(), pid, payload);
           continue;
         }
         rpc::ProgressReport progress;

@@ -18,6 +18,8 @@
 //   tls-env     3 instances print the TLS files their process was given
 //   loud        a sink that prints 200 lines of 60 000 characters, and a line
 //               with bytes that are not UTF-8 between "before" and "after"
+//   gated N F   N numbers from one source to 3 instances that say where they
+//               run; the source stops halfway until file F exists
 // RemoteEnvironment (at $SAGE_ADDRESS) unless the last argument is --local.
 #include <unistd.h>
 
@@ -242,6 +244,20 @@ int main(int argc, char** argv) {
                           << "after" << std::endl;
               },
               {.name = "loud"});
+    } else if (mode == "gated") {
+      const long long records = argc > 2 ? std::atoll(argv[2]) : 1000;
+      const std::string gate = argc > 3 ? argv[3] : "";
+      env->from_source(
+             [n = 0LL, records, gate]() mutable -> std::optional<long long> {
+               if (n == records) return std::nullopt;
+               while (n == records / 2 && access(gate.c_str(), F_OK) != 0) {
+                 std::this_thread::sleep_for(std::chrono::milliseconds(10));
+               }
+               return n++;
+             },
+             {.name = "numbers"})
+          .map<Announce>(sage::Options{.name = "announce", .parallelism = 3})
+          .sink([](long long) {}, {.name = "discard", .parallelism = 3});
     } else if (mode == "gpus") {
       env->from_collection(std::vector<int>{1, 2, 3}, {.name = "numbers"})
           .map<GpuReport>(sage::Options{
@@ -278,7 +294,7 @@ int main(int argc, char** argv) {
       std::fprintf(
           stderr,
           "usage: %s keyed N|shuffle N|unbounded|reserving|throw|greedy|crowd|fragmented|pair|"
-          "packable|gpus|gpu-hog|memory-hog|orphan|tls-env|loud [--local]\n",
+          "packable|gpus|gpu-hog|memory-hog|orphan|tls-env|loud|gated N F [--local]\n",
           argv[0]);
       return 2;
     }
