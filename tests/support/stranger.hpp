@@ -72,7 +72,10 @@ inline std::string random_bytes(std::mt19937& random, std::size_t most) {
 struct ProcessHoldings {
   std::size_t files = 0;
   std::size_t threads = 0;
-  bool operator==(const ProcessHoldings&) const = default;
+  // No more than `before` (threads that were ending then may be gone).
+  bool at_most(const ProcessHoldings& before) const {
+    return files <= before.files && threads <= before.threads;
+  }
 };
 
 inline ProcessHoldings holdings_of(const std::string& pid = "self") {
