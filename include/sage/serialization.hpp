@@ -6,6 +6,7 @@
 // crashing or allocating without bound.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <chrono>
@@ -140,21 +141,65 @@ class Reader {
 
 namespace detail {
 
-// Smallest encoded size of a T, used to bound element counts before reading.
-template <class T>
-constexpr std::size_t min_encoded_size() {
-  if constexpr (std::is_arithmetic_v<T> || std::is_enum_v<T>) {
-    return sizeof(T);
-  } else {
-    return 0;  // may be empty (e.g. a struct without fields); read_count caps the count
-  }
-}
-
 template <class T>
 concept HasSageFields = requires(T& t, const T& c) {
   t.sage_fields();
   c.sage_fields();
 };
+
+// Smallest encoded size of a T, used to bound element counts before anything
+// is allocated: a count of elements that cannot fit in the bytes left is
+// refused. 0 for a type that may encode to nothing (a struct without fields,
+// a user's own Serializer); read_count caps the count of those.
+template <class T>
+struct MinEncodedSize : std::integral_constant<std::size_t, 0> {};
+template <class T>
+constexpr std::size_t min_encoded_size() {
+  return MinEncodedSize<std::remove_cvref_t<T>>::value;
+}
+template <class T>
+requires std::is_arithmetic_v<T> || std::is_enum_v<T>
+struct MinEncodedSize<T> : std::integral_constant<std::size_t, sizeof(T)> {
+};
+// Strings and containers: at least their count.
+template <>
+struct MinEncodedSize<std::string> : std::integral_constant<std::size_t, 1> {};
+template <class T, class A>
+struct MinEncodedSize<std::vector<T, A>> : std::integral_constant<std::size_t, 1> {};
+template <class T, class A>
+struct MinEncodedSize<std::deque<T, A>> : std::integral_constant<std::size_t, 1> {};
+template <class T, class A>
+struct MinEncodedSize<std::list<T, A>> : std::integral_constant<std::size_t, 1> {};
+template <class K, class V, class C, class A>
+struct MinEncodedSize<std::map<K, V, C, A>> : std::integral_constant<std::size_t, 1> {};
+template <class K, class V, class H, class E, class A>
+struct MinEncodedSize<std::unordered_map<K, V, H, E, A>> : std::integral_constant<std::size_t, 1> {
+};
+template <class K, class C, class A>
+struct MinEncodedSize<std::set<K, C, A>> : std::integral_constant<std::size_t, 1> {};
+template <class K, class H, class E, class A>
+struct MinEncodedSize<std::unordered_set<K, H, E, A>> : std::integral_constant<std::size_t, 1> {};
+template <class T, std::size_t N>
+struct MinEncodedSize<std::array<T, N>>
+    : std::integral_constant<std::size_t, N * min_encoded_size<T>()> {};
+template <class T>
+struct MinEncodedSize<std::optional<T>> : std::integral_constant<std::size_t, 1> {};
+template <class A, class B>
+struct MinEncodedSize<std::pair<A, B>>
+    : std::integral_constant<std::size_t, min_encoded_size<A>() + min_encoded_size<B>()> {};
+template <class... Ts>
+struct MinEncodedSize<std::tuple<Ts...>>
+    : std::integral_constant<std::size_t, (std::size_t{0} + ... + min_encoded_size<Ts>())> {};
+template <class... Ts>
+struct MinEncodedSize<std::variant<Ts...>>
+    : std::integral_constant<std::size_t, 1 + std::min({min_encoded_size<Ts>()...})> {};
+template <class Rep, class Period>
+struct MinEncodedSize<std::chrono::duration<Rep, Period>>
+    : std::integral_constant<std::size_t, sizeof(Rep)> {};
+// Structs: the sum of their fields' (sage_fields() is a tuple of references).
+template <HasSageFields T>
+struct MinEncodedSize<T>
+    : MinEncodedSize<std::remove_cvref_t<decltype(std::declval<T&>().sage_fields())>> {};
 
 template <class Container>
 void write_elements(Writer& w, const Container& c) {
@@ -226,7 +271,9 @@ struct Serializer<std::vector<T, A>> {
       v.resize(n);
       r.read_bytes(v.data(), n * sizeof(T));
     } else {
-      v.reserve(n);
+      // At most one element per byte left: read_count bounds n by the bytes
+      // left, except for elements that encode to nothing.
+      v.reserve(std::min(n, r.remaining()));
       for (std::size_t i = 0; i < n; ++i) v.push_back(r.read<T>());
     }
     return v;

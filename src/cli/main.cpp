@@ -201,7 +201,7 @@ std::uint64_t parse_max_job_output(const std::string& text) {
   return parse_memory_amount(text, "--max-job-output");
 }
 std::uint64_t parse_max_program_size(const std::string& text) {
-  return parse_bytes(text, "--max-program-size");
+  return parse_memory_amount(text, "--max-program-size");
 }
 
 cluster::WorkerOptions worker_options(const NodeFlags& node, const std::string& head_address,

@@ -2,9 +2,14 @@
 
 #include <unistd.h>
 
-#include <cerrno>
-#include <map>
+#include <spdlog/spdlog.h>
 
+#include <cerrno>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+
+#include "cluster/cluster_config.hpp"
 #include "graph/physical_plan.hpp"
 #include "net/data_plane.hpp"
 #include "net/rpc.hpp"
@@ -14,6 +19,17 @@ namespace sage::cluster {
 namespace {
 
 constexpr auto kPeerConnectTimeout = std::chrono::seconds(30);
+
+// A line for the log of the node that runs this process, not for the job's
+// output: over the result pipe to the worker, which logs it (spdlog here when
+// no worker started this process).
+void log_for_the_node(const std::string& line) {
+  const char* result_fd = std::getenv(kResultFdVariable);
+  if (result_fd == nullptr ||
+      !write_result_frame(std::atoi(result_fd), ResultFrameKind::kWarning, line)) {
+    spdlog::warn("{}", line);
+  }
+}
 
 // Delivers frames from peers into the consumer tasks of this process.
 class QueueDelivery final : public net::FrameHandler {
@@ -43,6 +59,7 @@ class QueueDelivery final : public net::FrameHandler {
   void on_error(const std::string& message) override {
     job_.fail(message, runtime::FailureKind::kConsequence);
   }
+  void on_rejected(const std::string& line) override { log_for_the_node(line); }
 
  private:
   const detail::EdgeFactory& edge_of(const net::FrameHeader& h) const {
@@ -199,6 +216,9 @@ TaskProcessResult run_task_process(std::shared_ptr<const detail::LogicalGraph> g
 }
 
 bool write_result_frame(int fd, ResultFrameKind kind, const std::string& payload) {
+  // Frames over PIPE_BUF bytes could interleave with another thread's.
+  static std::mutex one_writer;
+  const std::lock_guard lock(one_writer);
   std::string frame(5, '\0');
   frame[0] = static_cast<char>(kind);
   const auto length = static_cast<std::uint32_t>(payload.size());
@@ -217,6 +237,7 @@ bool write_result_frame(int fd, ResultFrameKind kind, const std::string& payload
 bool take_result_frame(std::string& buffer, ResultFrameKind* kind, std::string* payload) {
   if (buffer.size() < 5) return false;
   if (buffer[0] != static_cast<char>(ResultFrameKind::kProgress) &&
+      buffer[0] != static_cast<char>(ResultFrameKind::kWarning) &&
       buffer[0] != static_cast<char>(ResultFrameKind::kExit)) {
     throw Error("a task process wrote something other than a result frame to its result pipe");
   }

@@ -70,12 +70,15 @@ TaskProcessResult run_task_process(std::shared_ptr<const detail::LogicalGraph> g
 
 // The result pipe from a task process to its worker carries frames: a
 // progress report (rpc::ProgressReport) about once a second while the tasks
-// run, then the exit report (rpc::ExitReport). A frame is its kind, the
-// payload's length (4 bytes, little-endian) and the payload.
-enum class ResultFrameKind : char { kProgress = 'P', kExit = 'X' };
+// run, a warning line for the worker's log now and then (connections the data
+// plane turned away: the job's output is the user's), then the exit report
+// (rpc::ExitReport). A frame is its kind, the payload's length (4 bytes,
+// little-endian) and the payload.
+enum class ResultFrameKind : char { kProgress = 'P', kWarning = 'W', kExit = 'X' };
 constexpr auto kProgressInterval = std::chrono::seconds(1);
 
-// Writes one frame; false if the worker is gone.
+// Writes one frame; false if the worker is gone. Any thread may call it:
+// frames never interleave.
 bool write_result_frame(int fd, ResultFrameKind kind, const std::string& payload);
 
 // Takes the first whole frame off `buffer`; false while there is none.

@@ -521,6 +521,10 @@ class Worker::Impl {
           exit_report = std::move(payload);
           continue;
         }
+        if (kind == ResultFrameKind::kWarning) {
+          spdlog::warn("task process {} (pid {}): {}", start.process_index(), pid, payload);
+          continue;
+        }
         rpc::ProgressReport progress;
         if (!progress.ParseFromString(payload)) continue;
         progress.set_job_id(start.job_id());

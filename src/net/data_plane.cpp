@@ -1,6 +1,7 @@
 #include "net/data_plane.hpp"
 
-#include <spdlog/spdlog.h>
+#include <algorithm>
+#include <system_error>
 
 #include "sage/error.hpp"
 #include "sage/serialization.hpp"
@@ -17,118 +18,217 @@ void send_frame(const Socket& socket, FrameHeader header, std::string_view paylo
 }  // namespace
 
 DataReceiver::DataReceiver(Socket listener, PeerIdentity identity, FrameHandler& handler,
-                           std::shared_ptr<const TlsContext> tls)
+                           std::shared_ptr<const TlsContext> tls, ReceiverLimits limits)
     : listener_(std::move(listener)),
       identity_(std::move(identity)),
       handler_(handler),
-      tls_(std::move(tls)) {}
+      tls_(std::move(tls)),
+      limits_(limits),
+      rejections_("data plane of job " + identity_.job_id) {}
 
 void DataReceiver::start() {
   acceptor_ = std::thread([this] { accept_loop(); });
 }
 
 DataReceiver::~DataReceiver() {
-  {
-    std::lock_guard lock(mutex_);
-    closing_ = true;
-    for (auto& c : connections_) c->shutdown();
-  }
+  std::unique_lock lock(mutex_);
+  closing_ = true;
+  for (auto& c : connections_) c.socket.shutdown();
+  lock.unlock();
   listener_.shutdown();
   if (acceptor_.joinable()) acceptor_.join();
-  for (auto& t : threads_) t.join();
+  lock.lock();
+  ended_.wait(lock, [this] { return connections_.empty(); });
+  lock.unlock();
+  std::lock_guard log_lock(log_mutex_);
+  if (auto line = rejections_.summary(Clock::time_point::max())) handler_.on_rejected(*line);
+}
+
+bool DataReceiver::closing() {
+  std::lock_guard lock(mutex_);
+  return closing_;
 }
 
 void DataReceiver::accept_loop() {
   while (true) {
-    Socket connection = listener_.accept();
-    std::lock_guard lock(mutex_);
-    if (closing_ || !connection.valid()) return;
-    connections_.push_back(std::make_unique<Socket>(std::move(connection)));
-    Socket& c = *connections_.back();
-    threads_.emplace_back([this, &c] { read_loop(c); });
+    Clock::time_point wake;
+    std::vector<std::string> due;
+    {
+      std::lock_guard lock(mutex_);
+      if (closing_) return;
+      wake = enforce_deadlines(Clock::now(), &due);
+    }
+    log(due);
+    Socket connection;
+    try {
+      connection = listener_.accept(wake);
+    } catch (const Error& e) {
+      // Peers that cannot connect would leave the job short: it fails.
+      if (!closing()) handler_.on_error(std::string("data plane: ") + e.what());
+      return;
+    }
+    if (connection.valid()) admit(std::move(connection));
   }
 }
 
-void DataReceiver::read_loop(Socket& connection) {
-  const auto closing = [this] {
-    std::lock_guard lock(mutex_);
-    return closing_;
-  };
-  // However this ends, the peer learns it: one turned away must not wait
-  // for an answer (a TLS handshake) that will not come.
-  const std::unique_ptr<Socket, void (*)(Socket*)> hang_up(&connection,
-                                                           [](Socket* s) { s->shutdown(); });
+DataReceiver::Clock::time_point DataReceiver::enforce_deadlines(Clock::time_point now,
+                                                                std::vector<std::string>* lines) {
+  auto wake = Clock::time_point::max();
+  for (auto& c : connections_) {
+    if (!c.hello_deadline || c.timed_out) continue;
+    if (*c.hello_deadline <= now) {
+      c.timed_out = true;
+      c.socket.shutdown();  // its thread rejects it
+    } else {
+      wake = std::min(wake, *c.hello_deadline);
+    }
+  }
+  std::lock_guard log_lock(log_mutex_);
+  if (auto line = rejections_.summary(now)) lines->push_back(std::move(*line));
+  if (auto due = rejections_.summary_due()) wake = std::min(wake, *due);
+  return wake;
+}
+
+void DataReceiver::admit(Socket socket) {
+  std::string address = socket.peer_address();
+  std::unique_lock lock(mutex_);
+  if (closing_) return;
+  if (ungreeted_ >= limits_.max_ungreeted) {
+    lock.unlock();
+    reject(address, std::to_string(ungreeted_) +
+                        " connections are waiting for their hello already; closed at once");
+    return;
+  }
+  const auto deadline = Clock::now() + limits_.hello_timeout;
+  const auto connection =
+      connections_.insert(connections_.end(), Connection{std::move(socket), address, deadline});
+  ++ungreeted_;
   try {
-    if (tls_) {
-      block_sigpipe_in_this_thread();
-      // A peer that connected and closed without a word (its job ended
-      // before it sent anything) is not an intruder.
-      if (!connection.wait_for_data()) return;
-      try {
-        connection.start_tls(*tls_);
-      } catch (const Error& e) {
-        // Not a node of this cluster (or not speaking TLS): like a wrong hello.
-        spdlog::warn("data plane: rejected a connection to job {}: {}", identity_.job_id, e.what());
-        return;
-      }
+    std::thread([this, connection] { serve(connection); }).detach();
+  } catch (const std::system_error& e) {
+    connections_.erase(connection);
+    --ungreeted_;
+    lock.unlock();
+    handler_.on_error("data plane: cannot start a thread for the connection from " + address +
+                      ": " + e.what() + "; raise the node's limit on processes and threads");
+  }
+}
+
+void DataReceiver::serve(Connections::iterator connection) {
+  Connection& c = *connection;
+  if (tls_) block_sigpipe_in_this_thread();
+  std::string peer, reason;
+  bool greeted = false;
+  try {
+    peer = take_hello(c);
+    greeted = accept_hello(c);
+  } catch (const std::exception& e) {
+    reason = e.what();
+  }
+  if (greeted) {
+    read_frames(c.socket, peer);
+  } else {
+    bool timed_out = false;
+    {
+      std::lock_guard lock(mutex_);
+      timed_out = c.timed_out;
     }
-    FrameHeader header;
-    if (!connection.receive_all(&header, sizeof header)) return;
-    const std::string expected = identity_.credentials();
-    const std::size_t longest = expected.size() + PeerIdentity::kMaxPeerName;
-    std::string hello(std::min<std::size_t>(header.length, longest), '\0');
-    if (header.kind != static_cast<std::uint32_t>(FrameKind::kHello) || header.length > longest ||
-        !connection.receive_all(hello.data(), hello.size()) ||
-        hello.compare(0, expected.size(), expected) != 0) {
-      // Not a peer of this job: wrong token, another job, or another plan.
-      spdlog::warn("data plane: rejected a connection whose hello does not match job {}",
-                   identity_.job_id);
-      return;
+    if (timed_out) {
+      reason =
+          "it sent no valid hello within " + std::to_string(limits_.hello_timeout.count()) + " ms";
     }
+    if (!closing()) reject(c.address, reason);
+  }
+  // The socket closes and the thread ends now, not when the receiver does.
+  std::lock_guard lock(mutex_);
+  if (c.hello_deadline) --ungreeted_;
+  connections_.erase(connection);
+  ended_.notify_all();
+}
+
+std::string DataReceiver::take_hello(Connection& c) {
+  Socket& socket = c.socket;
+  const char* const silent = "it closed the connection without sending anything";
+  if (tls_) {
+    if (!socket.wait_for_data()) throw Error(silent);
+    socket.start_tls(*tls_);
+  }
+  FrameHeader header;
+  if (!socket.receive_all(&header, sizeof header)) throw Error(silent);
+  std::string hello(hello_payload_length(header, identity_), '\0');
+  if (!hello.empty() && !socket.receive_all(hello.data(), hello.size())) {
+    throw Error("it closed the connection before the rest of its hello");
+  }
+  return check_hello(hello, identity_);
+}
+
+bool DataReceiver::accept_hello(Connection& c) {
+  std::lock_guard lock(mutex_);
+  if (c.timed_out || closing_) return false;
+  c.hello_deadline.reset();
+  --ungreeted_;
+  return true;
+}
+
+void DataReceiver::read_frames(Socket& socket, const std::string& peer) {
+  try {
     iovec accepted{const_cast<char*>(&kHelloAccepted), 1};
-    connection.send_all(&accepted, 1);
+    socket.send_all(&accepted, 1);
+    FrameHeader header;
     std::string payload;
-    while (connection.receive_all(&header, sizeof header)) {
-      if (header.length > kMaxFrameBytes) {
-        throw Error("a peer sent a frame of " + std::to_string(header.length) +
-                    " bytes, over the limit of " + std::to_string(kMaxFrameBytes));
-      }
+    while (socket.receive_all(&header, sizeof header)) {
+      const FrameKind kind = check_frame_header(header);
       payload.resize(header.length);
-      if (header.length > 0 && !connection.receive_all(payload.data(), header.length)) {
+      if (header.length > 0 && !socket.receive_all(payload.data(), header.length)) {
         throw Error("connection closed in the middle of a frame");
       }
-      switch (static_cast<FrameKind>(header.kind)) {
+      switch (kind) {
         case FrameKind::kBatch:
           handler_.on_batch(header, payload);
           break;
         case FrameKind::kEndOfStream:
           handler_.on_end_of_stream(header);
           break;
-        case FrameKind::kGoodbye:
+        default:  // kGoodbye
           return;
-        default:
-          throw Error("a peer sent an unknown frame kind " + std::to_string(header.kind));
       }
     }
     if (!closing()) {
-      handler_.on_error("the data-plane connection from " + hello.substr(expected.size()) +
+      handler_.on_error("the data-plane connection from " + peer +
                         " broke before the end of its streams (did that process die?)");
     }
   } catch (const detail::JobCancelledError&) {
     // The job is being torn down; nothing to report.
   } catch (const std::exception& e) {
-    if (!closing()) handler_.on_error(std::string("data plane: ") + e.what());
+    if (!closing()) handler_.on_error("data plane, from " + peer + ": " + e.what());
   }
+}
+
+void DataReceiver::reject(const std::string& address, const std::string& reason) {
+  std::lock_guard log_lock(log_mutex_);
+  for (const auto& line : rejections_.add(address, reason, Clock::now())) {
+    handler_.on_rejected(line);
+  }
+}
+
+void DataReceiver::log(const std::vector<std::string>& lines) {
+  for (const auto& line : lines) handler_.on_rejected(line);
 }
 
 PeerConnection::PeerConnection(const Address& peer, const PeerIdentity& identity,
                                std::chrono::steady_clock::time_point deadline,
                                std::shared_ptr<const TlsContext> tls)
-    : socket_(Socket::connect(peer, deadline)), tls_(std::move(tls)), hello_(identity.hello()) {}
+    : peer_(peer), deadline_(deadline), tls_(std::move(tls)), hello_(identity.hello()) {}
 
 void PeerConnection::greet() {
   std::lock_guard lock(mutex_);
   greet_locked();
+}
+
+void PeerConnection::shutdown() {
+  std::lock_guard lock(socket_mutex_);
+  shut_down_ = true;
+  socket_.shutdown();
 }
 
 void PeerConnection::greet_locked() {
@@ -136,6 +236,12 @@ void PeerConnection::greet_locked() {
   // A failure says so now and at every later send.
   if (!greet_error_.empty()) throw Error(greet_error_);
   try {
+    Socket connected = Socket::connect(peer_, deadline_);
+    {
+      std::lock_guard lock(socket_mutex_);
+      if (shut_down_) throw Error("the connection to " + peer_.to_string() + " was shut down");
+      socket_ = std::move(connected);
+    }
     if (tls_) socket_.start_tls(*tls_);
   } catch (const Error& e) {
     greet_error_ = e.what();

@@ -15,20 +15,29 @@
 // Every connection opens with a hello naming the job, its plan fingerprint
 // and the cluster token; the receiver answers one byte (kHelloAccepted) or
 // drops connections whose hello does not match, so a refused sender fails
-// instead of writing into the void. Frames larger than the limit are refused
-// too. With TLS (net/tls.hpp) the connection is encrypted first, and a peer
-// without a certificate of the cluster's CA is dropped before its hello.
+// instead of writing into the void. With TLS (net/tls.hpp) the connection is
+// encrypted first, and a peer without a certificate of the cluster's CA is
+// dropped before its hello. Whatever happens before a hello is accepted (a
+// port scanner, garbage, silence past kHelloTimeout) is a rejection: the
+// socket is closed and the rejection logged, rate-limited, and it never
+// touches the job. Only a greeted peer can fail the job, e.g. by sending a
+// frame over kMaxFrameBytes or vanishing before its goodbye.
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
-#include <functional>
+#include <list>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
 
+#include "net/frame.hpp"
+#include "net/rejection_log.hpp"
 #include "net/socket.hpp"
 #include "net/tls.hpp"
 #include "sage/detail/batch.hpp"
@@ -36,108 +45,130 @@
 
 namespace sage::net {
 
-// The largest frame a receiver accepts. A batch of 1024 records of 64 KiB
-// fits; larger records need a smaller batch_size.
-constexpr std::uint32_t kMaxFrameBytes = 64u << 20;
+// How long a connection may take from its acceptance to a complete hello,
+// TLS handshake included. A peer sends its hello as soon as it has connected
+// (PeerConnection connects in greet()), so a few seconds cover a loaded
+// machine; a connection silent for longer is a stranger's that holds a
+// thread and a file descriptor.
+constexpr auto kHelloTimeout = std::chrono::seconds(5);
 
-enum class FrameKind : std::uint32_t { kHello = 1, kBatch = 2, kEndOfStream = 3, kGoodbye = 4 };
+// Connections accepted whose hello has not been accepted yet; beyond this,
+// new connections are closed at once, so that strangers cannot use up this
+// process's threads and file descriptors. A job's own peers greet within
+// moments of connecting, so only a flood reaches it.
+constexpr std::size_t kMaxUngreetedConnections = 64;
 
-// The receiver's answer to a hello it accepts. A sender waits for it as long
-// as the connection stands: the peer process may still be starting (its
-// program downloading, its main() loading a model); if it dies or is
-// cancelled, the connection ends and so does the wait.
-constexpr char kHelloAccepted = 'A';
-
-struct FrameHeader {
-  std::uint32_t kind = 0;
-  std::uint32_t chain = 0;  // the consumer task: chain and instance
-  std::uint32_t instance = 0;
-  std::uint32_t channel = 0;  // the channel index at that task
-  std::uint32_t length = 0;   // payload bytes that follow
-};
-static_assert(sizeof(FrameHeader) == 20);
-
-// Who may connect: job, fingerprint and token must match the sender's hello.
-// `self` names the sending process in the receiver's errors ("node 'w2'").
-struct PeerIdentity {
-  std::string job_id;
-  std::string fingerprint;
-  std::string token;
-  std::string self = "a peer process";
-  // What must match, and the hello a sender sends.
-  std::string credentials() const { return job_id + '\n' + fingerprint + '\n' + token + '\n'; }
-  std::string hello() const { return credentials() + self.substr(0, kMaxPeerName); }
-  static constexpr std::size_t kMaxPeerName = 200;
+// The two above, for a receiver (tests shorten them).
+struct ReceiverLimits {
+  std::chrono::milliseconds hello_timeout = kHelloTimeout;
+  std::size_t max_ungreeted = kMaxUngreetedConnections;
 };
 
-// Receives what peers send to this process.
+// Receives what peers send to this process. Any receiver thread may call it.
 class FrameHandler {
  public:
   virtual ~FrameHandler() = default;
   // May block (a full consumer queue): that is the backpressure.
   virtual void on_batch(const FrameHeader& header, std::string_view payload) = 0;
   virtual void on_end_of_stream(const FrameHeader& header) = 0;
-  // A connection broke or misbehaved; the job cannot complete.
+  // The job cannot complete: a greeted peer's connection broke or
+  // misbehaved, or this process cannot take connections any more.
   virtual void on_error(const std::string& message) = 0;
+  // A line for the node's log (never the job's output, never a job error):
+  // a connection was turned away before its hello was accepted. Already
+  // rate-limited (net/rejection_log.hpp).
+  virtual void on_rejected(const std::string& line) = 0;
 };
 
 // Accepts peer connections on a listening socket and reads their frames, one
-// thread per connection.
+// thread per connection. A connection's socket and thread go as soon as it
+// ends; until its hello is accepted it counts against `limits`.
 class DataReceiver {
  public:
   // With `tls` (a server context), every connection must complete a TLS handshake.
   DataReceiver(Socket listener, PeerIdentity identity, FrameHandler& handler,
-               std::shared_ptr<const TlsContext> tls = nullptr);
-  ~DataReceiver();  // closes every connection and joins the threads
+               std::shared_ptr<const TlsContext> tls = nullptr, ReceiverLimits limits = {});
+  ~DataReceiver();  // closes every connection and waits for all threads to end
   int port() const { return listener_.local_port(); }
   void start();
 
  private:
+  using Clock = std::chrono::steady_clock;
+  struct Connection {
+    Socket socket;
+    std::string address;                              // the peer's, for rejections
+    std::optional<Clock::time_point> hello_deadline;  // until the hello is accepted
+    bool timed_out = false;                           // shut down at that deadline
+  };
+  using Connections = std::list<Connection>;
+
   void accept_loop();
-  void read_loop(Socket& connection);
+  void admit(Socket socket);
+  // Shuts down connections past their hello deadline and logs the held-back
+  // rejections that are due; returns when to look again. REQUIRES: mutex_ held.
+  Clock::time_point enforce_deadlines(Clock::time_point now, std::vector<std::string>* lines);
+  void serve(Connections::iterator connection);  // on the connection's own thread
+  std::string take_hello(Connection& connection);
+  bool accept_hello(Connection& connection);
+  void read_frames(Socket& socket, const std::string& peer);
+  void reject(const std::string& address, const std::string& reason);
+  void log(const std::vector<std::string>& lines);
+  bool closing();
 
   Socket listener_;
   PeerIdentity identity_;
   FrameHandler& handler_;
   std::shared_ptr<const TlsContext> tls_;
+  const ReceiverLimits limits_;
   std::mutex mutex_;
-  std::vector<std::unique_ptr<Socket>> connections_;
-  std::vector<std::thread> threads_;
-  std::thread acceptor_;
+  std::condition_variable ended_;  // a connection's thread is about to end
+  Connections connections_;        // each served by a detached thread
+  std::size_t ungreeted_ = 0;
   bool closing_ = false;
+  std::thread acceptor_;
+  std::mutex log_mutex_;  // rejections are counted and logged in order
+  RejectionLog rejections_;
 };
 
 // One connection to a peer process; any thread may send on it.
 //
-// The constructor connects; the TLS handshake and the hello come with greet()
-// or the first send. Task processes connect to each other before their
-// receivers accept, and a handshake needs the peer's receiver, so doing it in
-// the constructor would deadlock two processes that connect to each other.
+// Connecting, the TLS handshake and the hello all come with greet() or the
+// first send, at once: the peer's receiver gives a connection kHelloTimeout
+// for its hello. Task processes create their connections before their
+// receivers accept, and a handshake needs the peer's receiver, so connecting
+// in the constructor would also deadlock two processes that greet each other.
 class PeerConnection {
  public:
-  // With `tls` (a client context), the peer must present a certificate of the CA.
+  // Refused connections are retried until `deadline`. With `tls` (a client
+  // context), the peer must present a certificate of the CA.
   PeerConnection(const Address& peer, const PeerIdentity& identity,
                  std::chrono::steady_clock::time_point deadline,
                  std::shared_ptr<const TlsContext> tls = nullptr);
   ~PeerConnection();  // says goodbye, so the peer knows the end was intended
   // Throws sage::Error when the peer is gone or (TLS) not of this cluster.
   void send(FrameHeader header, std::string_view payload);
-  void shutdown() { socket_.shutdown(); }
-  // Handshake and hello now (call it once this process's receiver runs), so
-  // that the peer knows this producer from the start and fails if it dies
-  // before it sent anything. Throws as send() does; a later send throws the
-  // same.
+  // Wakes a send or greet blocked on the peer (they throw), and makes later
+  // ones throw; any thread may call it.
+  void shutdown();
+  // Connection, handshake and hello now (call it once this process's
+  // receiver runs), so that the peer knows this producer from the start and
+  // fails if it dies before it sent anything. Throws as send() does; a later
+  // send throws the same.
   void greet();
 
  private:
-  void greet_locked();  // handshake and hello, once
+  void greet_locked();  // connection, handshake and hello, once
 
-  std::mutex mutex_;
-  Socket socket_;
+  std::mutex mutex_;  // held by a send or greet
+  const Address peer_;
+  const std::chrono::steady_clock::time_point deadline_;
   std::shared_ptr<const TlsContext> tls_;
   std::string hello_;  // sent by greet_locked(), then cleared
   bool greeted_ = false;
   std::string greet_error_;  // why greeting failed, if it did
+  std::mutex socket_mutex_;  // socket_ being connected vs. shutdown()
+  Socket socket_;            // connected by greet_locked()
+  bool shut_down_ = false;
 };
 
 // The MessageSink of a consumer task in another process: encodes each batch

@@ -4,16 +4,20 @@
 #include <openssl/ssl.h>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <limits>
 #include <thread>
 
 #include "net/tls.hpp"
@@ -195,15 +199,71 @@ Socket Socket::connect(const Address& address, std::chrono::steady_clock::time_p
   }
 }
 
-Socket Socket::accept() const {
+namespace {
+
+// accept() errors that concern one connection, not the listener: Linux
+// passes a new connection's pending network errors on (see accept(2)).
+bool is_error_of_one_connection(int error) {
+  switch (error) {
+    case EINTR:
+    case EAGAIN:
+    case ECONNABORTED:
+    case EPROTO:
+    case EPERM:  // a firewall rule refused it
+    case ENETDOWN:
+    case ENOPROTOOPT:
+    case EHOSTDOWN:
+    case ENONET:
+    case EHOSTUNREACH:
+    case EOPNOTSUPP:
+    case ENETUNREACH:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+Socket Socket::accept(std::chrono::steady_clock::time_point until) const {
+  // Non-blocking, so that a connection gone between poll and accept4 cannot
+  // block this call past `until`. (Accepted sockets do not inherit it.)
+  if (const int flags = ::fcntl(fd_, F_GETFL); flags >= 0 && (flags & O_NONBLOCK) == 0) {
+    ::fcntl(fd_, F_SETFL, flags | O_NONBLOCK);
+  }
   while (true) {
+    const auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    pollfd listening{fd_, POLLIN, 0};
+    const int ready = ::poll(
+        &listening, 1,
+        static_cast<int>(std::clamp<long long>(left.count(), 0, std::numeric_limits<int>::max())));
+    if (ready == 0) return Socket();
+    if (ready < 0 && errno == EINTR) continue;
     const int fd = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd >= 0) {
       set_no_delay(fd);
       return Socket(fd);
     }
-    if (errno != EINTR) return Socket();
+    const int error = errno;
+    if (error == EINVAL || error == EBADF) return Socket();  // shut down
+    if (is_error_of_one_connection(error)) continue;
+    const bool out_of_files = error == EMFILE || error == ENFILE;
+    throw Error(std::string("cannot accept connections on port ") + std::to_string(local_port()) +
+                ": " + std::strerror(error) +
+                (out_of_files ? "; raise the open-file limit (ulimit -n, LimitNOFILE= in systemd) "
+                                "of the node's sage processes"
+                              : "; the node is short of memory or network buffers"));
   }
+}
+
+std::string Socket::peer_address() const {
+  sockaddr_in addr{};
+  socklen_t length = sizeof addr;
+  if (getpeername(fd_, reinterpret_cast<sockaddr*>(&addr), &length) != 0) return "unknown";
+  char host[INET_ADDRSTRLEN] = {};
+  inet_ntop(AF_INET, &addr.sin_addr, host, sizeof host);
+  return std::string(host) + ":" + std::to_string(ntohs(addr.sin_port));
 }
 
 int Socket::local_port() const {

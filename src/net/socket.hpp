@@ -43,8 +43,15 @@ class Socket {
   // Connects, retrying refused connections until `deadline`. Throws sage::Error.
   static Socket connect(const Address& address, std::chrono::steady_clock::time_point deadline);
 
-  Socket accept() const;  // an invalid Socket once shut down
+  // Waits for a connection until `until`: the connection, or an invalid
+  // Socket when none came by then or the listener was shut down. Errors the
+  // network leaves behind (a connection aborted before it was accepted) are
+  // skipped; one that stops this process from taking connections (no file
+  // descriptors or memory left) throws sage::Error naming it and the fix.
+  Socket accept(std::chrono::steady_clock::time_point until) const;
   int local_port() const;
+  // The connected peer as "host:port" ("unknown" once it is gone).
+  std::string peer_address() const;
 
   // Runs the TLS handshake, as server or client as `context` is; later sends
   // and receives are encrypted. Throws sage::Error (e.g. a certificate the CA

@@ -19,6 +19,7 @@
 #include <sstream>
 
 #include "support/child_process.hpp"
+#include "support/eventually.hpp"
 
 namespace sage::testing {
 
@@ -28,17 +29,6 @@ struct Outcome {
   int code = -1;
   std::string output;
 };
-
-// Polls `condition` until it holds or `timeout` passes.
-template <class F>
-inline bool eventually(F condition, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!condition()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(50ms);
-  }
-  return true;
-}
 
 // Alive and not a zombie (a daemon's zombie waits for init to reap it).
 inline bool process_alive(int pid) {

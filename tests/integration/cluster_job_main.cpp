@@ -25,6 +25,8 @@
 //   metrics     1..100 through 2 instances that count records ("seen"), set a
 //               gauge ("last") and record a histogram ("value"); prints the
 //               job id and what its JobResult says of them
+//   gated N F   N numbers from one source to 3 instances that say where they
+//               run; the source stops halfway until file F exists
 // RemoteEnvironment (at $SAGE_ADDRESS) unless the last argument is --local.
 #include <unistd.h>
 
@@ -332,6 +334,20 @@ int main(int argc, char** argv) {
                   static_cast<unsigned long long>(values.count), values.sum, values.max,
                   result.user_metrics_table().c_str());
       return 0;
+    } else if (mode == "gated") {
+      const long long records = argc > 2 ? std::atoll(argv[2]) : 1000;
+      const std::string gate = argc > 3 ? argv[3] : "";
+      env->from_source(
+             [n = 0LL, records, gate]() mutable -> std::optional<long long> {
+               if (n == records) return std::nullopt;
+               while (n == records / 2 && access(gate.c_str(), F_OK) != 0) {
+                 std::this_thread::sleep_for(std::chrono::milliseconds(10));
+               }
+               return n++;
+             },
+             {.name = "numbers"})
+          .map<Announce>(sage::Options{.name = "announce", .parallelism = 3})
+          .sink([](long long) {}, {.name = "discard", .parallelism = 3});
     } else if (mode == "gpus") {
       env->from_collection(std::vector<int>{1, 2, 3}, {.name = "numbers"})
           .map<GpuReport>(sage::Options{
@@ -371,7 +387,7 @@ int main(int argc, char** argv) {
           stderr,
           "usage: %s keyed N|shuffle N|unbounded|reserving|throw|greedy|crowd|fragmented|pair|"
           "packable|gpus|gpu-hog|memory-hog|orphan|tls-env|loud|early-source|early-map|"
-          "bad-partitioner|metrics [--local]\n",
+          "bad-partitioner|metrics|gated N F [--local]\n",
           argv[0]);
       return 2;
     }

@@ -1,14 +1,22 @@
 // The data plane in one process: frames reach the handler in order, peers of
 // another job or with a wrong token are turned away, and with TLS so are
-// peers without a certificate of the cluster's CA.
+// peers without a certificate of the cluster's CA. Whatever comes before a
+// hello is accepted (garbage, silence, a flood) is a logged rejection, never
+// a job error, and what it held is given back at once.
 #include "net/data_plane.hpp"
 
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
+
+#include <fcntl.h>
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
+#include <random>
 
+#include "support/eventually.hpp"
+#include "support/stranger.hpp"
 #include "support/temp_dir.hpp"
 #include "support/test_certificates.hpp"
 
@@ -17,38 +25,54 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Records what arrives and lets the test wait for it.
+// Records what arrives (events; rejection lines apart) and lets the test wait for it.
 class Recorder final : public FrameHandler {
  public:
   void on_batch(const FrameHeader& h, std::string_view payload) override {
-    add("batch " + std::to_string(h.chain) + "/" + std::to_string(h.instance) + "/" +
-        std::to_string(h.channel) + " " + std::to_string(payload.size()));
+    add(events_, "batch " + std::to_string(h.chain) + "/" + std::to_string(h.instance) + "/" +
+                     std::to_string(h.channel) + " " + std::to_string(payload.size()));
   }
-  void on_end_of_stream(const FrameHeader& h) override { add("end " + std::to_string(h.channel)); }
-  void on_error(const std::string& message) override { add("error " + message); }
+  void on_end_of_stream(const FrameHeader& h) override {
+    add(events_, "end " + std::to_string(h.channel));
+  }
+  void on_error(const std::string& message) override { add(events_, "error " + message); }
+  void on_rejected(const std::string& line) override { add(rejections_, line); }
 
   // The first `n` events, waiting up to 10 s for them.
-  std::vector<std::string> wait_for(std::size_t n) {
-    std::unique_lock lock(mutex_);
-    changed_.wait_until(lock, Clock::now() + std::chrono::seconds(10),
-                        [&] { return events_.size() >= n; });
+  std::vector<std::string> wait_for(std::size_t n) { return wait_for(events_, n); }
+  // The first `n` rejection lines, waiting up to 10 s for them.
+  std::vector<std::string> wait_for_rejections(std::size_t n) { return wait_for(rejections_, n); }
+  std::vector<std::string> events() {
+    std::lock_guard lock(mutex_);
     return events_;
+  }
+  std::vector<std::string> rejections() {
+    std::lock_guard lock(mutex_);
+    return rejections_;
   }
 
  private:
-  void add(std::string event) {
+  void add(std::vector<std::string>& lines, std::string line) {
     std::lock_guard lock(mutex_);
-    events_.push_back(std::move(event));
+    lines.push_back(std::move(line));
     changed_.notify_all();
+  }
+  std::vector<std::string> wait_for(std::vector<std::string>& lines, std::size_t n) {
+    std::unique_lock lock(mutex_);
+    changed_.wait_until(lock, Clock::now() + std::chrono::seconds(10),
+                        [&] { return lines.size() >= n; });
+    return lines;
   }
   std::mutex mutex_;
   std::condition_variable changed_;
-  std::vector<std::string> events_;
+  std::vector<std::string> events_, rejections_;
 };
 
 const PeerIdentity kJob{"job-1", "00ff", "secret"};
 
+using testing::Stranger;
 using testing::TempDir;
+using namespace std::chrono_literals;
 
 // Sends one end-of-stream on channel `channel`; false if the send failed.
 bool send_end_of_stream(PeerConnection& peer, std::uint32_t channel, std::string* error) {
@@ -105,7 +129,8 @@ TEST(DataPlaneTest, WrongTokenOrJobIsTurnedAway) {
                         Clock::now() + std::chrono::seconds(10));
     std::string error;
     EXPECT_FALSE(send_end_of_stream(peer, 0, &error)) << "an intruder's send succeeded";
-    EXPECT_NE(error.find("the peer closed this data-plane connection without accepting it"), std::string::npos)
+    EXPECT_NE(error.find("the peer closed this data-plane connection without accepting it"),
+              std::string::npos)
         << error;
   }
   // A legitimate peer afterwards is still served, and is the only one heard.
@@ -200,6 +225,204 @@ TEST(DataPlaneTest, PeerVanishingWithoutGoodbyeIsAnError) {
   const auto events = recorder.wait_for(1);
   ASSERT_EQ(events.size(), 1u);
   EXPECT_NE(events[0].find("over the limit"), std::string::npos) << events[0];
+}
+
+// A hello as a peer of `identity` sends it.
+std::string hello_frame(const PeerIdentity& identity) {
+  const std::string text = identity.hello();
+  FrameHeader header;
+  header.kind = static_cast<std::uint32_t>(FrameKind::kHello);
+  header.length = static_cast<std::uint32_t>(text.size());
+  return std::string(reinterpret_cast<const char*>(&header), sizeof header) + text;
+}
+
+std::string header_bytes(FrameKind kind, std::uint32_t length) {
+  FrameHeader header;
+  header.kind = static_cast<std::uint32_t>(kind);
+  header.length = length;
+  return std::string(reinterpret_cast<const char*>(&header), sizeof header);
+}
+
+// A peer of the job is still heard: one end-of-stream on channel 9.
+void expect_a_peer_is_heard(Recorder& recorder, int port,
+                            std::shared_ptr<const TlsContext> tls = nullptr) {
+  PeerConnection peer({"127.0.0.1", port}, kJob, Clock::now() + 10s, std::move(tls));
+  std::string error;
+  ASSERT_TRUE(send_end_of_stream(peer, 9, &error)) << error;
+  const auto events = recorder.wait_for(1);
+  ASSERT_EQ(events.size(), 1u) << "only the peer's frame may arrive";
+  EXPECT_EQ(events[0], "end 9");
+}
+
+TEST(DataPlaneTest, AnythingBeforeAnAcceptedHelloIsARejectionNeverAJobError) {
+  Recorder recorder;
+  const std::string hello = hello_frame(kJob);
+  const std::vector<std::string> openings = {
+      "",
+      "x",
+      std::string(19, '\x01'),  // most of a header
+      "GET / HTTP/1.0\r\n\r\n",
+      header_bytes(FrameKind::kBatch, 0),
+      header_bytes(FrameKind::kHello, 1u << 30),
+      hello.substr(0, hello.size() - 3),  // the credentials, cut short
+      hello_frame(PeerIdentity{"job-1", "00ff", "guess"}),
+  };
+  {
+    DataReceiver receiver(Socket::listen({"127.0.0.1", 0}), kJob, recorder);
+    receiver.start();
+    for (const std::string& bytes : openings) {
+      Stranger stranger(receiver.port());
+      stranger.send(bytes);
+      stranger.end_sending();
+      EXPECT_TRUE(stranger.closed_by_receiver(10s))
+          << "not closed after " << bytes.size() << " bytes";
+    }
+    expect_a_peer_is_heard(recorder, receiver.port());
+  }
+  // Rate-limited: the first ones in full, then (here at the receiver's end) how many more.
+  const auto lines = recorder.rejections();
+  ASSERT_EQ(lines.size(), kRejectionsLoggedInFull + 1) << ::testing::PrintToString(lines);
+  EXPECT_NE(lines[0].find("data plane of job job-1: rejected a connection from 127.0.0.1:"),
+            std::string::npos)
+      << lines[0];
+  EXPECT_NE(lines[0].find("without sending anything"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[1].find("closed in the middle"), std::string::npos) << lines[1];
+  EXPECT_NE(lines[3].find("closed in the middle"), std::string::npos) << lines[3];
+  EXPECT_NE(lines[4].find("not a hello"), std::string::npos) << lines[4];
+  EXPECT_NE(lines[5].find("rejected " + std::to_string(openings.size() - kRejectionsLoggedInFull) +
+                          " more"),
+            std::string::npos)
+      << lines[5];
+}
+
+TEST(DataPlaneTest, AConnectionSilentPastTheHelloTimeoutIsClosed) {
+  TempDir dir;
+  const TlsFiles files = testing::write_test_certificates(dir.path());
+  for (const bool tls : {false, true}) {
+    SCOPED_TRACE(tls ? "with TLS" : "plaintext");
+    Recorder recorder;
+    DataReceiver receiver(Socket::listen({"127.0.0.1", 0}), kJob, recorder,
+                          tls ? TlsContext::server(files) : nullptr, ReceiverLimits{200ms, 8});
+    receiver.start();
+    Stranger silent(receiver.port()), slow(receiver.port());
+    slow.send(tls ? std::string("\x16\x03\x01", 3) : std::string(10, '\0'));  // a start
+    EXPECT_TRUE(silent.closed_by_receiver(10s));
+    EXPECT_TRUE(slow.closed_by_receiver(10s));
+    const auto lines = recorder.wait_for_rejections(2);
+    ASSERT_EQ(lines.size(), 2u);
+    for (const auto& line : lines) {
+      EXPECT_NE(line.find("no valid hello within 200 ms"), std::string::npos) << line;
+    }
+    expect_a_peer_is_heard(recorder, receiver.port(), tls ? TlsContext::client(files) : nullptr);
+  }
+}
+
+TEST(DataPlaneTest, ConnectionsBeyondTheCapOnUngreetedOnesAreClosedAtOnce) {
+  Recorder recorder;
+  DataReceiver receiver(Socket::listen({"127.0.0.1", 0}), kJob, recorder, nullptr,
+                        ReceiverLimits{60s, 3});
+  receiver.start();
+  std::vector<std::unique_ptr<Stranger>> waiting;
+  for (int i = 0; i < 3; ++i) waiting.push_back(std::make_unique<Stranger>(receiver.port()));
+  Stranger one_too_many(receiver.port());
+  EXPECT_TRUE(one_too_many.closed_by_receiver(10s)) << "held although 3 wait for their hello";
+  auto lines = recorder.wait_for_rejections(1);
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_NE(lines[0].find("3 connections are waiting for their hello already"), std::string::npos)
+      << lines[0];
+  // Once they have gone, a peer is served again.
+  waiting.clear();
+  EXPECT_EQ(recorder.wait_for_rejections(4).size(), 4u);
+  expect_a_peer_is_heard(recorder, receiver.port());
+}
+
+TEST(DataPlaneTest, RejectedConnectionsGiveBackTheirThreadsAndFilesAtOnce) {
+  Recorder recorder;
+  DataReceiver receiver(Socket::listen({"127.0.0.1", 0}), kJob, recorder);
+  receiver.start();
+  const testing::ProcessHoldings before = testing::holdings_of();
+  std::mt19937 random(9);
+  for (int i = 0; i < 300; ++i) {
+    Stranger stranger(receiver.port());
+    stranger.send(testing::random_bytes(random, 64));
+  }
+  testing::ProcessHoldings now;
+  EXPECT_TRUE(testing::eventually(
+      [&] {
+        now = testing::holdings_of();
+        return now.at_most(before);
+      },
+      10s))
+      << "before: " << to_string(before) << "; now: " << to_string(now);
+  EXPECT_TRUE(recorder.events().empty()) << ::testing::PrintToString(recorder.events());
+  expect_a_peer_is_heard(recorder, receiver.port());
+}
+
+TEST(DataPlaneTest, AFailedAcceptFailsTheJobLoudly) {
+  Recorder recorder;
+  DataReceiver receiver(Socket::listen({"127.0.0.1", 0}), kJob, recorder);
+  receiver.start();
+  // Every file descriptor in use but one, for the connection; accept then has none.
+  rlimit original{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &original), 0);
+  int highest = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    highest = std::max(highest, std::stoi(entry.path().filename().string()));
+  }
+  rlimit lowered = original;
+  lowered.rlim_cur = static_cast<rlim_t>(highest) + 16;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &lowered), 0);
+  std::vector<int> fillers;
+  for (int fd; (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;) fillers.push_back(fd);
+  close(fillers.back());
+  fillers.pop_back();
+  {
+    Stranger stranger(receiver.port());
+    const auto events = recorder.wait_for(1);
+    for (int fd : fillers) close(fd);
+    setrlimit(RLIMIT_NOFILE, &original);
+    ASSERT_EQ(events.size(), 1u) << "a failed accept went unnoticed";
+    EXPECT_NE(events[0].find("error data plane: cannot accept connections on port " +
+                             std::to_string(receiver.port()) + ": Too many open files"),
+              std::string::npos)
+        << events[0];
+    EXPECT_NE(events[0].find("raise the open-file limit"), std::string::npos) << events[0];
+  }
+}
+
+TEST(DataPlaneTest, APeerConnectsOnlyWhenItGreetsSoThatItsHelloIsNeverLate) {
+  const Socket listener = Socket::listen({"127.0.0.1", 0});
+  PeerConnection peer({"127.0.0.1", listener.local_port()}, kJob, Clock::now() + 10s);
+  EXPECT_FALSE(listener.accept(Clock::now()).valid())
+      << "the peer connected long before it would send its hello";
+}
+
+TEST(DataPlaneTest, HelloAndFrameChecksNameWhatIsWrong) {
+  const auto message = [](auto check) {
+    try {
+      check();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  FrameHeader header;
+  header.kind = static_cast<std::uint32_t>(FrameKind::kBatch);
+  EXPECT_EQ(message([&] { hello_payload_length(header, kJob); }),
+            "its first frame is not a hello (kind 2)");
+  header.kind = static_cast<std::uint32_t>(FrameKind::kHello);
+  header.length = 100000;
+  EXPECT_NE(message([&] { hello_payload_length(header, kJob); }).find("over the"),
+            std::string::npos);
+  EXPECT_EQ(check_hello(kJob.credentials() + "node x", kJob), "node x");
+  EXPECT_EQ(message([&] { check_hello("job-1\n00ff\nsecreT\n", kJob); }),
+            "its hello does not match job job-1 (another token, job or plan)");
+  header.kind = 77;
+  header.length = 0;
+  EXPECT_EQ(message([&] { check_frame_header(header); }), "an unknown frame kind 77");
+  header.kind = static_cast<std::uint32_t>(FrameKind::kBatch);
+  header.length = kMaxFrameBytes + 1;
+  EXPECT_NE(message([&] { check_frame_header(header); }).find("over the limit"), std::string::npos);
 }
 
 TEST(DataPlaneTest, AddressesAndPortsInUseGiveClearErrors) {
