@@ -282,8 +282,14 @@ PeerConnection::~PeerConnection() {
 
 void PeerConnection::send(FrameHeader header, std::string_view payload) {
   std::lock_guard lock(mutex_);
-  greet_locked();
-  send_frame(socket_, header, payload);
+  try {
+    greet_locked();
+    send_frame(socket_, header, payload);
+  } catch (const detail::PeerLostError&) {
+    throw;
+  } catch (const Error& e) {
+    throw detail::PeerLostError(e.what());
+  }
 }
 
 RemoteTaskSink::RemoteTaskSink(PeerConnection& connection, int chain, int instance,

@@ -145,7 +145,8 @@ class PeerConnection {
                  std::chrono::steady_clock::time_point deadline,
                  std::shared_ptr<const TlsContext> tls = nullptr);
   ~PeerConnection();  // says goodbye, so the peer knows the end was intended
-  // Throws sage::Error when the peer is gone or (TLS) not of this cluster.
+  // Throws detail::PeerLostError when the peer is gone, refused this
+  // connection or (TLS) is not of this cluster.
   void send(FrameHeader header, std::string_view payload);
   // Wakes a send or greet blocked on the peer (they throw), and makes later
   // ones throw; any thread may call it.

@@ -23,10 +23,11 @@ std::string describe_task_failure(const std::string& task, const std::string& no
   return "task " + task + " on node " + node_id + ": " + what;
 }
 
-// A task of another process as the producers here see it: a push that fails
-// means the connection to that process failed (it ended, most often because
-// it failed first), so the job fails with that as a consequence and the
-// producing task unwinds as a cancelled one.
+// A task of another process as the producers here see it: a push that loses
+// its peer (PeerLostError: the process ended, most often because it failed
+// first) fails the job as a consequence and unwinds the producing task as a
+// cancelled one. Other errors of a push (a batch over the frame limit) are
+// the task's own: they fail the job as a cause.
 class RemoteTask final : public detail::MessageSink {
  public:
   RemoteTask(detail::MessageSink& sink, JobControl& control, const std::string& node_id)
@@ -35,7 +36,7 @@ class RemoteTask final : public detail::MessageSink {
   void push(detail::Message message) override {
     try {
       sink_.push(std::move(message));
-    } catch (const Error& e) {
+    } catch (const detail::PeerLostError& e) {
       const std::string* task = current_task();
       control_.fail(describe_task_failure(task != nullptr ? *task : "?", node_id_, e.what()),
                     FailureKind::kConsequence);

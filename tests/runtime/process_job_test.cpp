@@ -42,7 +42,7 @@ class BrokenConnection final : public detail::MessageSink {
       std::this_thread::sleep_for(1ms);
     }
     used = true;
-    throw Error("the connection to that process broke");
+    throw detail::PeerLostError("the connection to that process broke");
   }
   std::atomic<bool> used{false};
 
@@ -106,6 +106,34 @@ TEST(ProcessJobTest, AnOperatorsExceptionAfterAFailedConnectionIsTheError) {
   ASSERT_TRUE(broken.used) << "the source never sent to the broken connection";
   EXPECT_EQ(result.state, JobState::kFailed);
   EXPECT_EQ(result.error, "operator 'relay' instance 0/2 on node n1: boom on 0");
+  EXPECT_EQ(job.failure_kind(), FailureKind::kCause);
+}
+
+// A push that fails for a reason of its own (a batch over the frame limit),
+// not because the other process is gone.
+class OversizedBatch final : public detail::MessageSink {
+ public:
+  void push(detail::Message) override {
+    throw Error("a batch of 1 records encodes to 70000000 bytes, over the frame limit");
+  }
+};
+
+TEST(ProcessJobTest, AFailedSendOfItsOwnToAnotherProcessIsACause) {
+  testing::BuildOnlyEnvironment env;
+  env.from_sequence(0, 1'000'000, {.name = "numbers"})
+      .rebalance()
+      .map([](long long x) { return x; }, {.name = "relay", .parallelism = 2})
+      .sink([](long long) {}, {.name = "discard", .parallelism = 2});
+  OversizedBatch oversized;
+  Placement placement;
+  placement.node_id = "n1";
+  placement.is_local = [](int chain, int instance) { return chain == 0 || instance == 0; };
+  placement.remote_sink = [&oversized](int, int) -> detail::MessageSink& { return oversized; };
+  ProcessJob job(env.graph(), record_by_record(), "job-1", std::move(placement));
+  job.start();
+  const JobResult& result = job.wait();
+  EXPECT_EQ(result.state, JobState::kFailed);
+  EXPECT_NE(result.error.find("over the frame limit"), std::string::npos) << result.error;
   EXPECT_EQ(job.failure_kind(), FailureKind::kCause);
 }
 

@@ -8,6 +8,8 @@
 #include <memory>
 #include <vector>
 
+#include "sage/error.hpp"
+
 namespace sage::detail {
 
 // A batch of records of some type; the concrete type is Batch<T>.
@@ -41,6 +43,15 @@ class MessageSink {
 
 // Thrown inside tasks to unwind them when the job is cancelled.
 struct JobCancelledError {};
+
+// Thrown by the MessageSink of a consumer in another process that can no
+// longer be reached: its connection broke or was refused. Most often that
+// process failed first, so a task that meets this fails as a consequence,
+// and the other process's error is the job's.
+class PeerLostError : public Error {
+ public:
+  using Error::Error;
+};
 
 // Receives batches of T: an operator's input port, or a channel writer.
 // receive() may reorder, move from or shrink the batch: the caller reuses it.
