@@ -51,12 +51,12 @@ class BrokenConnection final : public detail::MessageSink {
 };
 
 // One source, rebalanced to two maps; map instance 1 runs in "another
-// process" whose connection is broken.
-Placement with_instance_1_remote(BrokenConnection& broken) {
+// process", reached through `remote`.
+Placement with_instance_1_remote(detail::MessageSink& remote) {
   Placement placement;
   placement.node_id = "n1";
   placement.is_local = [](int chain, int instance) { return chain == 0 || instance == 0; };
-  placement.remote_sink = [&broken](int, int) -> detail::MessageSink& { return broken; };
+  placement.remote_sink = [&remote](int, int) -> detail::MessageSink& { return remote; };
   return placement;
 }
 
@@ -125,11 +125,7 @@ TEST(ProcessJobTest, AFailedSendOfItsOwnToAnotherProcessIsACause) {
       .map([](long long x) { return x; }, {.name = "relay", .parallelism = 2})
       .sink([](long long) {}, {.name = "discard", .parallelism = 2});
   OversizedBatch oversized;
-  Placement placement;
-  placement.node_id = "n1";
-  placement.is_local = [](int chain, int instance) { return chain == 0 || instance == 0; };
-  placement.remote_sink = [&oversized](int, int) -> detail::MessageSink& { return oversized; };
-  ProcessJob job(env.graph(), record_by_record(), "job-1", std::move(placement));
+  ProcessJob job(env.graph(), record_by_record(), "job-1", with_instance_1_remote(oversized));
   job.start();
   const JobResult& result = job.wait();
   EXPECT_EQ(result.state, JobState::kFailed);
