@@ -25,12 +25,16 @@ class DataStream;
 
 namespace detail {
 
-// Output type of a flat_map function over In: the T of its Collector<T>&
-// parameter, or the element type of the range it returns.
-template <class F, class In>
+// Output type of a flat_map function over In: ExplicitOut unless void, else
+// the T of its Collector<T>& parameter, or the element type of the range it
+// returns. A named output type is taken as it is: deducing it from a generic
+// lambda would fail.
+template <class ExplicitOut, class F, class In>
 auto flat_map_output() {
   using FromCollector = typename decltype(deduce_collector_output<F>())::type;
-  if constexpr (!std::is_void_v<FromCollector>) {
+  if constexpr (!std::is_void_v<ExplicitOut>) {
+    return std::type_identity<ExplicitOut>{};
+  } else if constexpr (!std::is_void_v<FromCollector>) {
     return std::type_identity<FromCollector>{};
   } else if constexpr (requires(F & f, In & x) { call_flat_map(f, x); }) {
     using R = std::remove_cvref_t<decltype(call_flat_map(std::declval<F&>(), std::declval<In&>()))>;
@@ -167,8 +171,7 @@ class Transformations {
   template <class ExplicitOut, class Make>
   auto flat_map_with(Make make, Options options) const {
     using F = Made<Make>;
-    using Out = std::conditional_t<std::is_void_v<ExplicitOut>,
-                                   typename decltype(flat_map_output<F, T>())::type, ExplicitOut>;
+    using Out = typename decltype(flat_map_output<ExplicitOut, F, T>())::type;
     return self().template attach<Out>(
         "flat_map", std::move(options), [make, key = self().key_policy()](OperatorSetup& s) {
           return std::make_unique<FlatMapOperator<T, Out, F, std::remove_cvref_t<decltype(key)>>>(
