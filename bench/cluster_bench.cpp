@@ -37,6 +37,7 @@
 
 #include <sage/sage.hpp>
 
+#include "bench_options.hpp"
 #include "support/test_certificates.hpp"
 
 namespace {
@@ -464,22 +465,11 @@ double example_ms(const std::string& extra, int repeat) {
 
 int main(int argc, char** argv) {
   if (argc >= 3 && std::string(argv[1]) == "--job") return run_job(argc, argv);
-  long long records = 20'000'000;
-  int repeat = 3;
-  std::string json_path;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--records" && i + 1 < argc) {
-      records = std::stoll(argv[++i]);
-    } else if (arg == "--repeat" && i + 1 < argc) {
-      repeat = std::stoi(argv[++i]);
-    } else if (arg == "--json" && i + 1 < argc) {
-      json_path = argv[++i];
-    } else {
-      std::fprintf(stderr, "usage: %s [--records N] [--repeat R] [--json FILE]\n", argv[0]);
-      return 2;
-    }
-  }
+  const sage::bench::BenchOptions options =
+      sage::bench::parse_bench_options(argc, argv, 20'000'000);
+  const long long records = options.records;
+  const int repeat = options.repeat;
+  const std::string& json_path = options.json_path;
   const std::string self = std::filesystem::canonical("/proc/self/exe").string();
   LocalCluster cluster;
   const std::string stamp = cluster.state_dir() + "/first-record.stamp";

@@ -20,6 +20,8 @@
 
 #include <sage/sage.hpp>
 
+#include "bench_options.hpp"
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -114,22 +116,11 @@ long peak_rss_kib() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  long long n = 50'000'000;
-  int repeat = 3;
-  std::string json_path;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--records" && i + 1 < argc) {
-      n = std::stoll(argv[++i]);
-    } else if (arg == "--repeat" && i + 1 < argc) {
-      repeat = std::stoi(argv[++i]);
-    } else if (arg == "--json" && i + 1 < argc) {
-      json_path = argv[++i];
-    } else {
-      std::fprintf(stderr, "usage: %s [--records N] [--repeat R] [--json FILE]\n", argv[0]);
-      return 2;
-    }
-  }
+  const sage::bench::BenchOptions options =
+      sage::bench::parse_bench_options(argc, argv, 50'000'000);
+  const long long n = options.records;
+  const int repeat = options.repeat;
+  const std::string& json_path = options.json_path;
   const long long want = expected_chain_sum(n);
   std::vector<Figure> figures;
 

@@ -11,19 +11,21 @@
 // may run across processes, where every record crosses the network.
 #pragma once
 
+#include <concepts>
 #include <memory>
 #include <optional>
-#include <ranges>
 #include <string>
-#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "sage/detail/logical_graph.hpp"
-#include "sage/detail/print.hpp"
+#include "sage/detail/operators.hpp"
+#include "sage/detail/stream_building.hpp"
+#include "sage/detail/transformations.hpp"
 #include "sage/functions.hpp"
 #include "sage/options.hpp"
+#include "sage/runtime_context.hpp"
 #include "sage/serialization.hpp"
 
 namespace sage {
@@ -36,203 +38,6 @@ template <class A, class B>
 class ConnectedStreams;
 template <class A, class B, class KeyFnA, class KeyFnB>
 class KeyedConnectedStreams;
-
-namespace detail {
-
-// One upstream operator feeding the next operator, and how.
-struct StreamInput {
-  int node = 0;
-  Partitioning partitioning = Partitioning::kDefault;
-  std::shared_ptr<const EdgeFactory> edge;
-};
-
-template <class T>
-std::shared_ptr<const EdgeFactory> default_edge() {
-  static const auto edge = std::make_shared<const TypedEdgeFactory<T>>();
-  return edge;
-}
-
-// Adds an operator fed by inputs[i] on its input i and returns its id. Applies
-// the defaults of Options and validates them. Defined in src/graph.
-int add_operator(LogicalGraph& graph, const std::string& kind, const Options& options,
-                 std::optional<int> default_parallelism, bool keyed,
-                 const std::vector<std::vector<StreamInput>>& inputs,
-                 std::shared_ptr<const OperatorFactory> factory);
-
-template <class Make>
-std::shared_ptr<const OperatorFactory> operator_factory(Make make) {
-  return std::make_shared<const CallableOperatorFactory<Make>>(std::move(make));
-}
-
-// Makers build a user function per instance: a copy of a callable, or a class
-// constructed from copies of the constructor arguments.
-template <class F>
-auto copy_maker(F f) {
-  return [f = std::move(f)]() { return f; };
-}
-template <class C, class... Args>
-auto class_maker(Args&&... args) {
-  return [args = std::make_tuple(std::decay_t<Args>(std::forward<Args>(args))...)]() {
-    return std::make_from_tuple<C>(args);
-  };
-}
-template <class Make>
-using Made = std::invoke_result_t<const Make&>;
-
-template <class T>
-constexpr void check_record_type() {
-  static_assert(Serializable<T>,
-                "sage: this record type cannot cross processes. Add SAGE_FIELDS(field1, "
-                "field2, ...) inside the struct, or specialize sage::Serializer<T> (see "
-                "docs/serialization.md)");
-  static_assert(std::is_copy_constructible_v<T>, "sage: records must be copyable");
-}
-
-// Output type of a flat_map function over In: the T of its Collector<T>&
-// parameter, or the element type of the range it returns.
-template <class F, class In>
-auto flat_map_output() {
-  using FromCollector = typename decltype(deduce_collector_output<F>())::type;
-  if constexpr (!std::is_void_v<FromCollector>) {
-    return std::type_identity<FromCollector>{};
-  } else if constexpr (requires(F & f, In & x) { call_flat_map(f, x); }) {
-    using R = std::remove_cvref_t<decltype(call_flat_map(std::declval<F&>(), std::declval<In&>()))>;
-    static_assert(std::ranges::range<R>,
-                  "sage: a flat_map function must take (record, sage::Collector<Out>&) or "
-                  "return a range of outputs");
-    return std::type_identity<std::ranges::range_value_t<R>>{};
-  } else {
-    static_assert(sizeof(F) == 0,
-                  "sage: cannot tell the output type of this flat_map function (a generic "
-                  "lambda?); name it: flat_map<Out>(fn)");
-  }
-}
-
-// The transformations shared by DataStream and KeyedStream. Self supplies
-// key_policy() (how the operator sets the current key) and attach<Out>(),
-// which adds the operator and returns the stream of its output.
-template <class T, class Self>
-class Transformations {
- public:
-  // map: one output record per input record.
-  template <class... NoExplicitArgs, class F>
-  requires(sizeof...(NoExplicitArgs) == 0) auto map(F f, Options options = {}) const {
-    return map_with(copy_maker(std::move(f)), std::move(options));
-  }
-  template <class C, class... Args>
-  requires std::constructible_from<C, Args...>
-  auto map(Args&&... args) const {
-    return map_with(class_maker<C>(std::forward<Args>(args)...), {});
-  }
-  template <class C, class... Args>
-  requires std::constructible_from<C, Args...>
-  auto map(Options options, Args&&... args) const {
-    return map_with(class_maker<C>(std::forward<Args>(args)...), std::move(options));
-  }
-
-  // filter: keeps the records for which the function returns true.
-  template <class... NoExplicitArgs, class F>
-  requires(sizeof...(NoExplicitArgs) == 0) DataStream<T> filter(F f, Options options = {})
-  const { return filter_with(copy_maker(std::move(f)), std::move(options)); }
-  template <class C, class... Args>
-  requires std::constructible_from<C, Args...> DataStream<T> filter(Args&&... args)
-  const { return filter_with(class_maker<C>(std::forward<Args>(args)...), {}); }
-  template <class C, class... Args>
-  requires std::constructible_from<C, Args...> DataStream<T> filter(Options options, Args&&... args)
-  const { return filter_with(class_maker<C>(std::forward<Args>(args)...), std::move(options)); }
-
-  // flat_map: zero or more output records per input record, emitted through a
-  // Collector<Out>& argument or returned as a range.
-  template <class... NoExplicitArgs, class F>
-  requires(sizeof...(NoExplicitArgs) == 0) auto flat_map(F f, Options options = {}) const {
-    return flat_map_with<void>(copy_maker(std::move(f)), std::move(options));
-  }
-  template <class Out, class F>
-  requires std::is_invocable_v < F&, T&, Collector<Out>
-  & > DataStream<Out> flat_map(F f, Options options = {}) const {
-    return flat_map_with<Out>(copy_maker(std::move(f)), std::move(options));
-  }
-  template <class C, class... Args>
-  requires std::constructible_from<C, Args...> && HasFlatMapMember<C>
-  auto flat_map(Args&&... args) const {
-    return flat_map_with<void>(class_maker<C>(std::forward<Args>(args)...), {});
-  }
-  template <class C, class... Args>
-  requires std::constructible_from<C, Args...> && HasFlatMapMember<C>
-  auto flat_map(Options options, Args&&... args) const {
-    return flat_map_with<void>(class_maker<C>(std::forward<Args>(args)...), std::move(options));
-  }
-
-  // sink: consumes every record; ends this branch of the dataflow.
-  template <class... NoExplicitArgs, class F>
-  requires(sizeof...(NoExplicitArgs) == 0) void sink(F f, Options options = {}) const {
-    sink_with(copy_maker(std::move(f)), std::move(options));
-  }
-  template <class C, class... Args>
-  requires std::constructible_from<C, Args...>
-  void sink(Args&&... args) const { sink_with(class_maker<C>(std::forward<Args>(args)...), {}); }
-  template <class C, class... Args>
-  requires std::constructible_from<C, Args...>
-  void sink(Options options, Args&&... args) const {
-    sink_with(class_maker<C>(std::forward<Args>(args)...), std::move(options));
-  }
-
-  // print: writes each record as a line to standard output, after `prefix`.
-  void print(std::string prefix = "", Options options = {}) const {
-    if (options.name.empty()) options.name = "print";
-    sink_with(class_maker<PrintFunction<T>>(std::move(prefix)), std::move(options));
-  }
-
- private:
-  const Self& self() const { return static_cast<const Self&>(*this); }
-
-  template <class Make>
-  auto map_with(Make make, Options options) const {
-    using F = Made<Make>;
-    using Out = MapResult<F, T>;
-    static_assert(!std::is_void_v<Out>, "sage: a map function must return the output record");
-    return self().template attach<Out>(
-        "map", std::move(options), [make, key = self().key_policy()](OperatorSetup& s) {
-          return std::make_unique<MapOperator<T, Out, F, std::remove_cvref_t<decltype(key)>>>(
-              make, key, s);
-        });
-  }
-  template <class Make>
-  DataStream<T> filter_with(Make make, Options options) const {
-    using F = Made<Make>;
-    static_assert(
-        std::is_convertible_v<decltype(call_filter(std::declval<F&>(), std::declval<const T&>())),
-                              bool>,
-        "sage: a filter function must return bool");
-    return self().template attach<T>(
-        "filter", std::move(options), [make, key = self().key_policy()](OperatorSetup& s) {
-          return std::make_unique<FilterOperator<T, F, std::remove_cvref_t<decltype(key)>>>(make,
-                                                                                            key, s);
-        });
-  }
-  template <class ExplicitOut, class Make>
-  auto flat_map_with(Make make, Options options) const {
-    using F = Made<Make>;
-    using Out = std::conditional_t<std::is_void_v<ExplicitOut>,
-                                   typename decltype(flat_map_output<F, T>())::type, ExplicitOut>;
-    return self().template attach<Out>(
-        "flat_map", std::move(options), [make, key = self().key_policy()](OperatorSetup& s) {
-          return std::make_unique<FlatMapOperator<T, Out, F, std::remove_cvref_t<decltype(key)>>>(
-              make, key, s);
-        });
-  }
-  template <class Make>
-  void sink_with(Make make, Options options) const {
-    using F = Made<Make>;
-    self().template attach<T>(
-        "sink", std::move(options), [make, key = self().key_policy()](OperatorSetup& s) {
-          return std::make_unique<SinkOperator<T, F, std::remove_cvref_t<decltype(key)>>>(make, key,
-                                                                                          s);
-        });
-  }
-};
-
-}  // namespace detail
 
 template <class T>
 class DataStream : public detail::Transformations<T, DataStream<T>> {
@@ -308,10 +113,9 @@ class DataStream : public detail::Transformations<T, DataStream<T>> {
   detail::Unkeyed key_policy() const { return {}; }
   template <class Out, class MakeOperator>
   DataStream<Out> attach(const std::string& kind, Options options, MakeOperator make) const {
-    const int id = detail::add_operator(*graph_, kind, options, default_parallelism_, false,
-                                        {inputs_}, detail::operator_factory(std::move(make)));
-    return DataStream<Out>(graph_, {detail::StreamInput{id, detail::Partitioning::kDefault,
-                                                        detail::default_edge<Out>()}});
+    return DataStream<Out>(
+        graph_, detail::attach_operator<Out>(*graph_, kind, options, default_parallelism_, false,
+                                             {inputs_}, std::move(make)));
   }
 
  private:
@@ -374,10 +178,9 @@ class KeyedStream : public detail::Transformations<T, KeyedStream<T, KeyFn>> {
   }
   template <class Out, class MakeOperator>
   DataStream<Out> attach(const std::string& kind, Options options, MakeOperator make) const {
-    const int id = detail::add_operator(*graph_, kind, options, std::nullopt, true, {inputs_},
-                                        detail::operator_factory(std::move(make)));
-    return DataStream<Out>(graph_, {detail::StreamInput{id, detail::Partitioning::kDefault,
-                                                        detail::default_edge<Out>()}});
+    return DataStream<Out>(
+        graph_, detail::attach_operator<Out>(*graph_, kind, options, std::nullopt, true, {inputs_},
+                                             std::move(make)));
   }
 
  private:
@@ -409,47 +212,6 @@ class KeyedStream : public detail::Transformations<T, KeyedStream<T, KeyFn>> {
   KeyFn key_fn_;
 };
 
-namespace detail {
-
-// Adds a two-input operator and returns the stream of its output.
-template <class Out, class MakeOperator>
-DataStream<Out> attach_two_input(const std::shared_ptr<LogicalGraph>& graph, const char* kind,
-                                 const Options& options, bool keyed,
-                                 const std::vector<StreamInput>& first,
-                                 const std::vector<StreamInput>& second, MakeOperator make) {
-  const int id = add_operator(*graph, kind, options, std::nullopt, keyed, {first, second},
-                              operator_factory(std::move(make)));
-  return DataStream<Out>(graph, {StreamInput{id, Partitioning::kDefault, default_edge<Out>()}});
-}
-
-template <class F, class A, class B>
-using CoMapResult =
-    std::remove_cvref_t<decltype(call_map1(std::declval<F&>(), std::declval<A&>()))>;
-
-template <class F, class A, class B>
-constexpr void check_comap() {
-  using Second = std::remove_cvref_t<decltype(call_map2(std::declval<F&>(), std::declval<B&>()))>;
-  static_assert(std::is_same_v<CoMapResult<F, A, B>, Second>,
-                "sage: map1 and map2 of a comap must return the same type");
-}
-
-// A pair of callables used as one comap function.
-template <class F1, class F2>
-struct CoMapPair {
-  F1 first;
-  F2 second;
-  template <class A>
-  auto map1(A& a) {
-    return std::invoke(first, a);
-  }
-  template <class B>
-  auto map2(B& b) {
-    return std::invoke(second, b);
-  }
-};
-
-}  // namespace detail
-
 // Two streams of possibly different types, processed by one operator.
 template <class A, class B>
 class ConnectedStreams {
@@ -467,13 +229,11 @@ class ConnectedStreams {
   }
   // A class with map1(const A&) and map2(const B&).
   template <class C, class... Args>
-  requires std::constructible_from<C, Args...>
-  auto comap(Args&&... args) const {
+  auto comap(Args&&... args) const requires std::constructible_from<C, Args...> {
     return comap_with(detail::class_maker<C>(std::forward<Args>(args)...), {});
   }
   template <class C, class... Args>
-  requires std::constructible_from<C, Args...>
-  auto comap(Options options, Args&&... args) const {
+  auto comap(Options options, Args&&... args) const requires std::constructible_from<C, Args...> {
     return comap_with(detail::class_maker<C>(std::forward<Args>(args)...), std::move(options));
   }
 
@@ -484,11 +244,14 @@ class ConnectedStreams {
     detail::check_comap<F, A, B>();
     using Out = detail::CoMapResult<F, A, B>;
     using Logic = detail::CoMapLogic<F>;
-    return detail::attach_two_input<Out>(
-        graph_, "comap", options, false, first_, second_, [make](detail::OperatorSetup& s) {
-          return std::make_unique<detail::TwoInputOperator<A, B, Out, Logic, detail::UnkeyedPair>>(
-              [&make] { return Logic{make()}; }, detail::UnkeyedPair{}, s);
-        });
+    return DataStream<Out>(
+        graph_,
+        detail::attach_operator<Out>(
+            *graph_, "comap", options, std::nullopt, false, {first_, second_},
+            [make](detail::OperatorSetup& s) {
+              return std::make_unique<detail::TwoInputOperator<A, B, Out, Logic, detail::Unkeyed>>(
+                  [&make] { return Logic{make()}; }, detail::Unkeyed{}, s);
+            }));
   }
 
   std::shared_ptr<detail::LogicalGraph> graph_;
@@ -518,13 +281,11 @@ class KeyedConnectedStreams {
         std::move(options));
   }
   template <class C, class... Args>
-  requires std::constructible_from<C, Args...>
-  auto comap(Options options, Args&&... args) const {
+  auto comap(Options options, Args&&... args) const requires std::constructible_from<C, Args...> {
     return comap_with(detail::class_maker<C>(std::forward<Args>(args)...), std::move(options));
   }
   template <class C, class... Args>
-  requires std::constructible_from<C, Args...>
-  auto comap(Args&&... args) const {
+  auto comap(Args&&... args) const requires std::constructible_from<C, Args...> {
     return comap_with(detail::class_maker<C>(std::forward<Args>(args)...), {});
   }
 
@@ -563,12 +324,14 @@ class KeyedConnectedStreams {
       in.partitioning = detail::Partitioning::kHash;
       in.edge = std::make_shared<const detail::KeyedEdgeFactory<B, KeyFnB>>(key_b_);
     }
-    return detail::attach_two_input<Out>(
-        graph_, kind, options, true, first, second,
-        [make_logic, key = KeyPolicy(key_a_, key_b_)](detail::OperatorSetup& s) {
-          return std::make_unique<detail::TwoInputOperator<A, B, Out, Logic, KeyPolicy>>(make_logic,
-                                                                                         key, s);
-        });
+    return DataStream<Out>(
+        graph_,
+        detail::attach_operator<Out>(
+            *graph_, kind, options, std::nullopt, true, {first, second},
+            [make_logic, key = KeyPolicy(key_a_, key_b_)](detail::OperatorSetup& s) {
+              return std::make_unique<detail::TwoInputOperator<A, B, Out, Logic, KeyPolicy>>(
+                  make_logic, key, s);
+            }));
   }
 
   std::shared_ptr<detail::LogicalGraph> graph_;

@@ -71,6 +71,10 @@ concept SourceFunction = Callable_next<F> && requires {
   typename SourceElement<F>;
 };
 
+// A source class that can be built from Args.
+template <class C, class... Args>
+concept SourceClass = std::constructible_from<C, Args...> && SourceFunction<C>;
+
 }  // namespace detail
 
 class Environment {
@@ -85,7 +89,7 @@ class Environment {
 
   // A bounded source over the elements of a container or range (copied now).
   template <class... NoExplicitArgs, std::ranges::input_range R>
-  requires(sizeof...(NoExplicitArgs) == 0) auto from_collection(R&& values, Options options = {}) {
+  auto from_collection(R&& values, Options options = {}) requires(sizeof...(NoExplicitArgs) == 0) {
     using T = detail::CollectionElement<std::ranges::range_value_t<R>>;
     auto shared = std::make_shared<const std::vector<T>>(std::ranges::begin(values),
                                                          std::ranges::end(values));
@@ -94,29 +98,27 @@ class Environment {
                       std::move(options));
   }
   template <class... NoExplicitArgs, class T>
-  requires(sizeof...(NoExplicitArgs) == 0) auto from_collection(std::initializer_list<T> values,
-                                                                Options options = {}) {
+  auto from_collection(std::initializer_list<T> values,
+                       Options options = {}) requires(sizeof...(NoExplicitArgs) == 0) {
     return from_collection(std::vector<detail::CollectionElement<T>>(values.begin(), values.end()),
                            std::move(options));
   }
   // A bounded source class constructed per instance: next() returns
   // std::optional<T>, std::nullopt at the end.
   template <class C, class... Args>
-  requires std::constructible_from<C, Args...> && detail::SourceFunction<C>
-  auto from_collection(Args&&... args) {
+  auto from_collection(Args&&... args) requires detail::SourceClass<C, Args...> {
     return add_source(detail::class_maker<C>(std::forward<Args>(args)...), {});
   }
   template <class C, class... Args>
-  requires std::constructible_from<C, Args...> && detail::SourceFunction<C>
-  auto from_collection(Options options, Args&&... args) {
+  auto from_collection(Options options, Args&&... args) requires detail::SourceClass<C, Args...> {
     return add_source(detail::class_maker<C>(std::forward<Args>(args)...), std::move(options));
   }
 
   // A bounded source of the integers [begin, end) as long long, split over its
   // parallel instances without overlap (Flink's fromSequence).
   template <class... NoExplicitArgs>
-  requires(sizeof...(NoExplicitArgs) == 0) auto from_sequence(long long begin, long long end,
-                                                              Options options = {}) {
+  auto from_sequence(long long begin, long long end,
+                     Options options = {}) requires(sizeof...(NoExplicitArgs) == 0) {
     if (options.name.empty()) options.name = "sequence";
     return add_source(detail::class_maker<detail::SequenceSource>(begin, end), std::move(options));
   }
@@ -125,25 +127,23 @@ class Environment {
   // std::optional<T>; std::nullopt ends the stream. With parallelism p, every
   // instance runs its own copy (use RuntimeContext::parallel_index() to split).
   template <class... NoExplicitArgs, class F>
-  requires(sizeof...(NoExplicitArgs) == 0 &&
-           detail::SourceFunction<F>) auto from_source(F source, Options options = {}) {
+  auto from_source(F source, Options options = {}) requires(sizeof...(NoExplicitArgs) == 0 &&
+                                                            detail::SourceFunction<F>) {
     return add_source(detail::copy_maker(std::move(source)), std::move(options));
   }
   template <class C, class... Args>
-  requires std::constructible_from<C, Args...> && detail::SourceFunction<C>
-  auto from_source(Args&&... args) {
+  auto from_source(Args&&... args) requires detail::SourceClass<C, Args...> {
     return add_source(detail::class_maker<C>(std::forward<Args>(args)...), {});
   }
   template <class C, class... Args>
-  requires std::constructible_from<C, Args...> && detail::SourceFunction<C>
-  auto from_source(Options options, Args&&... args) {
+  auto from_source(Options options, Args&&... args) requires detail::SourceClass<C, Args...> {
     return add_source(detail::class_maker<C>(std::forward<Args>(args)...), std::move(options));
   }
 
   // A bounded source over a range, or over a batch function called until it
   // returns std::nullopt.
   template <class... NoExplicitArgs, class Input>
-  requires(sizeof...(NoExplicitArgs) == 0) auto from_batch(Input&& input, Options options = {}) {
+  auto from_batch(Input&& input, Options options = {}) requires(sizeof...(NoExplicitArgs) == 0) {
     if (options.name.empty()) options.name = "batch";
     if constexpr (std::ranges::input_range<Input>) {
       return from_collection(std::forward<Input>(input), std::move(options));
@@ -181,13 +181,11 @@ class Environment {
     using S = detail::Made<Make>;
     using T = detail::SourceElement<S>;
     if (options.name.empty()) options.name = "source";
-    const int id = detail::add_operator(
-        *graph_, "source", options, 1, false, {},
-        detail::operator_factory([make](detail::OperatorSetup& setup) {
-          return std::make_unique<detail::SourceOperatorImpl<T, S>>(make, setup);
-        }));
-    return DataStream<T>(graph_, {detail::StreamInput{id, detail::Partitioning::kDefault,
-                                                      detail::default_edge<T>()}});
+    return DataStream<T>(
+        graph_, detail::attach_operator<T>(
+                    *graph_, "source", options, 1, false, {}, [make](detail::OperatorSetup& setup) {
+                      return std::make_unique<detail::SourceOperatorImpl<T, S>>(make, setup);
+                    }));
   }
 };
 

@@ -54,9 +54,8 @@ void run_user_code(RuntimeContext& ctx, InstanceMetrics& metrics, Body&& body) {
 template <class T>
 class Output {
  public:
-  Output(const std::vector<BatchReceiverBase*>& targets, InstanceMetrics& metrics)
-      : metrics_(&metrics) {
-    for (auto* t : targets) targets_.push_back(static_cast<BatchReceiver<T>*>(t));
+  explicit Output(const OperatorSetup& setup) : metrics_(setup.metrics) {
+    for (auto* t : setup.outputs) targets_.push_back(static_cast<BatchReceiver<T>*>(t));
   }
 
   void emit(std::vector<T>& batch) {
@@ -75,22 +74,25 @@ class Output {
   InstanceMetrics* metrics_;
 };
 
-// Key handling of single-input operators: none, or the key of key_by with the
-// keyed state it scopes.
+// Key handling: before the user's function sees a record that arrived on
+// input kInput, select<kInput>(record) makes its key the current key of the
+// keyed state the policy scopes (backend(), null when unkeyed). clear() runs
+// after the last record.
 struct Unkeyed {
-  template <class T>
+  template <int kInput, class T>
   void select(const T&) {}
   KeyedStateBackend* backend() { return nullptr; }
   void clear() {}
 };
 
+// The key of key_by, for a single-input operator (kInput is always 0).
 template <class K, class KeyFn>
 class Keyed {
  public:
   explicit Keyed(KeyFn key_fn) : key_fn_(std::move(key_fn)) {}
   // A copy starts with empty state: each operator instance owns its own.
   Keyed(const Keyed& other) : key_fn_(other.key_fn_) {}
-  template <class T>
+  template <int kInput, class T>
   void select(const T& record) {
     current_ = key_fn_(record);
     state_.set_current_key(*current_);
@@ -127,39 +129,90 @@ class FunctionHolder {
   }
 
  protected:
+  // Counts `batch` in, then runs `per_record` on each record of it with the
+  // record's key selected, as this instance's busy time; an exception from
+  // user code becomes an OperatorError. per_record is copied into the loop's
+  // closure: reached through a reference, its captures were reloaded after
+  // every store to the output (one more instruction per record in map).
+  template <int kInput, class T, class PerRecord>
+  void for_each_record(std::vector<T>& batch, PerRecord&& per_record) {
+    metrics_->add(metrics_->records_in, batch.size());
+    ScopedTimer timer(metrics_->busy_ns);
+    run_user_code(ctx_, *metrics_, [&, per_record = std::forward<PerRecord>(per_record)]() mutable {
+      for (auto& record : batch) {
+        key_.template select<kInput>(record);
+        per_record(record);
+      }
+    });
+  }
+
   F function_;
   KeyPolicy key_;
   InstanceMetrics* metrics_;
   RuntimeContext ctx_;
 };
 
-template <class In, class Out, class F, class KeyPolicy>
-class MapOperator final : public Operator,
-                          public BatchReceiver<In>,
-                          private FunctionHolder<F, KeyPolicy> {
-  using Base = FunctionHolder<F, KeyPolicy>;
-
+// The operators that apply one function to each record of one input: map,
+// filter, flat_map and sink.
+template <class In, class F, class KeyPolicy>
+class SingleInputOperator : public Operator,
+                            public BatchReceiver<In>,
+                            protected FunctionHolder<F, KeyPolicy> {
  public:
-  template <class Make>
-  MapOperator(const Make& make, KeyPolicy key, OperatorSetup& setup)
-      : Base(make, std::move(key), setup), output_(setup.outputs, *setup.metrics) {}
-
   void open() override { this->open_function(); }
   void finish() override { this->close_function(); }
   BatchReceiverBase& input(int) override { return *this; }
 
+ protected:
+  using FunctionHolder<F, KeyPolicy>::FunctionHolder;
+
+  template <class PerRecord>
+  void for_each_record(std::vector<In>& batch, PerRecord&& per_record) {
+    FunctionHolder<F, KeyPolicy>::template for_each_record<0>(batch,
+                                                              std::forward<PerRecord>(per_record));
+  }
+};
+
+// An Output fed record by record through a Collector: the records gather in
+// a buffer that goes downstream whenever it holds batch_size records, and on
+// flush(). The collector points into this object, so it stays in place.
+template <class T>
+class CollectingOutput {
+ public:
+  explicit CollectingOutput(OperatorSetup& setup)
+      : output_(setup),
+        collector_(buffer_, setup.config->batch_size, &CollectingOutput::flush_buffer, this) {}
+  CollectingOutput(const CollectingOutput&) = delete;
+  CollectingOutput& operator=(const CollectingOutput&) = delete;
+
+  Collector<T>& collector() { return collector_; }
+  void flush() {
+    output_.emit(buffer_);
+    buffer_.clear();
+  }
+
+ private:
+  // Called by the collector when the buffer is full. This runs downstream
+  // code, so it is outside the operator's timer only approximately; output
+  // batches stay bounded by batch_size.
+  static void flush_buffer(void* self) { static_cast<CollectingOutput*>(self)->flush(); }
+
+  Output<T> output_;
+  std::vector<T> buffer_;
+  Collector<T> collector_;
+};
+
+template <class In, class Out, class F, class KeyPolicy>
+class MapOperator final : public SingleInputOperator<In, F, KeyPolicy> {
+ public:
+  template <class Make>
+  MapOperator(const Make& make, KeyPolicy key, OperatorSetup& setup)
+      : SingleInputOperator<In, F, KeyPolicy>(make, std::move(key), setup), output_(setup) {}
+
   void receive(std::vector<In>& batch) override {
-    this->metrics_->add(this->metrics_->records_in, batch.size());
     out_.clear();
-    {
-      ScopedTimer timer(this->metrics_->busy_ns);
-      run_user_code(this->ctx_, *this->metrics_, [&] {
-        for (auto& record : batch) {
-          this->key_.select(record);
-          out_.push_back(call_map(this->function_, record));
-        }
-      });
-    }
+    this->for_each_record(batch,
+                          [&](In& record) { out_.push_back(call_map(this->function_, record)); });
     output_.emit(out_);
   }
 
@@ -170,36 +223,24 @@ class MapOperator final : public Operator,
 
 // Keeps the records the predicate accepts, compacting the batch in place.
 template <class T, class F, class KeyPolicy>
-class FilterOperator final : public Operator,
-                             public BatchReceiver<T>,
-                             private FunctionHolder<F, KeyPolicy> {
-  using Base = FunctionHolder<F, KeyPolicy>;
-
+class FilterOperator final : public SingleInputOperator<T, F, KeyPolicy> {
  public:
   template <class Make>
   FilterOperator(const Make& make, KeyPolicy key, OperatorSetup& setup)
-      : Base(make, std::move(key), setup), output_(setup.outputs, *setup.metrics) {}
-
-  void open() override { this->open_function(); }
-  void finish() override { this->close_function(); }
-  BatchReceiverBase& input(int) override { return *this; }
+      : SingleInputOperator<T, F, KeyPolicy>(make, std::move(key), setup), output_(setup) {}
 
   void receive(std::vector<T>& batch) override {
-    this->metrics_->add(this->metrics_->records_in, batch.size());
-    {
-      ScopedTimer timer(this->metrics_->busy_ns);
-      run_user_code(this->ctx_, *this->metrics_, [&] {
-        std::size_t kept = 0;
-        for (std::size_t i = 0; i < batch.size(); ++i) {
-          this->key_.select(batch[i]);
-          if (call_filter(this->function_, std::as_const(batch[i]))) {
-            if (kept != i) batch[kept] = std::move(batch[i]);
-            ++kept;
-          }
-        }
-        batch.resize(kept);
-      });
-    }
+    // Compacts through pointers: with indexes, this callback cost one more
+    // instruction per record.
+    T* const first = batch.data();
+    T* kept_end = first;
+    this->for_each_record(batch, [&](T& record) {
+      if (call_filter(this->function_, std::as_const(record))) {
+        if (kept_end != &record) *kept_end = std::move(record);
+        ++kept_end;
+      }
+    });
+    batch.resize(static_cast<std::size_t>(kept_end - first));
     output_.emit(batch);
   }
 
@@ -209,85 +250,45 @@ class FilterOperator final : public Operator,
 
 // flat_map: the function either fills a Collector<Out>& or returns a range.
 template <class In, class Out, class F, class KeyPolicy>
-class FlatMapOperator final : public Operator,
-                              public BatchReceiver<In>,
-                              private FunctionHolder<F, KeyPolicy> {
-  using Base = FunctionHolder<F, KeyPolicy>;
-
+class FlatMapOperator final : public SingleInputOperator<In, F, KeyPolicy> {
  public:
   template <class Make>
   FlatMapOperator(const Make& make, KeyPolicy key, OperatorSetup& setup)
-      : Base(make, std::move(key), setup),
-        output_(setup.outputs, *setup.metrics),
-        collector_(out_, setup.config->batch_size, &FlatMapOperator::flush_out, this) {}
+      : SingleInputOperator<In, F, KeyPolicy>(make, std::move(key), setup), output_(setup) {}
 
-  void open() override { this->open_function(); }
   void finish() override {
-    this->close_function();
-    output_.emit(out_);
-    out_.clear();
+    SingleInputOperator<In, F, KeyPolicy>::finish();
+    output_.flush();
   }
-  BatchReceiverBase& input(int) override { return *this; }
 
   void receive(std::vector<In>& batch) override {
-    this->metrics_->add(this->metrics_->records_in, batch.size());
-    {
-      ScopedTimer timer(this->metrics_->busy_ns);
-      run_user_code(this->ctx_, *this->metrics_, [&] {
-        for (auto& record : batch) {
-          this->key_.select(record);
-          if constexpr (Callable_flat_map<F, In&, Collector<Out>&>) {
-            call_flat_map(this->function_, record, collector_);
-          } else {
-            for (auto&& value : call_flat_map(this->function_, record)) {
-              collector_.collect(Out(std::forward<decltype(value)>(value)));
-            }
-          }
+    Collector<Out>& collector = output_.collector();
+    this->for_each_record(batch, [&](In& record) {
+      if constexpr (Callable_flat_map<F, In&, Collector<Out>&>) {
+        call_flat_map(this->function_, record, collector);
+      } else {
+        for (auto&& value : call_flat_map(this->function_, record)) {
+          collector.collect(Out(std::forward<decltype(value)>(value)));
         }
-      });
-    }
-    flush_out(this);
+      }
+    });
+    output_.flush();
   }
 
  private:
-  // Called by the collector when the output batch is full, and after each
-  // input batch. Runs downstream code, so it is outside this operator's timer
-  // only approximately; output batches stay bounded by batch_size.
-  static void flush_out(void* self) {
-    auto* op = static_cast<FlatMapOperator*>(self);
-    op->output_.emit(op->out_);
-    op->out_.clear();
-  }
-
-  Output<Out> output_;
-  std::vector<Out> out_;
-  Collector<Out> collector_;
+  CollectingOutput<Out> output_;
 };
 
 template <class T, class F, class KeyPolicy>
-class SinkOperator final : public Operator,
-                           public BatchReceiver<T>,
-                           private FunctionHolder<F, KeyPolicy> {
-  using Base = FunctionHolder<F, KeyPolicy>;
-
+class SinkOperator final : public SingleInputOperator<T, F, KeyPolicy> {
  public:
   template <class Make>
   SinkOperator(const Make& make, KeyPolicy key, OperatorSetup& setup)
-      : Base(make, std::move(key), setup) {}
-
-  void open() override { this->open_function(); }
-  void finish() override { this->close_function(); }
-  BatchReceiverBase& input(int) override { return *this; }
+      : SingleInputOperator<T, F, KeyPolicy>(make, std::move(key), setup) {}
 
   void receive(std::vector<T>& batch) override {
-    this->metrics_->add(this->metrics_->records_in, batch.size());
-    ScopedTimer timer(this->metrics_->busy_ns);
-    run_user_code(this->ctx_, *this->metrics_, [&] {
-      for (auto& record : batch) {
-        this->key_.select(record);
-        call_sink(this->function_, std::as_const(record));
-      }
-    });
+    this->for_each_record(batch,
+                          [&](T& record) { call_sink(this->function_, std::as_const(record)); });
   }
 };
 
@@ -298,7 +299,7 @@ class SourceOperatorImpl final : public SourceOperator, private FunctionHolder<S
  public:
   template <class Make>
   SourceOperatorImpl(const Make& make, OperatorSetup& setup)
-      : Base(make, Unkeyed{}, setup), output_(setup.outputs, *setup.metrics) {}
+      : Base(make, Unkeyed{}, setup), output_(setup) {}
 
   void open() override { this->open_function(); }
   void finish() override { this->close_function(); }
@@ -336,15 +337,8 @@ class SourceOperatorImpl final : public SourceOperator, private FunctionHolder<S
   std::vector<T> out_;
 };
 
-// Key handling of two-input operators: both inputs are keyed by the same key
-// type (each with its own key function) and share one keyed state.
-struct UnkeyedPair {
-  template <int kInput, class T>
-  void select(const T&) {}
-  KeyedStateBackend* backend() { return nullptr; }
-  void clear() {}
-};
-
+// The keys of a keyed connect: both inputs are keyed by the same key type,
+// each with its own key function, and share one keyed state.
 template <class K, class KeyFnA, class KeyFnB>
 class KeyedPair {
  public:
@@ -413,28 +407,23 @@ struct JoinLogic {
   }
 };
 
-// An operator with two inputs of different types (connect).
+// An operator with two inputs of different types (connect). Logic (CoMapLogic,
+// JoinLogic) is its function: open(ctx), close(), and process<kInput>(record,
+// collector) per record of either input.
 template <class A, class B, class Out, class Logic, class KeyPolicy>
-class TwoInputOperator final : public Operator {
+class TwoInputOperator final : public Operator, private FunctionHolder<Logic, KeyPolicy> {
  public:
   template <class Make>
   TwoInputOperator(const Make& make, KeyPolicy key, OperatorSetup& setup)
-      : logic_(make()),
-        key_(std::move(key)),
-        metrics_(setup.metrics),
-        ctx_(setup.identity, setup.metrics->user, key_.backend()),
-        output_(setup.outputs, *setup.metrics),
-        collector_(out_, setup.config->batch_size, &TwoInputOperator::flush_out, this),
+      : FunctionHolder<Logic, KeyPolicy>(make, std::move(key), setup),
+        output_(setup),
         first_(*this),
         second_(*this) {}
 
-  void open() override {
-    run_user_code(ctx_, *metrics_, [&] { logic_.open(ctx_); });
-  }
+  void open() override { this->open_function(); }
   void finish() override {
-    key_.clear();
-    run_user_code(ctx_, *metrics_, [&] { logic_.close(); });
-    flush_out(this);
+    this->close_function();
+    output_.flush();
   }
   BatchReceiverBase& input(int index) override {
     return index == 0 ? static_cast<BatchReceiverBase&>(first_) : second_;
@@ -450,32 +439,13 @@ class TwoInputOperator final : public Operator {
 
   template <class T, int kInput>
   void process(std::vector<T>& batch) {
-    metrics_->add(metrics_->records_in, batch.size());
-    {
-      ScopedTimer timer(metrics_->busy_ns);
-      run_user_code(ctx_, *metrics_, [&] {
-        for (auto& record : batch) {
-          key_.template select<kInput>(record);
-          logic_.template process<kInput>(record, collector_);
-        }
-      });
-    }
-    flush_out(this);
+    Collector<Out>& collector = output_.collector();
+    this->template for_each_record<kInput>(
+        batch, [&](T& record) { this->function_.template process<kInput>(record, collector); });
+    output_.flush();
   }
 
-  static void flush_out(void* self) {
-    auto* op = static_cast<TwoInputOperator*>(self);
-    op->output_.emit(op->out_);
-    op->out_.clear();
-  }
-
-  Logic logic_;
-  KeyPolicy key_;
-  InstanceMetrics* metrics_;
-  RuntimeContext ctx_;
-  Output<Out> output_;
-  std::vector<Out> out_;
-  Collector<Out> collector_;
+  CollectingOutput<Out> output_;
   Port<A, 0> first_;
   Port<B, 1> second_;
 };
