@@ -25,21 +25,13 @@ namespace sage::cli {
 
 int job_list(const GlobalOptions& global) {
   const auto list = global.jobmanager().list_jobs();
-  if (global.format == "json") {
-    std::cout << to_json(list) << std::endl;
-  } else {
-    std::cout << job_list_table(list);
-  }
+  print_as(global.format, list, [&] { return job_list_table(list); });
   return 0;
 }
 
 int job_status(const GlobalOptions& global, const std::string& job_id) {
   const auto job = global.jobmanager().job(job_id);
-  if (global.format == "json") {
-    std::cout << to_json(job) << std::endl;
-  } else {
-    std::cout << job_description(job);
-  }
+  print_as(global.format, job, [&] { return job_description(job); });
   return 0;
 }
 
@@ -67,12 +59,10 @@ int job_stop(const GlobalOptions& global, const std::string& job_id) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     job = client.job(job_id);
   }
-  if (global.format == "json") {
-    std::cout << to_json(job) << std::endl;
-  } else {
-    std::cout << "job " << job_id << " is " << job.state()
-              << (job.error().empty() ? "" : ": " + job.error()) << '\n';
-  }
+  print_as(global.format, job, [&] {
+    return "job " + job_id + " is " + job.state() +
+           (job.error().empty() ? "" : ": " + job.error()) + '\n';
+  });
   return 0;
 }
 

@@ -5,12 +5,42 @@
 
 #include <algorithm>
 #include <ctime>
+#include <iostream>
 
 #include "cluster/cluster_config.hpp"
 #include "cluster/job_info.hpp"
 
 namespace sage::cli {
 namespace {
+
+// A Unix time in ms as local "YYYY-MM-DD HH:MM:SS"; "-" for none (0).
+std::string format_time(std::int64_t ms) {
+  if (ms <= 0) return "-";
+  const std::time_t seconds = ms / 1000;
+  std::tm local{};
+  localtime_r(&seconds, &local);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S", &local);
+  return text;
+}
+
+// From submission to the end (or now, while it runs) as "12.3 s"; "-" before.
+std::string format_duration(const rpc::JobInfo& job) {
+  if (job.submitted_at_ms() <= 0) return "-";
+  const std::int64_t end = job.finished_at_ms() > 0 ? job.finished_at_ms() : cluster::now_ms();
+  return fmt::format("{:.1f} s", static_cast<double>(end - job.submitted_at_ms()) / 1e3);
+}
+
+// The message as JSON with the proto's field names, every field present.
+std::string to_json(const google::protobuf::Message& message) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.always_print_primitive_fields = true;
+  options.preserve_proto_field_names = true;
+  std::string json;
+  (void)google::protobuf::util::MessageToJsonString(message, &json, options);
+  return json;
+}
 
 std::string resources_cell(double used, double total) {
   return fmt::format("{:g}/{:g}", used, total);
@@ -57,30 +87,13 @@ std::string format_bytes(std::uint64_t bytes) {
   return unit == 0 ? fmt::format("{} B", bytes) : fmt::format("{:.1f} {}", value, units[unit]);
 }
 
-std::string format_time(std::int64_t ms) {
-  if (ms <= 0) return "-";
-  const std::time_t seconds = ms / 1000;
-  std::tm local{};
-  localtime_r(&seconds, &local);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S", &local);
-  return text;
-}
-
-std::string format_duration(const rpc::JobInfo& job) {
-  if (job.submitted_at_ms() <= 0) return "-";
-  const std::int64_t end = job.finished_at_ms() > 0 ? job.finished_at_ms() : cluster::now_ms();
-  return fmt::format("{:.1f} s", static_cast<double>(end - job.submitted_at_ms()) / 1e3);
-}
-
-std::string to_json(const google::protobuf::Message& message) {
-  google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = true;
-  options.always_print_primitive_fields = true;
-  options.preserve_proto_field_names = true;
-  std::string json;
-  (void)google::protobuf::util::MessageToJsonString(message, &json, options);
-  return json;
+void print_as(const std::string& format, const google::protobuf::Message& message,
+              const std::function<std::string()>& table) {
+  if (format == "json") {
+    std::cout << to_json(message) << std::endl;
+  } else {
+    std::cout << table();
+  }
 }
 
 std::string cluster_table(const rpc::ClusterInfo& info, const std::string& address) {

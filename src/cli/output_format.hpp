@@ -1,11 +1,13 @@
 // How the `sage` command shows what the head reports: the tables of `cluster
 // status`, `job list` and `job status`, the units in their cells, and JSON
-// for --format=json. Pure functions of their arguments (and the clock).
+// for --format=json. Functions of their arguments (and the clock); only
+// print_as writes, to stdout.
 #pragma once
 
 #include <google/protobuf/message.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "sage.pb.h"
@@ -14,12 +16,12 @@ namespace sage::cli {
 
 // "512 B", "1.5 KiB", ... "2.0 TiB".
 std::string format_bytes(std::uint64_t bytes);
-// A Unix time in ms as local "YYYY-MM-DD HH:MM:SS"; "-" for none (0).
-std::string format_time(std::int64_t ms);
-// From submission to the end (or now, while it runs) as "12.3 s"; "-" before.
-std::string format_duration(const rpc::JobInfo& job);
-// The message as JSON with the proto's field names, every field present.
-std::string to_json(const google::protobuf::Message& message);
+
+// Prints `message` to stdout as `format` ("json" or "table") asks: as JSON
+// (the proto's field names, every field present), or as the text `table`
+// makes of it.
+void print_as(const std::string& format, const google::protobuf::Message& message,
+              const std::function<std::string()>& table);
 
 // One line per node, then a summary naming the JobManager at `address`.
 std::string cluster_table(const rpc::ClusterInfo& info, const std::string& address);
