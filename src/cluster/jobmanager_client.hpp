@@ -46,8 +46,9 @@ class JobManagerClient {
  public:
   explicit JobManagerClient(JobManagerClientOptions options);
 
-  // Each throws sage::Error "cannot <do it> at <where>: <why>" when the call
-  // fails, e.g. "cannot get job <id>" for an unknown id.
+  // Each throws sage::Error when the call fails, saying what failed, where,
+  // and why or what to do (net::describe), e.g. "cannot get job <id> at
+  // <where>: no job '<id>'; ..." for an unknown id.
   rpc::JobInfo job(const std::string& job_id) const;
   rpc::JobList list_jobs() const;
   rpc::ClusterInfo cluster_status() const;
@@ -69,7 +70,6 @@ class JobManagerClient {
   // no deadline), and the stub.
   std::unique_ptr<grpc::ClientContext> context() const;
   rpc::JobManager::Stub& stub() const { return *stub_; }
-  const std::string& where() const { return options_.where; }
 
  private:
   template <class Request, class Reply>
