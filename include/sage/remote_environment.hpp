@@ -17,6 +17,9 @@
 #include "sage/environment.hpp"
 
 namespace sage {
+namespace cluster {
+class JobManagerClient;
+}  // namespace cluster
 
 // True in a task process started by a worker (and false in the program the
 // user ran).
@@ -58,9 +61,8 @@ class RemoteEnvironment : public Environment {
   std::string where_;  // address_ for errors, with where it came from
   ClusterConfig cluster_;
   std::string job_id_;
-  std::optional<JobResult> final_;  // once wait() has seen the job end
-  struct Client;
-  std::unique_ptr<Client> client_;
+  std::optional<JobResult> final_;                     // once wait() has seen the job end
+  std::unique_ptr<cluster::JobManagerClient> client_;  // from submit() on
 };
 
 }  // namespace sage

@@ -4,12 +4,21 @@
 
 #include <spdlog/spdlog.h>
 
+#include <signal.h>
+
 #include <cerrno>
+#include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <optional>
+#include <thread>
 
 #include "cluster/cluster_config.hpp"
+#include "cluster/job_info.hpp"
+#include "cluster/lease.hpp"
+#include "cluster/task_output.hpp"
 #include "graph/physical_plan.hpp"
 #include "net/data_plane.hpp"
 #include "net/rpc.hpp"
@@ -254,6 +263,122 @@ bool take_result_frame(std::string& buffer, ResultFrameKind* kind, std::string* 
   payload->assign(buffer, 5, length);
   buffer.erase(0, 5 + std::size_t{length});
   return true;
+}
+
+namespace {
+
+// While a task process runs: SIGTERM (`sage job stop`) asks its tasks to
+// stop, and every kProgressInterval their statistics go to the worker.
+class TaskProcessControl {
+ public:
+  explicit TaskProcessControl(int result_fd) : result_fd_(result_fd) {
+    // Blocked here, so every thread started later inherits the block and
+    // only the waiting thread takes the signal.
+    sigset_t terminate;
+    sigemptyset(&terminate);
+    sigaddset(&terminate, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &terminate, nullptr);
+    std::thread([state = state_, terminate] {
+      int signal = 0;
+      sigwait(&terminate, &signal);
+      std::lock_guard lock(state->mutex);
+      state->stop_requested = true;
+      if (state->tasks) state->tasks->request_stop();
+    }).detach();  // lives until the process exits
+  }
+
+  // run_task_process's on_running: the tasks started, or (null) they ended.
+  void update(const RunningTasks* tasks, const std::string& job_id, int process_index) {
+    if (tasks == nullptr) {
+      withdraw();
+      return;
+    }
+    std::lock_guard lock(state_->mutex);
+    state_->tasks = *tasks;
+    if (state_->stop_requested) tasks->request_stop();
+    reporter_ = std::thread([this, job_id, process_index] { report(job_id, process_index); });
+  }
+
+  ~TaskProcessControl() { withdraw(); }
+  TaskProcessControl(const TaskProcessControl&) = delete;
+  TaskProcessControl& operator=(const TaskProcessControl&) = delete;
+
+ private:
+  // No more stop requests or progress reports: the tasks are gone.
+  void withdraw() {
+    {
+      std::lock_guard lock(state_->mutex);
+      state_->tasks.reset();
+      state_->changed.notify_all();
+    }
+    if (reporter_.joinable()) reporter_.join();
+  }
+
+  void report(const std::string& job_id, int process_index) {
+    std::optional<JobResult> before;
+    std::unique_lock lock(state_->mutex);
+    while (!state_->changed.wait_for(lock, kProgressInterval, [&] { return !state_->tasks; })) {
+      JobResult now = state_->tasks->statistics();
+      rpc::ProgressReport report = progress_report(now, before ? &*before : nullptr);
+      report.set_job_id(job_id);
+      report.set_process_index(process_index);
+      if (!write_result_frame(result_fd_, ResultFrameKind::kProgress, report.SerializeAsString())) {
+        return;  // the worker is gone; it kills this process
+      }
+      before = std::move(now);
+    }
+  }
+
+  struct State {
+    std::mutex mutex;
+    std::condition_variable changed;
+    std::optional<RunningTasks> tasks;  // while they run
+    bool stop_requested = false;
+  };
+  std::shared_ptr<State> state_ = std::make_shared<State>();
+  int result_fd_;
+  std::thread reporter_;
+};
+
+}  // namespace
+
+[[noreturn]] void run_as_task_process(const std::shared_ptr<detail::LogicalGraph>& graph,
+                                      const ExecutionConfig& config) {
+  const char* result_fd_text = std::getenv(kResultFdVariable);
+  const int result_fd = result_fd_text != nullptr ? std::atoi(result_fd_text) : -1;
+  rpc::ExitReport report;
+  int code = 0;
+  try {
+    // Started by a worker: ends itself when the worker loses the head (fencing).
+    if (const char* lease = std::getenv(kLeaseFdVariable); lease != nullptr) {
+      watch_lease(std::atoi(lease));
+    }
+    const TaskOutput output;  // lines written by tasks say which
+    const auto assignment = TaskAssignment::decode(std::getenv(kAssignmentVariable));
+    TaskProcessResult result;
+    {
+      TaskProcessControl control(result_fd);
+      result = run_task_process(
+          graph, config, assignment, net::Socket(std::atoi(std::getenv(kDataFdVariable))),
+          net::TlsFiles::from_environment(), [&](const RunningTasks* tasks) {
+            control.update(tasks, assignment.job_id, assignment.process_index);
+          });
+    }
+    for (const auto& s : result.instances) to_message(s, report.add_instances());
+    if (result.state == JobState::kFailed) {
+      report.set_error(net::valid_utf8(result.error));
+      report.set_consequence(result.consequence);
+      code = 1;
+    }
+  } catch (const std::exception& e) {
+    report.set_error(net::valid_utf8(e.what()));
+    code = 1;
+  }
+  std::fflush(stdout);
+  std::fflush(stderr);
+  write_result_frame(result_fd, ResultFrameKind::kExit, report.SerializeAsString());
+  ::close(result_fd);
+  std::exit(code);
 }
 
 }  // namespace sage::cluster

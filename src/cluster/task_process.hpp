@@ -68,6 +68,15 @@ TaskProcessResult run_task_process(std::shared_ptr<const detail::LogicalGraph> g
                                    net::Socket listener, const net::TlsFiles& tls = {},
                                    const std::function<void(const RunningTasks*)>& on_running = {});
 
+// The entry point of a task process, from RemoteEnvironment::submit in the
+// user's program rebuilt by a worker (the assignment, data socket, result
+// pipe and lease in kAssignmentVariable and the other variables of
+// cluster_config.hpp): runs this process's share, taking SIGTERM as a request
+// to stop and sending progress reports meanwhile, tells the worker how it went
+// through the result pipe, and ends the process.
+[[noreturn]] void run_as_task_process(const std::shared_ptr<detail::LogicalGraph>& graph,
+                                      const ExecutionConfig& config);
+
 // The result pipe from a task process to its worker carries frames: a
 // progress report (rpc::ProgressReport) about once a second while the tasks
 // run, a warning line for the worker's log now and then (connections the data

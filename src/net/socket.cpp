@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <limits>
 #include <thread>
@@ -54,11 +55,9 @@ Address Address::parse(const std::string& text) {
     throw Error("address '" + text + "' is not host:port (e.g. 127.0.0.1:10001)");
   }
   Address address{text.substr(0, colon), 0};
-  try {
-    std::size_t used = 0;
-    address.port = std::stoi(text.substr(colon + 1), &used);
-    if (used != text.size() - colon - 1) throw std::invalid_argument("trailing characters");
-  } catch (const std::exception&) {
+  const char* end = text.data() + text.size();
+  const auto [rest, error] = std::from_chars(text.data() + colon + 1, end, address.port);
+  if (error != std::errc() || rest != end) {
     throw Error("address '" + text + "' has no valid port number after ':'");
   }
   if (address.port < 0 || address.port > 65535) {
@@ -66,6 +65,22 @@ Address Address::parse(const std::string& text) {
                 "' is out of range 0..65535");
   }
   return address;
+}
+
+std::string local_address_towards(const Address& peer) {
+  const sockaddr_in remote = resolve(peer);
+  // Connecting a UDP socket sends nothing; it only picks the route.
+  const Socket probe(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  sockaddr_in local{};
+  socklen_t length = sizeof local;
+  char text[INET_ADDRSTRLEN];
+  if (probe.valid() &&
+      ::connect(probe.fd(), reinterpret_cast<const sockaddr*>(&remote), sizeof remote) == 0 &&
+      getsockname(probe.fd(), reinterpret_cast<sockaddr*>(&local), &length) == 0 &&
+      inet_ntop(AF_INET, &local.sin_addr, text, sizeof text) != nullptr) {
+    return text;
+  }
+  return "127.0.0.1";
 }
 
 Socket::~Socket() {

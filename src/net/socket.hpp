@@ -27,6 +27,12 @@ struct Address {
   std::string to_string() const { return host + ":" + std::to_string(port); }
 };
 
+// The local address this machine reaches `peer` from (by its routes; no
+// packet is sent): the address other machines on that network reach it at.
+// 127.0.0.1 when there is no route. Throws sage::Error when peer.host does
+// not resolve.
+std::string local_address_towards(const Address& peer);
+
 class Socket {
  public:
   Socket() = default;

@@ -1,0 +1,157 @@
+#include "cli/job_commands.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "cli/output_format.hpp"
+#include "cluster/cluster_config.hpp"
+#include "sage/error.hpp"
+
+namespace sage::cli {
+
+int job_list(const GlobalOptions& global) {
+  const auto list = global.jobmanager().list_jobs();
+  print_as(global.format, list, [&] { return job_list_table(list); });
+  return 0;
+}
+
+int job_status(const GlobalOptions& global, const std::string& job_id) {
+  const auto job = global.jobmanager().job(job_id);
+  print_as(global.format, job, [&] { return job_description(job); });
+  return 0;
+}
+
+int job_logs(const GlobalOptions& global, const std::string& job_id, bool follow) {
+  const auto client = global.jobmanager();
+  client.job(job_id);  // a clear error for an unknown id
+  client.watch(job_id, follow, "cannot read the logs of " + job_id, [&](const std::string& line) {
+    std::cout << line << '\n';
+    if (follow) std::cout.flush();  // a follower sees each line as it comes
+  });
+  std::cout.flush();
+  return 0;
+}
+
+int job_stop(const GlobalOptions& global, const std::string& job_id) {
+  const auto client = global.jobmanager();
+  auto job = client.stop_job(job_id);
+  // Wait until every node has ended the job's processes.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (job.state() == "RUNNING" || job.state() == "PENDING") {
+    if (std::chrono::steady_clock::now() > deadline) {
+      throw Error("job " + job_id + " is still " + job.state() +
+                  " 30 s after the stop; see `sage job status " + job_id + "`");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    job = client.job(job_id);
+  }
+  print_as(global.format, job, [&] {
+    return "job " + job_id + " is " + job.state() +
+           (job.error().empty() ? "" : ": " + job.error()) + '\n';
+  });
+  return 0;
+}
+
+namespace {
+
+// The program `sage job submit` runs, while it runs: signals sent to this
+// command go to it (those of the terminal reach both already).
+volatile sig_atomic_t submitting_program = 0;
+
+void pass_signal_on(int signal, siginfo_t* info, void*) {
+  if (info->si_code <= 0 && submitting_program > 0) ::kill(submitting_program, signal);
+}
+
+// An empty file of this user's, removed with this object.
+class TemporaryFile {
+ public:
+  TemporaryFile() {
+    path_ = (std::filesystem::temp_directory_path() / "sage-submit-XXXXXX").string();
+    const int fd = mkostemp(path_.data(), O_CLOEXEC);
+    if (fd < 0) throw Error("cannot create a file in " + path_ + ": " + std::strerror(errno));
+    ::close(fd);
+  }
+  ~TemporaryFile() { ::unlink(path_.c_str()); }
+  TemporaryFile(const TemporaryFile&) = delete;
+  TemporaryFile& operator=(const TemporaryFile&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace
+
+int job_submit(const GlobalOptions& global, const std::vector<std::string>& command) {
+  if (command.empty()) {
+    throw CLI::ValidationError(
+        "sage job submit needs a program: sage job submit ./my_job [args...]");
+  }
+  setenv("SAGE_ADDRESS", global.address.c_str(), 1);
+  setenv("SAGE_TOKEN", global.cluster_token().c_str(), 1);
+  setenv("SAGE_STATE_DIR", global.state_dir.c_str(), 1);
+  const TemporaryFile submitted;
+  setenv(cluster::kSubmittedJobsVariable, submitted.path().c_str(), 1);
+
+  constexpr int kPassedOn[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+  sigset_t passed_on;
+  sigemptyset(&passed_on);
+  for (int signal : kPassedOn) sigaddset(&passed_on, signal);
+  sigset_t before;
+  pthread_sigmask(SIG_BLOCK, &passed_on, &before);  // until the handler knows the program
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
+  posix_spawnattr_setsigmask(&attributes, &before);
+  std::vector<char*> argv;
+  std::vector<std::string> args = command;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  const int spawned = posix_spawnp(&pid, argv[0], nullptr, &attributes, argv.data(), environ);
+  posix_spawnattr_destroy(&attributes);
+  if (spawned != 0) {
+    pthread_sigmask(SIG_SETMASK, &before, nullptr);
+    throw Error("cannot run '" + command[0] + "': " + std::strerror(spawned) +
+                "; pass the path of a program built with sage");
+  }
+  submitting_program = pid;
+  struct sigaction action {};
+  action.sa_sigaction = pass_signal_on;
+  action.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigemptyset(&action.sa_mask);
+  for (int signal : kPassedOn) sigaction(signal, &action, nullptr);
+  pthread_sigmask(SIG_SETMASK, &before, nullptr);
+
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  submitting_program = 0;
+  const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  std::ifstream jobs(submitted.path());
+  std::string job_id;
+  if (jobs >> job_id) return code;
+  std::cerr << "sage: error: " << command[0] << " ended ("
+            << (WIFEXITED(status) ? "exit code " + std::to_string(code)
+                                  : std::string("signal ") + strsignal(WTERMSIG(status)))
+            << ") without submitting a job; a program run by `sage job submit` submits "
+               "its dataflow with sage::RemoteEnvironment (execute() or submit())"
+            << std::endl;
+  return code != 0 ? code : kExitError;
+}
+
+}  // namespace sage::cli
