@@ -1,12 +1,13 @@
 // Starts a worker's task processes: builds each one's environment, forks and
 // execs it as the leader of a process group of its own that dies with the
 // worker (PR_SET_PDEATHSIG), with its pipes and the descriptors it inherits at
-// the numbers its environment names. The worker reaps what it launched.
+// the numbers its environment names. Each launch returns the process's owner.
 #pragma once
 
 #include <sys/types.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cluster/unique_fd.hpp"
