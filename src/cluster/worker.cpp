@@ -1,21 +1,14 @@
 #include "cluster/worker.hpp"
 
-#include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <array>
 #include <atomic>
-#include <cerrno>
 #include <condition_variable>
-#include <cstring>
-#include <fstream>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -26,27 +19,17 @@
 #include "cluster/cluster_config.hpp"
 #include "cluster/lease.hpp"
 #include "cluster/memory_watch.hpp"
+#include "cluster/output_relay.hpp"
+#include "cluster/process_launcher.hpp"
 #include "cluster/program_store.hpp"
-#include "cluster/task_output.hpp"
-#include "cluster/task_process.hpp"
 #include "net/rpc.hpp"
 #include "net/socket.hpp"
 #include "sage.grpc.pb.h"
 #include "sage/error.hpp"
 
-extern char** environ;
-
 namespace sage::cluster {
 namespace {
 
-// Output lines go to the head in batches of at most this many lines or bytes
-// (well under the RPC limit), at least this often.
-constexpr std::size_t kOutputBatchLines = 256;
-constexpr std::size_t kOutputBatchBytes = 1 << 20;
-constexpr auto kOutputFlushInterval = std::chrono::milliseconds(100);
-// How long the output of an ended task process is still read while a process
-// it started outside its process group holds the pipe.
-constexpr auto kLeftoverOutputGrace = std::chrono::seconds(1);
 // A worker that lost the head tries to join again this often, so it is back
 // soon after the head answers again.
 constexpr auto kRejoinPause = std::chrono::milliseconds(500);
@@ -345,109 +328,56 @@ class Worker::Impl {
       report_exit(start, 1, "node '" + options_.node_id + "': " + e.what(), nullptr);
       return;
     }
-    int output[2], result[2];
-    if (pipe2(output, O_CLOEXEC) != 0 || pipe2(result, O_CLOEXEC) != 0) {
-      report_exit(start, 1, "node '" + options_.node_id + "' cannot create pipes", nullptr);
-      return;
-    }
-    // Everything the child needs is prepared before fork: after it, only
-    // async-signal-safe calls are allowed.
-    const std::string program = programs_.path_of(start.program_sha256());
-    std::vector<std::string> args{program};
-    args.insert(args.end(), start.args().begin(), start.args().end());
-    std::vector<std::string> env;
-    for (char** e = environ; *e != nullptr; ++e) {
-      const std::string entry = *e;
-      if (entry.rfind("SAGE_", 0) == 0 || entry.rfind("CUDA_VISIBLE_DEVICES=", 0) == 0) continue;
-      env.push_back(entry);
-    }
-    constexpr int kChildDataFd = 3, kChildResultFd = 4, kChildLeaseFd = 5;
-    env.push_back(std::string(kAssignmentVariable) + "=" + start.assignment());
-    // The task process's data plane uses this node's TLS files.
-    if (options_.tls.enabled()) {
-      env.push_back("SAGE_TLS_CA=" + options_.tls.ca);
-      env.push_back("SAGE_TLS_CERT=" + options_.tls.cert);
-      env.push_back("SAGE_TLS_KEY=" + options_.tls.key);
-    }
-    env.push_back(std::string(kDataFdVariable) + "=" + std::to_string(kChildDataFd));
-    env.push_back(std::string(kResultFdVariable) + "=" + std::to_string(kChildResultFd));
-    env.push_back(std::string(kLeaseFdVariable) + "=" + std::to_string(kChildLeaseFd));
-    std::string gpus;
-    for (int g : start.gpu_indices()) gpus += (gpus.empty() ? "" : ",") + std::to_string(g);
-    env.push_back("CUDA_VISIBLE_DEVICES=" + gpus);
-    std::vector<char*> argv, envp;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    for (auto& e : env) envp.push_back(e.data());
-    envp.push_back(nullptr);
-    const std::string cwd = start.working_directory();
-
-    // The child's descriptors: each source goes to its number.
-    std::array<std::pair<int, int>, 5> child_fds = {{{output[1], STDOUT_FILENO},
-                                                     {output[1], STDERR_FILENO},
-                                                     {listener.fd(), kChildDataFd},
-                                                     {result[1], kChildResultFd},
-                                                     {lease_.fd(), kChildLeaseFd}}};
-    const pid_t parent = getpid();
-    const pid_t pid = fork();
-    if (pid == 0) {
-      // A task process never outlives its worker, even one killed outright.
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (getppid() != parent) _exit(125);
-      setpgid(0, 0);
-      // Every source first goes above the numbers given out, so that no
-      // dup2() overwrites a source still to come (the lease's may be 3).
-      for (auto& [from, to] : child_fds) {
-        from = fcntl(from, F_DUPFD_CLOEXEC, kChildLeaseFd + 1);
-        if (from < 0) _exit(126);
-      }
-      for (const auto& [from, to] : child_fds) dup2(from, to);
-      if (!cwd.empty() && chdir(cwd.c_str()) != 0) {
-        if (chdir("/") != 0) _exit(126);
-      }
-      execve(argv[0], argv.data(), envp.data());
-      _exit(127);
-    }
-    // Also here, so that the group exists before anyone signals it (the child
-    // may not have run yet); one of the two calls fails harmlessly.
-    if (pid > 0) setpgid(pid, pid);
-    close(output[1]);
-    close(result[1]);
-    if (pid < 0) {
-      close(output[0]);
-      close(result[0]);
-      report_exit(start, 1, "node '" + options_.node_id + "' cannot start a process", nullptr);
+    std::optional<LaunchedProcess> process;
+    try {
+      process.emplace(launch_task_process({
+          .program = programs_.path_of(start.program_sha256()),
+          .args = {start.args().begin(), start.args().end()},
+          .working_directory = start.working_directory(),
+          .assignment = start.assignment(),
+          .gpu_indices = {start.gpu_indices().begin(), start.gpu_indices().end()},
+          .tls = options_.tls,
+          .data_fd = listener.fd(),
+          .lease_fd = lease_.fd(),
+      }));
+    } catch (const Error& e) {
+      report_exit(start, 1, "node '" + options_.node_id + "' " + e.what(), nullptr);
       return;
     }
     listener = net::Socket();  // the child has it now
+    const pid_t pid = process->pid();
     {
       std::lock_guard lock(mutex_);
       processes_.emplace(pid,
                          Running{pid, start.job_id(), start.program_sha256(),
                                  MemoryWatch(pid, start.memory_limit_bytes(), options_.node_id)});
       // The session ended (or the job was stopped) while this process started.
-      if (generation_ != generation || stopped_jobs_.count(start.job_id())) ::kill(-pid, SIGKILL);
+      if (generation_ != generation || stopped_jobs_.count(start.job_id())) process->kill_group();
     }
-    const std::string result_bytes = relay(start, pid, output[0], result[0]);
+    const std::string result_bytes = relay_output(start, *process);
     // Waited for without reaping, so that its pid (and process group) cannot
     // be reused while the memory checker may still look at it.
-    siginfo_t ended{};
-    while (waitid(P_PID, static_cast<id_t>(pid), &ended, WEXITED | WNOWAIT) != 0 &&
-           errno == EINTR) {
-    }
-    ::kill(-pid, SIGKILL);  // what it started and left behind in its group
+    process->wait_until_ended();
+    process->kill_group();  // what it started and left behind in its group
     std::string memory_verdict;
     {
       std::lock_guard lock(mutex_);
       memory_verdict = processes_.at(pid).memory.verdict();
       processes_.erase(pid);
     }
-    int status = 0;
-    waitpid(pid, &status, 0);
+    const int status = process->reap();
     {
       std::lock_guard lock(mutex_);
       reaped_.notify_all();
     }
+    report_ended(start, status, result_bytes, memory_verdict);
+  }
+
+  // Reports how a reaped task process ended: its wait `status`, the exit
+  // report it sent (serialized, empty if none) and why its memory watch killed
+  // it (empty unless it did), with the cause a user can act on.
+  void report_ended(const rpc::StartProcess& start, int status, const std::string& result_bytes,
+                    const std::string& memory_verdict) {
     rpc::ExitReport details;
     const bool has_details = !result_bytes.empty() && details.ParseFromString(result_bytes);
     const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -469,120 +399,29 @@ class Worker::Impl {
     report_exit(start, code, error, has_details || !memory_verdict.empty() ? &details : nullptr);
   }
 
-  // Whether process `pid` (a child, not reaped) has ended.
-  static bool has_ended(pid_t pid) {
-    siginfo_t info{};
-    return waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-           info.si_pid == pid;
-  }
-
-  // Until the process closes both pipes (or has ended and what it left
-  // behind let them go): sends its output lines to the head, prefixed with
-  // where they came from, and its progress reports. Returns its exit report
-  // (serialized), empty if it sent none.
-  std::string relay(const rpc::StartProcess& start, pid_t pid, int output_fd, int result_fd) {
-    OutputLines output(options_.node_id, pid);
-    rpc::OutputReport report;
-    report.set_job_id(start.job_id());
-    report.set_process_index(start.process_index());
-    std::size_t report_bytes = 0;
-    std::vector<std::string> lines;
-    std::string results, exit_report;
-    auto last_flush = std::chrono::steady_clock::now();
-    const auto flush = [&] {
-      last_flush = std::chrono::steady_clock::now();
-      if (report.lines_size() == 0) return;
-      rpc::Empty reply;
-      const grpc::Status status =
-          stub_->ReportOutput(net::make_context(options_.token).get(), report, &reply);
-      if (!status.ok()) {
-        spdlog::warn("job {}: {} output lines did not reach the head: {}", start.job_id(),
-                     report.lines_size(), status.error_message());
-      }
-      report.clear_lines();
-      report_bytes = 0;
+  // Sends the output lines and progress reports of `process` to the head
+  // until it closes its pipes; returns its exit report (serialized), empty if
+  // it sent none.
+  std::string relay_output(const rpc::StartProcess& start, LaunchedProcess& process) {
+    RelaySink sink{
+        .output =
+            [&](const rpc::OutputReport& report) {
+              rpc::Empty reply;
+              const grpc::Status status =
+                  stub_->ReportOutput(net::make_context(options_.token).get(), report, &reply);
+              if (!status.ok()) {
+                spdlog::warn("job {}: {} output lines did not reach the head: {}", start.job_id(),
+                             report.lines_size(), status.error_message());
+              }
+            },
+        .progress =
+            [&](const rpc::ProgressReport& progress) {
+              rpc::Empty reply;
+              stub_->ReportProgress(net::make_context(options_.token).get(), progress, &reply);
+            },
     };
-    const auto add_lines = [&] {
-      for (auto& line : lines) {
-        report_bytes += line.size();
-        report.add_lines(std::move(line));
-        if (static_cast<std::size_t>(report.lines_size()) >= kOutputBatchLines ||
-            report_bytes >= kOutputBatchBytes) {
-          flush();
-        }
-      }
-      lines.clear();
-    };
-    const auto take_results = [&] {
-      ResultFrameKind kind;
-      std::string payload;
-      while (take_result_frame(results, &kind, &payload)) {
-        if (kind == ResultFrameKind::kExit) {
-          exit_report = std::move(payload);
-          continue;
-        }
-        if (kind == ResultFrameKind::kWarning) {
-          spdlog::warn("task process {} (pid {}): {}", start.process_index(), pid, payload);
-          continue;
-        }
-        rpc::ProgressReport progress;
-        if (!progress.ParseFromString(payload)) continue;
-        progress.set_job_id(start.job_id());
-        progress.set_process_index(start.process_index());
-        rpc::Empty reply;
-        stub_->ReportProgress(net::make_context(options_.token).get(), progress, &reply);
-      }
-    };
-    std::vector<pollfd> fds = {{output_fd, POLLIN, 0}, {result_fd, POLLIN, 0}};
-    char buffer[65536];
-    // When the process has ended, processes it started may still hold its
-    // pipes: those in its group are killed, others are waited for briefly.
-    std::optional<std::chrono::steady_clock::time_point> ended_at;
-    while (fds[0].fd >= 0 || fds[1].fd >= 0) {
-      if (!ended_at && has_ended(pid)) {
-        ::kill(-pid, SIGKILL);
-        ended_at = std::chrono::steady_clock::now();
-      } else if (ended_at && std::chrono::steady_clock::now() - *ended_at > kLeftoverOutputGrace) {
-        spdlog::warn(
-            "job {}: a process started by its task process {} outside its process group "
-            "still holds its output; no longer reading it",
-            start.job_id(), pid);
-        for (auto& p : fds) {
-          if (p.fd >= 0) close(p.fd);
-          p.fd = -1;
-        }
-        break;
-      }
-      if (poll(fds.data(), fds.size(), static_cast<int>(kOutputFlushInterval.count())) > 0) {
-        for (auto& p : fds) {
-          if (p.fd < 0 || p.revents == 0) continue;
-          const ssize_t n = read(p.fd, buffer, sizeof buffer);
-          if (n <= 0) {
-            close(p.fd);
-            p.fd = -1;  // poll() skips it
-            continue;
-          }
-          const std::string_view bytes(buffer, static_cast<std::size_t>(n));
-          if (&p == &fds[0]) {
-            output.add(bytes, &lines);
-            add_lines();
-          } else {
-            results.append(bytes);
-          }
-        }
-        try {
-          take_results();
-        } catch (const Error& e) {
-          spdlog::warn("job {}: {}", start.job_id(), e.what());
-          results.clear();
-        }
-      }
-      if (std::chrono::steady_clock::now() - last_flush >= kOutputFlushInterval) flush();
-    }
-    output.finish(&lines);
-    add_lines();
-    flush();
-    return exit_report;
+    return OutputRelay(start.job_id(), start.process_index(), options_.node_id, std::move(sink))
+        .relay(process);
   }
 
   // Runs `work` on a thread of its own, off the command stream; joins the

@@ -1,7 +1,8 @@
 // The worker agent of a node: joins the head, reports its resources and a
 // heartbeat, and runs task processes as the head commands: it reserves their
 // data-plane ports, fetches the job's program (cached by hash), starts the
-// processes with their assignment, forwards their output lines, reports how
+// processes with their assignment (cluster/process_launcher.hpp), forwards
+// their output lines and progress (cluster/output_relay.hpp), reports how
 // they ended, and kills them when the job stops, ends, or the head is lost.
 // Its task processes hold a lease (cluster/lease.hpp) that only heartbeats the
 // head answers renew: they end themselves also when this worker cannot act.

@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <utility>
+#include <vector>
 
 #include "sage/error.hpp"
 
@@ -15,6 +17,17 @@ namespace {
 constexpr const char* kCertVariable = "SAGE_TLS_CERT";
 constexpr const char* kKeyVariable = "SAGE_TLS_KEY";
 constexpr const char* kCaVariable = "SAGE_TLS_CA";
+
+// The variables of `files` that are set, with their values.
+std::vector<std::pair<const char*, std::string>> set_variables(const TlsFiles& files) {
+  std::vector<std::pair<const char*, std::string>> set;
+  for (const auto& [name, value] :
+       {std::pair{kCertVariable, files.cert}, std::pair{kKeyVariable, files.key},
+        std::pair{kCaVariable, files.ca}}) {
+    if (!value.empty()) set.emplace_back(name, value);
+  }
+  return set;
+}
 
 std::string variable(const char* name) {
   const char* value = std::getenv(name);
@@ -41,10 +54,14 @@ void TlsFiles::export_to_environment() const {
         "TLS needs --tls-ca (the CA that signed the nodes' certificates) with "
         "--tls-cert and --tls-key");
   }
-  for (const auto& [name, value] :
-       {std::pair{kCertVariable, cert}, std::pair{kKeyVariable, key}, std::pair{kCaVariable, ca}}) {
-    if (!value.empty()) setenv(name, value.c_str(), 1);
-  }
+  for (const auto& [name, value] : set_variables(*this)) setenv(name, value.c_str(), 1);
+}
+
+std::vector<std::string> TlsFiles::environment() const {
+  std::vector<std::string> entries;
+  if (!enabled()) return entries;
+  for (const auto& [name, value] : set_variables(*this)) entries.push_back(name + ("=" + value));
+  return entries;
 }
 
 void TlsFiles::require_server() const {

@@ -12,6 +12,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 typedef struct ssl_ctx_st SSL_CTX;
 
@@ -30,6 +31,9 @@ struct TlsFiles {
   // Puts these into the environment, for the threads and child processes
   // that read it. Throws sage::Error when TLS is half configured.
   void export_to_environment() const;
+  // The entries ("SAGE_TLS_CA=...") from which from_environment() in a child
+  // process reads these files; none when TLS is off.
+  std::vector<std::string> environment() const;
   // Throws sage::Error naming the missing flag unless a server can run.
   void require_server() const;
 };
