@@ -572,8 +572,9 @@ int job_list(const Common& common) {
     std::string nodes;
     for (const auto& node : job.nodes()) nodes += (nodes.empty() ? "" : ",") + node;
     std::cout << fmt::format("{:<18} {:<{}} {:<9} {:<20} {:>10}  {}\n", job.job_id(), job.name(),
-                             name_width, job.state(), format_time(job.submitted_at_ms()),
-                             format_duration(job), nodes.empty() ? "-" : nodes);
+                             name_width, rpc::JobInfo::State_Name(job.state()),
+                             format_time(job.submitted_at_ms()), format_duration(job),
+                             nodes.empty() ? "-" : nodes);
   }
   if (list.jobs().empty()) std::cout << "(no jobs yet)\n";
   return 0;
@@ -611,14 +612,14 @@ void print_job(const rpc::JobInfo& job) {
   std::string nodes;
   for (const auto& node : job.nodes()) nodes += (nodes.empty() ? "" : ", ") + node;
   std::cout << fmt::format("job:       {} ({})\nstate:     {}\n", job.job_id(), job.name(),
-                           job.state());
+                           rpc::JobInfo::State_Name(job.state()));
   if (!job.pending_reason().empty()) std::cout << "waiting:   " << job.pending_reason() << '\n';
   if (!job.error().empty()) std::cout << "error:     " << job.error() << '\n';
   std::cout << fmt::format("submitted: {}\nstarted:   {}\nfinished:  {}\nduration:  {}\n",
                            format_time(job.submitted_at_ms()), format_time(job.started_at_ms()),
                            format_time(job.finished_at_ms()), format_duration(job));
   if (!nodes.empty()) std::cout << "nodes:     " << nodes << '\n';
-  if (job.instances_size() > 0 && job.state() == "RUNNING") {
+  if (job.instances_size() > 0 && job.state() == rpc::JobInfo::RUNNING) {
     std::cout << '\n' << live_statistics_table(job);
     const std::string metrics = cluster::to_job_result(job).user_metrics_table();
     if (!metrics.empty()) std::cout << '\n' << metrics;
@@ -653,9 +654,9 @@ int job_stop(const Common& common, const std::string& id) {
                                                     &rpc::JobManager::Stub::StopJob, ref);
   // Wait until every node has ended the job's processes.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (job.state() == "RUNNING" || job.state() == "PENDING") {
+  while (!cluster::is_final(job.state())) {
     if (std::chrono::steady_clock::now() > deadline) {
-      throw Error("job " + id + " is still " + job.state() +
+      throw Error("job " + id + " is still " + rpc::JobInfo::State_Name(job.state()) +
                   " 30 s after the stop; see `sage job status " + id + "`");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -664,7 +665,7 @@ int job_stop(const Common& common, const std::string& id) {
   if (common.format == "json") {
     std::cout << to_json(job) << std::endl;
   } else {
-    std::cout << "job " << id << " is " << job.state()
+    std::cout << "job " << id << " is " << rpc::JobInfo::State_Name(job.state())
               << (job.error().empty() ? "" : ": " + job.error()) << '\n';
   }
   return 0;

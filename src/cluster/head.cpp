@@ -41,10 +41,6 @@ constexpr auto kMonitorInterval = std::chrono::milliseconds(100);
 // or a node's death.
 constexpr auto kRootCauseGrace = std::chrono::milliseconds(1000);
 
-bool is_final(const std::string& state) {
-  return state == "FINISHED" || state == "FAILED" || state == "STOPPED";
-}
-
 std::string describe_resources(double cpus, int gpus, std::uint64_t memory) {
   char text[128];
   std::snprintf(text, sizeof text, "%g CPUs, %d GPUs, %llu MiB memory", cpus, gpus,
@@ -194,7 +190,7 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
       job->request = *request;
       job->info.set_job_id(new_job_id());
       job->info.set_name(request->name());
-      job->info.set_state("PENDING");
+      job->info.set_state(rpc::JobInfo::PENDING);
       job->info.set_submitted_at_ms(now_ms());
       // Recorded before it is known: a submit the database refuses leaves no job.
       persist(*job);
@@ -291,7 +287,7 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
       if (!is_final(job.info.state())) {
         job.stop_requested = true;
         if (job.processes.empty()) {
-          finish(job, "STOPPED", "");
+          finish(job, rpc::JobInfo::STOPPED, "");
         } else {
           send_stop(job);
           end_unstarted_processes(job);
@@ -790,7 +786,7 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
   void schedule_pending() {
     std::vector<Job*> pending;
     for (auto& [id, job] : jobs_) {
-      if (job->info.state() == "PENDING") pending.push_back(job.get());
+      if (job->info.state() == rpc::JobInfo::PENDING) pending.push_back(job.get());
     }
     std::sort(pending.begin(), pending.end(), [](const Job* a, const Job* b) {
       return a->info.submitted_at_ms() < b->info.submitted_at_ms();
@@ -800,7 +796,7 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
         job->info.set_pending_reason(*reason);
         continue;
       }
-      job->info.set_state("RUNNING");
+      job->info.set_state(rpc::JobInfo::RUNNING);
       job->info.clear_pending_reason();
       job->info.set_started_at_ms(now_ms());
       job->info.clear_nodes();
@@ -854,7 +850,8 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
       if (it == nodes_.end() || !it->second.alive) continue;
       rpc::WorkerCommand command;
       command.mutable_stop()->set_job_id(job.info.job_id());
-      command.mutable_stop()->set_drain(job.stop_requested && job.info.state() != "FAILED");
+      command.mutable_stop()->set_drain(job.stop_requested &&
+                                        job.info.state() != rpc::JobInfo::FAILED);
       it->second.commands.push_back(std::move(command));
     }
     changed_.notify_all();
@@ -864,7 +861,7 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
     job.held_error.clear();
     if (is_final(job.info.state())) return;
     spdlog::warn("job {} failed: {}", job.info.job_id(), error);
-    finish(job, "FAILED", error);
+    finish(job, rpc::JobInfo::FAILED, error);
     send_stop(job);
     end_unstarted_processes(job);
   }
@@ -885,12 +882,13 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
       return;
     }
     if (!job.held_error.empty()) fail(job, job.held_error);
-    if (!is_final(job.info.state())) finish(job, job.stop_requested ? "STOPPED" : "FINISHED", "");
+    if (!is_final(job.info.state()))
+      finish(job, job.stop_requested ? rpc::JobInfo::STOPPED : rpc::JobInfo::FINISHED, "");
     release(job);
     schedule_pending();
   }
 
-  void finish(Job& job, const std::string& state, const std::string& error) {
+  void finish(Job& job, rpc::JobInfo::State state, const std::string& error) {
     job.info.set_state(state);
     job.info.set_error(error);
     job.info.set_finished_at_ms(now_ms());
@@ -1065,8 +1063,8 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
     try {
       persist(job);
     } catch (const Error& e) {
-      spdlog::error("job {}: cannot record its state {}: {}", job.info.job_id(), job.info.state(),
-                    e.what());
+      spdlog::error("job {}: cannot record its state {}: {}", job.info.job_id(),
+                    rpc::JobInfo::State_Name(job.info.state()), e.what());
     }
   }
 
@@ -1076,11 +1074,15 @@ class Head::Impl final : public rpc::JobManager::Service, public rpc::ClusterSer
     for (const JobRecord& record : store_.list()) {
       auto job = std::make_unique<Job>();
       job->info.ParseFromString(record.statistics);
+      // The state column is the truth: records of heads from before states
+      // were typed hold the state as text in field 3, which parses as unknown.
+      job->info.DiscardUnknownFields();
+      job->info.set_state(record.state);
       job->request.set_name(record.name);
       job->request.set_fingerprint(record.fingerprint);
       job->request.set_program_sha256(record.program_hash);
       if (!is_final(job->info.state())) {
-        job->info.set_state("FAILED");
+        job->info.set_state(rpc::JobInfo::FAILED);
         job->info.set_error("the head restarted while the job ran");
         job->info.set_finished_at_ms(now_ms());
         persist(*job);
