@@ -24,6 +24,7 @@ PACKAGES=(
   libcli11-dev             # the `sage` command line
   nlohmann-json3-dev       # JSON output and state files
   iproute2                 # `ip netns` for the two-host cluster test
+  clang                    # the head's locking contract: ctest cluster.thread_safety
 )
 
 missing=()

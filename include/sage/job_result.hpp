@@ -11,7 +11,8 @@
 
 namespace sage {
 
-enum class JobState { kRunning, kFinished, kStopped, kFailed };
+// kPending: submitted to a cluster, waiting until every instance has a place.
+enum class JobState { kPending, kRunning, kFinished, kStopped, kFailed };
 const char* to_string(JobState state);
 
 // What one parallel instance of an operator did.

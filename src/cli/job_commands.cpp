@@ -19,6 +19,7 @@
 
 #include "cli/output_format.hpp"
 #include "cluster/cluster_config.hpp"
+#include "cluster/job_info.hpp"
 #include "sage/error.hpp"
 
 namespace sage::cli {
@@ -51,16 +52,16 @@ int job_stop(const GlobalOptions& global, const std::string& job_id) {
   auto job = client.stop_job(job_id);
   // Wait until every node has ended the job's processes.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (job.state() == "RUNNING" || job.state() == "PENDING") {
+  while (!cluster::is_final(job.state())) {
     if (std::chrono::steady_clock::now() > deadline) {
-      throw Error("job " + job_id + " is still " + job.state() +
+      throw Error("job " + job_id + " is still " + rpc::JobInfo::State_Name(job.state()) +
                   " 30 s after the stop; see `sage job status " + job_id + "`");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     job = client.job(job_id);
   }
   print_as(global.format, job, [&] {
-    return "job " + job_id + " is " + job.state() +
+    return "job " + job_id + " is " + rpc::JobInfo::State_Name(job.state()) +
            (job.error().empty() ? "" : ": " + job.error()) + '\n';
   });
   return 0;

@@ -125,9 +125,10 @@ std::string job_list_table(const rpc::JobList& list) {
   for (const auto& job : list.jobs()) {
     std::string nodes;
     for (const auto& node : job.nodes()) nodes += (nodes.empty() ? "" : ",") + node;
-    table += fmt::format("{:<18} {:<{}} {:<9} {:<20} {:>10}  {}\n", job.job_id(), job.name(),
-                         name_width, job.state(), format_time(job.submitted_at_ms()),
-                         format_duration(job), nodes.empty() ? "-" : nodes);
+    table +=
+        fmt::format("{:<18} {:<{}} {:<9} {:<20} {:>10}  {}\n", job.job_id(), job.name(), name_width,
+                    rpc::JobInfo::State_Name(job.state()), format_time(job.submitted_at_ms()),
+                    format_duration(job), nodes.empty() ? "-" : nodes);
   }
   if (list.jobs().empty()) table += "(no jobs yet)\n";
   return table;
@@ -136,15 +137,15 @@ std::string job_list_table(const rpc::JobList& list) {
 std::string job_description(const rpc::JobInfo& job) {
   std::string nodes;
   for (const auto& node : job.nodes()) nodes += (nodes.empty() ? "" : ", ") + node;
-  std::string text =
-      fmt::format("job:       {} ({})\nstate:     {}\n", job.job_id(), job.name(), job.state());
+  std::string text = fmt::format("job:       {} ({})\nstate:     {}\n", job.job_id(), job.name(),
+                                 rpc::JobInfo::State_Name(job.state()));
   if (!job.pending_reason().empty()) text += "waiting:   " + job.pending_reason() + '\n';
   if (!job.error().empty()) text += "error:     " + job.error() + '\n';
   text += fmt::format("submitted: {}\nstarted:   {}\nfinished:  {}\nduration:  {}\n",
                       format_time(job.submitted_at_ms()), format_time(job.started_at_ms()),
                       format_time(job.finished_at_ms()), format_duration(job));
   if (!nodes.empty()) text += "nodes:     " + nodes + '\n';
-  if (job.instances_size() > 0 && job.state() == "RUNNING") {
+  if (job.instances_size() > 0 && job.state() == rpc::JobInfo::RUNNING) {
     text += '\n' + live_statistics_table(job);
     const std::string metrics = cluster::to_job_result(job).user_metrics_table();
     if (!metrics.empty()) text += '\n' + metrics;

@@ -50,20 +50,34 @@ void to_message(const MetricsSnapshot& metrics, rpc::InstanceStats* out) {
   }
 }
 
+JobState to_job_state(rpc::JobInfo::State state) {
+  switch (state) {
+    case rpc::JobInfo::PENDING:
+      return JobState::kPending;
+    case rpc::JobInfo::FINISHED:
+      return JobState::kFinished;
+    case rpc::JobInfo::FAILED:
+      return JobState::kFailed;
+    case rpc::JobInfo::STOPPED:
+      return JobState::kStopped;
+    default:
+      return JobState::kRunning;
+  }
+}
+
 }  // namespace
+
+bool is_final(rpc::JobInfo::State state) {
+  return state == rpc::JobInfo::FINISHED || state == rpc::JobInfo::FAILED ||
+         state == rpc::JobInfo::STOPPED;
+}
 
 JobResult to_job_result(const rpc::JobInfo& info) {
   JobResult result;
   result.job_id = info.job_id();
   result.job_name = info.name();
   result.error = info.error();
-  if (info.state() == "FINISHED") {
-    result.state = JobState::kFinished;
-  } else if (info.state() == "STOPPED") {
-    result.state = JobState::kStopped;
-  } else if (info.state() == "FAILED") {
-    result.state = JobState::kFailed;
-  }
+  result.state = to_job_state(info.state());
   if (info.finished_at_ms() > 0 && info.submitted_at_ms() > 0) {
     result.duration_seconds =
         static_cast<double>(info.finished_at_ms() - info.submitted_at_ms()) / 1e3;

@@ -8,8 +8,11 @@
 
 namespace sage::cluster {
 
+// Whether a job in `state` has ended: FINISHED, FAILED or STOPPED.
+bool is_final(rpc::JobInfo::State state);
+
 // The job as a JobResult: state, error, duration, and its instances ordered
-// by operator, then instance. PENDING and RUNNING map to JobState::kRunning.
+// by operator, then instance.
 JobResult to_job_result(const rpc::JobInfo& info);
 
 // One instance's statistics as the control plane carries them.

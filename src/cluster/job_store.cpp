@@ -155,6 +155,15 @@ std::vector<std::string> decode_args(const std::string& path, const std::string&
   return args;
 }
 
+// The state column is text: the state's name, as in the JSON output.
+std::string state_column(rpc::JobInfo::State state) { return rpc::JobInfo::State_Name(state); }
+
+rpc::JobInfo::State state_of_column(const std::string& text) {
+  rpc::JobInfo::State state = rpc::JobInfo::STATE_UNSPECIFIED;
+  rpc::JobInfo::State_Parse(text, &state);
+  return state;
+}
+
 constexpr const char* kColumns =
     "id, name, state, error, fingerprint, program_hash, args, submitted_at_ms, started_at_ms, "
     "finished_at_ms, statistics";
@@ -163,7 +172,7 @@ JobRecord read_record(const Statement& row, const std::string& path) {
   JobRecord record;
   record.id = row.bytes(0);
   record.name = row.bytes(1);
-  record.state = row.bytes(2);
+  record.state = state_of_column(row.bytes(2));
   record.error = row.bytes(3);
   record.fingerprint = row.bytes(4);
   record.program_hash = row.bytes(5);
@@ -324,7 +333,7 @@ void JobStore::put(const JobRecord& record) {
                        ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   insert.bind(1, record.id)
       .bind(2, record.name)
-      .bind(3, record.state)
+      .bind(3, state_column(record.state))
       .bind(4, record.error)
       .bind(5, record.fingerprint)
       .bind(6, record.program_hash)

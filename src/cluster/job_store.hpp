@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "sage.pb.h"
+
 struct sqlite3;
 
 namespace sage::cluster {
@@ -21,7 +23,9 @@ namespace sage::cluster {
 struct JobRecord {
   std::string id;  // "job-3f9c0a1b2c4d"
   std::string name;
-  std::string state;         // "PENDING", "RUNNING", "FINISHED", "FAILED", "STOPPED"
+  // Stored as its name ("RUNNING"), as the column held before states were
+  // typed; a name this version does not know reads as STATE_UNSPECIFIED.
+  rpc::JobInfo::State state = rpc::JobInfo::STATE_UNSPECIFIED;
   std::string error;         // for FAILED
   std::string fingerprint;   // plan fingerprint
   std::string program_hash;  // sha256 hex of the uploaded program

@@ -85,7 +85,7 @@ class PendingNotice {
       lock.lock();
       call_ = nullptr;
       if (done_) return;
-      if (status.ok() && info.state() != "PENDING") {
+      if (status.ok() && info.state() != rpc::JobInfo::PENDING) {
         if (info.started_at_ms() > 0) say_started();  // else stopped while it waited
         return;
       }

@@ -8,6 +8,8 @@ namespace sage {
 
 const char* to_string(JobState state) {
   switch (state) {
+    case JobState::kPending:
+      return "PENDING";
     case JobState::kRunning:
       return "RUNNING";
     case JobState::kFinished:

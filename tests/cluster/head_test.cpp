@@ -10,6 +10,7 @@
 #include <fstream>
 #include <thread>
 
+#include "cluster/job_store.hpp"
 #include "cluster/program_store.hpp"
 #include "net/rpc.hpp"
 #include "sage.grpc.pb.h"
@@ -254,7 +255,7 @@ TEST_F(HeadTest, ASubmitWithBadValuesIsRefusedAndLeavesNoJob) {
   EXPECT_EQ(job_count(), 0);
   std::string id;
   ASSERT_TRUE(submit(job_request(sha256, 2), &id).ok());
-  EXPECT_EQ(job(id).state(), "PENDING");
+  EXPECT_EQ(job(id).state(), rpc::JobInfo::PENDING);
 }
 
 TEST_F(HeadTest, AJoinWithBadValuesIsRefusedAndLeavesNoNode) {
@@ -330,6 +331,36 @@ TEST_F(HeadTest, ASubmitTheDatabaseRefusesLeavesNoJob) {
   EXPECT_EQ(job_count(), 0) << "a refused submit left a job";
 }
 
+// Jobs recorded by a head from before states were typed (the state as text,
+// also inside the stored JobInfo) load in the state their column names; one
+// that was running then is FAILED.
+TEST_F(HeadTest, JobsOfAnOlderHeadLoadInTheirStates) {
+  head_.reset();
+  {
+    JobStore store(dir_.file("jobs.db"));
+    for (const auto& [id, state] : {std::pair("job-ended", rpc::JobInfo::FINISHED),
+                                    std::pair("job-running", rpc::JobInfo::RUNNING)}) {
+      rpc::JobInfo info;
+      info.set_job_id(id);
+      info.set_name("old job");
+      JobRecord record;
+      record.id = id;
+      record.name = info.name();
+      record.state = state;
+      const std::string text = rpc::JobInfo::State_Name(state);
+      // Field 3, length-delimited: how an older head stored the state.
+      record.statistics = info.SerializeAsString() + '\x1a' + static_cast<char>(text.size()) + text;
+      store.put(record);
+    }
+  }
+  start();
+  EXPECT_EQ(job("job-ended").state(), rpc::JobInfo::FINISHED);
+  const rpc::JobInfo running = job("job-running");
+  EXPECT_EQ(running.state(), rpc::JobInfo::FAILED);
+  EXPECT_EQ(running.error(), "the head restarted while the job ran");
+  EXPECT_EQ(running.name(), "old job");
+}
+
 // A peer's broken connection reported first does not hide the operator's
 // exception reported after it: the cause is the job's error.
 TEST_F(HeadTest, ACauseReplacesAConsequenceReportedBeforeIt) {
@@ -346,10 +377,11 @@ TEST_F(HeadTest, ACauseReplacesAConsequenceReportedBeforeIt) {
   expect_invalid(cluster_->ReportPrepared(context().get(), stranger, &reply),
                  "node 'w2' reported process 0 of job " + id + ", which runs on node 'w1'");
   report_exit(id, 1, "the data-plane connection from process 0 broke", /*consequence=*/true);
-  EXPECT_EQ(job(id).state(), "RUNNING") << "a consequence settled the job before its cause came";
+  EXPECT_EQ(job(id).state(), rpc::JobInfo::RUNNING)
+      << "a consequence settled the job before its cause came";
   report_exit(id, 0, "operator 'map' instance 0/2 on node w1: boom", /*consequence=*/false);
   const rpc::JobInfo info = job(id);
-  EXPECT_EQ(info.state(), "FAILED");
+  EXPECT_EQ(info.state(), rpc::JobInfo::FAILED);
   EXPECT_EQ(info.error(), "operator 'map' instance 0/2 on node w1: boom");
   const std::string lines = output(id);
   EXPECT_NE(lines.find("[sage] task process 0 on node 'w1' failed: operator 'map' instance 0/2 "
@@ -364,7 +396,7 @@ TEST_F(HeadTest, AConsequenceReportedAfterACauseChangesNothing) {
   ASSERT_NO_FATAL_FAILURE(w2.expect_welcome());
   const std::string id = start_two_process_job(w1, w2);
   report_exit(id, 0, "the task process on node 'w1' was killed by signal 9", false);
-  EXPECT_EQ(job(id).state(), "FAILED") << "a cause settles the job at once";
+  EXPECT_EQ(job(id).state(), rpc::JobInfo::FAILED) << "a cause settles the job at once";
   report_exit(id, 1, "the data-plane connection from process 0 broke", true);
   EXPECT_EQ(job(id).error(), "the task process on node 'w1' was killed by signal 9");
 }
@@ -376,7 +408,7 @@ TEST_F(HeadTest, AConsequenceAloneIsTheErrorOnceEveryProcessEnded) {
   const std::string id = start_two_process_job(w1, w2);
   report_exit(id, 1, "the data-plane connection from process 0 broke", true);
   report_exit(id, 0, "the data-plane connection from process 1 broke", true);
-  EXPECT_EQ(job(id).state(), "FAILED");
+  EXPECT_EQ(job(id).state(), rpc::JobInfo::FAILED);
   EXPECT_EQ(job(id).error(), "the data-plane connection from process 0 broke");
 }
 

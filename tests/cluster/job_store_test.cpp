@@ -24,7 +24,7 @@ JobRecord full_record() {
   JobRecord record;
   record.id = "job-3f9c0a1b2c4d";
   record.name = "word count";
-  record.state = "FAILED";
+  record.state = rpc::JobInfo::FAILED;
   record.error = "operator map[2] threw: boom";
   record.fingerprint = "fp-0123456789abcdef";
   record.program_hash = std::string(64, 'a');
@@ -39,7 +39,7 @@ JobRecord full_record() {
 JobRecord record_submitted_at(const std::string& id, std::int64_t submitted_at_ms) {
   JobRecord record;
   record.id = id;
-  record.state = "PENDING";
+  record.state = rpc::JobInfo::PENDING;
   record.submitted_at_ms = submitted_at_ms;
   return record;
 }
@@ -71,7 +71,7 @@ TEST(JobStoreTest, PutTwiceReplaces) {
   JobStore store(":memory:");
   JobRecord record = full_record();
   store.put(record);
-  record.state = "RUNNING";
+  record.state = rpc::JobInfo::RUNNING;
   record.error.clear();
   record.args = {"only"};
   store.put(record);
@@ -237,6 +237,35 @@ TEST(JobStoreTest, RemoveDeletesTheRecordAndItsOutputOnly) {
   EXPECT_TRUE(store.logs("job-a").lines.empty());
   EXPECT_EQ(store.log_line_count("job-a"), 0);
   EXPECT_EQ(store.logs("job-b").lines, (std::vector<std::string>{"b0"}));
+}
+
+// The state column is text, as before states were typed: databases of older
+// heads load, and a name this version does not know reads as unspecified.
+TEST(JobStoreTest, TheStateColumnHoldsTheStateName) {
+  TempDir dir;
+  const std::string path = dir.file("jobs.db");
+  {
+    JobStore store(path);
+    store.put(full_record());
+  }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* select = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT CAST(state AS TEXT) FROM jobs WHERE id = ?", -1, &select,
+                               nullptr),
+            SQLITE_OK);
+  const std::string id = full_record().id;
+  sqlite3_bind_blob(select, 1, id.data(), static_cast<int>(id.size()), SQLITE_TRANSIENT);
+  ASSERT_EQ(sqlite3_step(select), SQLITE_ROW);
+  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(select, 0)), "FAILED");
+  sqlite3_finalize(select);
+  ASSERT_EQ(
+      sqlite3_exec(db, "UPDATE jobs SET state = CAST('PAUSED' AS BLOB)", nullptr, nullptr, nullptr),
+      SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+  JobStore store(path);
+  EXPECT_EQ(store.get(id)->state, rpc::JobInfo::STATE_UNSPECIFIED);
 }
 
 // A database written by a head of schema version 1 (no per-job output state)

@@ -64,7 +64,7 @@ class FakeJobManager final : public rpc::JobManager::Service {
       return {grpc::StatusCode::NOT_FOUND, "no job '" + ref->job_id() + "'"};
     }
     reply->set_job_id("j1");
-    reply->set_state("RUNNING");
+    reply->set_state(rpc::JobInfo::RUNNING);
     return grpc::Status::OK;
   }
 
@@ -114,7 +114,7 @@ class FakeJobManager final : public rpc::JobManager::Service {
     if (request->follow()) {
       rpc::JobEvent event;
       event.mutable_state()->set_job_id(request->job_id());
-      event.mutable_state()->set_state("FINISHED");
+      event.mutable_state()->set_state(rpc::JobInfo::FINISHED);
       writer->Write(event);
     }
     return grpc::Status::OK;
@@ -177,7 +177,7 @@ TEST_F(JobManagerClientTest, AMissingTokenIsTheErrorWhenTheHeadRefusesTheCall) {
 
 TEST_F(JobManagerClientTest, WithoutATokenItPresentsTheTokenFileOfTheStateDirectory) {
   write_token(token_path(state_dir_.path()), kToken);
-  EXPECT_EQ(client("").job("j1").state(), "RUNNING");
+  EXPECT_EQ(client("").job("j1").state(), rpc::JobInfo::RUNNING);
 }
 
 TEST_F(JobManagerClientTest, AFailedCallSaysWhatFailedWhereAndWhy) {
@@ -250,7 +250,7 @@ TEST_F(JobManagerClientTest, WatchPassesEachLineAndReturnsTheFinalState) {
   const auto final_state = client().watch("j1", /*follow=*/true, "lost job j1", collect);
   EXPECT_EQ(lines, (std::vector<std::string>{"first line", "second line"}));
   ASSERT_TRUE(final_state.has_value());
-  EXPECT_EQ(final_state->state(), "FINISHED");
+  EXPECT_EQ(final_state->state(), rpc::JobInfo::FINISHED);
 
   lines.clear();
   EXPECT_FALSE(client().watch("j1", /*follow=*/false, "cannot read the logs of j1", collect));

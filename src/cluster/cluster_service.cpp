@@ -1,0 +1,142 @@
+#include "cluster/cluster_service.hpp"
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "cluster/cluster_config.hpp"
+#include "cluster/request_validation.hpp"
+#include "cluster/rpc_call.hpp"
+
+namespace sage::cluster {
+namespace {
+
+using grpc::ServerContext;
+using grpc::Status;
+using grpc::StatusCode;
+
+}  // namespace
+
+Status ClusterService::Join(ServerContext* context, const rpc::JoinRequest* request,
+                            grpc::ServerWriter<rpc::WorkerCommand>* writer) {
+  return serve("Join", context, options_.token, [&]() -> Status {
+    if (auto problem = problem_in(*request)) return invalid(*problem);
+    const std::string& id = request->node_id();
+    MutexLock lock(state_.mutex);
+    const std::optional<std::uint64_t> session = state_.nodes.join(*request, now_ms());
+    if (!session) {
+      return {StatusCode::ALREADY_EXISTS,
+              "node '" + id + "' is already in the cluster; give each worker its own --node-id"};
+    }
+    state_.jobs.schedule_pending();
+    state_.changed.notify_all();
+    lock.unlock();
+    rpc::WorkerCommand welcome;
+    welcome.mutable_welcome()->set_head_version(SAGE_VERSION);
+    if (!writer->Write(welcome)) return Status::OK;
+    lock.lock();
+    while (state_.nodes.in_session(id, *session)) {
+      std::optional<rpc::WorkerCommand> command = state_.nodes.take_command(id);
+      if (!command) {
+        state_.changed.wait_for(state_.mutex, kStreamPoll);
+        if (context->IsCancelled() || state_.shutting_down) break;
+        continue;
+      }
+      lock.unlock();
+      const bool sent = writer->Write(*command);
+      lock.lock();
+      if (!sent) break;
+    }
+    if (state_.nodes.in_session(id, *session) && !state_.shutting_down) {
+      state_.jobs.node_died(id, "the worker on node '" + id + "' disconnected");
+      state_.changed.notify_all();
+    }
+    return Status::OK;
+  });
+}
+
+Status ClusterService::Heartbeat(ServerContext* context, const rpc::NodeRef* request, rpc::Empty*) {
+  return serve("Heartbeat", context, options_.token, [&]() -> Status {
+    if (auto problem = problem_in(*request)) return invalid(*problem);
+    MutexLock lock(state_.mutex);
+    if (!state_.nodes.heartbeat(request->node_id(), now_ms())) {
+      return {StatusCode::NOT_FOUND, "node '" + request->node_id() + "' must join again"};
+    }
+    return Status::OK;
+  });
+}
+
+Status ClusterService::ReportPrepared(ServerContext* context, const rpc::PreparedReport* request,
+                                      rpc::Empty*) {
+  return serve("ReportPrepared", context, options_.token, [&]() -> Status {
+    if (auto problem = problem_in(*request)) return invalid(*problem);
+    MutexLock lock(state_.mutex);
+    if (auto problem = state_.jobs.prepared(*request)) return invalid(*problem);
+    state_.changed.notify_all();
+    return Status::OK;
+  });
+}
+
+Status ClusterService::ReportOutput(ServerContext* context, const rpc::OutputReport* request,
+                                    rpc::Empty*) {
+  return serve("ReportOutput", context, options_.token, [&]() -> Status {
+    if (auto problem = problem_in(*request)) return invalid(*problem);
+    if (request->lines_size() > 0) {
+      // The store takes no output for a job it has no record of (one forgotten).
+      if (!store_.append_logs(
+              request->job_id(),
+              std::vector<std::string>(request->lines().begin(), request->lines().end()))) {
+        return unknown_job(request->job_id());
+      }
+      MutexLock lock(state_.mutex);
+      state_.changed.notify_all();
+    }
+    return Status::OK;
+  });
+}
+
+Status ClusterService::ReportProgress(ServerContext* context, const rpc::ProgressReport* request,
+                                      rpc::Empty*) {
+  return serve("ReportProgress", context, options_.token, [&]() -> Status {
+    if (auto problem = problem_in(*request)) return invalid(*problem);
+    MutexLock lock(state_.mutex);
+    state_.jobs.progress(*request);
+    return Status::OK;
+  });
+}
+
+Status ClusterService::ReportExit(ServerContext* context, const rpc::ExitReport* request,
+                                  rpc::Empty*) {
+  return serve("ReportExit", context, options_.token, [&]() -> Status {
+    if (auto problem = problem_in(*request)) return invalid(*problem);
+    MutexLock lock(state_.mutex);
+    state_.jobs.exited(*request);
+    state_.changed.notify_all();
+    return Status::OK;
+  });
+}
+
+Status ClusterService::FetchProgram(ServerContext* context, const rpc::ProgramRef* request,
+                                    grpc::ServerWriter<rpc::ProgramChunk>* writer) {
+  return serve("FetchProgram", context, options_.token, [&]() -> Status {
+    if (auto problem = problem_in(*request)) return invalid(*problem);
+    if (!programs_.contains(request->sha256())) {
+      return {StatusCode::NOT_FOUND, "no program " + request->sha256().substr(0, 64)};
+    }
+    std::FILE* file = std::fopen(programs_.path_of(request->sha256()).c_str(), "rb");
+    if (file == nullptr) return {StatusCode::INTERNAL, "cannot read the stored program"};
+    std::string buffer(net::kProgramChunkBytes, '\0');
+    rpc::ProgramChunk chunk;
+    chunk.set_sha256(request->sha256());
+    std::size_t n;
+    while ((n = std::fread(buffer.data(), 1, buffer.size(), file)) > 0) {
+      chunk.set_data(buffer.data(), n);
+      if (!writer->Write(chunk)) break;
+      chunk.clear_sha256();
+    }
+    std::fclose(file);
+    return Status::OK;
+  });
+}
+
+}  // namespace sage::cluster
