@@ -240,9 +240,13 @@ int cluster_start(const GlobalOptions& global, StartFlags& flags) {
     const net::Address head = parse_head_address(flags.head_address);
     if (flags.node.node_address.empty()) flags.node.node_address = address_towards_head(head);
   }
-  if (!flags.node.memory.empty()) parse_memory(flags.node.memory);
-  if (!flags.max_job_output.empty()) parse_max_job_output(flags.max_job_output);
-  if (!flags.max_program_size.empty()) parse_max_program_size(flags.max_program_size);
+  try {
+    if (!flags.node.memory.empty()) parse_memory(flags.node.memory);
+    if (!flags.max_job_output.empty()) parse_max_job_output(flags.max_job_output);
+    if (!flags.max_program_size.empty()) parse_max_program_size(flags.max_program_size);
+  } catch (const Error& e) {
+    throw CLI::ValidationError(e.what());  // a bad command line: exit 2
+  }
   cluster::make_private_dir(global.state_dir);
   cluster::make_private_dir(log_dir(global.state_dir));
   if (flags.worker && flags.node.node_id.empty()) {

@@ -238,12 +238,12 @@ TEST_F(CliTest, BadFlagValuesAreRefusedWithTheFix) {
   }
   expect_refused({"cluster", "start", "--worker", "--head-address=no-such-host.invalid:10001"}, 2,
                  "cannot resolve head address 'no-such-host.invalid'");
-  expect_refused({"cluster", "start", "--head", "--memory", "1e30TB"}, 1,
+  expect_refused({"cluster", "start", "--head", "--memory", "1e30TB"}, 2,
                  "--memory '1e30TB' is not an amount of bytes (16 EiB or more); write a number "
                  "with a unit, e.g. 512MB or 16GB");
-  expect_refused({"cluster", "start", "--head", "--memory", "0.5"}, 1,
+  expect_refused({"cluster", "start", "--head", "--memory", "0.5"}, 2,
                  "--memory '0.5' is not an amount of bytes (less than one byte)");
-  expect_refused({"cluster", "start", "--head", "--memory", "1.5B"}, 1,
+  expect_refused({"cluster", "start", "--head", "--memory", "1.5B"}, 2,
                  "--memory '1.5B' is not an amount of bytes (not a whole number of bytes)");
   expect_refused({"cluster", "start", "--head", "--num-cpus", "-1"}, 2,
                  "--num-cpus: must be a number of 0 or more, got '-1'");

@@ -715,12 +715,12 @@ TEST_F(ClusterTest, CommandsSayWhatIsWrong) {
       << program.output;
 
   const Outcome bad_memory = cli({"cluster", "start", "--head", "--memory", "lots"});
-  EXPECT_EQ(bad_memory.code, 1);
+  EXPECT_EQ(bad_memory.code, 2);
   EXPECT_NE(bad_memory.output.find("--memory 'lots' is not an amount of bytes"), std::string::npos)
       << bad_memory.output;
   EXPECT_FALSE(std::filesystem::exists(state_dir_ + "/head.json"));
   const Outcome bad_output_limit = cli({"cluster", "start", "--head", "--max-job-output", "0"});
-  EXPECT_EQ(bad_output_limit.code, 1);
+  EXPECT_EQ(bad_output_limit.code, 2);
   EXPECT_NE(bad_output_limit.output.find("--max-job-output '0' is not an amount of bytes"),
             std::string::npos)
       << bad_output_limit.output;

@@ -60,6 +60,14 @@ Placement with_instance_1_remote(detail::MessageSink& remote) {
   return placement;
 }
 
+// numbers -> rebalance -> relay (2) -> discard (2).
+void build_relay(testing::BuildOnlyEnvironment& env) {
+  env.from_sequence(0, 1'000'000, {.name = "numbers"})
+      .rebalance()
+      .map([](long long x) { return x; }, {.name = "relay", .parallelism = 2})
+      .sink([](long long) {}, {.name = "discard", .parallelism = 2});
+}
+
 ExecutionConfig record_by_record() {
   ExecutionConfig config;
   config.batch_size = 1;  // the first record goes to instance 0, the second to instance 1
@@ -68,10 +76,7 @@ ExecutionConfig record_by_record() {
 
 TEST(ProcessJobTest, AFailedConnectionToAnotherProcessIsAConsequence) {
   testing::BuildOnlyEnvironment env;
-  env.from_sequence(0, 1'000'000, {.name = "numbers"})
-      .rebalance()
-      .map([](long long x) { return x; }, {.name = "relay", .parallelism = 2})
-      .sink([](long long) {}, {.name = "discard", .parallelism = 2});
+  build_relay(env);
   BrokenConnection broken;
   ProcessJob job(env.graph(), record_by_record(), "job-1", with_instance_1_remote(broken));
   job.start();
@@ -120,10 +125,7 @@ class OversizedBatch final : public detail::MessageSink {
 
 TEST(ProcessJobTest, AFailedSendOfItsOwnToAnotherProcessIsACause) {
   testing::BuildOnlyEnvironment env;
-  env.from_sequence(0, 1'000'000, {.name = "numbers"})
-      .rebalance()
-      .map([](long long x) { return x; }, {.name = "relay", .parallelism = 2})
-      .sink([](long long) {}, {.name = "discard", .parallelism = 2});
+  build_relay(env);
   OversizedBatch oversized;
   ProcessJob job(env.graph(), record_by_record(), "job-1", with_instance_1_remote(oversized));
   job.start();
