@@ -204,7 +204,11 @@ class Worker::Impl {
       node.set_node_id(options_.node_id);
       rpc::Empty reply;
       auto context = net::make_context(options_.token);
-      context->set_deadline(std::chrono::system_clock::now() + kHeartbeatInterval * 2);
+      // A late answer still counts: on a loaded machine the head may answer
+      // after seconds, yet it counted the heartbeat when it arrived, so
+      // giving up on it sooner would end task processes of a node the head
+      // holds alive.
+      context->set_deadline(std::chrono::system_clock::now() + kNodeTimeout);
       const auto sent = Lease::Clock::now();
       const grpc::Status status = stub_->Heartbeat(context.get(), node, &reply);
       // The head saw the heartbeat after it was sent: the lease ends no later
