@@ -157,12 +157,22 @@ TEST(OutputRelayTest, WhatTheProcessLeftInItsGroupIsKilled) {
 TEST(OutputRelayTest, OutputHeldOutsideTheGroupIsReadForAGraceThenLeft) {
   Recorded recorded;
   LaunchedProcess process = fork_task_process([](int output, int) {
+    // The task process ends only once the escaped one has left its group:
+    // else the relay's kill of the group could still reach it.
+    int left_group[2];
+    if (pipe(left_group) != 0) _exit(3);
     const pid_t escaped = fork();
     if (escaped == 0) {
       setpgid(0, 0);
-      for (int fd : {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO}) close(fd);  // not the test's
+      if (write(left_group[1], "x", 1) != 1) _exit(3);
+      for (int fd : {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO, left_group[0], left_group[1]}) {
+        close(fd);  // not the test's
+      }
       for (;;) pause();  // holds both pipes, outside the group
     }
+    close(left_group[1]);
+    char left = 0;
+    if (read(left_group[0], &left, 1) != 1) _exit(3);
     char line[32];
     const int length = std::snprintf(line, sizeof line, "escaped %d\n", static_cast<int>(escaped));
     write_text(output, std::string(line, static_cast<std::size_t>(length)));
