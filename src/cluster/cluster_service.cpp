@@ -19,8 +19,7 @@ using grpc::StatusCode;
 
 Status ClusterService::Join(ServerContext* context, const rpc::JoinRequest* request,
                             grpc::ServerWriter<rpc::WorkerCommand>* writer) {
-  return serve("Join", context, options_.token, [&]() -> Status {
-    if (auto problem = problem_in(*request)) return invalid(*problem);
+  return serve("Join", context, options_.token, *request, [&]() -> Status {
     const std::string& id = request->node_id();
     MutexLock lock(state_.mutex);
     const std::optional<std::uint64_t> session = state_.nodes.join(*request, now_ms());
@@ -56,8 +55,7 @@ Status ClusterService::Join(ServerContext* context, const rpc::JoinRequest* requ
 }
 
 Status ClusterService::Heartbeat(ServerContext* context, const rpc::NodeRef* request, rpc::Empty*) {
-  return serve("Heartbeat", context, options_.token, [&]() -> Status {
-    if (auto problem = problem_in(*request)) return invalid(*problem);
+  return serve("Heartbeat", context, options_.token, *request, [&]() -> Status {
     MutexLock lock(state_.mutex);
     if (!state_.nodes.heartbeat(request->node_id(), now_ms())) {
       return {StatusCode::NOT_FOUND, "node '" + request->node_id() + "' must join again"};
@@ -68,8 +66,7 @@ Status ClusterService::Heartbeat(ServerContext* context, const rpc::NodeRef* req
 
 Status ClusterService::ReportPrepared(ServerContext* context, const rpc::PreparedReport* request,
                                       rpc::Empty*) {
-  return serve("ReportPrepared", context, options_.token, [&]() -> Status {
-    if (auto problem = problem_in(*request)) return invalid(*problem);
+  return serve("ReportPrepared", context, options_.token, *request, [&]() -> Status {
     MutexLock lock(state_.mutex);
     if (auto problem = state_.jobs.prepared(*request)) return invalid(*problem);
     state_.changed.notify_all();
@@ -79,8 +76,7 @@ Status ClusterService::ReportPrepared(ServerContext* context, const rpc::Prepare
 
 Status ClusterService::ReportOutput(ServerContext* context, const rpc::OutputReport* request,
                                     rpc::Empty*) {
-  return serve("ReportOutput", context, options_.token, [&]() -> Status {
-    if (auto problem = problem_in(*request)) return invalid(*problem);
+  return serve("ReportOutput", context, options_.token, *request, [&]() -> Status {
     if (request->lines_size() > 0) {
       // The store takes no output for a job it has no record of (one forgotten).
       if (!store_.append_logs(
@@ -97,8 +93,7 @@ Status ClusterService::ReportOutput(ServerContext* context, const rpc::OutputRep
 
 Status ClusterService::ReportProgress(ServerContext* context, const rpc::ProgressReport* request,
                                       rpc::Empty*) {
-  return serve("ReportProgress", context, options_.token, [&]() -> Status {
-    if (auto problem = problem_in(*request)) return invalid(*problem);
+  return serve("ReportProgress", context, options_.token, *request, [&]() -> Status {
     MutexLock lock(state_.mutex);
     state_.jobs.progress(*request);
     return Status::OK;
@@ -107,8 +102,7 @@ Status ClusterService::ReportProgress(ServerContext* context, const rpc::Progres
 
 Status ClusterService::ReportExit(ServerContext* context, const rpc::ExitReport* request,
                                   rpc::Empty*) {
-  return serve("ReportExit", context, options_.token, [&]() -> Status {
-    if (auto problem = problem_in(*request)) return invalid(*problem);
+  return serve("ReportExit", context, options_.token, *request, [&]() -> Status {
     MutexLock lock(state_.mutex);
     state_.jobs.exited(*request);
     state_.changed.notify_all();
@@ -118,8 +112,7 @@ Status ClusterService::ReportExit(ServerContext* context, const rpc::ExitReport*
 
 Status ClusterService::FetchProgram(ServerContext* context, const rpc::ProgramRef* request,
                                     grpc::ServerWriter<rpc::ProgramChunk>* writer) {
-  return serve("FetchProgram", context, options_.token, [&]() -> Status {
-    if (auto problem = problem_in(*request)) return invalid(*problem);
+  return serve("FetchProgram", context, options_.token, *request, [&]() -> Status {
     if (!programs_.contains(request->sha256())) {
       return {StatusCode::NOT_FOUND, "no program " + request->sha256().substr(0, 64)};
     }

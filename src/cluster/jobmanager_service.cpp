@@ -26,8 +26,7 @@ constexpr std::int64_t kWatchPageLines = 10'000;
 
 Status JobManagerService::HasProgram(ServerContext* context, const rpc::ProgramRef* request,
                                      rpc::HasProgramReply* reply) {
-  return serve("HasProgram", context, options_.token, [&]() -> Status {
-    if (auto problem = problem_in(*request)) return invalid(*problem);
+  return serve("HasProgram", context, options_.token, *request, [&]() -> Status {
     reply->set_present(programs_.contains(request->sha256()));
     programs_.touch(request->sha256());  // kept until the submit that follows
     return Status::OK;
@@ -90,8 +89,7 @@ Status JobManagerService::SubmitJob(ServerContext* context, const rpc::SubmitReq
 
 Status JobManagerService::WatchJob(ServerContext* context, const rpc::WatchRequest* request,
                                    grpc::ServerWriter<rpc::JobEvent>* writer) {
-  return serve("WatchJob", context, options_.token, [&]() -> Status {
-    if (auto problem = problem_in(*request)) return invalid(*problem);
+  return serve("WatchJob", context, options_.token, *request, [&]() -> Status {
     const std::string& id = request->job_id();
     std::int64_t next_line = request->from_line();
     MutexLock lock(state_.mutex);
@@ -148,8 +146,7 @@ Status JobManagerService::ListJobs(ServerContext* context, const rpc::Empty*, rp
 
 Status JobManagerService::GetJob(ServerContext* context, const rpc::JobRef* request,
                                  rpc::JobInfo* reply) {
-  return serve("GetJob", context, options_.token, [&]() -> Status {
-    if (auto problem = problem_in(*request)) return invalid(*problem);
+  return serve("GetJob", context, options_.token, *request, [&]() -> Status {
     MutexLock lock(state_.mutex);
     auto info = state_.jobs.info(request->job_id());
     if (!info) return unknown_job(request->job_id());
@@ -160,8 +157,7 @@ Status JobManagerService::GetJob(ServerContext* context, const rpc::JobRef* requ
 
 Status JobManagerService::StopJob(ServerContext* context, const rpc::JobRef* request,
                                   rpc::JobInfo* reply) {
-  return serve("StopJob", context, options_.token, [&]() -> Status {
-    if (auto problem = problem_in(*request)) return invalid(*problem);
+  return serve("StopJob", context, options_.token, *request, [&]() -> Status {
     MutexLock lock(state_.mutex);
     auto info = state_.jobs.stop(request->job_id());
     if (!info) return unknown_job(request->job_id());

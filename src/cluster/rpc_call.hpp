@@ -1,5 +1,6 @@
 // How the head runs each RPC of its two services: the caller must bring the
-// cluster token, and an exception that escapes the handler (a damaged job
+// cluster token, the request must pass its checks (request_validation.hpp)
+// before the handler sees it, and an exception that escapes the handler (a damaged job
 // database, a bug) is logged, naming the RPC, and answered with INTERNAL and
 // its message. Also the statuses the handlers share.
 #pragma once
@@ -10,6 +11,7 @@
 #include <exception>
 #include <string>
 
+#include "cluster/request_validation.hpp"
 #include "net/rpc.hpp"
 
 namespace sage::cluster {
@@ -34,6 +36,17 @@ inline grpc::Status invalid(const std::string& message) {
 inline grpc::Status unknown_job(const std::string& id) {
   return {grpc::StatusCode::NOT_FOUND,
           "no job '" + id + "'; `sage job list` shows the jobs this head knows"};
+}
+
+// serve() for a request whose fields are checked first: a bad one is
+// refused with INVALID_ARGUMENT naming the field, and the handler never runs.
+template <class Request, class Handler>
+grpc::Status serve(const char* rpc, grpc::ServerContext* context, const std::string& token,
+                   const Request& request, Handler&& handler) {
+  return serve(rpc, context, token, [&]() -> grpc::Status {
+    if (auto problem = problem_in(request)) return invalid(*problem);
+    return handler();
+  });
 }
 
 }  // namespace sage::cluster
