@@ -255,7 +255,7 @@ std::optional<rpc::JobInfo> JobTable::stop(const std::string& job_id) {
       settle_if_ended(*job);
     }
   }
-  return job->info;
+  return job->with_live_statistics();
 }
 
 void JobTable::node_died(const std::string& node_id, const std::string& why) {
@@ -452,6 +452,8 @@ void JobTable::load() {
     job->request.set_name(record.name);
     job->request.set_fingerprint(record.fingerprint);
     job->request.set_program_sha256(record.program_hash);
+    // Kept whole, since saving the job again writes the record from it.
+    job->request.mutable_args()->Assign(record.args.begin(), record.args.end());
     if (!is_final(job->info.state())) {
       job->info.set_state(rpc::JobInfo::FAILED);
       job->info.set_error("the head restarted while the job ran");

@@ -347,6 +347,7 @@ TEST_F(HeadTest, JobsOfAnOlderHeadLoadInTheirStates) {
       record.id = id;
       record.name = info.name();
       record.state = state;
+      record.args = {"--input", "data.txt"};
       const std::string text = rpc::JobInfo::State_Name(state);
       // Field 3, length-delimited: how an older head stored the state.
       record.statistics = info.SerializeAsString() + '\x1a' + static_cast<char>(text.size()) + text;
@@ -359,6 +360,12 @@ TEST_F(HeadTest, JobsOfAnOlderHeadLoadInTheirStates) {
   EXPECT_EQ(running.state(), rpc::JobInfo::FAILED);
   EXPECT_EQ(running.error(), "the head restarted while the job ran");
   EXPECT_EQ(running.name(), "old job");
+  head_.reset();
+  // Failing the running job saved it again: with its arguments, not without.
+  JobStore store(dir_.file("jobs.db"));
+  for (const JobRecord& record : store.list()) {
+    EXPECT_EQ(record.args, (std::vector<std::string>{"--input", "data.txt"})) << record.id;
+  }
 }
 
 // A peer's broken connection reported first does not hide the operator's
