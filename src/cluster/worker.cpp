@@ -253,7 +253,12 @@ class Worker::Impl {
       report.set_error(e.what());
     }
     rpc::Empty reply;
-    stub_->ReportPrepared(net::make_context(options_.token).get(), report, &reply);
+    const grpc::Status status =
+        stub_->ReportPrepared(net::make_context(options_.token).get(), report, &reply);
+    if (!status.ok()) {
+      spdlog::warn("job {}: the head did not take the report that process {} is prepared: {}",
+                   prepare.job_id(), prepare.process_index(), status.error_message());
+    }
   }
 
   static std::string key(const std::string& job_id, int process) {
@@ -297,7 +302,15 @@ class Worker::Impl {
     report.set_exit_code(code);
     if (report.error().empty()) report.set_error(error);
     rpc::Empty reply;
-    stub_->ReportExit(net::make_context(options_.token).get(), report, &reply);
+    const grpc::Status status =
+        stub_->ReportExit(net::make_context(options_.token).get(), report, &reply);
+    if (!status.ok()) {
+      spdlog::warn("job {}: the head did not take the report that process {} ended ({}): {}",
+                   report.job_id(), report.process_index(),
+                   report.error().empty() ? "exit code " + std::to_string(report.exit_code())
+                                          : report.error(),
+                   status.error_message());
+    }
   }
 
   void start_process(const rpc::StartProcess& start) {
@@ -498,6 +511,7 @@ class Worker::Impl {
       std::lock_guard lock(mutex_);
       kill_processes();
       listeners_.clear();
+      stopped_jobs_.clear();  // a new session brings no commands of the old one's jobs
       starters.swap(starters_);
     }
     for (auto& starter : starters) starter.thread.join();
