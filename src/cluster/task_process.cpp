@@ -68,6 +68,10 @@ class QueueDelivery final : public net::FrameHandler {
   void on_error(const std::string& message) override {
     job_.fail(message, runtime::FailureKind::kConsequence);
   }
+  // This process's own failure: the cause.
+  void on_local_failure(const std::string& message) override {
+    job_.fail(message, runtime::FailureKind::kCause);
+  }
   void on_rejected(const std::string& line) override { log_for_the_node(line); }
 
  private:

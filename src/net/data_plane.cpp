@@ -64,7 +64,7 @@ void DataReceiver::accept_loop() {
       connection = listener_.accept(wake);
     } catch (const Error& e) {
       // Peers that cannot connect would leave the job short: it fails.
-      if (!closing()) handler_.on_error(std::string("data plane: ") + e.what());
+      if (!closing()) handler_.on_local_failure(std::string("data plane: ") + e.what());
       return;
     }
     if (connection.valid()) admit(std::move(connection));
@@ -109,8 +109,9 @@ void DataReceiver::admit(Socket socket) {
     connections_.erase(connection);
     --ungreeted_;
     lock.unlock();
-    handler_.on_error("data plane: cannot start a thread for the connection from " + address +
-                      ": " + e.what() + "; raise the node's limit on processes and threads");
+    handler_.on_local_failure("data plane: cannot start a thread for the connection from " +
+                              address + ": " + e.what() +
+                              "; raise the node's limit on processes and threads");
   }
 }
 
@@ -235,6 +236,11 @@ void PeerConnection::greet_locked() {
   if (greeted_) return;
   // A failure says so now and at every later send.
   if (!greet_error_.empty()) throw Error(greet_error_);
+  {
+    // Shut down before it connected (its job was cancelled): no connecting.
+    std::lock_guard lock(socket_mutex_);
+    if (shut_down_) throw Error("the connection to " + peer_.to_string() + " was shut down");
+  }
   try {
     Socket connected = Socket::connect(peer_, deadline_);
     {

@@ -71,9 +71,12 @@ class FrameHandler {
   // May block (a full consumer queue): that is the backpressure.
   virtual void on_batch(const FrameHeader& header, std::string_view payload) = 0;
   virtual void on_end_of_stream(const FrameHeader& header) = 0;
-  // The job cannot complete: a greeted peer's connection broke or
-  // misbehaved, or this process cannot take connections any more.
+  // The job cannot complete because of a peer: a greeted peer's connection
+  // broke or misbehaved (most often because that peer failed first).
   virtual void on_error(const std::string& message) = 0;
+  // The job cannot complete because of this process: it cannot take
+  // connections any more (out of descriptors, memory or threads).
+  virtual void on_local_failure(const std::string& message) = 0;
   // A line for the node's log (never the job's output, never a job error):
   // a connection was turned away before its hello was accepted. Already
   // rate-limited (net/rejection_log.hpp).

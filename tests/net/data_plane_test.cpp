@@ -36,6 +36,9 @@ class Recorder final : public FrameHandler {
     add(events_, "end " + std::to_string(h.channel));
   }
   void on_error(const std::string& message) override { add(events_, "error " + message); }
+  void on_local_failure(const std::string& message) override {
+    add(events_, "local failure " + message);
+  }
   void on_rejected(const std::string& line) override { add(rejections_, line); }
 
   // The first `n` events, waiting up to 10 s for them.
@@ -382,7 +385,8 @@ TEST(DataPlaneTest, AFailedAcceptFailsTheJobLoudly) {
     for (int fd : fillers) close(fd);
     setrlimit(RLIMIT_NOFILE, &original);
     ASSERT_EQ(events.size(), 1u) << "a failed accept went unnoticed";
-    EXPECT_NE(events[0].find("error data plane: cannot accept connections on port " +
+    // This process's own failure, the job's cause, not a peer's.
+    EXPECT_NE(events[0].find("local failure data plane: cannot accept connections on port " +
                              std::to_string(receiver.port()) + ": Too many open files"),
               std::string::npos)
         << events[0];
