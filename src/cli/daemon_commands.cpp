@@ -154,9 +154,12 @@ void serve_head(const GlobalOptions& global, const StartFlags& flags, const Read
     worker = std::make_unique<cluster::Worker>(options);
   }
   // Declared after the head and the worker, so that it is gone before them.
+  // The head goes first: a job whose instances the node's own worker then
+  // ends is one the head stopped serving (FAILED when it restarts), not one
+  // that failed while it watched.
   const TerminationHandler on_signal([&] {
-    if (worker) worker->stop();
     head.shutdown();
+    if (worker) worker->stop();
   });
   if (worker) {
     worker_thread = std::thread([&] {

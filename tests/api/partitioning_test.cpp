@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <numeric>
+#include <ostream>
 #include <string>
 #include <tuple>
 
@@ -33,6 +34,8 @@ std::string edge_name(Edge e) {
   }
   return "?";
 }
+
+void PrintTo(Edge e, std::ostream* out) { *out << edge_name(e); }
 
 // Routes by value, to check that partition() sees the record and the count.
 struct ModuloPartitioner {

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,9 @@ struct PlacementCase {
   std::vector<std::string> expected;  // node of each instance, in task order
   std::string stuck;                  // or the instance left without room
 };
+
+// gtest (and so ctest's test names) shows a case by what it is about.
+void PrintTo(const PlacementCase& c, std::ostream* out) { *out << c.what; }
 
 class PlacementTest : public ::testing::TestWithParam<PlacementCase> {};
 
@@ -143,6 +147,8 @@ struct NeverFitsCase {
   std::vector<ChainSpec> chains;
   std::string says;  // a part of the refusal; empty: the job is accepted
 };
+
+void PrintTo(const NeverFitsCase& c, std::ostream* out) { *out << c.what; }
 
 class NeverFitsTest : public ::testing::TestWithParam<NeverFitsCase> {};
 
