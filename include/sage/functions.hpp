@@ -9,6 +9,7 @@
 
 #include <concepts>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <ranges>
 #include <type_traits>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "sage/runtime_context.hpp"
+#include "sage/serialization.hpp"
 
 namespace sage {
 
@@ -58,6 +60,25 @@ concept HasOpen = requires(F& f, RuntimeContext& ctx) {
 template <class F>
 concept HasClose = requires(F& f) {
   f.close();
+};
+
+// Checkpointed members (docs/fault-tolerance.md): a function that keeps
+// state in its own members across failures defines both of
+//   void save_state(sage::Writer& out);   // at a checkpoint barrier
+//   void restore_state(sage::Reader& in); // after open(), when the job restarts
+// and may define
+//   void notify_checkpoint_complete(std::uint64_t checkpoint_id);
+// called once every task has stored checkpoint `checkpoint_id` (and all
+// before it): the moment to make output visible (a two-phase commit). A
+// source with save_state/restore_state is replayable.
+template <class F>
+concept HasCheckpointedState = requires(F& f, Writer& w, Reader& r) {
+  f.save_state(w);
+  f.restore_state(r);
+};
+template <class F>
+concept HasCheckpointNotification = requires(F& f, std::uint64_t id) {
+  f.notify_checkpoint_complete(id);
 };
 
 template <class F>

@@ -42,6 +42,13 @@ struct JobResult {
   std::string error;  // for kFailed: which operator, instance, node, and the message
   double duration_seconds = 0;
   std::vector<InstanceStats> instances;  // ordered by operator, then instance
+  // Fault tolerance: how often the job restarted from a checkpoint, and why
+  // (one line per restart, oldest first).
+  int restarts = 0;
+  std::vector<std::string> restart_causes;
+  // The last completed checkpoint: its id (0: none) and size in bytes.
+  std::uint64_t last_checkpoint_id = 0;
+  std::uint64_t last_checkpoint_bytes = 0;
 
   // A table: one line per instance with node, pid and record counts, then
   // user_metrics_table() when there are user metrics.

@@ -42,6 +42,9 @@ struct Options {
   std::optional<Resources> resources;  // per instance; default: Resources{}
 };
 
+// How a checkpoint treats an operator with several input channels.
+enum class CheckpointMode { kExactlyOnce, kAtLeastOnce };
+
 // Engine settings for one job. The defaults suit small and large records alike;
 // docs/performance.md explains when to change them.
 struct ExecutionConfig {
@@ -56,7 +59,37 @@ struct ExecutionConfig {
   // It is the largest parallelism a keyed operator can have.
   int max_parallelism = 128;
 
-  // Throws InvalidPlanError for zero sizes or max_parallelism < 1.
+  // Fault tolerance (docs/fault-tolerance.md). Every checkpoint_interval the
+  // sources start a consistent snapshot of every operator's state; 0 = off.
+  std::chrono::milliseconds checkpoint_interval{0};
+  // Exactly-once aligns the barriers of an operator's input channels;
+  // at-least-once does not wait for them (lower latency; after a restart some
+  // records may have been counted twice).
+  CheckpointMode checkpoint_mode = CheckpointMode::kExactlyOnce;
+  // A checkpoint not stored by every task within this time is aborted.
+  std::chrono::milliseconds checkpoint_timeout{60'000};
+  // The least time from the end of one checkpoint to the start of the next.
+  std::chrono::milliseconds min_pause_between_checkpoints{0};
+  // Checkpoints in a row that may fail (declined, timed out) before the job
+  // does; -1: any number.
+  int tolerable_checkpoint_failures = -1;
+  // Batches an aligning task may hold back from channels that delivered the
+  // barrier; beyond it the task declines the checkpoint rather than stall.
+  std::size_t alignment_buffer_batches = 256;
+  // Completed checkpoints kept on storage (the newest).
+  int retained_checkpoints = 3;
+  // Where checkpoints are stored: a directory on this machine or a shared
+  // mount. Empty: checkpoints/ under the state directory (SAGE_STATE_DIR, or
+  // ~/.sage); on a cluster, the head's state directory.
+  std::string checkpoint_directory;
+  // After a task process, a worker or a node dies, the job restarts from its
+  // last completed checkpoint up to this many times (checkpoints on only),
+  // each after restart_delay.
+  int restart_attempts = 3;
+  std::chrono::milliseconds restart_delay{1'000};
+
+  // Throws InvalidPlanError for zero sizes, max_parallelism < 1 or negative
+  // checkpoint settings.
   void validate() const;
 };
 

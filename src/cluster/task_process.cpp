@@ -57,11 +57,15 @@ class QueueDelivery final : public net::FrameHandler {
   }
 
   void on_batch(const net::FrameHeader& h, std::string_view payload) override {
-    queue_of(h).push(detail::Message{h.channel, edge_of(h).decode(payload)});
+    queue_of(h).push(detail::Message::of_batch(h.channel, edge_of(h).decode(payload)));
   }
   void on_end_of_stream(const net::FrameHeader& h) override {
     edge_of(h);  // validates the address
-    queue_of(h).push(detail::Message{h.channel, nullptr});
+    queue_of(h).push(detail::Message::end_of_stream(h.channel));
+  }
+  void on_barrier(const net::FrameHeader& h, std::uint64_t checkpoint) override {
+    edge_of(h);  // validates the address
+    queue_of(h).push(detail::Message::barrier(h.channel, checkpoint));
   }
   // A peer's connection broke or misbehaved: most often because that peer
   // failed first, whose error is the job's cause.

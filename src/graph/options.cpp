@@ -76,6 +76,28 @@ void ExecutionConfig::validate() const {
     throw InvalidPlanError("ExecutionConfig::max_parallelism must be at least 1");
   }
   if (linger.count() < 0) throw InvalidPlanError("ExecutionConfig::linger must not be negative");
+  const auto not_negative = [](auto value, const char* field) {
+    if (value < 0) {
+      throw InvalidPlanError(std::string("ExecutionConfig::") + field + " must not be negative");
+    }
+  };
+  not_negative(checkpoint_interval.count(), "checkpoint_interval (0 turns checkpoints off)");
+  not_negative(min_pause_between_checkpoints.count(), "min_pause_between_checkpoints");
+  not_negative(restart_attempts, "restart_attempts");
+  not_negative(restart_delay.count(), "restart_delay");
+  if (checkpoint_timeout.count() <= 0) {
+    throw InvalidPlanError("ExecutionConfig::checkpoint_timeout must be positive");
+  }
+  if (tolerable_checkpoint_failures < -1) {
+    throw InvalidPlanError(
+        "ExecutionConfig::tolerable_checkpoint_failures must be -1 (any number) or more");
+  }
+  if (retained_checkpoints < 1) {
+    throw InvalidPlanError("ExecutionConfig::retained_checkpoints must be at least 1");
+  }
+  if (alignment_buffer_batches == 0) {
+    throw InvalidPlanError("ExecutionConfig::alignment_buffer_batches must be at least 1");
+  }
 }
 
 }  // namespace sage

@@ -1,6 +1,7 @@
 #include "net/data_plane.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <system_error>
 
 #include "sage/error.hpp"
@@ -190,6 +191,12 @@ void DataReceiver::read_frames(Socket& socket, const std::string& peer) {
         case FrameKind::kEndOfStream:
           handler_.on_end_of_stream(header);
           break;
+        case FrameKind::kBarrier: {
+          std::uint64_t checkpoint = 0;
+          std::memcpy(&checkpoint, payload.data(), sizeof checkpoint);
+          handler_.on_barrier(header, checkpoint);
+          break;
+        }
         default:  // kGoodbye
           return;
       }
@@ -310,9 +317,16 @@ void RemoteTaskSink::push(detail::Message message) {
   header.chain = chain_;
   header.instance = instance_;
   header.channel = message.channel;
-  if (!message.batch) {
+  if (message.kind == detail::Message::Kind::kEndOfStream) {
     header.kind = static_cast<std::uint32_t>(FrameKind::kEndOfStream);
     connection_.send(header, {});
+    return;
+  }
+  if (message.kind == detail::Message::Kind::kBarrier) {
+    header.kind = static_cast<std::uint32_t>(FrameKind::kBarrier);
+    char payload[kBarrierPayloadBytes];
+    std::memcpy(payload, &message.checkpoint, sizeof payload);
+    connection_.send(header, std::string_view(payload, sizeof payload));
     return;
   }
   header.kind = static_cast<std::uint32_t>(FrameKind::kBatch);

@@ -71,6 +71,8 @@ class FrameHandler {
   // May block (a full consumer queue): that is the backpressure.
   virtual void on_batch(const FrameHeader& header, std::string_view payload) = 0;
   virtual void on_end_of_stream(const FrameHeader& header) = 0;
+  // Checkpoint barrier `checkpoint` on the header's channel.
+  virtual void on_barrier(const FrameHeader& header, std::uint64_t checkpoint) = 0;
   // The job cannot complete because of a peer: a greeted peer's connection
   // broke or misbehaved (most often because that peer failed first).
   virtual void on_error(const std::string& message) = 0;

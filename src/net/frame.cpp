@@ -35,6 +35,12 @@ FrameKind check_frame_header(const FrameHeader& header) {
                 std::to_string(kMaxFrameBytes));
   }
   switch (static_cast<FrameKind>(header.kind)) {
+    case FrameKind::kBarrier:
+      if (header.length != kBarrierPayloadBytes) {
+        throw Error("a barrier frame of " + std::to_string(header.length) + " bytes, not " +
+                    std::to_string(kBarrierPayloadBytes));
+      }
+      return FrameKind::kBarrier;
     case FrameKind::kBatch:
     case FrameKind::kEndOfStream:
     case FrameKind::kGoodbye:

@@ -16,7 +16,15 @@ namespace sage::net {
 // fits; larger records need a smaller batch_size.
 constexpr std::uint32_t kMaxFrameBytes = 64u << 20;
 
-enum class FrameKind : std::uint32_t { kHello = 1, kBatch = 2, kEndOfStream = 3, kGoodbye = 4 };
+// kBarrier's payload is the checkpoint id, 8 bytes.
+enum class FrameKind : std::uint32_t {
+  kHello = 1,
+  kBatch = 2,
+  kEndOfStream = 3,
+  kGoodbye = 4,
+  kBarrier = 5
+};
+constexpr std::uint32_t kBarrierPayloadBytes = 8;
 
 // The receiver's answer to a hello it accepts. A sender waits for it as long
 // as the connection stands: the peer process may still be starting (its

@@ -47,10 +47,11 @@ void Task::run_inputs(const ExecutionConfig& config) {
     } else {
       queue->pop(message);
     }
-    if (!message.batch) {
+    if (message.kind == detail::Message::Kind::kEndOfStream) {
       --open_channels;
       continue;
     }
+    if (message.kind != detail::Message::Kind::kBatch) continue;
     const auto& end = channels[message.channel];
     end.adapter->deliver(*message.batch, *end.receiver);
     message.batch.reset();

@@ -35,6 +35,9 @@ class Recorder final : public FrameHandler {
   void on_end_of_stream(const FrameHeader& h) override {
     add(events_, "end " + std::to_string(h.channel));
   }
+  void on_barrier(const FrameHeader& h, std::uint64_t checkpoint) override {
+    add(events_, "barrier " + std::to_string(h.channel) + " " + std::to_string(checkpoint));
+  }
   void on_error(const std::string& message) override { add(events_, "error " + message); }
   void on_local_failure(const std::string& message) override {
     add(events_, "local failure " + message);
@@ -96,8 +99,9 @@ bool send_end_of_stream(PeerConnection& peer, std::uint32_t channel, std::string
 void send_sample(PeerConnection& peer) {
   detail::TypedEdgeFactory<int> edge;
   RemoteTaskSink sink(peer, 2, 1, {&edge, &edge});
-  sink.push(detail::Message{1, std::make_unique<detail::Batch<int>>(std::vector<int>{1, 2, 3})});
-  sink.push(detail::Message{0, nullptr});
+  sink.push(detail::Message::of_batch(
+      1, std::make_unique<detail::Batch<int>>(std::vector<int>{1, 2, 3})));
+  sink.push(detail::Message::end_of_stream(0));
 }
 
 // What the receiver must have seen of send_sample(), and nothing else.

@@ -21,7 +21,8 @@ bool eventually(const std::atomic<bool>& flag, Clock::duration timeout) {
 }
 
 detail::Message batch_of(int n, std::uint32_t channel = 0) {
-  return detail::Message{channel, std::make_unique<detail::Batch<int>>(std::vector<int>(n, 7))};
+  return detail::Message::of_batch(channel,
+                                   std::make_unique<detail::Batch<int>>(std::vector<int>(n, 7)));
 }
 
 TEST(InputQueueTest, ProducerBlocksWhileFullAndResumesWhenConsumerTakes) {
@@ -55,7 +56,7 @@ TEST(InputQueueTest, PopTimesOutWhenEmpty) {
   InputQueue queue(4, metrics);
   detail::Message m;
   EXPECT_FALSE(queue.pop_until(m, Clock::now() + std::chrono::milliseconds(5)));
-  queue.push(detail::Message{3, nullptr});
+  queue.push(detail::Message::end_of_stream(3));
   EXPECT_TRUE(queue.pop_until(m, Clock::now() + std::chrono::seconds(5)));
   EXPECT_EQ(m.channel, 3u);
   EXPECT_EQ(m.batch, nullptr);

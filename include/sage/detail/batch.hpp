@@ -5,10 +5,14 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "sage/error.hpp"
+#include "sage/serialization.hpp"
 
 namespace sage::detail {
 
@@ -25,10 +29,49 @@ struct Batch final : BatchBase {
   std::vector<T> records;
 };
 
-// What travels on a channel: a batch, or end-of-stream for that channel.
+// What travels on a channel (a batch, a checkpoint barrier, end-of-stream),
+// or, posted to a task's queue by the engine, a checkpoint command for the
+// task itself (channel unused).
 struct Message {
-  std::uint32_t channel = 0;         // index of the channel at the consumer task
-  std::unique_ptr<BatchBase> batch;  // null means end-of-stream on `channel`
+  enum class Kind : std::uint8_t {
+    kBatch,
+    kEndOfStream,
+    kBarrier,             // checkpoint `checkpoint`: all records before it are in it
+    kTriggerCheckpoint,   // a source task: snapshot and send barrier `checkpoint` now
+    kCheckpointComplete,  // every task stored `checkpoint`: commit what it covers
+    kCheckpointAborted,   // `checkpoint` will not complete: stop aligning for it
+  };
+  Kind kind = Kind::kBatch;
+  std::uint32_t channel = 0;  // index of the channel at the consumer task
+  std::unique_ptr<BatchBase> batch;
+  std::uint64_t checkpoint = 0;
+
+  static Message of_batch(std::uint32_t channel, std::unique_ptr<BatchBase> batch) {
+    return Message{Kind::kBatch, channel, std::move(batch), 0};
+  }
+  static Message end_of_stream(std::uint32_t channel) {
+    return Message{Kind::kEndOfStream, channel, nullptr, 0};
+  }
+  static Message barrier(std::uint32_t channel, std::uint64_t checkpoint) {
+    return Message{Kind::kBarrier, channel, nullptr, checkpoint};
+  }
+  static Message command(Kind kind, std::uint64_t checkpoint) {
+    return Message{kind, 0, nullptr, checkpoint};
+  }
+  // Carried on a channel (as opposed to a command for the task).
+  bool on_channel() const {
+    return kind == Kind::kBatch || kind == Kind::kEndOfStream || kind == Kind::kBarrier;
+  }
+};
+
+// One operator instance's part of a checkpoint.
+struct OperatorSnapshot {
+  // What the user's function wrote in save_state(), if it has one.
+  std::optional<std::string> function_state;
+  // Keyed state by key group (of ExecutionConfig::max_parallelism): only
+  // non-empty groups, so that a restore reads just the groups it owns.
+  std::map<int, std::string> key_groups;
+  SAGE_FIELDS(function_state, key_groups)
 };
 
 // Where a channel writer delivers messages: the consumer's input queue in this
@@ -76,6 +119,14 @@ class Operator {
   virtual void finish() = 0;
   // Input port `index` (0, or 1 for the second input of a two-input operator).
   virtual BatchReceiverBase& input(int index) = 0;
+
+  // Checkpoints, all on the task's thread. snapshot(): the instance's state
+  // at a barrier (its function's save_state and its keyed state). restore():
+  // after open() and before the first record, when the job restarts from a
+  // checkpoint. notify_checkpoint_complete(): every task stored the checkpoint.
+  virtual void snapshot(OperatorSnapshot& out) = 0;
+  virtual void restore(const OperatorSnapshot& in) = 0;
+  virtual void notify_checkpoint_complete(std::uint64_t checkpoint_id) = 0;
 };
 
 // The head of a source chain: pulls records from the user's source.
@@ -85,6 +136,9 @@ class SourceOperator : public Operator {
   // first (so that a slow source does not hold records back); false once the
   // source has ended.
   virtual bool produce(std::size_t max_records, std::chrono::steady_clock::time_point deadline) = 0;
+  // Whether it can save and restore its position, so that a job restarted
+  // from a checkpoint replays exactly the records after it.
+  virtual bool replayable() const = 0;
 };
 
 // The outgoing side of an edge that is not chained: routes records to the
@@ -97,6 +151,8 @@ class ChannelWriterBase {
   virtual bool has_pending() const = 0;
   // Sends what is left, then end-of-stream on every channel.
   virtual void finish() = 0;
+  // Sends what is left, then barrier `checkpoint` on every channel.
+  virtual void barrier(std::uint64_t checkpoint) = 0;
 };
 
 // Hands a received batch of an edge's type to the operator input it feeds.

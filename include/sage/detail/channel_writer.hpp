@@ -59,7 +59,13 @@ class ChannelWriterCommon : public ChannelWriterBase, public BatchReceiver<T> {
   }
   void finish() override {
     flush();
-    for (const auto& target : setup_.targets) push(target, Message{target.channel, nullptr});
+    for (const auto& target : setup_.targets) push(target, Message::end_of_stream(target.channel));
+  }
+  void barrier(std::uint64_t checkpoint) override {
+    flush();
+    for (const auto& target : setup_.targets) {
+      push(target, Message::barrier(target.channel, checkpoint));
+    }
   }
 
  protected:
@@ -80,7 +86,7 @@ class ChannelWriterCommon : public ChannelWriterBase, public BatchReceiver<T> {
     full.reserve(setup_.batch_size);
     full.swap(buffers_[target]);
     const auto& t = setup_.targets[target];
-    push(t, Message{t.channel, std::make_unique<Batch<T>>(std::move(full))});
+    push(t, Message::of_batch(t.channel, std::make_unique<Batch<T>>(std::move(full))));
   }
   void push(const ChannelTarget& target, Message message) {
     BlockedTimer timer(*setup_.producer_metrics);

@@ -118,7 +118,8 @@ class FunctionHolder {
       : function_(make()),
         key_(std::move(key)),
         metrics_(setup.metrics),
-        ctx_(setup.identity, setup.metrics->user, key_.backend()) {}
+        ctx_(setup.identity, setup.metrics->user, key_.backend()),
+        max_parallelism_(setup.config->max_parallelism) {}
 
   void open_function() {
     run_user_code(ctx_, *metrics_, [&] { detail::open_function(function_, ctx_); });
@@ -126,6 +127,34 @@ class FunctionHolder {
   void close_function() {
     key_.clear();
     run_user_code(ctx_, *metrics_, [&] { detail::close_function(function_); });
+  }
+
+  // The function's save_state and the keyed state, for Operator::snapshot.
+  void snapshot_function(OperatorSnapshot& out) {
+    if constexpr (HasCheckpointedState<F>) {
+      Writer writer;
+      run_user_code(ctx_, *metrics_, [&] { function_.save_state(writer); });
+      out.function_state = writer.take();
+    }
+    if (KeyedStateBackend* backend = key_.backend()) {
+      backend->snapshot(max_parallelism_, out.key_groups);
+    }
+  }
+  void restore_function(const OperatorSnapshot& in) {
+    if constexpr (HasCheckpointedState<F>) {
+      if (in.function_state) {
+        Reader reader(*in.function_state);
+        run_user_code(ctx_, *metrics_, [&] { function_.restore_state(reader); });
+      }
+    }
+    if (KeyedStateBackend* backend = key_.backend()) {
+      for (const auto& [group, bytes] : in.key_groups) backend->restore(bytes);
+    }
+  }
+  void notify_function(std::uint64_t checkpoint_id) {
+    if constexpr (HasCheckpointNotification<F>) {
+      run_user_code(ctx_, *metrics_, [&] { function_.notify_checkpoint_complete(checkpoint_id); });
+    }
   }
 
  protected:
@@ -150,6 +179,7 @@ class FunctionHolder {
   KeyPolicy key_;
   InstanceMetrics* metrics_;
   RuntimeContext ctx_;
+  int max_parallelism_;
 };
 
 // The operators that apply one function to each record of one input: map,
@@ -162,6 +192,9 @@ class SingleInputOperator : public Operator,
   void open() override { this->open_function(); }
   void finish() override { this->close_function(); }
   BatchReceiverBase& input(int) override { return *this; }
+  void snapshot(OperatorSnapshot& out) override { this->snapshot_function(out); }
+  void restore(const OperatorSnapshot& in) override { this->restore_function(in); }
+  void notify_checkpoint_complete(std::uint64_t id) override { this->notify_function(id); }
 
  protected:
   using FunctionHolder<F, KeyPolicy>::FunctionHolder;
@@ -304,6 +337,10 @@ class SourceOperatorImpl final : public SourceOperator, private FunctionHolder<S
   void open() override { this->open_function(); }
   void finish() override { this->close_function(); }
   BatchReceiverBase& input(int) override { throw std::logic_error("a source has no input"); }
+  void snapshot(OperatorSnapshot& out) override { this->snapshot_function(out); }
+  void restore(const OperatorSnapshot& in) override { this->restore_function(in); }
+  void notify_checkpoint_complete(std::uint64_t id) override { this->notify_function(id); }
+  bool replayable() const override { return HasCheckpointedState<S>; }
 
   bool produce(std::size_t max_records, std::chrono::steady_clock::time_point deadline) override {
     // Reading the clock costs about as much as a cheap record, so check it
@@ -370,6 +407,11 @@ struct CoMapLogic {
   F function;
   void open(RuntimeContext& ctx) { open_function(function, ctx); }
   void close() { close_function(function); }
+  void save_state(Writer& out) requires HasCheckpointedState<F> { function.save_state(out); }
+  void restore_state(Reader& in) requires HasCheckpointedState<F> { function.restore_state(in); }
+  void notify_checkpoint_complete(std::uint64_t id) requires HasCheckpointNotification<F> {
+    function.notify_checkpoint_complete(id);
+  }
   template <int kInput, class T, class Out>
   void process(T& record, Collector<Out>& out) {
     if constexpr (kInput == 0) {
@@ -395,6 +437,11 @@ struct JoinLogic {
     open_function(function, ctx);
   }
   void close() { close_function(function); }
+  void save_state(Writer& out) requires HasCheckpointedState<F> { function.save_state(out); }
+  void restore_state(Reader& in) requires HasCheckpointedState<F> { function.restore_state(in); }
+  void notify_checkpoint_complete(std::uint64_t id) requires HasCheckpointNotification<F> {
+    function.notify_checkpoint_complete(id);
+  }
   template <int kInput, class T, class Out>
   void process(T& record, Collector<Out>& out) {
     if constexpr (kInput == 0) {
@@ -425,6 +472,9 @@ class TwoInputOperator final : public Operator, private FunctionHolder<Logic, Ke
     this->close_function();
     output_.flush();
   }
+  void snapshot(OperatorSnapshot& out) override { this->snapshot_function(out); }
+  void restore(const OperatorSnapshot& in) override { this->restore_function(in); }
+  void notify_checkpoint_complete(std::uint64_t id) override { this->notify_function(id); }
   BatchReceiverBase& input(int index) override {
     return index == 0 ? static_cast<BatchReceiverBase&>(first_) : second_;
   }
