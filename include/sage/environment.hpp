@@ -35,6 +35,8 @@ class CollectionSource {
     next_ += step_;
     return value;
   }
+  void save_state(Writer& out) const { out.write(static_cast<std::uint64_t>(next_)); }
+  void restore_state(Reader& in) { next_ = static_cast<std::size_t>(in.read<std::uint64_t>()); }
 
  private:
   std::shared_ptr<const std::vector<T>> values_;
@@ -55,9 +57,43 @@ class SequenceSource {
     next_ += step_;
     return value;
   }
+  void save_state(Writer& out) const { out.write(next_); }
+  void restore_state(Reader& in) { next_ = in.read<long long>(); }
 
  private:
   long long next_, end_, step_ = 1;
+};
+
+// from_batch over a function: replayed by calling a fresh copy again and
+// skipping the records the checkpoint covers, so the function must return
+// the same records in the same order every time it runs (as SAGE's batch
+// functions over a file or a list do).
+template <class F>
+class ReplayedBatchFunction {
+ public:
+  explicit ReplayedBatchFunction(F function) : function_(std::move(function)) {}
+  void open(RuntimeContext& ctx) { open_function(function_, ctx); }
+  void close() { close_function(function_); }
+  auto next() {
+    auto value = call_next(function_);
+    if (value) ++emitted_;
+    return value;
+  }
+  void save_state(Writer& out) const { out.write(emitted_); }
+  void restore_state(Reader& in) {
+    const auto covered = in.read<std::uint64_t>();
+    while (emitted_ < covered) {
+      if (!next()) {
+        throw Error("from_batch: the batch function ended after " + std::to_string(emitted_) +
+                    " records on replay, but the checkpoint covers " + std::to_string(covered) +
+                    "; a batch function must return the same records every time it runs");
+      }
+    }
+  }
+
+ private:
+  F function_;
+  std::uint64_t emitted_ = 0;
 };
 
 // String literals become std::string records: a pointer cannot cross processes.
@@ -150,7 +186,8 @@ class Environment {
     } else {
       static_assert(detail::SourceFunction<std::decay_t<Input>>,
                     "sage: from_batch takes a range, or a function returning std::optional<T>");
-      return add_source(detail::copy_maker(std::decay_t<Input>(std::forward<Input>(input))),
+      return add_source(detail::copy_maker(detail::ReplayedBatchFunction<std::decay_t<Input>>(
+                            std::decay_t<Input>(std::forward<Input>(input)))),
                         std::move(options));
     }
   }
@@ -181,16 +218,18 @@ class Environment {
     using S = detail::Made<Make>;
     using T = detail::SourceElement<S>;
     if (options.name.empty()) options.name = "source";
-    return DataStream<T>(
-        graph_, detail::attach_operator<T>(
-                    *graph_, "source", options, 1, false, {}, [make](detail::OperatorSetup& setup) {
-                      return std::make_unique<detail::SourceOperatorImpl<T, S>>(make, setup);
-                    }));
+    auto stream = detail::attach_operator<T>(
+        *graph_, "source", options, 1, false, {}, [make](detail::OperatorSetup& setup) {
+          return std::make_unique<detail::SourceOperatorImpl<T, S>>(make, setup);
+        });
+    graph_->nodes[stream.front().node].replayable = detail::HasCheckpointedState<S>;
+    return DataStream<T>(graph_, std::move(stream));
   }
 };
 
 namespace runtime {
 class ProcessJob;
+class LocalCheckpoints;
 }  // namespace runtime
 
 // Runs the job inside this process, each parallel instance on its own thread.
@@ -205,6 +244,8 @@ class LocalEnvironment : public Environment {
 
  private:
   std::unique_ptr<runtime::ProcessJob> job_;
+  std::unique_ptr<runtime::LocalCheckpoints> checkpoints_;  // with checkpoint_interval set
+  std::optional<JobResult> result_;                         // once the job ended
 };
 
 }  // namespace sage

@@ -66,16 +66,30 @@ concept HasClose = requires(F& f) {
 // state in its own members across failures defines both of
 //   void save_state(sage::Writer& out);   // at a checkpoint barrier
 //   void restore_state(sage::Reader& in); // after open(), when the job restarts
-// and may define
+// (or save_state(sage::Writer&, std::uint64_t checkpoint_id) to know which
+// checkpoint it saves for), and may define
 //   void notify_checkpoint_complete(std::uint64_t checkpoint_id);
-// called once every task has stored checkpoint `checkpoint_id` (and all
-// before it): the moment to make output visible (a two-phase commit). A
-// source with save_state/restore_state is replayable.
+// called once every task has stored checkpoint `checkpoint_id`: the moment
+// to make what that checkpoint covers visible (a two-phase commit). It may
+// come after the save of a later checkpoint. A source with
+// save_state/restore_state is replayable.
+template <class F>
+concept HasSaveStateWithId = requires(F& f, Writer& w, std::uint64_t id) {
+  f.save_state(w, id);
+};
 template <class F>
 concept HasCheckpointedState = requires(F& f, Writer& w, Reader& r) {
-  f.save_state(w);
   f.restore_state(r);
-};
+} && (HasSaveStateWithId<F> || requires(F& f, Writer& w) { f.save_state(w); });
+
+template <class F>
+void save_function_state(F& f, Writer& out, std::uint64_t checkpoint_id) {
+  if constexpr (HasSaveStateWithId<F>) {
+    f.save_state(out, checkpoint_id);
+  } else {
+    f.save_state(out);
+  }
+}
 template <class F>
 concept HasCheckpointNotification = requires(F& f, std::uint64_t id) {
   f.notify_checkpoint_complete(id);

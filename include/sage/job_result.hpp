@@ -46,7 +46,10 @@ struct JobResult {
   // (one line per restart, oldest first).
   int restarts = 0;
   std::vector<std::string> restart_causes;
-  // The last completed checkpoint: its id (0: none) and size in bytes.
+  // Checkpoints completed and failed (declined or timed out), and the last
+  // completed one: its id (0: none) and size in bytes.
+  std::uint64_t checkpoints_completed = 0;
+  std::uint64_t checkpoints_failed = 0;
   std::uint64_t last_checkpoint_id = 0;
   std::uint64_t last_checkpoint_bytes = 0;
 

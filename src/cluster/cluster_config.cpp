@@ -18,14 +18,6 @@
 
 namespace sage::cluster {
 
-std::string default_state_dir() {
-  if (const char* dir = std::getenv("SAGE_STATE_DIR"); dir != nullptr && *dir != '\0') return dir;
-  if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') {
-    return std::string(home) + "/.sage";
-  }
-  return "/tmp/sage-" + std::to_string(getuid());
-}
-
 std::string token_path(const std::string& state_dir) { return state_dir + "/token"; }
 
 std::string head_info_path(const std::string& state_dir) { return state_dir + "/head.json"; }

@@ -5,6 +5,8 @@
 #include <chrono>
 #include <string>
 
+#include "checkpoint/storage.hpp"
+
 namespace sage::cluster {
 
 constexpr int kDefaultClusterPort = 10001;     // workers join here
@@ -24,8 +26,7 @@ constexpr const char* kLeaseFdVariable = "SAGE_LEASE_FD";
 // RemoteEnvironment::submit appends the id of each job it submits.
 constexpr const char* kSubmittedJobsVariable = "SAGE_SUBMITTED_JOBS";
 
-// The state directory: $SAGE_STATE_DIR, else $HOME/.sage, else /tmp/sage-<uid>.
-std::string default_state_dir();
+using checkpoint::default_state_dir;
 // The token file of a head in `state_dir`.
 std::string token_path(const std::string& state_dir);
 // What the head started from `state_dir` writes there while it runs (JSON:

@@ -52,6 +52,16 @@ PhysicalPlan PhysicalPlan::build(const detail::LogicalGraph& graph, const Execut
                            "' has no operators; add a source (from_collection, from_source, "
                            "from_batch) and a sink before submitting");
   }
+  if (config.checkpoint_interval.count() > 0) {
+    for (const auto& node : graph.nodes) {
+      if (node.replayable) continue;
+      throw InvalidPlanError(
+          "source '" + node.name +
+          "' cannot replay its records after a failure, and the job has checkpoints on; give "
+          "its class save_state(sage::Writer&) and restore_state(sage::Reader&) for its "
+          "position (docs/fault-tolerance.md), or set checkpoint_interval to 0");
+    }
+  }
   PhysicalPlan plan;
   plan.graph_ = &graph;
   const auto node_count = graph.nodes.size();

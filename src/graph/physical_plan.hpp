@@ -35,7 +35,7 @@ class PhysicalPlan {
  public:
   // Throws InvalidPlanError for a graph that cannot run (no operators, a
   // forward edge between different parallelisms, a keyed operator wider than
-  // max_parallelism, ...).
+  // max_parallelism, a source that cannot replay in a job with checkpoints...).
   static PhysicalPlan build(const detail::LogicalGraph& graph, const ExecutionConfig& config);
 
   const std::vector<Chain>& chains() const { return chains_; }

@@ -26,7 +26,7 @@ void InputQueue::push(detail::Message message) {
   if (aborted_) throw detail::JobCancelledError{};
   messages_.push_back(std::move(message));
   const auto size = messages_.size();
-  size_.store(size, std::memory_order_release);
+  size_.store(size + commands_.size(), std::memory_order_release);
   metrics_.queue_batches.store(size, std::memory_order_relaxed);
   if (size > metrics_.queue_peak_batches.load(std::memory_order_relaxed)) {
     metrics_.queue_peak_batches.store(size, std::memory_order_relaxed);
@@ -34,16 +34,32 @@ void InputQueue::push(detail::Message message) {
   if (consumer_waiting_) not_empty_.notify_one();
 }
 
+void InputQueue::post(detail::Message command) {
+  std::lock_guard lock(mutex_);
+  commands_.push_back(std::move(command));
+  size_.store(messages_.size() + commands_.size(), std::memory_order_release);
+  if (consumer_waiting_) not_empty_.notify_one();
+}
+
+bool InputQueue::try_pop(detail::Message& out) {
+  if (size_.load(std::memory_order_acquire) == 0) return false;
+  std::lock_guard lock(mutex_);
+  if (aborted_) throw detail::JobCancelledError{};
+  if (messages_.empty() && commands_.empty()) return false;
+  take(out);
+  return true;
+}
+
 bool InputQueue::wait_for_message(std::unique_lock<std::mutex>& lock,
                                   const std::chrono::steady_clock::time_point* deadline) {
-  while (messages_.empty() && !aborted_) {
+  while (messages_.empty() && commands_.empty() && !aborted_) {
     consumer_waiting_ = true;
     if (deadline == nullptr) {
       not_empty_.wait(lock);
     } else if (not_empty_.wait_until(lock, *deadline) == std::cv_status::timeout) {
       consumer_waiting_ = false;
       if (aborted_) throw detail::JobCancelledError{};
-      return !messages_.empty();
+      return !messages_.empty() || !commands_.empty();
     }
     consumer_waiting_ = false;
   }
@@ -52,10 +68,16 @@ bool InputQueue::wait_for_message(std::unique_lock<std::mutex>& lock,
 }
 
 void InputQueue::take(detail::Message& out) {
+  if (!commands_.empty()) {
+    out = std::move(commands_.front());
+    commands_.pop_front();
+    size_.store(messages_.size() + commands_.size(), std::memory_order_release);
+    return;
+  }
   out = std::move(messages_.front());
   messages_.pop_front();
   const auto size = messages_.size();
-  size_.store(size, std::memory_order_release);
+  size_.store(size + commands_.size(), std::memory_order_release);
   metrics_.queue_batches.store(size, std::memory_order_relaxed);
   if (blocked_producers_ > 0) not_full_.notify_one();
 }

@@ -1,5 +1,6 @@
 // The input queue of one task (one parallel instance of a chain): every
-// channel into the task delivers here. Bounded in batches: a producer that
+// channel into the task delivers here, and the engine posts the task's
+// checkpoint commands here (a source task has a queue for those alone). Bounded in batches: a producer that
 // finds it full blocks until the consumer takes one, which is the engine's
 // backpressure. Many producer threads, one consumer thread.
 #pragma once
@@ -22,6 +23,11 @@ class InputQueue final : public detail::MessageSink {
 
   // Blocks while full. Throws detail::JobCancelledError once abort() was called.
   void push(detail::Message message) override;
+  // A command for the task (Message::command): taken before the batches
+  // waiting, and never blocks (the queue's capacity is for batches).
+  void post(detail::Message command);
+  // Takes a command or message if one is there; never waits.
+  bool try_pop(detail::Message& out);
   // Takes the oldest message; false if none arrives before `deadline`.
   // Throws detail::JobCancelledError once abort() was called.
   bool pop_until(detail::Message& out, std::chrono::steady_clock::time_point deadline);
@@ -41,6 +47,7 @@ class InputQueue final : public detail::MessageSink {
   std::condition_variable not_empty_;
   std::condition_variable not_full_;
   std::deque<detail::Message> messages_;
+  std::deque<detail::Message> commands_;
   std::atomic<std::size_t> size_{0};  // read without the lock while spinning
   int blocked_producers_ = 0;
   bool consumer_waiting_ = false;

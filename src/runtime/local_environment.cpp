@@ -1,5 +1,7 @@
 #include <random>
 
+#include "checkpoint/storage.hpp"
+#include "runtime/local_checkpoints.hpp"
 #include "runtime/process_job.hpp"
 #include "sage/environment.hpp"
 
@@ -43,7 +45,13 @@ LocalEnvironment::~LocalEnvironment() = default;
 std::string LocalEnvironment::submit(bool autostop) {
   seal();
   job_ = std::make_unique<runtime::ProcessJob>(graph_, config_, new_job_id());
+  if (config_.checkpoint_interval.count() > 0) {
+    checkpoints_ = std::make_unique<runtime::LocalCheckpoints>(
+        *job_, config_,
+        checkpoint::checkpoint_base(config_.checkpoint_directory, checkpoint::default_state_dir()));
+  }
   job_->start();
+  if (checkpoints_) checkpoints_->start();
   const std::string id = job_->id();
   if (autostop) wait();
   return id;
@@ -54,9 +62,22 @@ JobResult LocalEnvironment::wait() {
     throw InvalidPlanError("environment '" + name() +
                            "' has no job to wait for; call submit() first");
   }
-  const JobResult& result = job_->wait();
-  if (result.state == JobState::kFailed) throw JobFailedError(result);
-  return result;
+  if (!result_) {
+    JobResult result = job_->wait();
+    if (checkpoints_) {
+      const auto stats = checkpoints_->stats();
+      result.checkpoints_completed = stats.completed;
+      result.checkpoints_failed = stats.failed;
+      if (stats.last) {
+        result.last_checkpoint_id = stats.last->id;
+        result.last_checkpoint_bytes = stats.last->bytes;
+      }
+      checkpoints_.reset();  // their directory goes with the job
+    }
+    result_ = std::move(result);
+  }
+  if (result_->state == JobState::kFailed) throw JobFailedError(*result_);
+  return *result_;
 }
 
 void LocalEnvironment::stop() {

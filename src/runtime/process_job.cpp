@@ -4,6 +4,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+
 #include "runtime/current_task.hpp"
 #include "runtime/task_builder.hpp"
 #include "sage/error.hpp"
@@ -59,6 +63,97 @@ std::string describe(const detail::OperatorError& e) {
 
 }  // namespace
 
+// The tasks' side of checkpoints in this process: snapshots go to a writer
+// thread that stores them (durably, which takes a while) and then
+// acknowledges them, so that the tasks go on with their records meanwhile.
+class ProcessJob::Checkpointing final : public TaskCheckpointing {
+ public:
+  Checkpointing(CheckpointLink& link, const ExecutionConfig& config, std::uint64_t restore_from,
+                JobControl& control)
+      : link_(link), config_(config), restore_from_(restore_from), control_(control) {}
+  ~Checkpointing() override { stop(); }
+
+  CheckpointMode mode() const override { return config_.checkpoint_mode; }
+  std::size_t alignment_buffer_batches() const override {
+    return config_.alignment_buffer_batches;
+  }
+  void store(std::uint64_t id, const checkpoint::TaskKey& task, std::string bytes,
+             std::int64_t alignment_ns) override {
+    std::lock_guard lock(mutex_);
+    pending_.push_back(Snapshot{id, task, std::move(bytes), alignment_ns});
+    wake_.notify_one();
+  }
+  void decline(std::uint64_t id, const checkpoint::TaskKey& task,
+               const std::string& reason) override {
+    link_.declined(id, task, reason);
+  }
+  void finished(const checkpoint::TaskKey& task) override {
+    // After the snapshots before it: the coordinator must not see the end
+    // of a task whose last checkpoint is still being written.
+    std::lock_guard lock(mutex_);
+    pending_.push_back(Snapshot{0, task, {}, 0});
+    wake_.notify_one();
+  }
+  std::optional<std::string> restore_bytes(const checkpoint::TaskKey& task) override {
+    if (restore_from_ == 0) return std::nullopt;
+    return link_.storage().read_task_snapshot(restore_from_, task);
+  }
+
+  void start() {
+    writer_ = std::thread([this] { write_snapshots(); });
+  }
+  void stop() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+      wake_.notify_one();
+    }
+    if (writer_.joinable()) writer_.join();
+  }
+
+ private:
+  struct Snapshot {
+    std::uint64_t id = 0;  // 0: the task has ended
+    checkpoint::TaskKey task;
+    std::string bytes;
+    std::int64_t alignment_ns = 0;
+  };
+
+  void write_snapshots() {
+    std::unique_lock lock(mutex_);
+    while (true) {
+      wake_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
+      if (pending_.empty()) return;
+      Snapshot snapshot = std::move(pending_.front());
+      pending_.pop_front();
+      lock.unlock();
+      if (snapshot.id == 0) {
+        link_.finished(snapshot.task);
+      } else if (!control_.cancelled()) {
+        try {
+          link_.storage().write_task_snapshot(snapshot.id, snapshot.task, snapshot.bytes);
+          link_.acknowledged(snapshot.id, snapshot.task, snapshot.bytes.size(),
+                             snapshot.alignment_ns);
+        } catch (const Error& e) {
+          link_.declined(snapshot.id, snapshot.task,
+                         std::string("its snapshot could not be stored: ") + e.what());
+        }
+      }
+      lock.lock();
+    }
+  }
+
+  CheckpointLink& link_;
+  const ExecutionConfig& config_;
+  const std::uint64_t restore_from_;
+  JobControl& control_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<Snapshot> pending_;
+  bool stopping_ = false;
+  std::thread writer_;
+};
+
 ProcessJob::ProcessJob(std::shared_ptr<const detail::LogicalGraph> graph, ExecutionConfig config,
                        std::string job_id, Placement placement)
     : graph_(std::move(graph)),
@@ -75,7 +170,6 @@ ProcessJob::ProcessJob(std::shared_ptr<const detail::LogicalGraph> graph, Execut
   }
   for (const auto& chain : plan_.chains()) {
     auto& per_instance = queues_.emplace_back(chain.parallelism);
-    if (chain.is_source) continue;
     for (int i = 0; i < chain.parallelism; ++i) {
       if (!is_local(chain.id, i)) continue;
       per_instance[i] =
@@ -119,7 +213,37 @@ ProcessJob::~ProcessJob() {
   }
 }
 
+void ProcessJob::enable_checkpoints(CheckpointLink& link, std::uint64_t restore_from) {
+  checkpointing_ = std::make_unique<Checkpointing>(link, config_, restore_from, control_);
+  for (auto& task : tasks_) task.checkpointing = checkpointing_.get();
+}
+
+namespace {
+
+void post_to(std::vector<Task>& tasks, detail::Message::Kind kind, std::uint64_t id,
+             bool sources_only) {
+  for (auto& task : tasks) {
+    if (!sources_only || task.is_source) task.queue->post(detail::Message::command(kind, id));
+  }
+}
+
+}  // namespace
+
+void ProcessJob::trigger_checkpoint(std::uint64_t id) {
+  post_to(tasks_, detail::Message::Kind::kTriggerCheckpoint, id, true);
+}
+void ProcessJob::trigger_final_checkpoint(std::uint64_t id) {
+  post_to(tasks_, detail::Message::Kind::kFinalCheckpoint, id, false);
+}
+void ProcessJob::checkpoint_complete(std::uint64_t id) {
+  post_to(tasks_, detail::Message::Kind::kCheckpointComplete, id, false);
+}
+void ProcessJob::abort_checkpoint(std::uint64_t id) {
+  post_to(tasks_, detail::Message::Kind::kCheckpointAborted, id, false);
+}
+
 void ProcessJob::start() {
+  if (checkpointing_) checkpointing_->start();
   started_ = std::chrono::steady_clock::now();
   spdlog::debug("job {} ({}): starting {} tasks, plan {}", graph_->job_name, job_id_, tasks_.size(),
                 plan_.fingerprint());
@@ -144,6 +268,7 @@ void ProcessJob::start() {
 const JobResult& ProcessJob::wait() {
   if (result_) return *result_;
   for (auto& t : threads_) t.join();
+  if (checkpointing_) checkpointing_->stop();
   result_ = collect_result();
   if (result_->state == JobState::kFailed) {
     spdlog::debug("job {} ({}) failed: {}", graph_->job_name, job_id_, result_->error);

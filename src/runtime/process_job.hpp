@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "checkpoint/storage.hpp"
 #include "graph/physical_plan.hpp"
 #include "runtime/input_queue.hpp"
 #include "runtime/job_control.hpp"
@@ -36,6 +37,21 @@ struct Placement {
   std::function<std::vector<int>(int chain, int instance)> gpus;
 };
 
+// How the tasks of a ProcessJob reach their job's checkpoints: the storage
+// their snapshots go to and the coordinator that hears of them (in this
+// process for a local job, on the head for a cluster's). Called from the
+// process's snapshot writer thread and from task threads.
+class CheckpointLink {
+ public:
+  virtual ~CheckpointLink() = default;
+  virtual checkpoint::CheckpointStorage& storage() = 0;
+  virtual void acknowledged(std::uint64_t id, const checkpoint::TaskKey& task,
+                            std::uint64_t bytes, std::int64_t alignment_ns) = 0;
+  virtual void declined(std::uint64_t id, const checkpoint::TaskKey& task,
+                        const std::string& reason) = 0;
+  virtual void finished(const checkpoint::TaskKey& task) = 0;
+};
+
 class ProcessJob {
  public:
   // Plans the job; throws InvalidPlanError for a graph that cannot run.
@@ -45,7 +61,7 @@ class ProcessJob {
 
   const graph::PhysicalPlan& plan() const { return plan_; }
   const detail::LogicalGraph& graph() const { return *graph_; }
-  // The input queue of a task of this process (null for a source task).
+  // The input queue of a task of this process (null for another process's).
   InputQueue* queue(int chain, int instance) { return queues_[chain][instance].get(); }
   // Fails the job from outside its tasks (e.g. a lost connection: a consequence).
   void fail(std::string error, FailureKind kind) { control_.fail(std::move(error), kind); }
@@ -53,6 +69,15 @@ class ProcessJob {
   FailureKind failure_kind() const { return control_.error_kind(); }
   // Runs `hook` when the job is cancelled; register before start().
   void on_cancel(std::function<void()> hook) { control_.on_cancel(std::move(hook)); }
+
+  // Checkpoints: before start(), the link of a job with checkpoint_interval
+  // set, and the checkpoint to restore when the job restarts from one.
+  void enable_checkpoints(CheckpointLink& link, std::uint64_t restore_from = 0);
+  // The coordinator's commands to this process's tasks (any thread).
+  void trigger_checkpoint(std::uint64_t id);
+  void trigger_final_checkpoint(std::uint64_t id);
+  void checkpoint_complete(std::uint64_t id);
+  void abort_checkpoint(std::uint64_t id);
 
   const std::string& id() const { return job_id_; }
   void start();
@@ -85,6 +110,9 @@ class ProcessJob {
   std::vector<std::thread> threads_;
   std::chrono::steady_clock::time_point started_;
   std::optional<JobResult> result_;
+
+  class Checkpointing;  // the tasks' TaskCheckpointing and the snapshot writer
+  std::unique_ptr<Checkpointing> checkpointing_;
 };
 
 }  // namespace sage::runtime

@@ -13,6 +13,7 @@ Task build_task(const TaskContext& context, int chain_id, int instance, InputQue
   task.chain = chain_id;
   task.instance = instance;
   task.queue = queue;
+  task.is_source = chain.is_source;
   // Built tail first, so that every operator's chained successors exist
   // before it; node ids are topological.
   std::map<int, detail::Operator*> built;

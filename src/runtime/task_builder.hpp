@@ -29,7 +29,7 @@ struct TaskContext {
   std::function<std::vector<int>(int chain, int instance)> gpus;
 };
 
-// `queue` is the task's input queue; null for a source chain.
+// `queue` is the task's input queue (for a source chain, of checkpoint commands only).
 Task build_task(const TaskContext& context, int chain, int instance, InputQueue* queue);
 
 }  // namespace sage::runtime

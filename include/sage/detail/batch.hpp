@@ -38,6 +38,7 @@ struct Message {
     kEndOfStream,
     kBarrier,             // checkpoint `checkpoint`: all records before it are in it
     kTriggerCheckpoint,   // a source task: snapshot and send barrier `checkpoint` now
+    kFinalCheckpoint,     // an ended task: its last snapshot, for final checkpoint `checkpoint`
     kCheckpointComplete,  // every task stored `checkpoint`: commit what it covers
     kCheckpointAborted,   // `checkpoint` will not complete: stop aligning for it
   };
@@ -124,7 +125,7 @@ class Operator {
   // at a barrier (its function's save_state and its keyed state). restore():
   // after open() and before the first record, when the job restarts from a
   // checkpoint. notify_checkpoint_complete(): every task stored the checkpoint.
-  virtual void snapshot(OperatorSnapshot& out) = 0;
+  virtual void snapshot(OperatorSnapshot& out, std::uint64_t checkpoint_id) = 0;
   virtual void restore(const OperatorSnapshot& in) = 0;
   virtual void notify_checkpoint_complete(std::uint64_t checkpoint_id) = 0;
 };
@@ -136,9 +137,6 @@ class SourceOperator : public Operator {
   // first (so that a slow source does not hold records back); false once the
   // source has ended.
   virtual bool produce(std::size_t max_records, std::chrono::steady_clock::time_point deadline) = 0;
-  // Whether it can save and restore its position, so that a job restarted
-  // from a checkpoint replays exactly the records after it.
-  virtual bool replayable() const = 0;
 };
 
 // The outgoing side of an edge that is not chained: routes records to the

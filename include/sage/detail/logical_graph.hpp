@@ -159,6 +159,9 @@ struct LogicalNode {
   bool reserves_resources = false;
   int num_inputs = 0;  // 0 for sources, 2 for connect
   bool keyed = false;
+  // A source that can save and restore its position (always true for other
+  // operators); a job with checkpoints needs every source to be.
+  bool replayable = true;
   std::shared_ptr<const OperatorFactory> factory;
 };
 

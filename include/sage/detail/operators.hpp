@@ -130,10 +130,11 @@ class FunctionHolder {
   }
 
   // The function's save_state and the keyed state, for Operator::snapshot.
-  void snapshot_function(OperatorSnapshot& out) {
+  void snapshot_function(OperatorSnapshot& out, std::uint64_t checkpoint_id) {
     if constexpr (HasCheckpointedState<F>) {
       Writer writer;
-      run_user_code(ctx_, *metrics_, [&] { function_.save_state(writer); });
+      run_user_code(ctx_, *metrics_,
+                    [&] { save_function_state(function_, writer, checkpoint_id); });
       out.function_state = writer.take();
     }
     if (KeyedStateBackend* backend = key_.backend()) {
@@ -192,7 +193,9 @@ class SingleInputOperator : public Operator,
   void open() override { this->open_function(); }
   void finish() override { this->close_function(); }
   BatchReceiverBase& input(int) override { return *this; }
-  void snapshot(OperatorSnapshot& out) override { this->snapshot_function(out); }
+  void snapshot(OperatorSnapshot& out, std::uint64_t checkpoint_id) override {
+    this->snapshot_function(out, checkpoint_id);
+  }
   void restore(const OperatorSnapshot& in) override { this->restore_function(in); }
   void notify_checkpoint_complete(std::uint64_t id) override { this->notify_function(id); }
 
@@ -337,10 +340,11 @@ class SourceOperatorImpl final : public SourceOperator, private FunctionHolder<S
   void open() override { this->open_function(); }
   void finish() override { this->close_function(); }
   BatchReceiverBase& input(int) override { throw std::logic_error("a source has no input"); }
-  void snapshot(OperatorSnapshot& out) override { this->snapshot_function(out); }
+  void snapshot(OperatorSnapshot& out, std::uint64_t checkpoint_id) override {
+    this->snapshot_function(out, checkpoint_id);
+  }
   void restore(const OperatorSnapshot& in) override { this->restore_function(in); }
   void notify_checkpoint_complete(std::uint64_t id) override { this->notify_function(id); }
-  bool replayable() const override { return HasCheckpointedState<S>; }
 
   bool produce(std::size_t max_records, std::chrono::steady_clock::time_point deadline) override {
     // Reading the clock costs about as much as a cheap record, so check it
@@ -407,7 +411,9 @@ struct CoMapLogic {
   F function;
   void open(RuntimeContext& ctx) { open_function(function, ctx); }
   void close() { close_function(function); }
-  void save_state(Writer& out) requires HasCheckpointedState<F> { function.save_state(out); }
+  void save_state(Writer& out, std::uint64_t id) requires HasCheckpointedState<F> {
+    save_function_state(function, out, id);
+  }
   void restore_state(Reader& in) requires HasCheckpointedState<F> { function.restore_state(in); }
   void notify_checkpoint_complete(std::uint64_t id) requires HasCheckpointNotification<F> {
     function.notify_checkpoint_complete(id);
@@ -437,7 +443,9 @@ struct JoinLogic {
     open_function(function, ctx);
   }
   void close() { close_function(function); }
-  void save_state(Writer& out) requires HasCheckpointedState<F> { function.save_state(out); }
+  void save_state(Writer& out, std::uint64_t id) requires HasCheckpointedState<F> {
+    save_function_state(function, out, id);
+  }
   void restore_state(Reader& in) requires HasCheckpointedState<F> { function.restore_state(in); }
   void notify_checkpoint_complete(std::uint64_t id) requires HasCheckpointNotification<F> {
     function.notify_checkpoint_complete(id);
@@ -472,7 +480,9 @@ class TwoInputOperator final : public Operator, private FunctionHolder<Logic, Ke
     this->close_function();
     output_.flush();
   }
-  void snapshot(OperatorSnapshot& out) override { this->snapshot_function(out); }
+  void snapshot(OperatorSnapshot& out, std::uint64_t checkpoint_id) override {
+    this->snapshot_function(out, checkpoint_id);
+  }
   void restore(const OperatorSnapshot& in) override { this->restore_function(in); }
   void notify_checkpoint_complete(std::uint64_t id) override { this->notify_function(id); }
   BatchReceiverBase& input(int index) override {

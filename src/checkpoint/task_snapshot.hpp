@@ -1,0 +1,40 @@
+// One task's part of a checkpoint: the snapshot of every operator of its
+// chain, head first, as bytes on storage. The bytes open with a magic and a
+// version, so that a file of anything else is refused with a clear error.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sage/detail/batch.hpp"
+#include "sage/error.hpp"
+#include "sage/serialization.hpp"
+
+namespace sage::checkpoint {
+
+struct TaskSnapshot {
+  std::vector<detail::OperatorSnapshot> operators;  // the chain's, head first
+  SAGE_FIELDS(operators)
+};
+
+inline constexpr std::string_view kTaskSnapshotMagic = "sage-task-snapshot-1\n";
+
+inline std::string encode(const TaskSnapshot& snapshot) {
+  Writer writer{std::string(kTaskSnapshotMagic)};
+  writer.write(snapshot);
+  return writer.take();
+}
+
+// Throws SerializationError for bytes that are not a task snapshot.
+inline TaskSnapshot decode_task_snapshot(std::string_view bytes) {
+  if (!bytes.starts_with(kTaskSnapshotMagic)) {
+    throw SerializationError("not a sage task snapshot (or one of another version)");
+  }
+  Reader reader(bytes.substr(kTaskSnapshotMagic.size()));
+  auto snapshot = reader.read<TaskSnapshot>();
+  if (!reader.at_end()) throw SerializationError("a task snapshot with trailing bytes");
+  return snapshot;
+}
+
+}  // namespace sage::checkpoint
