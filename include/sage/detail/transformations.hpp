@@ -1,10 +1,11 @@
 // The transformations DataStream and KeyedStream share (map, filter,
-// flat_map, sink, print), and what comap needs to type a pair of functions.
+// flat_map, sink, print, write_text), and what comap needs to type a pair of functions.
 // Each turns the user's function into a maker and an operator template
 // instantiated with its concrete type, so the per-record loop inlines it.
 #pragma once
 
 #include <concepts>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <ranges>
@@ -15,6 +16,8 @@
 #include "sage/detail/operators.hpp"
 #include "sage/detail/print.hpp"
 #include "sage/detail/stream_building.hpp"
+#include "sage/detail/text_file_sink.hpp"
+#include "sage/error.hpp"
 #include "sage/functions.hpp"
 #include "sage/options.hpp"
 
@@ -139,6 +142,27 @@ class Transformations {
   void print(std::string prefix = "", Options options = {}) const {
     if (options.name.empty()) options.name = "print";
     sink_with(class_maker<PrintFunction<T>>(std::move(prefix)), std::move(options));
+  }
+
+  // write_text: an exactly-once file sink writing each record as a line
+  // (operator<<) into part files in `directory`, created if missing; only
+  // committed files are visible (text_file_sink.hpp). A relative directory is
+  // taken from the current directory of the program that builds the job.
+  void write_text(const std::string& directory, Options options = {}) const {
+    if (directory.empty()) {
+      throw InvalidPlanError("write_text: the directory is empty; give the path to write into");
+    }
+    if (options.name.empty()) options.name = "write_text";
+    self().template attach<T>(
+        "sink", std::move(options),
+        [directory = std::filesystem::absolute(directory).string(),
+         key = self().key_policy()](OperatorSetup& s) {
+          // Without checkpoints close() commits; with them, the final checkpoint does.
+          const bool checkpointing = s.config->checkpoint_interval.count() > 0;
+          const auto make = [&] { return TextFileSink<T>(directory, checkpointing); };
+          return std::make_unique<
+              SinkOperator<T, TextFileSink<T>, std::remove_cvref_t<decltype(key)>>>(make, key, s);
+        });
   }
 
  private:
