@@ -21,9 +21,8 @@ CoordinatorSettings CoordinatorSettings::from(const ExecutionConfig& config) {
 
 CheckpointCoordinator::CheckpointCoordinator(CoordinatorSettings settings, std::string job_id,
                                              std::string fingerprint, std::vector<TaskKey> tasks,
-                                             DirectoryStorage& storage,
-                                             CoordinatorActions& actions, std::uint64_t next_id,
-                                             Clock::time_point now)
+                                             DirectoryStorage& storage, CoordinatorActions& actions,
+                                             std::uint64_t next_id, Clock::time_point now)
     : settings_(settings),
       job_id_(std::move(job_id)),
       fingerprint_(std::move(fingerprint)),
@@ -105,8 +104,8 @@ void CheckpointCoordinator::fail_pending(const std::string& why, Clock::time_poi
   actions_.abort(id);
   storage_.discard(id);
   ++failures_in_a_row_;
-  if (final || (settings_.tolerable_failures >= 0 &&
-                failures_in_a_row_ > settings_.tolerable_failures)) {
+  if (final ||
+      (settings_.tolerable_failures >= 0 && failures_in_a_row_ > settings_.tolerable_failures)) {
     actions_.fail(final ? "the final checkpoint, which commits the job's output, failed: " + why
                         : std::to_string(failures_in_a_row_) +
                               " checkpoints failed in a row, more than "

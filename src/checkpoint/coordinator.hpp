@@ -52,8 +52,8 @@ class CoordinatorActions {
 
 // What `sage job status` and JobResult show of a job's checkpoints.
 struct CheckpointStats {
-  std::uint64_t completed = 0;  // checkpoints completed
-  std::uint64_t failed = 0;     // declined or timed out
+  std::uint64_t completed = 0;             // checkpoints completed
+  std::uint64_t failed = 0;                // declined or timed out
   std::optional<CheckpointMetadata> last;  // the last completed
   std::string last_failure;                // why the last failed one did
 };

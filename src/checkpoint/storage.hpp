@@ -35,9 +35,9 @@ struct CheckpointMetadata {
   std::string fingerprint;  // of the plan: a restore into another plan is refused
   std::int64_t triggered_at_ms = 0;
   std::int64_t completed_at_ms = 0;
-  std::uint64_t bytes = 0;            // all task snapshots together
-  std::int64_t alignment_ns = 0;      // the longest any task held channels back
-  bool final = false;                 // taken after every task ended (a bounded job)
+  std::uint64_t bytes = 0;        // all task snapshots together
+  std::int64_t alignment_ns = 0;  // the longest any task held channels back
+  bool final = false;             // taken after every task ended (a bounded job)
   std::vector<TaskKey> tasks;
   SAGE_FIELDS(id, job_id, fingerprint, triggered_at_ms, completed_at_ms, bytes, alignment_ns, final,
               tasks)

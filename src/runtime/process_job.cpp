@@ -74,9 +74,7 @@ class ProcessJob::Checkpointing final : public TaskCheckpointing {
   ~Checkpointing() override { stop(); }
 
   CheckpointMode mode() const override { return config_.checkpoint_mode; }
-  std::size_t alignment_buffer_batches() const override {
-    return config_.alignment_buffer_batches;
-  }
+  std::size_t alignment_buffer_batches() const override { return config_.alignment_buffer_batches; }
   void store(std::uint64_t id, const checkpoint::TaskKey& task, std::string bytes,
              std::int64_t alignment_ns) override {
     std::lock_guard lock(mutex_);

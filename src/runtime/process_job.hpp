@@ -45,8 +45,8 @@ class CheckpointLink {
  public:
   virtual ~CheckpointLink() = default;
   virtual checkpoint::CheckpointStorage& storage() = 0;
-  virtual void acknowledged(std::uint64_t id, const checkpoint::TaskKey& task,
-                            std::uint64_t bytes, std::int64_t alignment_ns) = 0;
+  virtual void acknowledged(std::uint64_t id, const checkpoint::TaskKey& task, std::uint64_t bytes,
+                            std::int64_t alignment_ns) = 0;
   virtual void declined(std::uint64_t id, const checkpoint::TaskKey& task,
                         const std::string& reason) = 0;
   virtual void finished(const checkpoint::TaskKey& task) = 0;

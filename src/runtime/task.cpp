@@ -180,7 +180,8 @@ void Task::decline(std::uint64_t id, const std::string& reason) {
 void Task::take_snapshot(std::uint64_t id, std::int64_t alignment_ns, bool forward_barrier) {
   checkpoint::TaskSnapshot snapshot;
   snapshot.operators.resize(operators.size());
-  for (std::size_t i = 0; i < operators.size(); ++i) operators[i]->snapshot(snapshot.operators[i], id);
+  for (std::size_t i = 0; i < operators.size(); ++i)
+    operators[i]->snapshot(snapshot.operators[i], id);
   if (forward_barrier) {
     for (auto& writer : writers) writer->barrier(id);
   }

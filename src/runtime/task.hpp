@@ -80,10 +80,10 @@ struct Task {
   void flush_writers();
   bool writers_pending() const;
 
-  std::vector<bool> ended_;                 // per input channel
+  std::vector<bool> ended_;  // per input channel
   std::optional<Alignment> alignment_;
-  std::deque<detail::Message> replay_;      // held batches, processed before the queue
-  std::uint64_t last_checkpoint_ = 0;       // snapshotted, declined or aborted
+  std::deque<detail::Message> replay_;  // held batches, processed before the queue
+  std::uint64_t last_checkpoint_ = 0;   // snapshotted, declined or aborted
 };
 
 }  // namespace sage::runtime

@@ -88,9 +88,10 @@ class Instance {
   void write(const Lines& records) {
     for (const std::string& record : records) sink_.sink(record);
   }
+  // The save of the next checkpoint (1, 2, ... per instance).
   std::string save() {
     Writer out;
-    sink_.save_state(out);
+    sink_.save_state(out, ++checkpoint_);
     return out.take();
   }
   void restore(const std::string& state) {
@@ -104,6 +105,7 @@ class Instance {
   Metrics metrics_;
   RuntimeContext ctx_;
   TextFileSink<std::string> sink_;
+  std::uint64_t checkpoint_ = 0;
 };
 
 TEST(WriteTextTest, WithoutCheckpointsCloseCommits) {
@@ -169,6 +171,22 @@ TEST(WriteTextTest, EachCheckpointEndsAFileAndTheNextRecordStartsOne) {
   EXPECT_TRUE(after.hidden.empty());
   EXPECT_EQ(lines_of(dir.file("part-0-000000")), Lines{"a"});
   EXPECT_EQ(lines_of(dir.file("part-0-000001")), (Lines{"b", "c"}));
+}
+
+// On a cluster the barrier of checkpoint n+1 can reach a sink before the
+// notification that n completed: that notification must not commit n+1's file.
+TEST(WriteTextTest, ANotificationThatArrivesLateCommitsOnlyItsOwnCheckpointsFiles) {
+  TempDir dir;
+  Instance sink(dir.path(), true);
+  sink.write({"a"});
+  sink.save();  // checkpoint 1
+  sink.write({"b"});
+  sink.save();  // checkpoint 2, before 1's notification came
+  sink.notify(1);
+  EXPECT_EQ(Listing(dir.path()).visible, Lines{"part-0-000000"});
+  EXPECT_EQ(Listing(dir.path()).hidden, Lines{".part-0-000001.inprogress"});
+  sink.notify(2);
+  EXPECT_EQ(visible_lines(dir.path()), (Lines{"a", "b"}));
 }
 
 TEST(WriteTextTest, NotificationCommitsOnlyWhatACheckpointRecorded) {

@@ -18,9 +18,7 @@ using namespace std::chrono_literals;
 class Recorder final : public CoordinatorActions {
  public:
   void trigger(std::uint64_t id) override { events.push_back("trigger " + std::to_string(id)); }
-  void trigger_final(std::uint64_t id) override {
-    events.push_back("final " + std::to_string(id));
-  }
+  void trigger_final(std::uint64_t id) override { events.push_back("final " + std::to_string(id)); }
   void complete(std::uint64_t id) override { events.push_back("complete " + std::to_string(id)); }
   void abort(std::uint64_t id) override { events.push_back("abort " + std::to_string(id)); }
   void fail(const std::string& why) override { events.push_back("fail " + why); }

@@ -13,9 +13,9 @@
 // - save_state (a checkpoint barrier): the file being written is fsynced,
 //   closed and becomes pending; the state lists every pending file and the
 //   next sequence number. The next record opens a new file (no empty files).
-// - notify_checkpoint_complete: every pending file recorded by an earlier
-//   save_state is committed by rename (atomic, idempotent), then the
-//   directory is fsynced.
+// - notify_checkpoint_complete(n): every pending file recorded by the save
+//   of a checkpoint up to n is committed by rename (atomic, idempotent), then
+//   the directory is fsynced. Files of a later checkpoint stay pending.
 // - restore_state (after open(), when the job restarts from a completed
 //   checkpoint): the files that checkpoint lists are committed (some may
 //   already be); this instance's other in-progress files were written after
@@ -32,10 +32,7 @@
 // open() cannot do it, since a restore may follow and need them. Committed
 // files are never deleted or overwritten.
 //
-// Requires of the engine: notify_checkpoint_complete(n) reaches the instance
-// before save_state of any checkpoint after n (save_state is not told its
-// checkpoint id, so the notification commits every recorded file). One job at
-// a time writes into a directory, one write_text operator per directory, and
+// One job at a time writes into a directory, one write_text operator per directory, and
 // a restart finds the same directory (a path shared by all nodes, on a
 // cluster). Errors throw sage::Error naming the file and the OS's reason; the
 // engine fails the instance with it.
@@ -93,15 +90,15 @@ class TextPartWriter {
     }
   }
 
-  void save_state(Writer& out) {
+  void save_state(Writer& out, std::uint64_t checkpoint_id) {
     start();
     if (current_) finish_current();
     // The names of files closed since the last checkpoint must survive a
     // machine crash too.
-    if (!pending_.empty() && !pending_.back().recorded) sync_directory();
+    if (!pending_.empty() && pending_.back().checkpoint == 0) sync_directory();
     State state{kStateFormat, instance_, next_sequence_, {}};
     for (Pending& file : pending_) {
-      file.recorded = true;
+      if (file.checkpoint == 0) file.checkpoint = checkpoint_id;
       state.pending.push_back(file.sequence);
     }
     out.write(state);
@@ -124,12 +121,15 @@ class TextPartWriter {
     start();
   }
 
-  void notify_checkpoint_complete(std::uint64_t /*checkpoint_id*/) {
-    const auto first_unrecorded = std::find_if(pending_.begin(), pending_.end(),
-                                               [](const Pending& file) { return !file.recorded; });
-    if (first_unrecorded == pending_.begin()) return;
-    for (auto it = pending_.begin(); it != first_unrecorded; ++it) commit(it->sequence);
-    pending_.erase(pending_.begin(), first_unrecorded);
+  void notify_checkpoint_complete(std::uint64_t checkpoint_id) {
+    // Oldest first, and recorded in the order of the checkpoints.
+    const auto first_not_covered =
+        std::find_if(pending_.begin(), pending_.end(), [&](const Pending& file) {
+          return file.checkpoint == 0 || file.checkpoint > checkpoint_id;
+        });
+    if (first_not_covered == pending_.begin()) return;
+    for (auto it = pending_.begin(); it != first_not_covered; ++it) commit(it->sequence);
+    pending_.erase(pending_.begin(), first_not_covered);
     sync_directory();
   }
 
@@ -176,7 +176,9 @@ class TextPartWriter {
   };
   struct Pending {
     std::uint64_t sequence = 0;
-    bool recorded = false;  // listed by a save_state: the next notification commits it
+    // The checkpoint whose save first listed it (0: none yet): its
+    // completion commits the file.
+    std::uint64_t checkpoint = 0;
   };
   struct OpenFile {
     std::uint64_t sequence = 0;
@@ -285,7 +287,7 @@ class TextPartWriter {
     if (::fsync(current_->fd) != 0) fail("cannot sync", current_->path);
     const int fd = std::exchange(current_->fd, -1);
     if (::close(fd) != 0) fail("cannot close", current_->path);
-    pending_.push_back(Pending{current_->sequence, false});
+    pending_.push_back(Pending{current_->sequence, 0});
     current_.reset();
   }
 
@@ -325,7 +327,7 @@ class TextPartWriter {
   bool started_ = false;
   std::uint64_t next_sequence_ = 0;
   std::optional<OpenFile> current_;
-  std::vector<Pending> pending_;  // oldest first: the recorded ones before the others
+  std::vector<Pending> pending_;  // oldest first, so by checkpoint (those of none last)
   std::string buffer_;
   AppendToString append_{buffer_};
   std::ostream stream_{&append_};
