@@ -82,6 +82,8 @@ class CheckpointCoordinator {
 
   // The final checkpoint completed: the job's output is committed.
   bool final_complete() const { return final_complete_; }
+  // The id the next checkpoint would take: a restarted run starts there.
+  std::uint64_t next_id() const { return next_id_; }
   const CheckpointStats& stats() const { return stats_; }
   // When poll() has something to do next (a checkpoint due or timing out).
   Clock::time_point next_poll() const;

@@ -145,6 +145,25 @@ std::string job_description(const rpc::JobInfo& job) {
                       format_time(job.submitted_at_ms()), format_time(job.started_at_ms()),
                       format_time(job.finished_at_ms()), format_duration(job));
   if (!nodes.empty()) text += "nodes:     " + nodes + '\n';
+  const auto& checkpoints = job.checkpoints();
+  if (checkpoints.last_id() != 0) {
+    const auto age_ms = std::max<std::int64_t>(0, cluster::now_ms() - checkpoints.last_completed_at_ms());
+    text += fmt::format(
+        "checkpoint: {} completed {:.1f} s ago in {} ms, {} bytes, aligned {} ms ({} completed, "
+        "{} failed)\n",
+        checkpoints.last_id(), static_cast<double>(age_ms) / 1e3, checkpoints.last_duration_ms(),
+        checkpoints.last_bytes(), checkpoints.last_alignment_ms(), checkpoints.completed(),
+        checkpoints.failed());
+  } else if (checkpoints.failed() > 0) {
+    text += fmt::format("checkpoint: none completed ({} failed)\n", checkpoints.failed());
+  }
+  if (!checkpoints.last_failure().empty()) {
+    text += "            last failed: " + checkpoints.last_failure() + '\n';
+  }
+  if (job.restarts() > 0) {
+    text += fmt::format("restarts:  {}\n", job.restarts());
+    for (const auto& cause : job.restart_causes()) text += "  after:   " + cause + '\n';
+  }
   if (job.instances_size() > 0 && job.state() == rpc::JobInfo::RUNNING) {
     text += '\n' + live_statistics_table(job);
     const std::string metrics = cluster::to_job_result(job).user_metrics_table();

@@ -18,6 +18,8 @@ constexpr auto kNodeTimeout = std::chrono::milliseconds(3000);
 // Environment variables a task process is started with.
 constexpr const char* kAssignmentVariable = "SAGE_TASK_ASSIGNMENT";
 constexpr const char* kDataFdVariable = "SAGE_DATA_FD";
+// The head's cluster service, which a task process reports its checkpoints to.
+constexpr const char* kHeadAddressVariable = "SAGE_HEAD_ADDRESS";
 constexpr const char* kResultFdVariable = "SAGE_RESULT_FD";
 // The worker's lease (cluster/lease.hpp); a task process started without one
 // (by hand, or by a test) is not fenced.

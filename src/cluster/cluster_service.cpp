@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cluster/cluster_config.hpp"
@@ -50,6 +51,72 @@ Status ClusterService::Join(ServerContext* context, const rpc::JoinRequest* requ
       state_.jobs.node_died(id, "the worker on node '" + id + "' disconnected");
       state_.changed.notify_all();
     }
+    return Status::OK;
+  });
+}
+
+// A task process's stream of checkpoint reports, answered with its
+// coordinator's commands. Reports are read on a thread of their own (a sync
+// stream may read and write at once); commands are written as they come.
+// The stream ends with the run of the job: when it ends, fails or restarts.
+Status ClusterService::Checkpoints(
+    ServerContext* context,
+    grpc::ServerReaderWriter<rpc::CheckpointCommand, rpc::CheckpointReport>* stream) {
+  return serve("Checkpoints", context, options_.token, [&]() -> Status {
+    rpc::CheckpointReport first;
+    if (!stream->Read(&first)) return Status::OK;
+    if (auto problem = problem_in(first); problem || !first.has_hello()) {
+      return {StatusCode::INVALID_ARGUMENT,
+              problem.value_or("the first checkpoint report must be a hello")};
+    }
+    const rpc::CheckpointReport::Hello hello = first.hello();
+    MutexLock lock(state_.mutex);
+    if (!state_.jobs.has_checkpoint_stream(hello.job_id(), hello.attempt(),
+                                           hello.process_index())) {
+      return {StatusCode::FAILED_PRECONDITION,
+              "job " + hello.job_id() + " has no run " + std::to_string(hello.attempt()) +
+                  " with checkpoints and a task process " +
+                  std::to_string(hello.process_index()) + " (ended, restarted, or never)"};
+    }
+    lock.unlock();
+    bool reading = true;  // guarded by state_.mutex
+    std::string bad_report;
+    std::thread reader([&] {
+      rpc::CheckpointReport report;
+      while (stream->Read(&report)) {
+        if (auto problem = problem_in(report)) {
+          MutexLock reader_lock(state_.mutex);
+          bad_report = *problem;
+          break;
+        }
+        MutexLock reader_lock(state_.mutex);
+        state_.jobs.checkpoint_report(hello.job_id(), hello.attempt(), report);
+        state_.changed.notify_all();
+      }
+      MutexLock reader_lock(state_.mutex);
+      reading = false;
+      state_.changed.notify_all();
+    });
+    lock.lock();
+    while (reading && bad_report.empty() && !state_.shutting_down && !context->IsCancelled()) {
+      auto commands = state_.jobs.take_checkpoint_commands(hello.job_id(), hello.attempt(),
+                                                           hello.process_index());
+      if (!commands) break;  // the run is over
+      if (commands->empty()) {
+        state_.changed.wait_for(state_.mutex, kStreamPoll);
+        continue;
+      }
+      lock.unlock();
+      bool sent = true;
+      for (const auto& command : *commands) sent = sent && stream->Write(command);
+      lock.lock();
+      if (!sent) break;
+    }
+    const std::string problem = bad_report;
+    lock.unlock();
+    context->TryCancel();  // ends the reader's Read
+    reader.join();
+    if (!problem.empty()) return {StatusCode::INVALID_ARGUMENT, problem};
     return Status::OK;
   });
 }

@@ -32,6 +32,9 @@ class ClusterService final : public rpc::ClusterService::Service {
                               rpc::Empty* reply) override;
   grpc::Status ReportExit(grpc::ServerContext* context, const rpc::ExitReport* request,
                           rpc::Empty* reply) override;
+  grpc::Status Checkpoints(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<rpc::CheckpointCommand, rpc::CheckpointReport>* stream) override;
   grpc::Status FetchProgram(grpc::ServerContext* context, const rpc::ProgramRef* request,
                             grpc::ServerWriter<rpc::ProgramChunk>* writer) override;
 

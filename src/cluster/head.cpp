@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -43,7 +44,8 @@ class Head::Impl {
       : options_(checked(std::move(options))),
         programs_(options_.state_dir + "/programs"),
         store_(options_.state_dir + "/jobs.db", options_.max_job_output_bytes),
-        state_(store_, programs_, options_.token, options_.job_history),
+        state_(store_, programs_, options_.token, options_.job_history,
+               checkpoint::checkpoint_base("", options_.state_dir)),
         jobmanager_(options_, state_, store_, programs_),
         cluster_(options_, state_, store_, programs_) {
     remove_forgotten(store_, take_forgotten(), options_.job_history);  // a lowered --job-history
@@ -112,9 +114,15 @@ class Head::Impl {
   // and forgets the ended jobs beyond the history.
   void monitor() {
     MutexLock lock(state_.mutex);
+    auto next_tick = std::chrono::steady_clock::now();
     while (!state_.shutting_down) {
-      state_.changed.wait_for(state_.mutex, kMonitorInterval);
+      const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
+          next_tick - std::chrono::steady_clock::now());
+      state_.changed.wait_for(state_.mutex,
+                              std::clamp(wait, std::chrono::milliseconds(1), kMonitorInterval));
       const auto now = now_ms();
+      // Checkpoints are due on their own clock, not the monitor's interval.
+      next_tick = state_.jobs.tick(now);
       state_.jobs.fail_overdue(now);
       for (const auto& id : state_.nodes.silent_since(now - kNodeTimeout.count())) {
         state_.jobs.node_died(id, "node '" + id + "' stopped answering (no heartbeat for " +

@@ -20,8 +20,9 @@ constexpr auto kStreamPoll = std::chrono::milliseconds(50);
 
 struct HeadState {
   // Loads the recorded jobs; throws sage::Error when the database refuses.
-  HeadState(JobStore& store, ProgramStore& programs, const std::string& token, int job_history)
-      : jobs(store, programs, nodes, token, job_history) {}
+  HeadState(JobStore& store, ProgramStore& programs, const std::string& token, int job_history,
+            const std::string& checkpoint_base)
+      : jobs(store, programs, nodes, token, job_history, checkpoint_base) {}
 
   Mutex mutex;
   ConditionVariable changed;

@@ -78,6 +78,12 @@ JobResult to_job_result(const rpc::JobInfo& info) {
   result.job_name = info.name();
   result.error = info.error();
   result.state = to_job_state(info.state());
+  result.restarts = info.restarts();
+  result.restart_causes.assign(info.restart_causes().begin(), info.restart_causes().end());
+  result.checkpoints_completed = info.checkpoints().completed();
+  result.checkpoints_failed = info.checkpoints().failed();
+  result.last_checkpoint_id = info.checkpoints().last_id();
+  result.last_checkpoint_bytes = info.checkpoints().last_bytes();
   if (info.finished_at_ms() > 0 && info.submitted_at_ms() > 0) {
     result.duration_seconds =
         static_cast<double>(info.finished_at_ms() - info.submitted_at_ms()) / 1e3;

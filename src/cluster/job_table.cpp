@@ -10,6 +10,7 @@
 #include <set>
 
 #include "cluster/cluster_config.hpp"
+#include "cluster/job_checkpoints.hpp"
 #include "cluster/job_info.hpp"
 #include "cluster/request_validation.hpp"
 #include "cluster/task_process.hpp"
@@ -59,6 +60,20 @@ struct JobTable::Job {
   std::string held_error;  // the first process failure, until it is reported
   std::int64_t held_since_ms = 0;
 
+  // Fault tolerance. A run is one placement of the job: the first, then one
+  // per restart. While `restarting`, the run's processes are being ended;
+  // then the job waits PENDING until `restart_at_ms` and is placed again,
+  // restoring checkpoint `restore_from` (0: none, it starts afresh).
+  int attempt = 0;
+  bool restarting = false;
+  std::int64_t restart_at_ms = 0;
+  std::uint64_t restore_from = 0;
+  std::uint64_t next_checkpoint_id = 1;
+  std::unique_ptr<JobCheckpoints> checkpoints;  // of the current run, with checkpoints on
+  rpc::CheckpointSummary earlier_runs;          // checkpoints of the runs before it
+
+  bool checkpointed() const { return request.checkpoints().interval_ms() > 0; }
+
   bool all_exited() const {
     return std::all_of(processes.begin(), processes.end(),
                        [](const Process& p) { return p.exited; });
@@ -71,7 +86,25 @@ struct JobTable::Job {
       if (!process.exited) live.mutable_instances()->MergeFrom(process.live);
     }
     sort_instances(live.mutable_instances());
+    if (checkpoints) *live.mutable_checkpoints() = checkpoint_summary();
     return live;
+  }
+  // This run's checkpoints on top of the earlier runs'.
+  rpc::CheckpointSummary checkpoint_summary() const {
+    rpc::CheckpointSummary summary = earlier_runs;
+    if (!checkpoints) return summary;
+    const rpc::CheckpointSummary now = checkpoints->summary();
+    summary.set_completed(summary.completed() + now.completed());
+    summary.set_failed(summary.failed() + now.failed());
+    if (!now.last_failure().empty()) summary.set_last_failure(now.last_failure());
+    if (now.last_id() != 0) {
+      summary.set_last_id(now.last_id());
+      summary.set_last_completed_at_ms(now.last_completed_at_ms());
+      summary.set_last_duration_ms(now.last_duration_ms());
+      summary.set_last_bytes(now.last_bytes());
+      summary.set_last_alignment_ms(now.last_alignment_ms());
+    }
+    return summary;
   }
   // Processes not yet started (their job failed or was stopped while it was
   // being prepared) will never report an exit: they end here.
@@ -83,12 +116,13 @@ struct JobTable::Job {
 };
 
 JobTable::JobTable(JobStore& store, ProgramStore& programs, NodeRegistry& nodes, std::string token,
-                   int job_history)
+                   int job_history, std::string checkpoint_base)
     : store_(store),
       programs_(programs),
       nodes_(nodes),
       token_(std::move(token)),
-      job_history_(static_cast<std::size_t>(job_history)) {
+      job_history_(static_cast<std::size_t>(job_history)),
+      checkpoint_base_(std::move(checkpoint_base)) {
   load();
 }
 
@@ -112,8 +146,11 @@ std::string JobTable::submit(const rpc::SubmitRequest& request) {
 
 void JobTable::schedule_pending() {
   std::vector<Job*> pending;
+  const std::int64_t now = now_ms();
   for (auto& [id, job] : jobs_) {
-    if (job->info.state() == rpc::JobInfo::PENDING) pending.push_back(job.get());
+    if (job->info.state() == rpc::JobInfo::PENDING && job->restart_at_ms <= now) {
+      pending.push_back(job.get());
+    }
   }
   std::sort(pending.begin(), pending.end(), [](const Job* a, const Job* b) {
     return a->info.submitted_at_ms() < b->info.submitted_at_ms();
@@ -222,7 +259,9 @@ void JobTable::exited(const rpc::ExitReport& report) {
   process->live.Clear();
   for (const auto& stats : report.instances()) *job.info.add_instances() = stats;
   sort_instances(job.info.mutable_instances());
-  if (report.exit_code() != 0 && !job.stop_requested && !is_final(job.info.state())) {
+  // The exits of a run being ended for a restart are not failures.
+  if (report.exit_code() != 0 && !job.stop_requested && !is_final(job.info.state()) &&
+      !job.restarting) {
     const std::string error = report.error().empty()
                                   ? "the task process on node '" + process->node_id +
                                         "' exited with code " + std::to_string(report.exit_code())
@@ -327,6 +366,21 @@ void JobTable::start_processes(Job& job) {
   assignment.process_of_task = job.process_of_task;
   assignment.gpus_of_task = job.gpus_of_task;
   for (const auto& p : job.processes) assignment.data_addresses.push_back(p.data_address);
+  assignment.attempt = job.attempt;
+  if (job.checkpointed()) {
+    std::vector<checkpoint::TaskKey> tasks;
+    for (int chain = 0; chain < job.request.chains_size(); ++chain) {
+      for (int i = 0; i < job.request.chains(chain).parallelism(); ++i) tasks.push_back({chain, i});
+    }
+    const std::string root = checkpoint::job_checkpoint_root(
+        checkpoint::checkpoint_base(job.request.checkpoints().directory(), checkpoint_base_),
+        job.info.job_id());
+    job.checkpoints = std::make_unique<JobCheckpoints>(
+        job.request.checkpoints(), job.info.job_id(), job.request.fingerprint(), job.attempt, root,
+        std::move(tasks), static_cast<int>(job.processes.size()), job.next_checkpoint_id);
+    assignment.checkpoint_root = root;
+    assignment.restore_checkpoint = job.restore_from;
+  }
   for (std::size_t p = 0; p < job.processes.size(); ++p) {
     assignment.process_index = static_cast<int>(p);
     assignment.node_id = job.processes[p].node_id;
@@ -359,25 +413,139 @@ void JobTable::send_stop(const Job& job) {
   }
 }
 
-void JobTable::fail(Job& job, std::string error) {  // by value: it may be job.held_error
+void JobTable::fail(Job& job, std::string error, bool may_restart) {  // by value: it may be held_error
   job.held_error.clear();
-  if (is_final(job.info.state())) return;
+  if (is_final(job.info.state()) || job.restarting) return;
+  if (may_restart && job.checkpointed() && !job.stop_requested &&
+      job.info.restarts() < job.request.checkpoints().restart_attempts()) {
+    begin_restart(job, error);
+    return;
+  }
   spdlog::warn("job {} failed: {}", job.info.job_id(), error);
   finish(job, rpc::JobInfo::FAILED, error);
   send_stop(job);
   job.end_unstarted_processes();
 }
 
-// Once every process of the job has ended: its final state, and its
-// resources back to the nodes for the jobs that wait.
+// Once every process of the job has ended: its final state (or its next
+// run), and its resources back to the nodes for the jobs that wait.
 void JobTable::settle_if_ended(Job& job) {
   if (!job.all_exited()) return;
   if (!job.held_error.empty()) fail(job, job.held_error);
+  if (job.restarting) {
+    end_restart(job);
+    return;
+  }
   if (!is_final(job.info.state())) {
     finish(job, job.stop_requested ? rpc::JobInfo::STOPPED : rpc::JobInfo::FINISHED, "");
   }
   release(job);
   schedule_pending();
+}
+
+// A run failed: its processes are ended (killed), and once all have, the
+// job runs again from its last completed checkpoint (end_restart).
+void JobTable::begin_restart(Job& job, const std::string& cause) {
+  job.restarting = true;
+  job.info.set_restarts(job.info.restarts() + 1);
+  job.info.add_restart_causes(cut_text(cause));
+  const std::string line =
+      fmt::format("[sage] restarting (restart {} of at most {}) after: {}", job.info.restarts(),
+                  job.request.checkpoints().restart_attempts(), cause);
+  spdlog::warn("job {}: {}", job.info.job_id(), line.substr(7));
+  try {
+    store_.append_logs(job.info.job_id(), {line});
+  } catch (const Error& e) {
+    spdlog::error("job {}: cannot add to its output: {}", job.info.job_id(), e.what());
+  }
+  send_stop(job);
+  job.end_unstarted_processes();
+  save(job);
+  settle_if_ended(job);
+}
+
+void JobTable::end_restart(Job& job) {
+  job.restarting = false;
+  job.restore_from = 0;
+  if (job.checkpoints) {
+    job.next_checkpoint_id = job.checkpoints->next_id();
+    job.earlier_runs = job.checkpoint_summary();
+    if (const auto latest = latest_checkpoint(job.checkpoints->root())) {
+      job.restore_from = latest->id;
+    }
+    job.checkpoints.reset();
+  }
+  release(job);
+  job.processes.clear();
+  job.process_of_task.clear();
+  job.gpus_of_task.clear();
+  ++job.attempt;
+  const auto delay = job.request.checkpoints().restart_delay_ms();
+  job.restart_at_ms = now_ms() + delay;
+  job.info.set_state(rpc::JobInfo::PENDING);
+  job.info.set_pending_reason(
+      fmt::format("restarting in {} ms from {}", delay,
+                  job.restore_from == 0 ? std::string("the beginning (no checkpoint completed)")
+                                        : "checkpoint " + std::to_string(job.restore_from)));
+  save(job);
+  spdlog::info("job {}: {}", job.info.job_id(), job.info.pending_reason());
+}
+
+std::chrono::steady_clock::time_point JobTable::tick(std::int64_t now) {
+  auto next = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  bool restart_due = false;
+  for (auto& [id, job] : jobs_) {
+    if (job->info.state() == rpc::JobInfo::PENDING && job->restart_at_ms != 0 &&
+        job->restart_at_ms <= now) {
+      restart_due = true;
+    }
+    if (!job->checkpoints || is_final(job->info.state()) || job->restarting) continue;
+    job->checkpoints->poll(checkpoint::Clock::now());
+    if (auto failure = job->checkpoints->take_failure()) {
+      fail(*job, *failure, /*may_restart=*/false);
+      settle_if_ended(*job);
+      continue;
+    }
+    next = std::min(next, job->checkpoints->next_poll());
+  }
+  if (restart_due) schedule_pending();
+  return next;
+}
+
+JobTable::Job* JobTable::find_run(const std::string& job_id, int attempt) const {
+  Job* job = find(job_id);
+  if (job == nullptr || job->attempt != attempt || !job->checkpoints || job->restarting ||
+      is_final(job->info.state())) {
+    return nullptr;
+  }
+  return job;
+}
+
+bool JobTable::has_checkpoint_stream(const std::string& job_id, int attempt,
+                                     int process_index) const {
+  const Job* job = find_run(job_id, attempt);
+  return job != nullptr && process_index >= 0 &&
+         process_index < static_cast<int>(job->processes.size());
+}
+
+void JobTable::checkpoint_report(const std::string& job_id, int attempt,
+                                 const rpc::CheckpointReport& report) {
+  Job* job = find_run(job_id, attempt);
+  if (job == nullptr) return;
+  const auto completed = job->checkpoints->summary().completed();
+  job->checkpoints->report(report, checkpoint::Clock::now());
+  if (job->checkpoints->summary().completed() != completed) save(*job);  // jobs.db has the last
+  if (auto failure = job->checkpoints->take_failure()) {
+    fail(*job, *failure, /*may_restart=*/false);
+    settle_if_ended(*job);
+  }
+}
+
+std::optional<std::vector<rpc::CheckpointCommand>> JobTable::take_checkpoint_commands(
+    const std::string& job_id, int attempt, int process_index) {
+  Job* job = find_run(job_id, attempt);
+  if (job == nullptr) return std::nullopt;
+  return job->checkpoints->take_commands(process_index);
 }
 
 void JobTable::finish(Job& job, rpc::JobInfo::State state, const std::string& error) {
@@ -426,7 +594,12 @@ void JobTable::persist(const Job& job) {
   record.submitted_at_ms = job.info.submitted_at_ms();
   record.started_at_ms = job.info.started_at_ms();
   record.finished_at_ms = job.info.finished_at_ms();
-  record.statistics = job.info.SerializeAsString();
+  // With the job's last checkpoint (CheckpointSummary): jobs.db records it.
+  rpc::JobInfo recorded = job.info;
+  if (job.checkpoints || job.earlier_runs.completed() > 0) {
+    *recorded.mutable_checkpoints() = job.checkpoint_summary();
+  }
+  record.statistics = recorded.SerializeAsString();
   store_.put(record);
 }
 

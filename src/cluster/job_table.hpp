@@ -6,6 +6,7 @@
 // that write the database log its refusals, except submit(), which throws.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -27,7 +28,7 @@ class JobTable {
   // database refuses. `token` goes to the task processes; `job_history` is
   // the number of ended jobs kept.
   JobTable(JobStore& store, ProgramStore& programs, NodeRegistry& nodes, std::string token,
-           int job_history);
+           int job_history, std::string checkpoint_base);
   ~JobTable();
   JobTable(const JobTable&) = delete;
   JobTable& operator=(const JobTable&) = delete;
@@ -64,6 +65,19 @@ class JobTable {
   // Fails the jobs whose first failure, a consequence, has waited for its
   // cause for kRootCauseGrace.
   void fail_overdue(std::int64_t now_ms);
+  // Drives the jobs' checkpoint coordinators, and places the jobs whose
+  // restart delay has passed. Returns when it wants to be called again.
+  std::chrono::steady_clock::time_point tick(std::int64_t now_ms);
+
+  // Checkpoints on the stream of task process `process_index` of run
+  // `attempt` of a job: whether that process exists now (with checkpoints),
+  // a report from it, and the commands waiting for it (nullopt once that
+  // run is over: the stream ends).
+  bool has_checkpoint_stream(const std::string& job_id, int attempt, int process_index) const;
+  void checkpoint_report(const std::string& job_id, int attempt,
+                         const rpc::CheckpointReport& report);
+  std::optional<std::vector<rpc::CheckpointCommand>> take_checkpoint_commands(
+      const std::string& job_id, int attempt, int process_index);
 
   // Takes the ended jobs beyond the history out of the table, those that
   // ended first, for remove_forgotten(); a job with a task process that has
@@ -78,7 +92,12 @@ class JobTable {
   std::optional<std::string> place(Job& job);
   void start_processes(Job& job);
   void send_stop(const Job& job);
-  void fail(Job& job, std::string error);
+  // Fails the job, or restarts it from its last checkpoint when it has
+  // checkpoints and restart attempts left (and `may_restart`).
+  void fail(Job& job, std::string error, bool may_restart = true);
+  void begin_restart(Job& job, const std::string& cause);
+  void end_restart(Job& job);
+  Job* find_run(const std::string& job_id, int attempt) const;
   void settle_if_ended(Job& job);
   void finish(Job& job, rpc::JobInfo::State state, const std::string& error);
   void release(Job& job);
@@ -93,6 +112,7 @@ class JobTable {
   NodeRegistry& nodes_;
   const std::string token_;
   const std::size_t job_history_;
+  const std::string checkpoint_base_;  // checkpoints/ in the head's state directory
 
   std::map<std::string, std::unique_ptr<Job>> jobs_;
 };

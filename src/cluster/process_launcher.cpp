@@ -45,6 +45,7 @@ std::vector<std::string> task_process_environment(const TaskProcessLaunch& launc
   env.push_back(std::string(kAssignmentVariable) + "=" + launch.assignment);
   // The task process's data plane uses this node's TLS files.
   for (auto& entry : launch.tls.environment()) env.push_back(std::move(entry));
+  env.push_back(std::string(kHeadAddressVariable) + "=" + launch.head_address);
   env.push_back(std::string(kDataFdVariable) + "=" + std::to_string(kChildDataFd));
   env.push_back(std::string(kResultFdVariable) + "=" + std::to_string(kChildResultFd));
   env.push_back(std::string(kLeaseFdVariable) + "=" + std::to_string(kChildLeaseFd));

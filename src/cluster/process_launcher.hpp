@@ -23,7 +23,8 @@ struct TaskProcessLaunch {
   std::string working_directory;
   std::string assignment;        // TaskAssignment::encode() of its share
   std::vector<int> gpu_indices;  // its CUDA_VISIBLE_DEVICES, empty for none
-  net::TlsFiles tls;             // for its data plane
+  net::TlsFiles tls;             // for its data plane and its calls to the head
+  std::string head_address;      // the cluster service, for its checkpoints
   int data_fd = -1;              // its data-plane socket, listening (borrowed)
   int lease_fd = -1;             // the worker's lease (borrowed; cluster/lease.hpp)
 };

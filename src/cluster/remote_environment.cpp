@@ -146,6 +146,17 @@ std::string RemoteEnvironment::submit(bool autostop) {
   for (const auto& arg : program_arguments()) request.add_args(arg);
   request.set_working_directory(working_directory());
   request.set_fingerprint(plan.fingerprint());
+  if (config_.checkpoint_interval.count() > 0) {
+    auto* checkpoints = request.mutable_checkpoints();
+    checkpoints->set_interval_ms(config_.checkpoint_interval.count());
+    checkpoints->set_min_pause_ms(config_.min_pause_between_checkpoints.count());
+    checkpoints->set_timeout_ms(config_.checkpoint_timeout.count());
+    checkpoints->set_tolerable_failures(config_.tolerable_checkpoint_failures);
+    checkpoints->set_retained(config_.retained_checkpoints);
+    checkpoints->set_directory(config_.checkpoint_directory);
+    checkpoints->set_restart_attempts(config_.restart_attempts);
+    checkpoints->set_restart_delay_ms(config_.restart_delay.count());
+  }
   for (const auto& chain : plan.chains()) {
     const auto& head = graph_->nodes[chain.nodes.front()];
     auto* spec = request.add_chains();

@@ -143,7 +143,54 @@ Problem problem_in(const rpc::SubmitRequest& request, int max_instances_per_job)
         "most {} per job (sage cluster start --head --max-instances-per-job)",
         instances, max_instances_per_job);
   }
+  return check_checkpoints("checkpoints", request.checkpoints());
+}
+
+Problem check_checkpoints(const std::string& field, const rpc::CheckpointSettings& s) {
+  const auto negative = [&](const char* name, std::int64_t value) -> Problem {
+    if (value >= 0) return std::nullopt;
+    return fmt::format("{}.{} is {}; it must not be negative", field, name, value);
+  };
+  if (auto p = negative("interval_ms", s.interval_ms())) return p;
+  if (s.interval_ms() == 0) return std::nullopt;  // off: the rest does not matter
+  if (auto p = negative("min_pause_ms", s.min_pause_ms())) return p;
+  if (auto p = negative("restart_delay_ms", s.restart_delay_ms())) return p;
+  if (s.timeout_ms() <= 0) return fmt::format("{}.timeout_ms must be positive", field);
+  if (s.tolerable_failures() < -1) {
+    return fmt::format("{}.tolerable_failures is {}; it must be -1 (any) or more", field,
+                       s.tolerable_failures());
+  }
+  if (s.retained() < 1 || s.retained() > kMaxRetainedCheckpoints) {
+    return fmt::format("{}.retained is {}; it must be 1 to {}", field, s.retained(),
+                       kMaxRetainedCheckpoints);
+  }
+  if (s.restart_attempts() < 0 || s.restart_attempts() > kMaxRestartAttempts) {
+    return fmt::format("{}.restart_attempts is {}; it must be 0 to {}", field,
+                       s.restart_attempts(), kMaxRestartAttempts);
+  }
+  if (auto p = check_text(field + ".directory", s.directory(), kMaxPathBytes)) return p;
+  if (!s.directory().empty() && !s.directory().starts_with("/")) {
+    return field + ".directory " + quoted(s.directory()) +
+           " is not an absolute path; checkpoints on a cluster need one every node means alike";
+  }
   return std::nullopt;
+}
+
+Problem problem_in(const rpc::CheckpointReport& report) {
+  switch (report.report_case()) {
+    case rpc::CheckpointReport::kHello:
+      if (report.hello().attempt() < 0 || report.hello().process_index() < 0) {
+        return std::string("hello has a negative attempt or process_index");
+      }
+      return check_job_id("hello.job_id", report.hello().job_id());
+    case rpc::CheckpointReport::kDeclined:
+      return check_text("declined.reason", report.declined().reason(), kMaxErrorBytes);
+    case rpc::CheckpointReport::kAcknowledged:
+    case rpc::CheckpointReport::kFinished:
+      return std::nullopt;
+    default:
+      return std::string("an empty checkpoint report");
+  }
 }
 
 Problem problem_in(const rpc::JoinRequest& request) {

@@ -26,6 +26,8 @@ constexpr std::size_t kMaxNameBytes = 1024;     // a job's or an operator's name
 constexpr std::size_t kMaxIdBytes = 128;        // a node's or a job's id
 constexpr std::size_t kMaxHostBytes = 255;      // a host name (DNS's limit) or address
 constexpr std::size_t kMaxPathBytes = 4096;     // a working directory (PATH_MAX)
+constexpr int kMaxRetainedCheckpoints = 100;
+constexpr int kMaxRestartAttempts = 1000;
 constexpr std::size_t kMaxArgs = 10'000;        // a program's arguments...
 constexpr std::size_t kMaxArgsBytes = 1 << 20;  // ...and their bytes (execve's limit is 2 MiB)
 // An error text kept for a job (an operator's exception may quote anything);
@@ -49,6 +51,10 @@ std::optional<std::string> problem_in(const rpc::PreparedReport& request);
 std::optional<std::string> problem_in(const rpc::OutputReport& request);
 std::optional<std::string> problem_in(const rpc::ProgressReport& request);
 std::optional<std::string> problem_in(const rpc::ExitReport& request);
+std::optional<std::string> problem_in(const rpc::CheckpointReport& report);
+// The checkpoint settings of a submit (`field` names them in the problem).
+std::optional<std::string> check_checkpoints(const std::string& field,
+                                             const rpc::CheckpointSettings& settings);
 
 // `text` cut to at most `max_bytes` between UTF-8 characters, with a note
 // saying how much was cut.

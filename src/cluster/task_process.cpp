@@ -18,6 +18,7 @@
 #include "cluster/cluster_config.hpp"
 #include "cluster/job_info.hpp"
 #include "cluster/lease.hpp"
+#include "cluster/task_checkpoints.hpp"
 #include "cluster/task_output.hpp"
 #include "graph/physical_plan.hpp"
 #include "net/data_plane.hpp"
@@ -153,7 +154,8 @@ TaskProcessResult run_task_process(std::shared_ptr<const detail::LogicalGraph> g
   const net::PeerIdentity identity{assignment.job_id, assignment.fingerprint, assignment.token,
                                    "the task process on node '" + assignment.node_id +
                                        "' (process " + std::to_string(assignment.process_index) +
-                                       ")"};
+                                       ")",
+                                   assignment.attempt};
   std::shared_ptr<const net::TlsContext> tls_server, tls_client;
   if (tls.enabled()) {
     tls_server = net::TlsContext::server(tls);
@@ -194,6 +196,15 @@ TaskProcessResult run_task_process(std::shared_ptr<const detail::LogicalGraph> g
   };
 
   runtime::ProcessJob job(graph, config, assignment.job_id, std::move(placement));
+  std::unique_ptr<TaskCheckpoints> checkpoints;
+  if (!assignment.checkpoint_root.empty()) {
+    const char* head = std::getenv(kHeadAddressVariable);
+    if (head == nullptr || *head == '\0') {
+      throw Error(std::string(kHeadAddressVariable) +
+                  " is not set: a task process of a job with checkpoints is started by a worker");
+    }
+    checkpoints = std::make_unique<TaskCheckpoints>(job, assignment, head, tls);
+  }
   QueueDelivery delivery(job);
   auto receiver =
       std::make_unique<net::DataReceiver>(std::move(listener), identity, delivery, tls_server);
@@ -229,6 +240,7 @@ TaskProcessResult run_task_process(std::shared_ptr<const detail::LogicalGraph> g
   // them) go away.
   receiver.reset();
   peers.clear();  // goodbyes, after everything this process sent
+  checkpoints.reset();
   return result;
 }
 

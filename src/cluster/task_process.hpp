@@ -31,8 +31,16 @@ struct TaskAssignment {
   // Per task, the GPUs it holds as CUDA numbers them in its process (positions
   // in the process's CUDA_VISIBLE_DEVICES); empty for most.
   std::vector<std::vector<int>> gpus_of_task;
+  // Which run of the job this is: 0, then one more after each restart. Part
+  // of the data plane's hello, so that no process of an earlier run can
+  // reach one of this run.
+  int attempt = 0;
+  // Checkpoints: the job's checkpoint directory (empty: checkpoints are off)
+  // and the checkpoint to restore (0: start afresh).
+  std::string checkpoint_root;
+  std::uint64_t restore_checkpoint = 0;
   SAGE_FIELDS(job_id, token, fingerprint, process_index, data_addresses, process_of_task, node_id,
-              gpus_of_task)
+              gpus_of_task, attempt, checkpoint_root, restore_checkpoint)
 
   // As text safe for an environment variable (hex), and back (throws sage::Error).
   std::string encode() const;

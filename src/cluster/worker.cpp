@@ -354,6 +354,7 @@ class Worker::Impl {
           .assignment = start.assignment(),
           .gpu_indices = {start.gpu_indices().begin(), start.gpu_indices().end()},
           .tls = options_.tls,
+          .head_address = options_.head_address,
           .data_fd = listener.fd(),
           .lease_fd = lease_.fd(),
       }));

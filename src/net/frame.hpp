@@ -48,8 +48,13 @@ struct PeerIdentity {
   std::string fingerprint;
   std::string token;
   std::string self = "a peer process";
+  // Which run of the job (0, then one more per restart): no process of an
+  // earlier run can reach one of this run.
+  int attempt = 0;
   // What must match, and the hello a sender sends.
-  std::string credentials() const { return job_id + '\n' + fingerprint + '\n' + token + '\n'; }
+  std::string credentials() const {
+    return job_id + '\n' + std::to_string(attempt) + '\n' + fingerprint + '\n' + token + '\n';
+  }
   std::string hello() const { return credentials() + self.substr(0, kMaxPeerName); }
   static constexpr std::size_t kMaxPeerName = 200;
 };

@@ -131,7 +131,8 @@ TEST(DataPlaneTest, WrongTokenOrJobIsTurnedAway) {
   receiver.start();
   for (const PeerIdentity& intruder :
        {PeerIdentity{"job-1", "00ff", "guess"}, PeerIdentity{"job-2", "00ff", "secret"},
-        PeerIdentity{"job-1", "0f0f", "secret"}}) {
+        PeerIdentity{"job-1", "0f0f", "secret"},
+        PeerIdentity{"job-1", "00ff", "secret", "an earlier run", 1}}) {
     PeerConnection peer({"127.0.0.1", receiver.port()}, intruder,
                         Clock::now() + std::chrono::seconds(10));
     std::string error;

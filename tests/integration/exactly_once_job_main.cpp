@@ -1,0 +1,162 @@
+// The job of the fault-tolerance tests (fault_tolerance_test.cpp):
+//   exactly_once_job OUTPUT_DIR RECORDS [--local]
+// A paced replayable source (2 instances) of RECORDS numbers, key_by into a
+// running count per key in keyed state (3 instances), then write_text into
+// OUTPUT_DIR (2 instances): one line "key count number" per record, the same
+// set of lines in every run however it fails, since each key's numbers come
+// from one source instance, in order. Checkpoints every 200 ms.
+//
+// SAGE_TEST_CRASH=snapshot:C:I or commit:C:I makes the process of instance
+// I of the counter (snapshot: in its save for checkpoint C, before the task
+// acknowledged it) or of write_text (commit: when checkpoint C completed,
+// before that instance committed its files) exit at once, as a crash would.
+// Each instance prints "instance NAME on NODE pid PID" when it opens.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <thread>
+
+#include <sage/sage.hpp>
+
+namespace {
+
+struct CrashPoint {
+  std::string where;  // "snapshot", "commit" or empty
+  std::uint64_t checkpoint = 0;
+  int instance = -1;
+};
+
+CrashPoint crash_point() {
+  CrashPoint point;
+  const char* text = std::getenv("SAGE_TEST_CRASH");
+  if (text == nullptr) return point;
+  char where[16] = {};
+  unsigned long long checkpoint = 0;
+  int instance = -1;
+  if (std::sscanf(text, "%15[a-z]:%llu:%d", where, &checkpoint, &instance) == 3) {
+    point = {where, checkpoint, instance};
+  }
+  return point;
+}
+
+void announce(sage::RuntimeContext& ctx) {
+  std::printf("instance %s on %s pid %d\n", ctx.instance_name().c_str(), ctx.node_id().c_str(),
+              static_cast<int>(getpid()));
+  std::fflush(stdout);
+}
+
+// Numbers n with n % 2 == this instance's index, paced: about 3 s in all.
+class PacedNumbers {
+ public:
+  explicit PacedNumbers(long long count) : count_(count) {}
+  void open(sage::RuntimeContext& ctx) {
+    next_ = ctx.parallel_index();
+    step_ = ctx.parallelism();
+    announce(ctx);
+  }
+  std::optional<long long> next() {
+    if (next_ >= count_) return std::nullopt;
+    if ((next_ / step_) % 100 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    const long long value = next_;
+    next_ += step_;
+    return value;
+  }
+  void save_state(sage::Writer& out) { out.write(next_); }
+  void restore_state(sage::Reader& in) { next_ = in.read<long long>(); }
+
+ private:
+  long long count_, next_ = 0, step_ = 1;
+};
+
+// A running count per key; the crash point "snapshot" is in its save.
+class Counter : public sage::Function {
+ public:
+  explicit Counter(CrashPoint crash) : crash_(std::move(crash)) {}
+  void open(sage::RuntimeContext& ctx) override {
+    count_.emplace(ctx.value_state<long long>("count"));
+    index_ = ctx.parallel_index();
+    announce(ctx);
+  }
+  std::string map(long long x) {
+    return std::to_string(key_of(x)) + " " + std::to_string(++count_->get_or_init(0)) + " " +
+           std::to_string(x);
+  }
+  // Each key's numbers come from one source instance (its parity).
+  static long long key_of(long long x) { return (x / 2) % 97 * 2 + x % 2; }
+  void save_state(sage::Writer& out, std::uint64_t checkpoint) {
+    if (crash_.where == "snapshot" && crash_.checkpoint == checkpoint && crash_.instance == index_) {
+      std::_Exit(9);
+    }
+    out.write(index_);
+  }
+  void restore_state(sage::Reader& in) { in.read<int>(); }
+
+ private:
+  CrashPoint crash_;
+  std::optional<sage::ValueState<long long>> count_;
+  int index_ = 0;
+};
+
+// Passes lines on to write_text, chained with it; the crash point "commit"
+// is in its notification, which comes before write_text's in the chain.
+class BeforeCommit : public sage::Function {
+ public:
+  explicit BeforeCommit(CrashPoint crash) : crash_(std::move(crash)) {}
+  void open(sage::RuntimeContext& ctx) override {
+    index_ = ctx.parallel_index();
+    announce(ctx);
+  }
+  std::string map(std::string line) { return line; }
+  void notify_checkpoint_complete(std::uint64_t checkpoint) {
+    if (crash_.where == "commit" && crash_.checkpoint == checkpoint && crash_.instance == index_) {
+      std::_Exit(9);
+    }
+  }
+
+ private:
+  CrashPoint crash_;
+  int index_ = 0;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 3) {
+    std::fprintf(stderr, "usage: %s OUTPUT_DIR RECORDS [--local]\n", argv[0]);
+    return 2;
+  }
+  const std::string output = argv[1];
+  const long long records = std::atoll(argv[2]);
+  const bool local = argc > 3 && std::string(argv[3]) == "--local";
+  sage::ExecutionConfig config;
+  config.checkpoint_interval = std::chrono::milliseconds(200);
+  config.restart_delay = std::chrono::milliseconds(100);
+  std::unique_ptr<sage::Environment> env;
+  if (local) {
+    env = std::make_unique<sage::LocalEnvironment>("exactly-once", config);
+  } else {
+    env = std::make_unique<sage::RemoteEnvironment>("exactly-once", "127.0.0.1", 19001,
+                                                    sage::ClusterConfig{}, config);
+  }
+  const CrashPoint crash = crash_point();
+  env->from_source<PacedNumbers>(sage::Options{.name = "numbers", .parallelism = 2}, records)
+      .key_by([](long long x) { return Counter::key_of(x); })
+      .map<Counter>(sage::Options{.name = "counter", .parallelism = 3}, crash)
+      .rebalance()
+      .map<BeforeCommit>(sage::Options{.name = "before-commit", .parallelism = 2}, crash)
+      .write_text(output, {.name = "lines", .parallelism = 2});
+  try {
+    const auto result = env->execute();
+    std::printf("job %s %s, %d restarts, %llu checkpoints\n", result.job_id.c_str(),
+                sage::to_string(result.state), result.restarts,
+                static_cast<unsigned long long>(result.checkpoints_completed));
+    for (const auto& cause : result.restart_causes) std::printf("restarted after: %s\n", cause.c_str());
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  }
+}

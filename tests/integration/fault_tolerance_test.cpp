@@ -1,0 +1,184 @@
+// Fault tolerance on a real cluster (issue 11): a head with no CPUs of its
+// own and two workers run exactly_once_job (a paced replayable source,
+// key_by, keyed state, write_text; checkpoints every 200 ms). Whatever dies
+// mid-run (a task process, a worker with its task process, a process at a
+// crash point of the checkpoint protocol), the job restarts once from its
+// last checkpoint and the committed lines equal those of a run without
+// failures in a LocalEnvironment.
+#include <signal.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <regex>
+
+#include "integration/cluster_fixture.hpp"
+#include "support/temp_dir.hpp"
+
+namespace sage::testing {
+namespace {
+
+constexpr const char* kRecords = "60000";
+
+// The sorted lines of the committed files in `directory`; in-progress
+// (hidden) files are counted in `hidden`.
+std::vector<std::string> committed_lines(const std::string& directory, int* hidden) {
+  std::vector<std::string> lines;
+  *hidden = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(directory)) {
+    const std::string name = entry.path().filename().string();
+    if (name.starts_with(".") || name.starts_with("_")) {
+      ++*hidden;
+      continue;
+    }
+    std::ifstream in(entry.path());
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+  }
+  std::sort(lines.begin(), lines.end());
+  return lines;
+}
+
+class FaultToleranceTest : public ClusterTest {
+ protected:
+  void SetUp() override {
+    ClusterTest::SetUp();
+    head_cpus_ = "0";
+  }
+
+  // The lines of a failure-free run in this process's LocalEnvironment,
+  // computed once for all tests.
+  const std::vector<std::string>& reference() {
+    static std::vector<std::string> lines = [&] {
+      TempDir out;
+      const Outcome local = run({SAGE_EXACTLY_ONCE_JOB_BINARY, out.path(), kRecords, "--local"});
+      EXPECT_EQ(local.code, 0) << local.output;
+      int hidden = 0;
+      auto committed = committed_lines(out.path(), &hidden);
+      EXPECT_EQ(hidden, 0);
+      return committed;
+    }();
+    return lines;
+  }
+
+  // Starts `sage job submit` of the job into `out`, in the background.
+  std::unique_ptr<ChildProcess> submit(const TempDir& out, std::vector<std::string> extra_env = {}) {
+    for (const auto& variable : env()) extra_env.push_back(variable);
+    return std::make_unique<ChildProcess>(
+        std::vector<std::string>{SAGE_CLI_BINARY, "job", "submit", SAGE_EXACTLY_ONCE_JOB_BINARY,
+                                 out.path(), kRecords},
+        extra_env);
+  }
+
+  static std::string job_id_of(const std::string& output) {
+    std::smatch id;
+    return std::regex_search(output, id, std::regex(R"((job-[0-9a-f]+))")) ? id[1].str() : "";
+  }
+
+  std::uint64_t last_checkpoint(const std::string& job_id) {
+    const auto job = job_json(job_id);
+    if (!job.contains("checkpoints")) return 0;
+    const auto& id = job["checkpoints"].value("last_id", nlohmann::json("0"));
+    return id.is_string() ? std::stoull(id.get<std::string>()) : id.get<std::uint64_t>();
+  }
+
+  // Waits for the job to end, then checks it finished after `restarts`
+  // restarts with exactly the reference's lines committed.
+  void expect_exactly_once(ChildProcess& job, const TempDir& out, int restarts) {
+    ASSERT_TRUE(job.wait(120s)) << job.output();
+    EXPECT_EQ(job.exit_code(), 0) << job.output();
+    EXPECT_NE(job.output().find("FINISHED, " + std::to_string(restarts) + " restarts"),
+              std::string::npos)
+        << job.output();
+    int hidden = 0;
+    const auto lines = committed_lines(out.path(), &hidden);
+    EXPECT_EQ(hidden, 0) << "in-progress files left after the job finished";
+    ASSERT_EQ(lines.size(), reference().size()) << job.output();
+    EXPECT_TRUE(lines == reference()) << "the committed lines differ from a failure-free run";
+  }
+
+  // The pid of a task process on `node`, once the job's instances run there
+  // and it has completed a checkpoint or two.
+  int running_task_on(const std::string& job_id, const std::string& node) {
+    std::smatch pid;
+    std::string logs;
+    EXPECT_TRUE(eventually(
+        [&] {
+          logs = cli({"job", "logs", job_id}).output;
+          return std::regex_search(logs, pid,
+                                   std::regex("instance \\S+ on " + node + " pid (\\d+)")) &&
+                 last_checkpoint(job_id) >= 2;
+        },
+        30s))
+        << "no task process on " << node << " with two checkpoints done:\n"
+        << logs;
+    return pid.empty() ? 0 : std::stoi(pid[1]);
+  }
+};
+
+TEST_F(FaultToleranceTest, WithoutFailuresTheClusterCommitsWhatALocalRunDoes) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster());
+  TempDir out;
+  auto job = submit(out);
+  ASSERT_NO_FATAL_FAILURE(expect_exactly_once(*job, out, 0));
+}
+
+TEST_F(FaultToleranceTest, AKilledTaskProcessRestartsTheJobFromItsLastCheckpoint) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster());
+  TempDir out;
+  auto job = submit(out);
+  ASSERT_TRUE(job->wait_for_output("submitted job-", 30s)) << job->output();
+  const std::string job_id = job_id_of(job->output());
+  const int task = running_task_on(job_id, "w1");
+  ASSERT_GT(task, 0);
+  ASSERT_EQ(kill(task, SIGKILL), 0);
+  ASSERT_NO_FATAL_FAILURE(expect_exactly_once(*job, out, 1));
+  const auto status = cli({"job", "status", job_id}).output;
+  EXPECT_NE(status.find("restarts:  1"), std::string::npos) << status;
+  EXPECT_NE(status.find("checkpoint: "), std::string::npos) << status;
+}
+
+TEST_F(FaultToleranceTest, AKilledWorkerAndItsTaskProcessRestartTheJobOnTheNodesLeft) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster());
+  TempDir out;
+  auto job = submit(out);
+  ASSERT_TRUE(job->wait_for_output("submitted job-", 30s)) << job->output();
+  const std::string job_id = job_id_of(job->output());
+  const int task = running_task_on(job_id, "w1");
+  ASSERT_GT(task, 0);
+  ASSERT_EQ(kill(pid_of("worker-w1"), SIGKILL), 0);
+  ASSERT_EQ(kill(task, SIGKILL), 0);
+  ASSERT_NO_FATAL_FAILURE(expect_exactly_once(*job, out, 1));
+  const auto status = job_json(job_id);
+  for (const auto& node : status.at("nodes")) EXPECT_EQ(node, "w2") << status.dump();
+}
+
+// A process dies at a point of the checkpoint protocol: in its save for a
+// checkpoint (which then never completes) or after a checkpoint completed
+// but before its write_text instance committed (the restart commits).
+class CrashPointTest : public FaultToleranceTest,
+                       public ::testing::WithParamInterface<std::tuple<const char*, int>> {};
+
+TEST_P(CrashPointTest, TheJobRestartsOnceAndCommitsEveryLineOnce) {
+  const auto [where, seed] = GetParam();
+  std::mt19937 random(static_cast<unsigned>(seed));
+  const int checkpoint = std::uniform_int_distribution<int>(2, 5)(random);
+  const int instance =
+      std::uniform_int_distribution<int>(0, std::string(where) == "snapshot" ? 2 : 1)(random);
+  ASSERT_NO_FATAL_FAILURE(start_cluster());
+  TempDir out;
+  auto job = submit(out, {"SAGE_TEST_CRASH=" + std::string(where) + ":" +
+                          std::to_string(checkpoint) + ":" + std::to_string(instance)});
+  ASSERT_NO_FATAL_FAILURE(expect_exactly_once(*job, out, 1));
+}
+
+INSTANTIATE_TEST_SUITE_P(Seeds, CrashPointTest,
+                         ::testing::Combine(::testing::Values("snapshot", "commit"),
+                                            ::testing::Values(1, 2)),
+                         [](const auto& info) {
+                           return std::string(std::get<0>(info.param)) + "_seed" +
+                                  std::to_string(std::get<1>(info.param));
+                         });
+
+}  // namespace
+}  // namespace sage::testing
