@@ -12,9 +12,11 @@
 #include <string>
 #include <string_view>
 #include <typeindex>
+#include <typeinfo>
 #include <unordered_map>
 #include <vector>
 
+#include "sage/detail/key_slot_index.hpp"
 #include "sage/error.hpp"
 #include "sage/serialization.hpp"
 #include "sage/stable_hash.hpp"
@@ -22,19 +24,19 @@
 namespace sage {
 namespace detail {
 
-// One named state of one operator instance: an entry per key slot.
+// One named state of one operator instance: an entry per key slot. The backend
+// keeps every table as long as its key slots, so handles index without a check.
 class StateTable {
  public:
   virtual ~StateTable() = default;
+  virtual void resize(std::size_t slots) = 0;
 };
 
 template <class Entry>
 class SlotTable final : public StateTable {
  public:
-  Entry& at(std::size_t slot) {
-    if (slot >= entries_.size()) entries_.resize(slot + 1);
-    return entries_[slot];
-  }
+  Entry& operator[](std::size_t slot) { return entries_[slot]; }
+  void resize(std::size_t slots) override { entries_.resize(slots); }
 
  private:
   std::vector<Entry> entries_;
@@ -72,7 +74,9 @@ class KeyedStateBackend {
   Table& table(const std::string& name) {
     auto it = tables_.find(name);
     if (it == tables_.end()) {
-      it = tables_.emplace(name, Registered{std::make_unique<Table>(), typeid(Table)}).first;
+      auto created = std::make_unique<Table>();
+      created->resize(slot_count_);
+      it = tables_.emplace(name, Registered{std::move(created), typeid(Table)}).first;
     } else if (it->second.type != typeid(Table)) {
       throw InvalidPlanError("keyed state '" + name +
                              "' was declared twice with different types; give each state its "
@@ -82,15 +86,23 @@ class KeyedStateBackend {
   }
 
  protected:
-  void invalidate_slot() { slot_valid_ = false; }
-  virtual std::size_t resolve_current_slot() = 0;
-
- private:
   struct Registered {
     std::unique_ptr<StateTable> table;
     std::type_index type;
   };
+
+  void invalidate_slot() { slot_valid_ = false; }
+  virtual std::size_t resolve_current_slot() = 0;
+
+  // A key got the next slot: every table grows by one entry.
+  void add_slot() {
+    ++slot_count_;
+    for (auto& [name, registered] : tables_) registered.table->resize(slot_count_);
+  }
+
+ private:
   std::map<std::string, Registered> tables_;
+  std::size_t slot_count_ = 0;
   std::size_t slot_ = 0;
   bool slot_valid_ = false;
 };
@@ -109,13 +121,14 @@ class TypedKeyedStateBackend final : public KeyedStateBackend {
     invalidate_slot();
   }
   std::type_index key_type() const override { return typeid(K); }
+  const void* current_key() const override { return current_; }
+  std::size_t key_count() const { return index_.size(); }
+
   void snapshot(int, std::map<int, std::string>&) const override {
     throw Error(
         "keyed state snapshots: being written");  // TODO(state): replaced by the key-group format
   }
   void restore(std::string_view) override { throw Error("keyed state restore: being written"); }
-  const void* current_key() const override { return current_; }
-  std::size_t key_count() const { return slots_.size(); }
 
  protected:
   std::size_t resolve_current_slot() override {
@@ -124,12 +137,18 @@ class TypedKeyedStateBackend final : public KeyedStateBackend {
           "keyed state was used outside of processing a record (e.g. in open() or close()); "
           "read and write it only while handling a record");
     }
-    return slots_.try_emplace(*current_, slots_.size()).first->second;
+    return slot_of(*current_);
   }
 
  private:
+  std::uint32_t slot_of(const K& key) {
+    const auto found = index_.find_or_add(key, stable_hash(key));
+    if (found.added) add_slot();
+    return found.slot;
+  }
+
   const K* current_ = nullptr;
-  std::unordered_map<K, std::size_t, StableHasher> slots_;
+  KeySlotIndex<K> index_;
 };
 
 }  // namespace detail
@@ -155,7 +174,7 @@ class ValueState {
   }
 
  private:
-  std::optional<V>& entry() const { return table_->at(backend_->current_slot()); }
+  std::optional<V>& entry() const { return (*table_)[backend_->current_slot()]; }
   detail::KeyedStateBackend* backend_;
   detail::SlotTable<std::optional<V>>* table_;
 };
@@ -173,7 +192,7 @@ class ListState {
   void clear() { entry().clear(); }
 
  private:
-  std::vector<V>& entry() const { return table_->at(backend_->current_slot()); }
+  std::vector<V>& entry() const { return (*table_)[backend_->current_slot()]; }
   detail::KeyedStateBackend* backend_;
   detail::SlotTable<std::vector<V>>* table_;
 };
@@ -198,7 +217,7 @@ class MapState {
   void clear() { entry().clear(); }
 
  private:
-  Map& entry() const { return table_->at(backend_->current_slot()); }
+  Map& entry() const { return (*table_)[backend_->current_slot()]; }
   detail::KeyedStateBackend* backend_;
   detail::SlotTable<Map>* table_;
 };
