@@ -2,19 +2,24 @@
 // key_by keeps per key. A handle reads and writes the entry of the key of the
 // record being processed. Handles belong to one operator instance and are used
 // only by its thread. State values must be Serializable so that checkpoints
-// can store them.
+// can store them; keys must be Serializable only when checkpoints are on.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <typeindex>
+#include <typeinfo>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
+#include "sage/detail/channel_writer.hpp"
+#include "sage/detail/key_slot_index.hpp"
 #include "sage/error.hpp"
 #include "sage/serialization.hpp"
 #include "sage/stable_hash.hpp"
@@ -22,18 +27,81 @@
 namespace sage {
 namespace detail {
 
-// One named state of one operator instance: an entry per key slot.
+// One named state of one operator instance: an entry per key slot. The backend
+// keeps every table as long as its key slots, so handles index without a check.
+// Checkpoints reach the entries through the virtuals, one call per table and
+// key group.
 class StateTable {
  public:
   virtual ~StateTable() = default;
+  virtual void resize(std::size_t slots) = 0;
+  // Writes the entry of each of `slots` that is not empty (a cleared value,
+  // an empty list or map) and appends that slot to `written`: only those are
+  // in a checkpoint.
+  virtual void write_non_empty(Writer& out, std::span<const std::uint32_t> slots,
+                               std::vector<std::uint32_t>& written) const = 0;
+  // Sets the entry of each of `slots`, in order; throws SerializationError on
+  // bytes that do not decode.
+  virtual void read_entries(Reader& in, std::span<const std::uint32_t> slots) = 0;
 };
+
+// Starts loading `address` into the cache: a snapshot reads the entries key
+// group by key group, which jumps through memory, so it asks for them a few
+// keys ahead (without this a snapshot took half again as long).
+inline void prefetch(const void* address) {
+#if defined(__GNUC__)
+  __builtin_prefetch(address);
+#else
+  (void)address;
+#endif
+}
+constexpr std::size_t kPrefetchDistance = 16;
+
+// How an entry goes into a checkpoint: a value without its optional wrapper
+// (only set values are written), lists and maps as they are.
+template <class V>
+bool entry_is_empty(const std::optional<V>& entry) {
+  return !entry.has_value();
+}
+template <class Container>
+bool entry_is_empty(const Container& entry) {
+  return entry.empty();
+}
+template <class V>
+void write_entry(Writer& out, const std::optional<V>& entry) {
+  out.write(*entry);
+}
+template <class Container>
+void write_entry(Writer& out, const Container& entry) {
+  out.write(entry);
+}
+template <class V>
+void read_entry(Reader& in, std::optional<V>& entry) {
+  entry = in.read<V>();
+}
+template <class Container>
+void read_entry(Reader& in, Container& entry) {
+  entry = in.read<Container>();
+}
 
 template <class Entry>
 class SlotTable final : public StateTable {
  public:
-  Entry& at(std::size_t slot) {
-    if (slot >= entries_.size()) entries_.resize(slot + 1);
-    return entries_[slot];
+  Entry& operator[](std::size_t slot) { return entries_[slot]; }
+
+  void resize(std::size_t slots) override { entries_.resize(slots); }
+  void write_non_empty(Writer& out, std::span<const std::uint32_t> slots,
+                       std::vector<std::uint32_t>& written) const override {
+    for (std::size_t i = 0; i < slots.size(); ++i) {
+      if (i + kPrefetchDistance < slots.size()) prefetch(&entries_[slots[i + kPrefetchDistance]]);
+      const Entry& entry = entries_[slots[i]];
+      if (entry_is_empty(entry)) continue;
+      write_entry(out, entry);
+      written.push_back(slots[i]);
+    }
+  }
+  void read_entries(Reader& in, std::span<const std::uint32_t> slots) override {
+    for (const auto slot : slots) read_entry(in, entries_[slot]);
   }
 
  private:
@@ -43,6 +111,12 @@ class SlotTable final : public StateTable {
 // The keyed state of one operator instance. Keys are mapped to dense slots so
 // that tables are plain vectors and only one hash lookup happens per record,
 // on the first state access for that record.
+//
+// Checkpoint format of one key group: varint format version, varint number of
+// tables, then per table its name (string), the number of entries, their keys,
+// and the entries' bytes as a length-prefixed string. Keys are decoded when
+// the group is restored; the entries of a table that is not registered yet
+// keep their bytes until it is.
 class KeyedStateBackend {
  public:
   virtual ~KeyedStateBackend() = default;
@@ -62,17 +136,23 @@ class KeyedStateBackend {
   // Checkpoints. snapshot(): every key's entries in every table, serialized
   // per key group of `max_parallelism` (non-empty groups only). restore():
   // adds the keys of one group as snapshot() wrote them; the entries of a
-  // table not registered yet wait for its registration.
+  // table not registered yet wait for its registration. Both throw Error when
+  // the key type is not Serializable; restore() throws SerializationError on
+  // bytes that do not decode (the group may then be partly restored).
   virtual void snapshot(int max_parallelism, std::map<int, std::string>& groups) const = 0;
   virtual void restore(std::string_view group) = 0;
 
   // The table called `name`, created on first use. Throws InvalidPlanError when
-  // the same name was registered with another kind of state.
+  // the same name was registered with another kind of state, and
+  // SerializationError when entries restored for it do not decode.
   template <class Table>
   Table& table(const std::string& name) {
     auto it = tables_.find(name);
     if (it == tables_.end()) {
-      it = tables_.emplace(name, Registered{std::make_unique<Table>(), typeid(Table)}).first;
+      auto created = std::make_unique<Table>();
+      created->resize(slot_count_);
+      it = tables_.emplace(name, Registered{std::move(created), typeid(Table)}).first;
+      read_pending_entries(name, *it->second.table);
     } else if (it->second.type != typeid(Table)) {
       throw InvalidPlanError("keyed state '" + name +
                              "' was declared twice with different types; give each state its "
@@ -82,15 +162,67 @@ class KeyedStateBackend {
   }
 
  protected:
-  void invalidate_slot() { slot_valid_ = false; }
-  virtual std::size_t resolve_current_slot() = 0;
+  static constexpr std::uint64_t kSnapshotFormat = 1;
 
- private:
   struct Registered {
     std::unique_ptr<StateTable> table;
     std::type_index type;
   };
+
+  void invalidate_slot() { slot_valid_ = false; }
+  virtual std::size_t resolve_current_slot() = 0;
+
+  // A key got the next slot: every table grows by one entry.
+  void add_slot() {
+    ++slot_count_;
+    for (auto& [name, registered] : tables_) registered.table->resize(slot_count_);
+  }
+  const std::map<std::string, Registered>& tables() const { return tables_; }
+
+  // Sets the entries of `slots` in table `name` from `bytes`, now or when the
+  // table is registered.
+  void restore_entries(const std::string& name, std::vector<std::uint32_t> slots,
+                       std::string_view bytes) {
+    auto it = tables_.find(name);
+    if (it != tables_.end()) {
+      read_entries(name, *it->second.table, slots, bytes);
+    } else {
+      pending_[name].push_back(PendingEntries{std::move(slots), std::string(bytes)});
+    }
+  }
+
+ private:
+  struct PendingEntries {
+    std::vector<std::uint32_t> slots;
+    std::string bytes;
+  };
+
+  void read_pending_entries(const std::string& name, StateTable& table) {
+    auto it = pending_.find(name);
+    if (it == pending_.end()) return;
+    const std::vector<PendingEntries> pending = std::move(it->second);
+    pending_.erase(it);
+    for (const auto& entries : pending) read_entries(name, table, entries.slots, entries.bytes);
+  }
+
+  static void read_entries(const std::string& name, StateTable& table,
+                           std::span<const std::uint32_t> slots, std::string_view bytes) {
+    Reader in(bytes);
+    try {
+      table.read_entries(in, slots);
+    } catch (const SerializationError& e) {
+      throw SerializationError("keyed state '" + name + "' in a checkpoint: " + e.what());
+    }
+    if (!in.at_end()) {
+      throw SerializationError("keyed state '" + name +
+                               "' in a checkpoint: " + std::to_string(in.remaining()) +
+                               " bytes left after its entries (was it saved as another type?)");
+    }
+  }
+
   std::map<std::string, Registered> tables_;
+  std::map<std::string, std::vector<PendingEntries>> pending_;
+  std::size_t slot_count_ = 0;
   std::size_t slot_ = 0;
   bool slot_valid_ = false;
 };
@@ -109,13 +241,58 @@ class TypedKeyedStateBackend final : public KeyedStateBackend {
     invalidate_slot();
   }
   std::type_index key_type() const override { return typeid(K); }
-  void snapshot(int, std::map<int, std::string>&) const override {
-    throw Error(
-        "keyed state snapshots: being written");  // TODO(state): replaced by the key-group format
-  }
-  void restore(std::string_view) override { throw Error("keyed state restore: being written"); }
   const void* current_key() const override { return current_; }
-  std::size_t key_count() const { return slots_.size(); }
+  std::size_t key_count() const { return index_.size(); }
+
+  void snapshot(int max_parallelism, std::map<int, std::string>& groups) const override {
+    if constexpr (Serializable<K>) {
+      if (max_parallelism < 1) {
+        throw Error("keyed state snapshot: max_parallelism must be at least 1, got " +
+                    std::to_string(max_parallelism));
+      }
+      const SlotsByKeyGroup by_group = slots_by_key_group(max_parallelism);
+      GroupWriter writer(index_, tables());
+      for (int group = 0; group < max_parallelism; ++group) {
+        const auto first = by_group.slots.begin() + by_group.start[group];
+        const auto last = by_group.slots.begin() + by_group.start[group + 1];
+        if (first == last) continue;
+        std::string bytes = writer.write({first, last});
+        if (!bytes.empty()) groups[group] = std::move(bytes);
+      }
+    } else {
+      throw Error(not_serializable_message());
+    }
+  }
+
+  void restore(std::string_view group) override {
+    if constexpr (Serializable<K>) {
+      Reader in(group);
+      const std::uint64_t format = in.read_varint();
+      if (format != kSnapshotFormat) {
+        throw SerializationError("keyed state in a checkpoint: unknown format " +
+                                 std::to_string(format) + " (this build reads format " +
+                                 std::to_string(kSnapshotFormat) + ")");
+      }
+      // A table takes at least 3 bytes: its name's length, its number of
+      // entries and their length.
+      const std::size_t table_count = in.read_count(3);
+      for (std::size_t t = 0; t < table_count; ++t) {
+        const std::string name = in.read<std::string>();
+        const std::size_t count = in.read_count(min_encoded_size<K>());
+        std::vector<std::uint32_t> slots;
+        slots.reserve(count);
+        for (std::size_t i = 0; i < count; ++i) slots.push_back(slot_of(in.read<K>()));
+        const std::size_t length = in.read_count(1);
+        restore_entries(name, std::move(slots), in.read_view(length));
+      }
+      if (!in.at_end()) {
+        throw SerializationError("keyed state in a checkpoint: " + std::to_string(in.remaining()) +
+                                 " bytes after the last table");
+      }
+    } else {
+      throw Error(not_serializable_message());
+    }
+  }
 
  protected:
   std::size_t resolve_current_slot() override {
@@ -124,12 +301,114 @@ class TypedKeyedStateBackend final : public KeyedStateBackend {
           "keyed state was used outside of processing a record (e.g. in open() or close()); "
           "read and write it only while handling a record");
     }
-    return slots_.try_emplace(*current_, slots_.size()).first->second;
+    return slot_of(*current_);
   }
 
  private:
+  std::uint32_t slot_of(const K& key) {
+    const auto found = index_.find_or_add(key, stable_hash(key));
+    if (found.added) add_slot();
+    return found.slot;
+  }
+
+  // Every slot, ordered by key group and by slot within a group: the slots of
+  // group g are slots[start[g] .. start[g + 1]).
+  struct SlotsByKeyGroup {
+    std::vector<std::uint32_t> slots;
+    std::vector<std::size_t> start;
+  };
+  SlotsByKeyGroup slots_by_key_group(int max_parallelism) const {
+    // A counting sort. Each slot's group is computed twice rather than kept:
+    // a second modulo costs less than memory to allocate and touch per key.
+    const auto group_of = [&](std::uint32_t slot) {
+      return static_cast<std::size_t>(key_group_of(index_.hash(slot), max_parallelism));
+    };
+    std::vector<std::size_t> start(static_cast<std::size_t>(max_parallelism) + 1, 0);
+    for (std::uint32_t slot = 0; slot < index_.size(); ++slot) ++start[group_of(slot) + 1];
+    for (std::size_t g = 1; g < start.size(); ++g) start[g] += start[g - 1];
+    SlotsByKeyGroup ordered{std::vector<std::uint32_t>(index_.size()), start};
+    for (std::uint32_t slot = 0; slot < index_.size(); ++slot) {
+      ordered.slots[start[group_of(slot)]++] = slot;
+    }
+    return ordered;
+  }
+
+  // Writes the entries of the slots of one key group. Each table's keys and
+  // entries go to buffers reused from group to group first, so that the
+  // group's bytes are allocated once, at their size.
+  class GroupWriter {
+   public:
+    GroupWriter(const KeySlotIndex<K>& index, const std::map<std::string, Registered>& tables)
+        : index_(index), tables_(tables), sections_(tables.size()) {}
+
+    // The group's bytes; empty when every entry of its slots is empty.
+    std::string write(std::span<const std::uint32_t> slots) {
+      constexpr std::size_t kMaxVarint = 10;
+      std::size_t table_count = 0;
+      std::size_t size = 2 * kMaxVarint;
+      auto section = sections_.begin();
+      for (const auto& [name, registered] : tables_) {
+        section->clear();
+        registered.table->write_non_empty(section->entries, slots, section->slots);
+        if (!section->slots.empty()) {
+          ++table_count;
+          write_keys(section->slots, section->keys);
+          size += 3 * kMaxVarint + name.size() + section->keys.size() + section->entries.size();
+        }
+        ++section;
+      }
+      if (table_count == 0) return {};
+      std::string bytes;
+      bytes.reserve(size);
+      Writer out(std::move(bytes));
+      out.write_varint(kSnapshotFormat);
+      out.write_varint(table_count);
+      section = sections_.begin();
+      for (const auto& [name, registered] : tables_) {
+        const Section& written = *section++;
+        if (written.slots.empty()) continue;
+        out.write(name);
+        out.write_varint(written.slots.size());
+        out.write_bytes(written.keys.buffer().data(), written.keys.size());
+        out.write(written.entries.buffer());
+      }
+      return out.take();
+    }
+
+   private:
+    void write_keys(std::span<const std::uint32_t> slots, Writer& out) const {
+      for (std::size_t i = 0; i < slots.size(); ++i) {
+        if (i + kPrefetchDistance < slots.size())
+          prefetch(&index_.key(slots[i + kPrefetchDistance]));
+        out.write(index_.key(slots[i]));
+      }
+    }
+
+    // One table's part of the group being written.
+    struct Section {
+      std::vector<std::uint32_t> slots;  // those with non-empty entries
+      Writer keys;
+      Writer entries;
+      void clear() {
+        slots.clear();
+        keys.buffer().clear();
+        entries.buffer().clear();
+      }
+    };
+
+    const KeySlotIndex<K>& index_;
+    const std::map<std::string, Registered>& tables_;
+    std::vector<Section> sections_;  // in the order of tables_
+  };
+
+  static std::string not_serializable_message() {
+    return std::string("keyed state cannot be checkpointed: its key type (") + typeid(K).name() +
+           ") is not Serializable; add SAGE_FIELDS(...) to the key type or specialize "
+           "sage::Serializer for it (see docs/serialization.md), or turn checkpoints off";
+  }
+
   const K* current_ = nullptr;
-  std::unordered_map<K, std::size_t, StableHasher> slots_;
+  KeySlotIndex<K> index_;
 };
 
 }  // namespace detail
@@ -155,7 +434,7 @@ class ValueState {
   }
 
  private:
-  std::optional<V>& entry() const { return table_->at(backend_->current_slot()); }
+  std::optional<V>& entry() const { return (*table_)[backend_->current_slot()]; }
   detail::KeyedStateBackend* backend_;
   detail::SlotTable<std::optional<V>>* table_;
 };
@@ -173,7 +452,7 @@ class ListState {
   void clear() { entry().clear(); }
 
  private:
-  std::vector<V>& entry() const { return table_->at(backend_->current_slot()); }
+  std::vector<V>& entry() const { return (*table_)[backend_->current_slot()]; }
   detail::KeyedStateBackend* backend_;
   detail::SlotTable<std::vector<V>>* table_;
 };
@@ -198,7 +477,7 @@ class MapState {
   void clear() { entry().clear(); }
 
  private:
-  Map& entry() const { return table_->at(backend_->current_slot()); }
+  Map& entry() const { return (*table_)[backend_->current_slot()]; }
   detail::KeyedStateBackend* backend_;
   detail::SlotTable<Map>* table_;
 };
