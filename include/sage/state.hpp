@@ -133,8 +133,9 @@ class KeyedStateBackend {
   virtual std::type_index key_type() const = 0;
   virtual const void* current_key() const = 0;
 
-  // Checkpoints. snapshot(): every key's entries in every table, serialized
-  // per key group of `max_parallelism` (non-empty groups only). restore():
+  // Checkpoints. snapshot(): every key's entries in every table, and the
+  // restored entries still waiting for their table, serialized per key group
+  // of `max_parallelism` (non-empty groups only). restore():
   // adds the keys of one group as snapshot() wrote them; the entries of a
   // table not registered yet wait for its registration. Both throw Error when
   // the key type is not Serializable; restore() throws SerializationError on
@@ -179,6 +180,14 @@ class KeyedStateBackend {
   }
   const std::map<std::string, Registered>& tables() const { return tables_; }
 
+  // Restored entries of a table not registered yet: of one key group, as a
+  // snapshot wrote them.
+  struct PendingEntries {
+    std::vector<std::uint32_t> slots;
+    std::string bytes;
+  };
+  const std::map<std::string, std::vector<PendingEntries>>& pending() const { return pending_; }
+
   // Sets the entries of `slots` in table `name` from `bytes`, now or when the
   // table is registered.
   void restore_entries(const std::string& name, std::vector<std::uint32_t> slots,
@@ -192,11 +201,6 @@ class KeyedStateBackend {
   }
 
  private:
-  struct PendingEntries {
-    std::vector<std::uint32_t> slots;
-    std::string bytes;
-  };
-
   void read_pending_entries(const std::string& name, StateTable& table) {
     auto it = pending_.find(name);
     if (it == pending_.end()) return;
@@ -251,12 +255,13 @@ class TypedKeyedStateBackend final : public KeyedStateBackend {
                     std::to_string(max_parallelism));
       }
       const SlotsByKeyGroup by_group = slots_by_key_group(max_parallelism);
+      const auto pending_by_group = pending_by_key_group(max_parallelism);
       GroupWriter writer(index_, tables());
       for (int group = 0; group < max_parallelism; ++group) {
         const auto first = by_group.slots.begin() + by_group.start[group];
         const auto last = by_group.slots.begin() + by_group.start[group + 1];
         if (first == last) continue;
-        std::string bytes = writer.write({first, last});
+        std::string bytes = writer.write({first, last}, pending_by_group[group]);
         if (!bytes.empty()) groups[group] = std::move(bytes);
       }
     } else {
@@ -333,6 +338,31 @@ class TypedKeyedStateBackend final : public KeyedStateBackend {
     return ordered;
   }
 
+  // The restored entries of tables not registered yet, by key group: a
+  // snapshot writes them again as they are.
+  struct PendingSection {
+    const std::string* name;
+    const PendingEntries* entries;
+  };
+  std::vector<std::vector<PendingSection>> pending_by_key_group(int max_parallelism) const {
+    std::vector<std::vector<PendingSection>> by_group(static_cast<std::size_t>(max_parallelism));
+    for (const auto& [name, chunks] : pending()) {
+      for (const auto& chunk : chunks) {
+        if (chunk.slots.empty()) continue;
+        const int group = key_group_of(index_.hash(chunk.slots.front()), max_parallelism);
+        for (const auto slot : chunk.slots) {
+          if (key_group_of(index_.hash(slot), max_parallelism) != group) {
+            throw Error("keyed state '" + name +
+                        "' was restored from a checkpoint of another max_parallelism and "
+                        "cannot be checkpointed before it is declared again");
+          }
+        }
+        by_group[group].push_back(PendingSection{&name, &chunk});
+      }
+    }
+    return by_group;
+  }
+
   // Writes the entries of the slots of one key group. Each table's keys and
   // entries go to buffers reused from group to group first, so that the
   // group's bytes are allocated once, at their size.
@@ -341,8 +371,10 @@ class TypedKeyedStateBackend final : public KeyedStateBackend {
     GroupWriter(const KeySlotIndex<K>& index, const std::map<std::string, Registered>& tables)
         : index_(index), tables_(tables), sections_(tables.size()) {}
 
-    // The group's bytes; empty when every entry of its slots is empty.
-    std::string write(std::span<const std::uint32_t> slots) {
+    // The group's bytes; empty when every entry of its slots is empty and
+    // nothing is pending.
+    std::string write(std::span<const std::uint32_t> slots,
+                      std::span<const PendingSection> pending) {
       constexpr std::size_t kMaxVarint = 10;
       std::size_t table_count = 0;
       std::size_t size = 2 * kMaxVarint;
@@ -356,6 +388,11 @@ class TypedKeyedStateBackend final : public KeyedStateBackend {
           size += 3 * kMaxVarint + name.size() + section->keys.size() + section->entries.size();
         }
         ++section;
+      }
+      for (const auto& [name, entries] : pending) {
+        ++table_count;
+        size += 3 * kMaxVarint + name->size() + entries->slots.size() * sizeof(K) +
+                entries->bytes.size();
       }
       if (table_count == 0) return {};
       std::string bytes;
@@ -371,6 +408,12 @@ class TypedKeyedStateBackend final : public KeyedStateBackend {
         out.write_varint(written.slots.size());
         out.write_bytes(written.keys.buffer().data(), written.keys.size());
         out.write(written.entries.buffer());
+      }
+      for (const auto& [name, entries] : pending) {
+        out.write(*name);
+        out.write_varint(entries->slots.size());
+        write_keys(entries->slots, out);
+        out.write(entries->bytes);
       }
       return out.take();
     }

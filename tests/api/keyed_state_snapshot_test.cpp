@@ -201,6 +201,29 @@ TEST(KeyedStateSnapshotTest, TableRegisteredAfterRestoreGetsItsEntries) {
   expect_restored(restored, late, keys);
 }
 
+// A table that is not declared again between a restore and the next
+// snapshot keeps its entries in that snapshot.
+TEST(KeyedStateSnapshotTest, EntriesWaitingForTheirTableAreInTheNextSnapshot) {
+  const auto keys = key_range(0, 2'000);
+  TypedKeyedStateBackend<long long> original;
+  Handles state(original);
+  fill(original, state, keys);
+  std::map<int, std::string> groups;
+  original.snapshot(kMaxParallelism, groups);
+
+  TypedKeyedStateBackend<long long> restarted;
+  ValueState<long long> count(restarted, "count");  // the list and map states wait
+  for (const auto& [group, bytes] : groups) restarted.restore(bytes);
+  std::map<int, std::string> next;
+  restarted.snapshot(kMaxParallelism, next);
+  EXPECT_EQ(next.size(), groups.size());
+
+  TypedKeyedStateBackend<long long> restored;
+  Handles restored_state(restored);
+  for (const auto& [group, bytes] : next) restored.restore(bytes);
+  expect_restored(restored, restored_state, keys);
+}
+
 TEST(KeyedStateSnapshotTest, RestoreMergesIntoExistingKeys) {
   TypedKeyedStateBackend<long long> original;
   ValueState<long long> count(original, "count");
