@@ -75,8 +75,8 @@ Status ClusterService::Checkpoints(
                                            hello.process_index())) {
       return {StatusCode::FAILED_PRECONDITION,
               "job " + hello.job_id() + " has no run " + std::to_string(hello.attempt()) +
-                  " with checkpoints and a task process " +
-                  std::to_string(hello.process_index()) + " (ended, restarted, or never)"};
+                  " with checkpoints and a task process " + std::to_string(hello.process_index()) +
+                  " (ended, restarted, or never)"};
     }
     lock.unlock();
     bool reading = true;  // guarded by state_.mutex

@@ -7,9 +7,9 @@ namespace {
 
 checkpoint::CoordinatorSettings settings_of(const rpc::CheckpointSettings& s) {
   using std::chrono::milliseconds;
-  return checkpoint::CoordinatorSettings{milliseconds(s.interval_ms()), milliseconds(s.min_pause_ms()),
-                                         milliseconds(s.timeout_ms()), s.tolerable_failures(),
-                                         s.retained()};
+  return checkpoint::CoordinatorSettings{
+      milliseconds(s.interval_ms()), milliseconds(s.min_pause_ms()), milliseconds(s.timeout_ms()),
+      s.tolerable_failures(), s.retained()};
 }
 
 checkpoint::CoordinatorActions& as_actions(checkpoint::CoordinatorActions& actions) {
@@ -42,8 +42,7 @@ void JobCheckpoints::report(const rpc::CheckpointReport& report,
     }
     case rpc::CheckpointReport::kDeclined: {
       const auto& declined = report.declined();
-      coordinator_.decline(declined.checkpoint(), task_of(declined.task()), declined.reason(),
-                           now);
+      coordinator_.decline(declined.checkpoint(), task_of(declined.task()), declined.reason(), now);
       break;
     }
     case rpc::CheckpointReport::kFinished:

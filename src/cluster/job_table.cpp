@@ -169,6 +169,7 @@ void JobTable::schedule_pending() {
       rpc::WorkerCommand command;
       command.mutable_prepare()->set_job_id(job->info.job_id());
       command.mutable_prepare()->set_process_index(static_cast<int>(p));
+      command.mutable_prepare()->set_attempt(job->attempt);
       nodes_.send(job->processes[p].node_id, std::move(command));
     }
     save(*job);
@@ -388,6 +389,7 @@ void JobTable::start_processes(Job& job) {
     auto* start = command.mutable_start();
     start->set_job_id(job.info.job_id());
     start->set_process_index(static_cast<int>(p));
+    start->set_attempt(job.attempt);
     start->set_program_sha256(job.request.program_sha256());
     *start->mutable_args() = job.request.args();
     start->set_working_directory(job.request.working_directory());
@@ -407,13 +409,15 @@ void JobTable::send_stop(const Job& job) {
     if (p.exited || !sent.insert(p.node_id).second) continue;
     rpc::WorkerCommand command;
     command.mutable_stop()->set_job_id(job.info.job_id());
+    command.mutable_stop()->set_attempt(job.attempt);
     command.mutable_stop()->set_drain(job.stop_requested &&
                                       job.info.state() != rpc::JobInfo::FAILED);
     nodes_.send(p.node_id, std::move(command));
   }
 }
 
-void JobTable::fail(Job& job, std::string error, bool may_restart) {  // by value: it may be held_error
+void JobTable::fail(Job& job, std::string error,
+                    bool may_restart) {  // by value: it may be held_error
   job.held_error.clear();
   if (is_final(job.info.state()) || job.restarting) return;
   if (may_restart && job.checkpointed() && !job.stop_requested &&

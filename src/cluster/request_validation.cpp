@@ -165,8 +165,8 @@ Problem check_checkpoints(const std::string& field, const rpc::CheckpointSetting
                        kMaxRetainedCheckpoints);
   }
   if (s.restart_attempts() < 0 || s.restart_attempts() > kMaxRestartAttempts) {
-    return fmt::format("{}.restart_attempts is {}; it must be 0 to {}", field,
-                       s.restart_attempts(), kMaxRestartAttempts);
+    return fmt::format("{}.restart_attempts is {}; it must be 0 to {}", field, s.restart_attempts(),
+                       kMaxRestartAttempts);
   }
   if (auto p = check_text(field + ".directory", s.directory(), kMaxPathBytes)) return p;
   if (!s.directory().empty() && !s.directory().starts_with("/")) {

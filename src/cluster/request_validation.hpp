@@ -22,10 +22,10 @@ constexpr int kDefaultMaxInstancesPerJob = 4096;
 constexpr int kMaxInstancesPerJobLimit = 65536;
 
 // Sizes of the names and texts a request may carry.
-constexpr std::size_t kMaxNameBytes = 1024;     // a job's or an operator's name
-constexpr std::size_t kMaxIdBytes = 128;        // a node's or a job's id
-constexpr std::size_t kMaxHostBytes = 255;      // a host name (DNS's limit) or address
-constexpr std::size_t kMaxPathBytes = 4096;     // a working directory (PATH_MAX)
+constexpr std::size_t kMaxNameBytes = 1024;  // a job's or an operator's name
+constexpr std::size_t kMaxIdBytes = 128;     // a node's or a job's id
+constexpr std::size_t kMaxHostBytes = 255;   // a host name (DNS's limit) or address
+constexpr std::size_t kMaxPathBytes = 4096;  // a working directory (PATH_MAX)
 constexpr int kMaxRetainedCheckpoints = 100;
 constexpr int kMaxRestartAttempts = 1000;
 constexpr std::size_t kMaxArgs = 10'000;        // a program's arguments...

@@ -232,9 +232,9 @@ class Worker::Impl {
       spawn([this, start = command.start()] { start_process(start); });
     } else if (command.has_stop()) {
       if (command.stop().drain()) {
-        drain_job(command.stop().job_id());
+        drain_job(command.stop().job_id(), command.stop().attempt());
       } else {
-        kill_job(command.stop().job_id());
+        kill_job(command.stop().job_id(), command.stop().attempt());
       }
     }
   }
@@ -320,7 +320,7 @@ class Worker::Impl {
     {
       std::lock_guard lock(mutex_);
       generation = generation_;
-      cancelled = stopped_jobs_.count(start.job_id()) > 0;
+      cancelled = stopped_runs_.count(run_of(start.job_id(), start.attempt())) > 0;
       auto it = listeners_.find(key(start.job_id(), start.process_index()));
       if (it != listeners_.end()) {
         listener = std::move(it->second);
@@ -370,7 +370,10 @@ class Worker::Impl {
                          Running{pid, start.job_id(), start.program_sha256(),
                                  MemoryWatch(pid, start.memory_limit_bytes(), options_.node_id)});
       // The session ended (or the job was stopped) while this process started.
-      if (generation_ != generation || stopped_jobs_.count(start.job_id())) process->kill_group();
+      if (generation_ != generation ||
+          stopped_runs_.count(run_of(start.job_id(), start.attempt()))) {
+        process->kill_group();
+      }
     }
     const std::string result_bytes = relay_output(start, *process);
     // Waited for without reaping, so that its pid (and process group) cannot
@@ -458,10 +461,16 @@ class Worker::Impl {
                          done});
   }
 
-  // The job's processes still to start will not start, and its reserved
-  // ports are closed. REQUIRES: mutex_ held.
-  void cancel_unstarted(const std::string& job_id) {
-    stopped_jobs_.insert(job_id);
+  // A run of a job: a restarted job's next run starts although the previous
+  // one was stopped.
+  static std::string run_of(const std::string& job_id, int attempt) {
+    return job_id + "#" + std::to_string(attempt);
+  }
+
+  // The run's processes still to start will not start, and the job's
+  // reserved ports are closed. REQUIRES: mutex_ held.
+  void cancel_unstarted(const std::string& job_id, int attempt) {
+    stopped_runs_.insert(run_of(job_id, attempt));
     for (auto it = listeners_.begin(); it != listeners_.end();) {
       it = it->first.rfind(job_id + "/", 0) == 0 ? listeners_.erase(it) : std::next(it);
     }
@@ -470,13 +479,13 @@ class Worker::Impl {
   // SIGTERM to the job's processes, which stop their sources and finish what
   // is in flight; those still running after kDrainTimeout are killed. Those
   // not started yet will not start.
-  void drain_job(const std::string& job_id) {
+  void drain_job(const std::string& job_id, int attempt) {
     std::lock_guard lock(mutex_);
-    cancel_unstarted(job_id);
+    cancel_unstarted(job_id, attempt);
     for (const auto& [pid, running] : processes_) {
       if (running.job_id == job_id) ::kill(-pid, SIGTERM);
     }
-    spawn([this, job_id] {
+    spawn([this, job_id, attempt] {
       std::unique_lock lock(mutex_);
       const bool drained = reaped_.wait_for(lock, kDrainTimeout, [&] {
         return std::none_of(processes_.begin(), processes_.end(),
@@ -486,14 +495,14 @@ class Worker::Impl {
         spdlog::warn("job {} did not end within {} s of its stop; killing its processes", job_id,
                      kDrainTimeout.count());
         lock.unlock();
-        kill_job(job_id);
+        kill_job(job_id, attempt);
       }
     });
   }
 
-  void kill_job(const std::string& job_id) {
+  void kill_job(const std::string& job_id, int attempt) {
     std::lock_guard lock(mutex_);
-    cancel_unstarted(job_id);
+    cancel_unstarted(job_id, attempt);
     for (const auto& [pid, running] : processes_) {
       if (running.job_id == job_id) ::kill(-pid, SIGKILL);
     }
@@ -512,7 +521,7 @@ class Worker::Impl {
       std::lock_guard lock(mutex_);
       kill_processes();
       listeners_.clear();
-      stopped_jobs_.clear();  // a new session brings no commands of the old one's jobs
+      stopped_runs_.clear();  // a new session brings no commands of the old one's jobs
       starters.swap(starters_);
     }
     for (auto& starter : starters) starter.thread.join();
@@ -535,9 +544,9 @@ class Worker::Impl {
   };
   std::vector<Starter> starters_;
   std::thread memory_checker_;
-  std::uint64_t generation_ = 0;  // sessions with the head so far
-  bool ever_joined_ = false;      // only the run() thread touches it
-  std::set<std::string> stopped_jobs_;
+  std::uint64_t generation_ = 0;        // sessions with the head so far
+  bool ever_joined_ = false;            // only the run() thread touches it
+  std::set<std::string> stopped_runs_;  // job_id#attempt
 };
 
 Worker::Worker(WorkerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}

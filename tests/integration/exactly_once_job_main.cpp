@@ -1,12 +1,13 @@
 // The job of the fault-tolerance tests (fault_tolerance_test.cpp):
-//   exactly_once_job OUTPUT_DIR RECORDS [--local]
+//   exactly_once_job OUTPUT_DIR RECORDS [--local | crash=WHERE:C:I]
 // A paced replayable source (2 instances) of RECORDS numbers, key_by into a
 // running count per key in keyed state (3 instances), then write_text into
 // OUTPUT_DIR (2 instances): one line "key count number" per record, the same
 // set of lines in every run however it fails, since each key's numbers come
 // from one source instance, in order. Checkpoints every 200 ms.
 //
-// SAGE_TEST_CRASH=snapshot:C:I or commit:C:I makes the process of instance
+// crash=snapshot:C:I or crash=commit:C:I (an argument: the task processes
+// run the program with its arguments) makes the process of instance
 // I of the counter (snapshot: in its save for checkpoint C, before the task
 // acknowledged it) or of write_text (commit: when checkpoint C completed,
 // before that instance committed its files) exit at once, as a crash would.
@@ -29,14 +30,12 @@ struct CrashPoint {
   int instance = -1;
 };
 
-CrashPoint crash_point() {
+CrashPoint crash_point(const char* text) {
   CrashPoint point;
-  const char* text = std::getenv("SAGE_TEST_CRASH");
-  if (text == nullptr) return point;
   char where[16] = {};
   unsigned long long checkpoint = 0;
   int instance = -1;
-  if (std::sscanf(text, "%15[a-z]:%llu:%d", where, &checkpoint, &instance) == 3) {
+  if (std::sscanf(text, "crash=%15[a-z]:%llu:%d", where, &checkpoint, &instance) == 3) {
     point = {where, checkpoint, instance};
   }
   return point;
@@ -87,7 +86,8 @@ class Counter : public sage::Function {
   // Each key's numbers come from one source instance (its parity).
   static long long key_of(long long x) { return (x / 2) % 97 * 2 + x % 2; }
   void save_state(sage::Writer& out, std::uint64_t checkpoint) {
-    if (crash_.where == "snapshot" && crash_.checkpoint == checkpoint && crash_.instance == index_) {
+    if (crash_.where == "snapshot" && crash_.checkpoint == checkpoint &&
+        crash_.instance == index_) {
       std::_Exit(9);
     }
     out.write(index_);
@@ -125,7 +125,7 @@ class BeforeCommit : public sage::Function {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: %s OUTPUT_DIR RECORDS [--local]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s OUTPUT_DIR RECORDS [--local | crash=WHERE:C:I]\n", argv[0]);
     return 2;
   }
   const std::string output = argv[1];
@@ -141,7 +141,7 @@ int main(int argc, char** argv) {
     env = std::make_unique<sage::RemoteEnvironment>("exactly-once", "127.0.0.1", 19001,
                                                     sage::ClusterConfig{}, config);
   }
-  const CrashPoint crash = crash_point();
+  const CrashPoint crash = crash_point(argc > 3 ? argv[3] : "");
   env->from_source<PacedNumbers>(sage::Options{.name = "numbers", .parallelism = 2}, records)
       .key_by([](long long x) { return Counter::key_of(x); })
       .map<Counter>(sage::Options{.name = "counter", .parallelism = 3}, crash)
@@ -149,11 +149,14 @@ int main(int argc, char** argv) {
       .map<BeforeCommit>(sage::Options{.name = "before-commit", .parallelism = 2}, crash)
       .write_text(output, {.name = "lines", .parallelism = 2});
   try {
-    const auto result = env->execute();
+    std::printf("submitted %s\n", env->submit().c_str());
+    std::fflush(stdout);
+    const auto result = env->wait();
     std::printf("job %s %s, %d restarts, %llu checkpoints\n", result.job_id.c_str(),
                 sage::to_string(result.state), result.restarts,
                 static_cast<unsigned long long>(result.checkpoints_completed));
-    for (const auto& cause : result.restart_causes) std::printf("restarted after: %s\n", cause.c_str());
+    for (const auto& cause : result.restart_causes)
+      std::printf("restarted after: %s\n", cause.c_str());
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());

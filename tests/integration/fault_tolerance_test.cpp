@@ -62,12 +62,11 @@ class FaultToleranceTest : public ClusterTest {
   }
 
   // Starts `sage job submit` of the job into `out`, in the background.
-  std::unique_ptr<ChildProcess> submit(const TempDir& out, std::vector<std::string> extra_env = {}) {
-    for (const auto& variable : env()) extra_env.push_back(variable);
-    return std::make_unique<ChildProcess>(
-        std::vector<std::string>{SAGE_CLI_BINARY, "job", "submit", SAGE_EXACTLY_ONCE_JOB_BINARY,
-                                 out.path(), kRecords},
-        extra_env);
+  std::unique_ptr<ChildProcess> submit(const TempDir& out, const std::string& crash = "") {
+    std::vector<std::string> argv{SAGE_CLI_BINARY, "job",   "submit", SAGE_EXACTLY_ONCE_JOB_BINARY,
+                                  out.path(),      kRecords};
+    if (!crash.empty()) argv.push_back("crash=" + crash);
+    return std::make_unique<ChildProcess>(argv, env());
   }
 
   static std::string job_id_of(const std::string& output) {
@@ -167,8 +166,8 @@ TEST_P(CrashPointTest, TheJobRestartsOnceAndCommitsEveryLineOnce) {
       std::uniform_int_distribution<int>(0, std::string(where) == "snapshot" ? 2 : 1)(random);
   ASSERT_NO_FATAL_FAILURE(start_cluster());
   TempDir out;
-  auto job = submit(out, {"SAGE_TEST_CRASH=" + std::string(where) + ":" +
-                          std::to_string(checkpoint) + ":" + std::to_string(instance)});
+  auto job = submit(
+      out, std::string(where) + ":" + std::to_string(checkpoint) + ":" + std::to_string(instance));
   ASSERT_NO_FATAL_FAILURE(expect_exactly_once(*job, out, 1));
 }
 
