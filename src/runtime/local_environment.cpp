@@ -40,7 +40,19 @@ JobResult Environment::execute() {
 LocalEnvironment::LocalEnvironment(std::string name, ExecutionConfig config)
     : Environment(std::move(name), config) {}
 
-LocalEnvironment::~LocalEnvironment() = default;
+LocalEnvironment::~LocalEnvironment() {
+  // A job still running is stopped and waited for while its checkpoints'
+  // coordinator is there: with checkpoints on, its tasks end only after the
+  // final checkpoint.
+  if (job_ && !result_) {
+    job_->request_stop();
+    try {
+      wait();
+    } catch (const Error&) {
+      // The job failed; a destructor has nobody to tell.
+    }
+  }
+}
 
 std::string LocalEnvironment::submit(bool autostop) {
   seal();

@@ -230,3 +230,41 @@ TEST(CheckpointTest, WriteTextCommitsEveryLineOnceWhenTheFinalCheckpointComplete
 
 }  // namespace
 }  // namespace sage
+
+namespace sage {
+namespace {
+
+TEST(CheckpointTest, AtLeastOnceCheckpointsWithoutHoldingChannelsBack) {
+  testing::TempDir dir;
+  ExecutionConfig config = checkpointed(dir, 5ms);
+  config.checkpoint_mode = CheckpointMode::kAtLeastOnce;
+  config.alignment_buffer_batches = 1;  // would overflow at once if anything were held back
+  JobResult plain, with;
+  const auto expected = run_doubling(ExecutionConfig{.batch_size = 64}, &plain);
+  const auto actual = run_doubling(config, &with);
+  EXPECT_TRUE(actual == expected);
+  EXPECT_GE(with.checkpoints_completed, 3u);
+  EXPECT_EQ(with.checkpoints_failed, 0u) << "at-least-once held a channel back";
+}
+
+}  // namespace
+}  // namespace sage
+
+namespace sage {
+namespace {
+
+TEST(CheckpointTest, AnEnvironmentLeftWithItsCheckpointedJobRunningStopsItAndCommits) {
+  testing::TempDir checkpoints, output;
+  {
+    LocalEnvironment env("left-running", checkpointed(checkpoints, 5ms));
+    env.from_source<PacedSource>(Options{.name = "paced"}, 1'000'000'000LL, 1ms)
+        .write_text(output.path());
+    env.submit();
+  }  // the destructor stops the job; it must not wait forever for a final checkpoint
+  int hidden = 0;
+  committed_lines(output.path(), &hidden);
+  EXPECT_EQ(hidden, 0) << "the stopped job's last file was not committed";
+}
+
+}  // namespace
+}  // namespace sage
