@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <regex>
 
@@ -19,7 +20,7 @@
 namespace sage::testing {
 namespace {
 
-constexpr const char* kRecords = "60000";
+constexpr long long kRecords = 80'000;  // about 4 s with the job's pacing
 
 // The sorted lines of the committed files in `directory`; in-progress
 // (hidden) files are counted in `hidden`.
@@ -46,25 +47,30 @@ class FaultToleranceTest : public ClusterTest {
     head_cpus_ = "0";
   }
 
-  // The lines of a failure-free run in this process's LocalEnvironment,
-  // computed once for all tests.
-  const std::vector<std::string>& reference() {
-    static std::vector<std::string> lines = [&] {
-      TempDir out;
-      const Outcome local = run({SAGE_EXACTLY_ONCE_JOB_BINARY, out.path(), kRecords, "--local"});
-      EXPECT_EQ(local.code, 0) << local.output;
-      int hidden = 0;
-      auto committed = committed_lines(out.path(), &hidden);
-      EXPECT_EQ(hidden, 0);
-      return committed;
+  // The lines a failure-free run commits, sorted: "key count number" for
+  // every number, counted per key in the order of the numbers (each key's
+  // numbers come from one source instance, in order). The test without
+  // failures checks this against a LocalEnvironment run of the job.
+  static const std::vector<std::string>& reference() {
+    static const std::vector<std::string> lines = [] {
+      std::vector<std::string> expected;
+      std::map<long long, long long> counts;
+      for (long long x = 0; x < kRecords; ++x) {
+        const long long key = (x / 2) % 97 * 2 + x % 2;
+        expected.push_back(std::to_string(key) + " " + std::to_string(++counts[key]) + " " +
+                           std::to_string(x));
+      }
+      std::sort(expected.begin(), expected.end());
+      return expected;
     }();
     return lines;
   }
 
   // Starts `sage job submit` of the job into `out`, in the background.
   std::unique_ptr<ChildProcess> submit(const TempDir& out, const std::string& crash = "") {
-    std::vector<std::string> argv{SAGE_CLI_BINARY, "job",   "submit", SAGE_EXACTLY_ONCE_JOB_BINARY,
-                                  out.path(),      kRecords};
+    std::vector<std::string> argv{SAGE_CLI_BINARY, "job",
+                                  "submit",        SAGE_EXACTLY_ONCE_JOB_BINARY,
+                                  out.path(),      std::to_string(kRecords)};
     if (!crash.empty()) argv.push_back("crash=" + crash);
     return std::make_unique<ChildProcess>(argv, env());
   }
@@ -116,6 +122,14 @@ class FaultToleranceTest : public ClusterTest {
 };
 
 TEST_F(FaultToleranceTest, WithoutFailuresTheClusterCommitsWhatALocalRunDoes) {
+  TempDir local;
+  const Outcome run_locally =
+      run({SAGE_EXACTLY_ONCE_JOB_BINARY, local.path(), std::to_string(kRecords), "--local"});
+  ASSERT_EQ(run_locally.code, 0) << run_locally.output;
+  int hidden = 0;
+  EXPECT_TRUE(committed_lines(local.path(), &hidden) == reference())
+      << "a LocalEnvironment run committed other lines";
+  EXPECT_EQ(hidden, 0);
   ASSERT_NO_FATAL_FAILURE(start_cluster());
   TempDir out;
   auto job = submit(out);
@@ -156,7 +170,7 @@ TEST_F(FaultToleranceTest, AKilledWorkerAndItsTaskProcessRestartTheJobOnTheNodes
 // checkpoint (which then never completes) or after a checkpoint completed
 // but before its write_text instance committed (the restart commits).
 class CrashPointTest : public FaultToleranceTest,
-                       public ::testing::WithParamInterface<std::tuple<const char*, int>> {};
+                       public ::testing::WithParamInterface<std::tuple<std::string, int>> {};
 
 TEST_P(CrashPointTest, TheJobRestartsOnceAndCommitsEveryLineOnce) {
   const auto [where, seed] = GetParam();
@@ -172,7 +186,8 @@ TEST_P(CrashPointTest, TheJobRestartsOnceAndCommitsEveryLineOnce) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Seeds, CrashPointTest,
-                         ::testing::Combine(::testing::Values("snapshot", "commit"),
+                         ::testing::Combine(::testing::Values(std::string("snapshot"),
+                                                              std::string("commit")),
                                             ::testing::Values(1, 2)),
                          [](const auto& info) {
                            return std::string(std::get<0>(info.param)) + "_seed" +
