@@ -15,30 +15,13 @@
 #include <regex>
 
 #include "integration/cluster_fixture.hpp"
+#include "support/committed_lines.hpp"
 #include "support/temp_dir.hpp"
 
 namespace sage::testing {
 namespace {
 
 constexpr long long kRecords = 80'000;  // about 4 s with the job's pacing
-
-// The sorted lines of the committed files in `directory`; in-progress
-// (hidden) files are counted in `hidden`.
-std::vector<std::string> committed_lines(const std::string& directory, int* hidden) {
-  std::vector<std::string> lines;
-  *hidden = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(directory)) {
-    const std::string name = entry.path().filename().string();
-    if (name.starts_with(".") || name.starts_with("_")) {
-      ++*hidden;
-      continue;
-    }
-    std::ifstream in(entry.path());
-    for (std::string line; std::getline(in, line);) lines.push_back(line);
-  }
-  std::sort(lines.begin(), lines.end());
-  return lines;
-}
 
 class FaultToleranceTest : public ClusterTest {
  protected:
@@ -102,22 +85,23 @@ class FaultToleranceTest : public ClusterTest {
     EXPECT_TRUE(lines == reference()) << "the committed lines differ from a failure-free run";
   }
 
-  // The pid of a task process on `node`, once the job's instances run there
-  // and it has completed a checkpoint or two.
-  int running_task_on(const std::string& job_id, const std::string& node) {
-    std::smatch pid;
+  // The submitted job's id and the pid of its task process on w1, once it
+  // runs there and the job has completed a checkpoint or two.
+  void wait_for_task_on_w1(ChildProcess& job, std::string* job_id, int* pid) {
+    ASSERT_TRUE(job.wait_for_output("submitted job-", 30s)) << job.output();
+    *job_id = job_id_of(job.output());
+    std::smatch found;
     std::string logs;
-    EXPECT_TRUE(eventually(
+    ASSERT_TRUE(eventually(
         [&] {
-          logs = cli({"job", "logs", job_id}).output;
-          return std::regex_search(logs, pid,
-                                   std::regex("instance \\S+ on " + node + " pid (\\d+)")) &&
-                 last_checkpoint(job_id) >= 2;
+          logs = cli({"job", "logs", *job_id}).output;
+          return std::regex_search(logs, found, std::regex(R"(instance \S+ on w1 pid (\d+))")) &&
+                 last_checkpoint(*job_id) >= 2;
         },
         30s))
-        << "no task process on " << node << " with two checkpoints done:\n"
+        << "no task process on w1 with two checkpoints done:\n"
         << logs;
-    return pid.empty() ? 0 : std::stoi(pid[1]);
+    *pid = std::stoi(found[1]);
   }
 };
 
@@ -140,10 +124,9 @@ TEST_F(FaultToleranceTest, AKilledTaskProcessRestartsTheJobFromItsLastCheckpoint
   ASSERT_NO_FATAL_FAILURE(start_cluster());
   TempDir out;
   auto job = submit(out);
-  ASSERT_TRUE(job->wait_for_output("submitted job-", 30s)) << job->output();
-  const std::string job_id = job_id_of(job->output());
-  const int task = running_task_on(job_id, "w1");
-  ASSERT_GT(task, 0);
+  std::string job_id;
+  int task = 0;
+  ASSERT_NO_FATAL_FAILURE(wait_for_task_on_w1(*job, &job_id, &task));
   ASSERT_EQ(kill(task, SIGKILL), 0);
   ASSERT_NO_FATAL_FAILURE(expect_exactly_once(*job, out, 1));
   const auto status = cli({"job", "status", job_id}).output;
@@ -155,10 +138,9 @@ TEST_F(FaultToleranceTest, AKilledWorkerAndItsTaskProcessRestartTheJobOnTheNodes
   ASSERT_NO_FATAL_FAILURE(start_cluster());
   TempDir out;
   auto job = submit(out);
-  ASSERT_TRUE(job->wait_for_output("submitted job-", 30s)) << job->output();
-  const std::string job_id = job_id_of(job->output());
-  const int task = running_task_on(job_id, "w1");
-  ASSERT_GT(task, 0);
+  std::string job_id;
+  int task = 0;
+  ASSERT_NO_FATAL_FAILURE(wait_for_task_on_w1(*job, &job_id, &task));
   ASSERT_EQ(kill(pid_of("worker-w1"), SIGKILL), 0);
   ASSERT_EQ(kill(task, SIGKILL), 0);
   ASSERT_NO_FATAL_FAILURE(expect_exactly_once(*job, out, 1));

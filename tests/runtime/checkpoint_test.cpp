@@ -14,6 +14,7 @@
 #include <sage/sage.hpp>
 
 #include "support/collect.hpp"
+#include "support/committed_lines.hpp"
 #include "support/temp_dir.hpp"
 
 namespace sage {
@@ -193,23 +194,6 @@ TEST(CheckpointTest, AlignmentThatWouldHoldBackTooMuchDeclinesTheCheckpointNotTh
 namespace sage {
 namespace {
 
-// Every visible line under `directory`, sorted; hidden files counted apart.
-std::vector<std::string> committed_lines(const std::string& directory, int* hidden) {
-  std::vector<std::string> lines;
-  *hidden = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(directory)) {
-    const std::string name = entry.path().filename().string();
-    if (name.starts_with(".") || name.starts_with("_")) {
-      ++*hidden;
-      continue;
-    }
-    std::ifstream in(entry.path());
-    for (std::string line; std::getline(in, line);) lines.push_back(line);
-  }
-  std::sort(lines.begin(), lines.end());
-  return lines;
-}
-
 TEST(CheckpointTest, WriteTextCommitsEveryLineOnceWhenTheFinalCheckpointCompletes) {
   testing::TempDir checkpoints, output;
   LocalEnvironment env("write-text", checkpointed(checkpoints, 5ms));
@@ -220,7 +204,7 @@ TEST(CheckpointTest, WriteTextCommitsEveryLineOnceWhenTheFinalCheckpointComplete
   const JobResult result = env.execute();
   EXPECT_GE(result.checkpoints_completed, 3u);
   int hidden = 0;
-  const auto lines = committed_lines(output.path(), &hidden);
+  const auto lines = testing::committed_lines(output.path(), &hidden);
   EXPECT_EQ(hidden, 0) << "in-progress files left after the job finished";
   std::vector<std::string> expected;
   for (long long x = 0; x < 20'000; ++x) expected.push_back(std::to_string(3 * x));
@@ -262,7 +246,7 @@ TEST(CheckpointTest, AnEnvironmentLeftWithItsCheckpointedJobRunningStopsItAndCom
     env.submit();
   }  // the destructor stops the job; it must not wait forever for a final checkpoint
   int hidden = 0;
-  committed_lines(output.path(), &hidden);
+  testing::committed_lines(output.path(), &hidden);
   EXPECT_EQ(hidden, 0) << "the stopped job's last file was not committed";
 }
 
