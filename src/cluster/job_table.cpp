@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <random>
 #include <set>
 
@@ -86,8 +87,11 @@ struct JobTable::Job {
       if (!process.exited) live.mutable_instances()->MergeFrom(process.live);
     }
     sort_instances(live.mutable_instances());
-    if (checkpoints) *live.mutable_checkpoints() = checkpoint_summary();
+    if (has_checkpoint_figures()) *live.mutable_checkpoints() = checkpoint_summary();
     return live;
+  }
+  bool has_checkpoint_figures() const {
+    return checkpoints != nullptr || earlier_runs.ByteSizeLong() > 0;
   }
   // This run's checkpoints on top of the earlier runs'.
   rpc::CheckpointSummary checkpoint_summary() const {
@@ -342,7 +346,10 @@ std::vector<std::string> JobTable::take_forgotten() {
   for (std::size_t i = 0; i < ended.size() - job_history_; ++i) {
     ids.push_back(ended[i]->info.job_id());
   }
-  for (const auto& id : ids) jobs_.erase(id);
+  for (const auto& id : ids) {
+    discard_checkpoints(*jobs_.at(id));
+    jobs_.erase(id);
+  }
   return ids;
 }
 
@@ -443,6 +450,10 @@ void JobTable::settle_if_ended(Job& job) {
   if (!is_final(job.info.state())) {
     finish(job, job.stop_requested ? rpc::JobInfo::STOPPED : rpc::JobInfo::FINISHED, "");
   }
+  // A job that ended well committed its output with its final checkpoint:
+  // nothing will restore its checkpoints. A failed job's stay until it is
+  // forgotten.
+  if (job.info.state() != rpc::JobInfo::FAILED) discard_checkpoints(job);
   release(job);
   schedule_pending();
 }
@@ -514,6 +525,18 @@ std::chrono::steady_clock::time_point JobTable::tick(std::int64_t now) {
   }
   if (restart_due) schedule_pending();
   return next;
+}
+
+void JobTable::discard_checkpoints(Job& job) {
+  if (!job.checkpoints) return;
+  job.earlier_runs = job.checkpoint_summary();  // the figures stay
+  std::error_code ec;
+  std::filesystem::remove_all(job.checkpoints->root(), ec);
+  if (ec) {
+    spdlog::warn("job {}: cannot remove its checkpoints in {}: {}", job.info.job_id(),
+                 job.checkpoints->root(), ec.message());
+  }
+  job.checkpoints.reset();
 }
 
 JobTable::Job* JobTable::find_run(const std::string& job_id, int attempt) const {
@@ -600,7 +623,7 @@ void JobTable::persist(const Job& job) {
   record.finished_at_ms = job.info.finished_at_ms();
   // With the job's last checkpoint (CheckpointSummary): jobs.db records it.
   rpc::JobInfo recorded = job.info;
-  if (job.checkpoints || job.earlier_runs.completed() > 0) {
+  if (job.has_checkpoint_figures()) {
     *recorded.mutable_checkpoints() = job.checkpoint_summary();
   }
   record.statistics = recorded.SerializeAsString();

@@ -97,6 +97,8 @@ class JobTable {
   void fail(Job& job, std::string error, bool may_restart = true);
   void begin_restart(Job& job, const std::string& cause);
   void end_restart(Job& job);
+  // Removes the job's checkpoint directory (its runs are over for good).
+  void discard_checkpoints(Job& job);
   Job* find_run(const std::string& job_id, int attempt) const;
   void settle_if_ended(Job& job);
   void finish(Job& job, rpc::JobInfo::State state, const std::string& error);

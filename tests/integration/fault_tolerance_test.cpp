@@ -118,6 +118,11 @@ TEST_F(FaultToleranceTest, WithoutFailuresTheClusterCommitsWhatALocalRunDoes) {
   TempDir out;
   auto job = submit(out);
   ASSERT_NO_FATAL_FAILURE(expect_exactly_once(*job, out, 0));
+  EXPECT_TRUE(std::regex_search(job->output(), std::regex(R"(0 restarts, [1-9]\d* checkpoints)")))
+      << job->output();
+  // Its output committed, a finished job's checkpoints are of no more use.
+  const std::string checkpoints = state_dir_ + "/checkpoints/" + job_id_of(job->output());
+  EXPECT_FALSE(std::filesystem::exists(checkpoints)) << checkpoints;
 }
 
 TEST_F(FaultToleranceTest, AKilledTaskProcessRestartsTheJobFromItsLastCheckpoint) {
