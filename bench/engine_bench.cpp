@@ -51,6 +51,16 @@ double seconds_of(const std::function<void()>& run) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+// CPU time of this process so far, user and system, its ended threads included.
+double cpu_seconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  const auto seconds = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6;
+  };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
 double median(std::vector<double> values) {
   std::sort(values.begin(), values.end());
   return values[values.size() / 2];
@@ -172,14 +182,24 @@ struct CheckpointFigure {
   long long records = 0;
   long long keys = 0;
   std::chrono::milliseconds interval{0};
-  std::vector<double> off_seconds;  // per run, in run order
+  std::vector<double> off_seconds;  // wall-clock, per run, in run order
   std::vector<double> on_seconds;
+  std::vector<double> off_cpu_seconds;               // CPU time of all threads, per run: less
+  std::vector<double> on_cpu_seconds;                // sensitive to other load than wall-clock
   std::vector<std::uint64_t> checkpoints_completed;  // per run with checkpoints on
   std::vector<std::uint64_t> checkpoints_failed;     // declined or timed out, per run
   std::uint64_t last_checkpoint_bytes = 0;           // of the last run with them on
 
   double off_rate() const { return static_cast<double>(records) / median(off_seconds); }
   double on_rate() const { return static_cast<double>(records) / median(on_seconds); }
+  // Each run with checkpoints on against the run without just before it.
+  double median_pair_ratio() const {
+    std::vector<double> ratios;
+    for (std::size_t i = 0; i < on_seconds.size(); ++i) {
+      ratios.push_back(off_seconds[i] / on_seconds[i]);
+    }
+    return median(ratios);
+  }
 };
 
 CheckpointFigure checkpoint_figure(std::string name, long long records, long long keys,
@@ -191,9 +211,13 @@ CheckpointFigure checkpoint_figure(std::string name, long long records, long lon
   const sage::ExecutionConfig on{.checkpoint_interval = interval,
                                  .checkpoint_directory = directory.path()};
   for (int i = 0; i < repeat; ++i) {
+    const double cpu_before_off = cpu_seconds();
     f.off_seconds.push_back(seconds_of([&] { keyed_count_job(records, keys, off); }));
+    const double cpu_before_on = cpu_seconds();
+    f.off_cpu_seconds.push_back(cpu_before_on - cpu_before_off);
     sage::JobResult result;
     f.on_seconds.push_back(seconds_of([&] { result = keyed_count_job(records, keys, on); }));
+    f.on_cpu_seconds.push_back(cpu_seconds() - cpu_before_on);
     f.checkpoints_completed.push_back(result.checkpoints_completed);
     f.checkpoints_failed.push_back(result.checkpoints_failed);
     f.last_checkpoint_bytes = result.last_checkpoint_bytes;
@@ -265,10 +289,12 @@ void print_checkpoint_figure(const CheckpointFigure& f) {
       "median of %zu each\n",
       static_cast<long long>(f.interval.count()), f.name.c_str(), f.records, f.keys,
       f.on_seconds.size());
-  std::printf("  off: %s, %.3f s per run\n", rate_spread(f.records, f.off_seconds).c_str(),
-              median(f.off_seconds));
-  std::printf("  on:  %s, %.3f s per run; checkpoints completed per run:",
-              rate_spread(f.records, f.on_seconds).c_str(), median(f.on_seconds));
+  std::printf("  off: %s, %.3f s and %.3f CPU s per run\n",
+              rate_spread(f.records, f.off_seconds).c_str(), median(f.off_seconds),
+              median(f.off_cpu_seconds));
+  std::printf("  on:  %s, %.3f s and %.3f CPU s per run; checkpoints completed per run:",
+              rate_spread(f.records, f.on_seconds).c_str(), median(f.on_seconds),
+              median(f.on_cpu_seconds));
   for (const auto completed : f.checkpoints_completed) {
     std::printf(" %llu", static_cast<unsigned long long>(completed));
   }
@@ -277,8 +303,12 @@ void print_checkpoint_figure(const CheckpointFigure& f) {
     std::printf(" %llu", static_cast<unsigned long long>(failed));
   }
   std::printf("; last checkpoint %.2f MB\n", static_cast<double>(f.last_checkpoint_bytes) / 1e6);
-  std::printf("  on/off %.3f (records/s); on - off %.1f ms per run\n", f.on_rate() / f.off_rate(),
-              (median(f.on_seconds) - median(f.off_seconds)) * 1e3);
+  std::printf(
+      "  on/off records/s %.3f (of the medians), %.3f (median of the off/on pairs); on/off CPU s "
+      "%.3f; on - off %.1f ms per run\n",
+      f.on_rate() / f.off_rate(), f.median_pair_ratio(),
+      median(f.on_cpu_seconds) / median(f.off_cpu_seconds),
+      (median(f.on_seconds) - median(f.off_seconds)) * 1e3);
 }
 
 // A JSON array of numbers.
@@ -402,6 +432,8 @@ int main(int argc, char** argv) {
           << ", \"on_records_per_second\": " << f.on_rate()
           << ", \"off_seconds\": " << json_array(f.off_seconds)
           << ", \"on_seconds\": " << json_array(f.on_seconds)
+          << ", \"off_cpu_seconds\": " << json_array(f.off_cpu_seconds)
+          << ", \"on_cpu_seconds\": " << json_array(f.on_cpu_seconds)
           << ", \"checkpoints_completed\": " << json_array(f.checkpoints_completed)
           << ", \"checkpoints_failed\": " << json_array(f.checkpoints_failed)
           << ", \"last_checkpoint_bytes\": " << f.last_checkpoint_bytes << "}";
