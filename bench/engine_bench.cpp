@@ -187,7 +187,7 @@ struct CheckpointFigure {
   std::vector<double> off_cpu_seconds;               // CPU time of all threads, per run: less
   std::vector<double> on_cpu_seconds;                // sensitive to other load than wall-clock
   std::vector<std::uint64_t> checkpoints_completed;  // per run with checkpoints on
-  std::vector<std::uint64_t> checkpoints_failed;     // declined or timed out, per run
+  std::vector<std::uint64_t> checkpoints_failed;     // declined or timed out, likewise
   std::uint64_t last_checkpoint_bytes = 0;           // of the last run with them on
 
   double off_rate() const { return static_cast<double>(records) / median(off_seconds); }
