@@ -2,9 +2,13 @@
 // prints records/s for sage and for a hand-written loop doing the same work in
 // this process, and their ratio; --json FILE also writes them as JSON
 // (schema in docs/performance.md). It also times a snapshot of keyed state with
-// 10^6 keys against writing the same pairs in a plain serialization loop.
+// 10^6 keys against writing the same pairs in a plain serialization loop, and
+// measures what checkpoints cost: W3 with checkpoints every second against W3
+// without, and the size of a job's checkpoint of 10^6 keys. Those pairs of
+// runs alternate (off, on, off, on, ...) so both sides see the same noise.
 //
 //   build/bench/engine_bench [--records N] [--repeat R] [--json FILE]
+#include <stdlib.h>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -12,9 +16,11 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -45,12 +51,26 @@ double seconds_of(const std::function<void()>& run) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+// CPU time of this process so far, user and system, its ended threads included.
+double cpu_seconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  const auto seconds = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6;
+  };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  return values[values.size() / 2];
+}
+
 // Median of `repeat` runs, in records per second.
 double rate(long long records, int repeat, const std::function<void()>& run) {
   std::vector<double> rates;
   for (int i = 0; i < repeat; ++i) rates.push_back(static_cast<double>(records) / seconds_of(run));
-  std::sort(rates.begin(), rates.end());
-  return rates[rates.size() / 2];
+  return median(rates);
 }
 
 // Adds what it sees into a shared total at close(), so no work is optimized away.
@@ -97,7 +117,9 @@ double chain_workload(long long n, int source_p, int map_p, int filter_p, int si
   return 0;
 }
 
-// W3: count per key over `keys` keys with keyed ValueState, parallelism 2.
+// W3: count per key over kW3Keys keys with keyed ValueState, parallelism 2.
+constexpr long long kW3Keys = 100'000;
+
 class CountPerKey : public sage::Function {
  public:
   void open(sage::RuntimeContext& ctx) override { count_.emplace(ctx.value_state<long long>("n")); }
@@ -109,6 +131,99 @@ class CountPerKey : public sage::Function {
  private:
   std::optional<sage::ValueState<long long>> count_;
 };
+
+// W3's job: `records` records over `keys` keys, under `config`.
+sage::JobResult keyed_count_job(long long records, long long keys,
+                                const sage::ExecutionConfig& config) {
+  std::atomic<long long> total{0};
+  sage::LocalEnvironment env("keyed", config);
+  env.from_sequence(0, records, {.parallelism = 2})
+      .key_by([keys](long long x) { return x % keys; })
+      .map<CountPerKey>(sage::Options{.parallelism = 2})
+      .sink<SumSink>(sage::Options{.parallelism = 2}, &total);
+  sage::JobResult result = env.execute();
+  check(total.load(), records * (records - 1) / 2, "keyed");
+  return result;
+}
+
+// A fresh directory under the system's temporary directory ($TMPDIR, else
+// /tmp), removed with everything in it when this goes out of scope.
+class TemporaryDirectory {
+ public:
+  TemporaryDirectory() {
+    std::string path = (std::filesystem::temp_directory_path() / "sage-bench-XXXXXX").string();
+    if (mkdtemp(path.data()) == nullptr) {
+      std::perror(("cannot create a temporary directory " + path).c_str());
+      std::exit(1);
+    }
+    path_ = path;
+  }
+  TemporaryDirectory(const TemporaryDirectory&) = delete;
+  TemporaryDirectory& operator=(const TemporaryDirectory&) = delete;
+  ~TemporaryDirectory() {
+    std::error_code error;
+    std::filesystem::remove_all(path_, error);
+    if (error) {
+      std::fprintf(stderr, "cannot remove %s: %s\n", path_.c_str(), error.message().c_str());
+    }
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// What checkpoints cost a job: its runs with checkpoints off and on, which
+// alternate (off, on, off, on, ...) so that both sides see the same noise of
+// a shared machine. A bounded job ends with a final checkpoint, counted in
+// checkpoints_completed and the last checkpoint of every run with them on.
+struct CheckpointFigure {
+  std::string name;
+  long long records = 0;
+  long long keys = 0;
+  std::chrono::milliseconds interval{0};
+  std::vector<double> off_seconds;  // wall-clock, per run, in run order
+  std::vector<double> on_seconds;
+  std::vector<double> off_cpu_seconds;               // CPU time of all threads, per run: less
+  std::vector<double> on_cpu_seconds;                // sensitive to other load than wall-clock
+  std::vector<std::uint64_t> checkpoints_completed;  // per run with checkpoints on
+  std::vector<std::uint64_t> checkpoints_failed;     // declined or timed out, likewise
+  std::uint64_t last_checkpoint_bytes = 0;           // of the last run with them on
+
+  double off_rate() const { return static_cast<double>(records) / median(off_seconds); }
+  double on_rate() const { return static_cast<double>(records) / median(on_seconds); }
+  // Each run with checkpoints on against the run without just before it.
+  double median_pair_ratio() const {
+    std::vector<double> ratios;
+    for (std::size_t i = 0; i < on_seconds.size(); ++i) {
+      ratios.push_back(off_seconds[i] / on_seconds[i]);
+    }
+    return median(ratios);
+  }
+};
+
+CheckpointFigure checkpoint_figure(std::string name, long long records, long long keys,
+                                   std::chrono::milliseconds interval, int repeat) {
+  CheckpointFigure f{
+      .name = std::move(name), .records = records, .keys = keys, .interval = interval};
+  const TemporaryDirectory directory;
+  const sage::ExecutionConfig off;
+  const sage::ExecutionConfig on{.checkpoint_interval = interval,
+                                 .checkpoint_directory = directory.path()};
+  for (int i = 0; i < repeat; ++i) {
+    const double cpu_before_off = cpu_seconds();
+    f.off_seconds.push_back(seconds_of([&] { keyed_count_job(records, keys, off); }));
+    const double cpu_before_on = cpu_seconds();
+    f.off_cpu_seconds.push_back(cpu_before_on - cpu_before_off);
+    sage::JobResult result;
+    f.on_seconds.push_back(seconds_of([&] { result = keyed_count_job(records, keys, on); }));
+    f.on_cpu_seconds.push_back(cpu_seconds() - cpu_before_on);
+    f.checkpoints_completed.push_back(result.checkpoints_completed);
+    f.checkpoints_failed.push_back(result.checkpoints_failed);
+    f.last_checkpoint_bytes = result.last_checkpoint_bytes;
+  }
+  return f;
+}
 
 // Checkpoint cost: a snapshot of the keyed state of one operator instance with
 // `keys` keys in a ValueState<long long>, against writing the same (key, value)
@@ -153,11 +268,57 @@ SnapshotFigure snapshot_figure(long long keys, int repeat) {
     }));
     f.baseline_bytes = out.size();
   }
-  std::sort(seconds.begin(), seconds.end());
-  std::sort(baseline_seconds.begin(), baseline_seconds.end());
-  f.seconds = seconds[seconds.size() / 2];
-  f.baseline_seconds = baseline_seconds[baseline_seconds.size() / 2];
+  f.seconds = median(seconds);
+  f.baseline_seconds = median(baseline_seconds);
   return f;
+}
+
+// "median (lowest to highest)" of per-run records/s.
+std::string rate_spread(long long records, const std::vector<double>& seconds) {
+  const auto [fastest, slowest] = std::minmax_element(seconds.begin(), seconds.end());
+  char text[96];
+  std::snprintf(text, sizeof text, "%.3e rec/s (%.3e to %.3e)",
+                static_cast<double>(records) / median(seconds),
+                static_cast<double>(records) / *slowest, static_cast<double>(records) / *fastest);
+  return text;
+}
+
+void print_checkpoint_figure(const CheckpointFigure& f) {
+  std::printf(
+      "checkpoints every %lld ms, %s: %lld records over %lld keys, runs off and on alternating, "
+      "median of %zu each\n",
+      static_cast<long long>(f.interval.count()), f.name.c_str(), f.records, f.keys,
+      f.on_seconds.size());
+  std::printf("  off: %s, %.3f s and %.3f CPU s per run\n",
+              rate_spread(f.records, f.off_seconds).c_str(), median(f.off_seconds),
+              median(f.off_cpu_seconds));
+  std::printf("  on:  %s, %.3f s and %.3f CPU s per run; checkpoints completed per run:",
+              rate_spread(f.records, f.on_seconds).c_str(), median(f.on_seconds),
+              median(f.on_cpu_seconds));
+  for (const auto completed : f.checkpoints_completed) {
+    std::printf(" %llu", static_cast<unsigned long long>(completed));
+  }
+  std::printf(" (the last of each is the final one), failed:");
+  for (const auto failed : f.checkpoints_failed) {
+    std::printf(" %llu", static_cast<unsigned long long>(failed));
+  }
+  std::printf("; last checkpoint %.2f MB\n", static_cast<double>(f.last_checkpoint_bytes) / 1e6);
+  std::printf(
+      "  on/off records/s %.3f (of the medians), %.3f (median of the off/on pairs); on/off CPU s "
+      "%.3f; on - off %.1f ms per run\n",
+      f.on_rate() / f.off_rate(), f.median_pair_ratio(),
+      median(f.on_cpu_seconds) / median(f.off_cpu_seconds),
+      (median(f.on_seconds) - median(f.off_seconds)) * 1e3);
+}
+
+// A JSON array of numbers.
+template <typename Number>
+std::string json_array(const std::vector<Number>& values) {
+  std::ostringstream out;
+  out << "[";
+  for (std::size_t i = 0; i < values.size(); ++i) out << (i ? ", " : "") << values[i];
+  out << "]";
+  return out.str();
 }
 
 long peak_rss_kib() {
@@ -196,31 +357,36 @@ int main(int argc, char** argv) {
     figures.push_back(f);
   }
   {
-    constexpr long long kKeys = 100'000;
     const long long records = n / 5;
     Figure f{"W3 keyed count p2", 0, 0, "unordered_map count loop, 1 thread"};
-    f.sage_records_per_second = rate(records, repeat, [&] {
-      std::atomic<long long> total{0};
-      sage::LocalEnvironment env("keyed");
-      env.from_sequence(0, records, {.parallelism = 2})
-          .key_by([](long long x) { return x % kKeys; })
-          .map<CountPerKey>(sage::Options{.parallelism = 2})
-          .sink<SumSink>(sage::Options{.parallelism = 2}, &total);
-      env.execute();
-      check(total.load(), records * (records - 1) / 2, "keyed");
-    });
+    f.sage_records_per_second =
+        rate(records, repeat, [&] { keyed_count_job(records, kW3Keys, sage::ExecutionConfig{}); });
     f.baseline_records_per_second = rate(records, repeat, [&] {
       std::unordered_map<long long, long long> counts;
-      for (long long x = 0; x < records; ++x) ++counts[x % kKeys];
-      if (counts.size() != static_cast<std::size_t>(std::min(records, kKeys))) std::exit(1);
+      for (long long x = 0; x < records; ++x) ++counts[x % kW3Keys];
+      if (counts.size() != static_cast<std::size_t>(std::min(records, kW3Keys))) std::exit(1);
     });
     f.peak_rss_kib = peak_rss_kib();
     figures.push_back(f);
   }
 
-  // Taken before the snapshot figure, whose 10^6 keys would dominate it.
+  // W3 with checkpoints every second against W3 without, on 4·N records
+  // rather than W3's N/5: at the default N a run lasts several seconds (about
+  // 6 on the development VM), long enough for several checkpoints.
+  constexpr std::chrono::milliseconds kCheckpointInterval{1'000};
+  const long long checkpoint_records = 4 * n;
+  std::vector<CheckpointFigure> checkpoint_figures;
+  checkpoint_figures.push_back(checkpoint_figure("W3 keyed count p2", checkpoint_records, kW3Keys,
+                                                 kCheckpointInterval, repeat));
+
+  // Taken before the figures of 10^6 keys, which would dominate it.
   const long run_peak_rss_kib = peak_rss_kib();
-  const SnapshotFigure snapshot = snapshot_figure(1'000'000, repeat);
+  constexpr long long kSnapshotKeys = 1'000'000;
+  const SnapshotFigure snapshot = snapshot_figure(kSnapshotKeys, repeat);
+  // A job that ends, with every key seen once, before its first periodic
+  // checkpoint: its only checkpoint is the final one, of all 10^6 keys.
+  checkpoint_figures.push_back(checkpoint_figure("10^6 keys, one record each", kSnapshotKeys,
+                                                 kSnapshotKeys, kCheckpointInterval, repeat));
 
   std::printf("%-22s %16s %16s %8s %12s  %s\n", "workload", "sage rec/s", "baseline rec/s", "ratio",
               "peak RSS MiB", "baseline");
@@ -239,6 +405,7 @@ int main(int argc, char** argv) {
       snapshot.groups, snapshot.baseline_seconds * 1e3,
       static_cast<double>(snapshot.baseline_bytes) / 1e6,
       snapshot.baseline_seconds / snapshot.seconds);
+  for (const auto& f : checkpoint_figures) print_checkpoint_figure(f);
 
   if (!json_path.empty()) {
     std::ofstream out(json_path);
@@ -256,6 +423,21 @@ int main(int argc, char** argv) {
         << ", \"bytes\": " << snapshot.bytes << ", \"key_groups\": " << snapshot.groups
         << ", \"baseline_seconds\": " << snapshot.baseline_seconds
         << ", \"baseline_bytes\": " << snapshot.baseline_bytes
-        << ", \"baseline\": \"plain Writer loop over the same pairs\"}}\n";
+        << ", \"baseline\": \"plain Writer loop over the same pairs\"}, \"checkpoints\": [";
+    for (std::size_t i = 0; i < checkpoint_figures.size(); ++i) {
+      const auto& f = checkpoint_figures[i];
+      out << (i ? ", " : "") << "{\"name\": \"" << f.name << "\", \"records\": " << f.records
+          << ", \"keys\": " << f.keys << ", \"checkpoint_interval_ms\": " << f.interval.count()
+          << ", \"off_records_per_second\": " << f.off_rate()
+          << ", \"on_records_per_second\": " << f.on_rate()
+          << ", \"off_seconds\": " << json_array(f.off_seconds)
+          << ", \"on_seconds\": " << json_array(f.on_seconds)
+          << ", \"off_cpu_seconds\": " << json_array(f.off_cpu_seconds)
+          << ", \"on_cpu_seconds\": " << json_array(f.on_cpu_seconds)
+          << ", \"checkpoints_completed\": " << json_array(f.checkpoints_completed)
+          << ", \"checkpoints_failed\": " << json_array(f.checkpoints_failed)
+          << ", \"last_checkpoint_bytes\": " << f.last_checkpoint_bytes << "}";
+    }
+    out << "]}\n";
   }
 }
