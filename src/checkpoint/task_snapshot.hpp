@@ -21,7 +21,16 @@ struct TaskSnapshot {
 inline constexpr std::string_view kTaskSnapshotMagic = "sage-task-snapshot-1\n";
 
 inline std::string encode(const TaskSnapshot& snapshot) {
-  Writer writer{std::string(kTaskSnapshotMagic)};
+  // Sized first: a large keyed state is copied once, not once per growth.
+  std::size_t bytes = kTaskSnapshotMagic.size() + 16;
+  for (const auto& op : snapshot.operators) {
+    bytes += 16 + (op.function_state ? op.function_state->size() : 0);
+    for (const auto& [group, state] : op.key_groups) bytes += 16 + state.size();
+  }
+  std::string buffer;
+  buffer.reserve(bytes);
+  buffer.append(kTaskSnapshotMagic);
+  Writer writer{std::move(buffer)};
   writer.write(snapshot);
   return writer.take();
 }
