@@ -100,6 +100,13 @@ void Task::run_inputs(const ExecutionConfig& config) {
         }
         break;
       case Kind::kBarrier:
+        if (checkpointing == nullptr) {
+          // Only a peer built from another program sends one to a job without checkpoints.
+          throw Error("a checkpoint barrier arrived on input channel " +
+                      std::to_string(message.channel) +
+                      ", but this job has no checkpoints; every process of a job must run the "
+                      "same program");
+        }
         on_barrier(message.channel, message.checkpoint);
         break;
       default:

@@ -137,3 +137,27 @@ TEST(ProcessJobTest, AFailedSendOfItsOwnToAnotherProcessIsACause) {
 
 }  // namespace
 }  // namespace sage::runtime
+
+namespace sage::runtime {
+namespace {
+
+// Barriers come only from a job's own checkpoints: one that arrives at a job
+// without them (a peer running another build of the program) fails the job
+// with a cause that says so.
+TEST(ProcessJobTest, ABarrierInAJobWithoutCheckpointsFailsItSayingSo) {
+  testing::BuildOnlyEnvironment env;
+  build_relay(env);
+  ProcessJob job(env.graph(), ExecutionConfig{}, "job-1");
+  job.queue(1, 0)->push(detail::Message::barrier(0, 7));
+  job.start();
+  const JobResult& result = job.wait();
+  EXPECT_EQ(result.state, JobState::kFailed);
+  EXPECT_NE(result.error.find("a checkpoint barrier arrived on input channel 0, but this job "
+                              "has no checkpoints"),
+            std::string::npos)
+      << result.error;
+  EXPECT_EQ(job.failure_kind(), FailureKind::kCause);
+}
+
+}  // namespace
+}  // namespace sage::runtime
