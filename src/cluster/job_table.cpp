@@ -13,6 +13,7 @@
 #include "cluster/cluster_config.hpp"
 #include "cluster/job_checkpoints.hpp"
 #include "cluster/job_info.hpp"
+#include "cluster/job_table_job.hpp"
 #include "cluster/request_validation.hpp"
 #include "cluster/task_process.hpp"
 #include "sage/error.hpp"
@@ -37,87 +38,6 @@ std::string new_job_id() {
 }
 
 }  // namespace
-
-struct JobTable::Process {
-  std::string node_id;
-  std::string data_address;
-  std::vector<int> gpus;
-  std::uint64_t memory = 0;
-  // Prepared: its worker reserved its data-plane port. Started: told to
-  // start it, after which its worker reports its exit.
-  bool prepared = false, started = false, exited = false;
-  // Its instances' statistics from its last progress report, until it exits.
-  google::protobuf::RepeatedPtrField<rpc::InstanceStats> live;
-};
-
-struct JobTable::Job {
-  rpc::JobInfo info;
-  rpc::SubmitRequest request;
-  std::vector<Process> processes;
-  std::vector<int> process_of_task;
-  std::vector<std::vector<int>> gpus_of_task;  // CUDA numbers in the task's process
-  std::vector<Hold> holds;
-  bool stop_requested = false;
-  std::string held_error;  // the first process failure, until it is reported
-  std::int64_t held_since_ms = 0;
-
-  // Fault tolerance. A run is one placement of the job: the first, then one
-  // per restart. While `restarting`, the run's processes are being ended;
-  // then the job waits PENDING until `restart_at_ms` and is placed again,
-  // restoring checkpoint `restore_from` (0: none, it starts afresh).
-  int attempt = 0;
-  bool restarting = false;
-  std::int64_t restart_at_ms = 0;
-  std::uint64_t restore_from = 0;
-  std::uint64_t next_checkpoint_id = 1;
-  std::unique_ptr<JobCheckpoints> checkpoints;  // of the current run, with checkpoints on
-  rpc::CheckpointSummary earlier_runs;          // checkpoints of the runs before it
-
-  bool checkpointed() const { return request.checkpoints().interval_ms() > 0; }
-
-  bool all_exited() const {
-    return std::all_of(processes.begin(), processes.end(),
-                       [](const Process& p) { return p.exited; });
-  }
-  // The job as clients see it: while it runs, the final statistics of its
-  // processes that ended and the latest of those still running.
-  rpc::JobInfo with_live_statistics() const {
-    rpc::JobInfo live = info;
-    for (const Process& process : processes) {
-      if (!process.exited) live.mutable_instances()->MergeFrom(process.live);
-    }
-    sort_instances(live.mutable_instances());
-    if (has_checkpoint_figures()) *live.mutable_checkpoints() = checkpoint_summary();
-    return live;
-  }
-  bool has_checkpoint_figures() const {
-    return checkpoints != nullptr || earlier_runs.ByteSizeLong() > 0;
-  }
-  // This run's checkpoints on top of the earlier runs'.
-  rpc::CheckpointSummary checkpoint_summary() const {
-    rpc::CheckpointSummary summary = earlier_runs;
-    if (!checkpoints) return summary;
-    const rpc::CheckpointSummary now = checkpoints->summary();
-    summary.set_completed(summary.completed() + now.completed());
-    summary.set_failed(summary.failed() + now.failed());
-    if (!now.last_failure().empty()) summary.set_last_failure(now.last_failure());
-    if (now.last_id() != 0) {
-      summary.set_last_id(now.last_id());
-      summary.set_last_completed_at_ms(now.last_completed_at_ms());
-      summary.set_last_duration_ms(now.last_duration_ms());
-      summary.set_last_bytes(now.last_bytes());
-      summary.set_last_alignment_ms(now.last_alignment_ms());
-    }
-    return summary;
-  }
-  // Processes not yet started (their job failed or was stopped while it was
-  // being prepared) will never report an exit: they end here.
-  void end_unstarted_processes() {
-    for (Process& p : processes) {
-      if (!p.started) p.exited = true;
-    }
-  }
-};
 
 JobTable::JobTable(JobStore& store, ProgramStore& programs, NodeRegistry& nodes, std::string token,
                    int job_history, std::string checkpoint_base)
@@ -456,123 +376,6 @@ void JobTable::settle_if_ended(Job& job) {
   if (job.info.state() != rpc::JobInfo::FAILED) discard_checkpoints(job);
   release(job);
   schedule_pending();
-}
-
-// A run failed: its processes are ended (killed), and once all have, the
-// job runs again from its last completed checkpoint (end_restart).
-void JobTable::begin_restart(Job& job, const std::string& cause) {
-  job.restarting = true;
-  job.info.set_restarts(job.info.restarts() + 1);
-  job.info.add_restart_causes(cut_text(cause));
-  const std::string line =
-      fmt::format("[sage] restarting (restart {} of at most {}) after: {}", job.info.restarts(),
-                  job.request.checkpoints().restart_attempts(), cause);
-  spdlog::warn("job {}: {}", job.info.job_id(), line.substr(7));
-  try {
-    store_.append_logs(job.info.job_id(), {line});
-  } catch (const Error& e) {
-    spdlog::error("job {}: cannot add to its output: {}", job.info.job_id(), e.what());
-  }
-  send_stop(job);
-  job.end_unstarted_processes();
-  save(job);
-  settle_if_ended(job);
-}
-
-void JobTable::end_restart(Job& job) {
-  job.restarting = false;
-  job.restore_from = 0;
-  if (job.checkpoints) {
-    job.next_checkpoint_id = job.checkpoints->next_id();
-    job.earlier_runs = job.checkpoint_summary();
-    if (const auto latest = latest_checkpoint(job.checkpoints->root())) {
-      job.restore_from = latest->id;
-    }
-    job.checkpoints.reset();
-  }
-  release(job);
-  job.processes.clear();
-  job.process_of_task.clear();
-  job.gpus_of_task.clear();
-  ++job.attempt;
-  const auto delay = job.request.checkpoints().restart_delay_ms();
-  job.restart_at_ms = now_ms() + delay;
-  job.info.set_state(rpc::JobInfo::PENDING);
-  job.info.set_pending_reason(
-      fmt::format("restarting in {} ms from {}", delay,
-                  job.restore_from == 0 ? std::string("the beginning (no checkpoint completed)")
-                                        : "checkpoint " + std::to_string(job.restore_from)));
-  save(job);
-  spdlog::info("job {}: {}", job.info.job_id(), job.info.pending_reason());
-}
-
-std::chrono::steady_clock::time_point JobTable::tick(std::int64_t now) {
-  auto next = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-  bool restart_due = false;
-  for (auto& [id, job] : jobs_) {
-    if (job->info.state() == rpc::JobInfo::PENDING && job->restart_at_ms != 0 &&
-        job->restart_at_ms <= now) {
-      restart_due = true;
-    }
-    if (!job->checkpoints || is_final(job->info.state()) || job->restarting) continue;
-    job->checkpoints->poll(checkpoint::Clock::now());
-    if (auto failure = job->checkpoints->take_failure()) {
-      fail(*job, *failure, /*may_restart=*/false);
-      settle_if_ended(*job);
-      continue;
-    }
-    next = std::min(next, job->checkpoints->next_poll());
-  }
-  if (restart_due) schedule_pending();
-  return next;
-}
-
-void JobTable::discard_checkpoints(Job& job) {
-  if (!job.checkpoints) return;
-  job.earlier_runs = job.checkpoint_summary();  // the figures stay
-  std::error_code ec;
-  std::filesystem::remove_all(job.checkpoints->root(), ec);
-  if (ec) {
-    spdlog::warn("job {}: cannot remove its checkpoints in {}: {}", job.info.job_id(),
-                 job.checkpoints->root(), ec.message());
-  }
-  job.checkpoints.reset();
-}
-
-JobTable::Job* JobTable::find_run(const std::string& job_id, int attempt) const {
-  Job* job = find(job_id);
-  if (job == nullptr || job->attempt != attempt || !job->checkpoints || job->restarting ||
-      is_final(job->info.state())) {
-    return nullptr;
-  }
-  return job;
-}
-
-bool JobTable::has_checkpoint_stream(const std::string& job_id, int attempt,
-                                     int process_index) const {
-  const Job* job = find_run(job_id, attempt);
-  return job != nullptr && process_index >= 0 &&
-         process_index < static_cast<int>(job->processes.size());
-}
-
-void JobTable::checkpoint_report(const std::string& job_id, int attempt,
-                                 const rpc::CheckpointReport& report) {
-  Job* job = find_run(job_id, attempt);
-  if (job == nullptr) return;
-  const auto completed = job->checkpoints->summary().completed();
-  job->checkpoints->report(report, checkpoint::Clock::now());
-  if (job->checkpoints->summary().completed() != completed) save(*job);  // jobs.db has the last
-  if (auto failure = job->checkpoints->take_failure()) {
-    fail(*job, *failure, /*may_restart=*/false);
-    settle_if_ended(*job);
-  }
-}
-
-std::optional<std::vector<rpc::CheckpointCommand>> JobTable::take_checkpoint_commands(
-    const std::string& job_id, int attempt, int process_index) {
-  Job* job = find_run(job_id, attempt);
-  if (job == nullptr) return std::nullopt;
-  return job->checkpoints->take_commands(process_index);
 }
 
 void JobTable::finish(Job& job, rpc::JobInfo::State state, const std::string& error) {
