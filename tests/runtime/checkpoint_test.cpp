@@ -252,3 +252,33 @@ TEST(CheckpointTest, AnEnvironmentLeftWithItsCheckpointedJobRunningStopsItAndCom
 
 }  // namespace
 }  // namespace sage
+
+namespace sage {
+namespace {
+
+// Storage that refuses every write (here a file where the directory should
+// be; a full disk looks the same): checkpoints are declined with the reason,
+// and the job fails rather than report FINISHED with output it could not
+// commit.
+TEST(CheckpointTest, CheckpointsThatCannotBeStoredFailTheJobAtItsFinalCheckpointSayingWhy) {
+  testing::TempDir dir;
+  const std::string not_a_directory = dir.file("file");
+  std::ofstream(not_a_directory) << "x";
+  ExecutionConfig config = checkpointed(dir, 5ms);
+  config.checkpoint_directory = not_a_directory;
+  LocalEnvironment env("unstorable", config);
+  env.from_source<PacedSource>(Options{.name = "paced"}, 5'000LL, 1ms).sink([](long long) {});
+  try {
+    env.execute();
+    FAIL() << "a job whose checkpoints could not be stored finished";
+  } catch (const JobFailedError& e) {
+    const std::string error = e.what();
+    EXPECT_NE(error.find("the final checkpoint"), std::string::npos) << error;
+    EXPECT_NE(error.find("could not be stored"), std::string::npos) << error;
+    EXPECT_NE(error.find(not_a_directory), std::string::npos) << error;
+    EXPECT_GT(e.result().checkpoints_failed, 0u);
+  }
+}
+
+}  // namespace
+}  // namespace sage
