@@ -57,7 +57,8 @@ void Task::run_inputs(const ExecutionConfig& config) {
   std::size_t open_channels = channels.size();
   auto last_flush = Clock::now();
   detail::Message message;
-  while (open_channels > 0) {
+  // Batches held back for an input that has ended are replayed after its end.
+  while (open_channels > 0 || !replay_.empty()) {
     if (!replay_.empty()) {
       message = std::move(replay_.front());
       replay_.pop_front();
@@ -119,8 +120,8 @@ void Task::run_inputs(const ExecutionConfig& config) {
       last_flush = now;
     }
   }
-  // Barriers never outlive the input: every channel ended after its last.
-  if (alignment_) end_alignment();
+  // No alignment outlives the input: once every channel has ended, the
+  // checkpoint being aligned was taken at the last end.
 }
 
 void Task::on_command(const detail::Message& command) {
@@ -146,8 +147,13 @@ void Task::on_command(const detail::Message& command) {
 void Task::on_barrier(std::uint32_t channel, std::uint64_t id) {
   if (id <= last_checkpoint_) return;  // of a checkpoint this task declined or saw aborted
   if (alignment_ && id > alignment_->id) {
-    // A newer barrier: the older checkpoint cannot complete any more.
+    // A newer barrier: the older checkpoint cannot complete any more. What
+    // was held for it came before this barrier, so it goes first, and the
+    // barrier is taken again after it.
+    const auto held = static_cast<std::ptrdiff_t>(alignment_->held.size());
     decline(alignment_->id, "barrier " + std::to_string(id) + " overtook it");
+    replay_.insert(replay_.begin() + held, detail::Message::barrier(channel, id));
+    return;
   }
   if (!alignment_) {
     alignment_.emplace();
