@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -70,40 +71,48 @@ std::string checkpoint_base(const std::string& configured, const std::string& st
   return configured.empty() ? state_dir + "/checkpoints" : configured;
 }
 
-void write_file_durably(const std::string& path, std::string_view bytes) {
-  const fs::path target(path);
+DurableFile::DurableFile(std::string path) : path_(std::move(path)) {
+  const fs::path target(path_);
   const fs::path directory = target.parent_path();
   std::error_code ec;
   fs::create_directories(directory, ec);
   if (ec) throw Error("cannot create " + directory.string() + ": " + ec.message());
-  const std::string temporary = (directory / ("." + target.filename().string() + ".tmp")).string();
-  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) throw Error(os_error("cannot create", temporary));
+  // Unique, so that two writers of one path never share a temporary file.
+  temporary_ = (directory / ("." + target.filename().string() + ".tmp-XXXXXX")).string();
+  fd_ = ::mkostemp(temporary_.data(), O_CLOEXEC);
+  if (fd_ < 0) throw Error(os_error("cannot create", temporary_));
+}
+
+DurableFile::~DurableFile() {
+  if (fd_ < 0) return;
+  ::close(fd_);
+  ::unlink(temporary_.c_str());
+}
+
+void DurableFile::append(std::string_view bytes) {
   std::size_t written = 0;
   while (written < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
+    const ssize_t n = ::write(fd_, bytes.data() + written, bytes.size() - written);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const std::string error = os_error("cannot write", temporary);
-      ::close(fd);
-      ::unlink(temporary.c_str());
-      throw Error(error);
-    }
+    if (n <= 0) throw Error(os_error("cannot write", temporary_));
     written += static_cast<std::size_t>(n);
   }
-  if (::fsync(fd) != 0) {
-    const std::string error = os_error("cannot fsync", temporary);
-    ::close(fd);
-    ::unlink(temporary.c_str());
-    throw Error(error);
+}
+
+void DurableFile::commit() {
+  if (::fsync(fd_) != 0) throw Error(os_error("cannot fsync", temporary_));
+  if (::rename(temporary_.c_str(), path_.c_str()) != 0) {
+    throw Error(os_error("cannot rename into", path_));
   }
-  ::close(fd);
-  if (::rename(temporary.c_str(), path.c_str()) != 0) {
-    const std::string error = os_error("cannot rename into", path);
-    ::unlink(temporary.c_str());
-    throw Error(error);
-  }
-  fsync_path(directory.string(), O_RDONLY | O_DIRECTORY);
+  ::close(fd_);
+  fd_ = -1;
+  fsync_path(fs::path(path_).parent_path().string(), O_RDONLY | O_DIRECTORY);
+}
+
+void write_file_durably(const std::string& path, std::string_view bytes) {
+  DurableFile file(path);
+  file.append(bytes);
+  file.commit();
 }
 
 std::string job_checkpoint_root(const std::string& base, const std::string& job_id) {
@@ -121,14 +130,19 @@ std::string DirectoryStorage::checkpoint_dir(std::uint64_t id) const {
   return (fs::path(root_) / ("chk-" + std::to_string(id))).string();
 }
 
+std::string DirectoryStorage::task_snapshot_path(std::uint64_t checkpoint,
+                                                 const TaskKey& task) const {
+  return (fs::path(checkpoint_dir(checkpoint)) / task_file(task)).string();
+}
+
 void DirectoryStorage::write_task_snapshot(std::uint64_t checkpoint, const TaskKey& task,
                                            std::string_view bytes) {
-  write_file_durably((fs::path(checkpoint_dir(checkpoint)) / task_file(task)).string(), bytes);
+  write_file_durably(task_snapshot_path(checkpoint, task), bytes);
 }
 
 std::string DirectoryStorage::read_task_snapshot(std::uint64_t checkpoint,
                                                  const TaskKey& task) const {
-  return read_file((fs::path(checkpoint_dir(checkpoint)) / task_file(task)).string());
+  return read_file(task_snapshot_path(checkpoint, task));
 }
 
 void DirectoryStorage::write_metadata(const CheckpointMetadata& metadata) {

@@ -63,6 +63,8 @@ class DirectoryStorage final : public CheckpointStorage {
   explicit DirectoryStorage(std::string root);
 
   const std::string& root() const { return root_; }
+  // Where the snapshot of `task` in checkpoint `checkpoint` is kept.
+  std::string task_snapshot_path(std::uint64_t checkpoint, const TaskKey& task) const;
   void write_task_snapshot(std::uint64_t checkpoint, const TaskKey& task,
                            std::string_view bytes) override;
   std::string read_task_snapshot(std::uint64_t checkpoint, const TaskKey& task) const override;
@@ -94,8 +96,28 @@ std::string checkpoint_base(const std::string& configured, const std::string& st
 // anything else is refused, so that no id names a path outside `base`.
 std::string job_checkpoint_root(const std::string& base, const std::string& job_id);
 
-// Writes `bytes` to `path` durably: a hidden temporary file in the same
-// directory, fsync, rename, fsync of the directory. Throws sage::Error.
+// A file written durably, in pieces: appended to a hidden temporary file
+// beside `path` (its directories are created), which commit() fsyncs and
+// renames into place, then fsyncs the directory. Until then `path` is
+// untouched; destroyed uncommitted, the temporary file is removed. Every
+// method throws sage::Error naming the path and the reason.
+class DurableFile {
+ public:
+  explicit DurableFile(std::string path);
+  ~DurableFile();
+  DurableFile(const DurableFile&) = delete;
+  DurableFile& operator=(const DurableFile&) = delete;
+
+  void append(std::string_view bytes);
+  void commit();
+
+ private:
+  std::string path_;
+  std::string temporary_;
+  int fd_ = -1;  // -1 once committed
+};
+
+// Writes `bytes` to `path` durably (a DurableFile written at once).
 void write_file_durably(const std::string& path, std::string_view bytes);
 
 }  // namespace sage::checkpoint

@@ -1,10 +1,13 @@
 #include "cluster/cluster_service.hpp"
 
+#include <fmt/format.h>
+
 #include <cstdio>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "checkpoint/storage.hpp"
 #include "cluster/cluster_config.hpp"
 #include "cluster/request_validation.hpp"
 #include "cluster/rpc_call.hpp"
@@ -185,7 +188,7 @@ Status ClusterService::FetchProgram(ServerContext* context, const rpc::ProgramRe
     }
     std::FILE* file = std::fopen(programs_.path_of(request->sha256()).c_str(), "rb");
     if (file == nullptr) return {StatusCode::INTERNAL, "cannot read the stored program"};
-    std::string buffer(net::kProgramChunkBytes, '\0');
+    std::string buffer(net::kChunkBytes, '\0');
     rpc::ProgramChunk chunk;
     chunk.set_sha256(request->sha256());
     std::size_t n;
@@ -195,6 +198,86 @@ Status ClusterService::FetchProgram(ServerContext* context, const rpc::ProgramRe
       chunk.clear_sha256();
     }
     std::fclose(file);
+    return Status::OK;
+  });
+}
+
+// A task process's snapshot, written to the run's checkpoint directory as
+// its chunks arrive; it replaces the file only once all of it is there. The
+// head's lock is held only to find where it goes: a checkpoint that is
+// aborted meanwhile has its directory pruned later.
+Status ClusterService::StoreSnapshot(ServerContext* context,
+                                     grpc::ServerReader<rpc::SnapshotChunk>* reader, rpc::Empty*) {
+  return serve("StoreSnapshot", context, options_.token, [&]() -> Status {
+    rpc::SnapshotChunk chunk;
+    if (!reader->Read(&chunk)) return invalid("a snapshot upload without a chunk");
+    if (!chunk.has_ref()) return invalid("the first chunk of a snapshot must name it (ref)");
+    if (auto problem = problem_in(chunk.ref())) return invalid(*problem);
+    const std::uint64_t total = chunk.total_bytes();
+    if (total > net::kMaxSnapshotBytes) {
+      return {StatusCode::RESOURCE_EXHAUSTED,
+              fmt::format("a snapshot of {} bytes; the head stores at most {}", total,
+                          net::kMaxSnapshotBytes)};
+    }
+    JobTable::SnapshotLocation location;
+    {
+      MutexLock lock(state_.mutex);
+      location = state_.jobs.snapshot_location(chunk.ref(), JobTable::SnapshotUse::kStore);
+    }
+    if (location.path.empty()) return {StatusCode::FAILED_PRECONDITION, location.refusal};
+    checkpoint::DurableFile file(location.path);
+    std::uint64_t received = 0;
+    do {
+      if (chunk.data().size() > total - received) {
+        return invalid(
+            fmt::format("the snapshot has more than the {} bytes its first chunk named", total));
+      }
+      file.append(chunk.data());
+      received += chunk.data().size();
+    } while (reader->Read(&chunk));
+    if (received != total) {
+      return invalid(
+          fmt::format("the snapshot upload ended after {} of its {} bytes", received, total));
+    }
+    file.commit();
+    return Status::OK;
+  });
+}
+
+Status ClusterService::FetchSnapshot(ServerContext* context, const rpc::SnapshotRef* request,
+                                     grpc::ServerWriter<rpc::SnapshotChunk>* writer) {
+  return serve("FetchSnapshot", context, options_.token, *request, [&]() -> Status {
+    JobTable::SnapshotLocation location;
+    {
+      MutexLock lock(state_.mutex);
+      location = state_.jobs.snapshot_location(*request, JobTable::SnapshotUse::kRestore);
+    }
+    if (location.path.empty()) return {StatusCode::FAILED_PRECONDITION, location.refusal};
+    std::FILE* file = std::fopen(location.path.c_str(), "rb");
+    if (file == nullptr) {
+      return {StatusCode::NOT_FOUND,
+              fmt::format("checkpoint {} has no snapshot of task {}.{}", request->checkpoint(),
+                          request->chain(), request->instance())};
+    }
+    std::fseek(file, 0, SEEK_END);
+    const long size = std::ftell(file);
+    std::fseek(file, 0, SEEK_SET);
+    std::string buffer(net::kChunkBytes, '\0');
+    rpc::SnapshotChunk chunk;
+    *chunk.mutable_ref() = *request;
+    chunk.set_total_bytes(size < 0 ? 0 : static_cast<std::uint64_t>(size));
+    std::size_t n;
+    bool first = true;
+    while ((n = std::fread(buffer.data(), 1, buffer.size(), file)) > 0 || first) {
+      chunk.set_data(buffer.data(), n);
+      if (!writer->Write(chunk)) break;
+      chunk.clear_ref();
+      chunk.clear_total_bytes();
+      first = false;
+    }
+    const bool failed = std::ferror(file) != 0;
+    std::fclose(file);
+    if (failed) return {StatusCode::INTERNAL, "cannot read the snapshot on the head"};
     return Status::OK;
   });
 }

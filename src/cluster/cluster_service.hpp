@@ -1,7 +1,8 @@
 // The cluster service that workers call (port 10001): a worker joins and
 // receives its commands over the stream its Join opened (the head never
 // dials a worker), sends heartbeats, and reports its task processes and
-// their output; task processes fetch their program. Thin handlers over
+// their output; task processes fetch their program, and store and fetch
+// their checkpoint snapshots. Thin handlers over
 // HeadState, the job database and the program store, which it borrows;
 // gRPC calls them on its threads.
 #pragma once
@@ -37,6 +38,11 @@ class ClusterService final : public rpc::ClusterService::Service {
       grpc::ServerReaderWriter<rpc::CheckpointCommand, rpc::CheckpointReport>* stream) override;
   grpc::Status FetchProgram(grpc::ServerContext* context, const rpc::ProgramRef* request,
                             grpc::ServerWriter<rpc::ProgramChunk>* writer) override;
+  grpc::Status StoreSnapshot(grpc::ServerContext* context,
+                             grpc::ServerReader<rpc::SnapshotChunk>* reader,
+                             rpc::Empty* reply) override;
+  grpc::Status FetchSnapshot(grpc::ServerContext* context, const rpc::SnapshotRef* request,
+                             grpc::ServerWriter<rpc::SnapshotChunk>* writer) override;
 
  private:
   const HeadOptions& options_;

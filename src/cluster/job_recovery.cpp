@@ -132,4 +132,31 @@ std::optional<std::vector<rpc::CheckpointCommand>> JobTable::take_checkpoint_com
   return job->checkpoints->take_commands(process_index);
 }
 
+JobTable::SnapshotLocation JobTable::snapshot_location(const rpc::SnapshotRef& ref,
+                                                       SnapshotUse use) const {
+  const Job* job = find_run(ref.job_id(), ref.attempt());
+  if (job == nullptr) {
+    return {{},
+            fmt::format("job {} has no run {} with checkpoints now (ended, restarted, or never)",
+                        ref.job_id(), ref.attempt())};
+  }
+  if (ref.chain() >= job->request.chains_size() ||
+      ref.instance() >= job->request.chains(ref.chain()).parallelism()) {
+    return {{}, fmt::format("job {} has no task {}.{}", ref.job_id(), ref.chain(), ref.instance())};
+  }
+  if (use == SnapshotUse::kStore && (ref.checkpoint() < job->next_checkpoint_id ||
+                                     ref.checkpoint() >= job->checkpoints->next_id())) {
+    return {{},
+            fmt::format("run {} of job {} has not triggered checkpoint {}", ref.attempt(),
+                        ref.job_id(), ref.checkpoint())};
+  }
+  if (use == SnapshotUse::kRestore && ref.checkpoint() != job->restore_from) {
+    return {{},
+            fmt::format("run {} of job {} restores checkpoint {}, not {}", ref.attempt(),
+                        ref.job_id(), job->restore_from, ref.checkpoint())};
+  }
+  const checkpoint::DirectoryStorage storage(job->checkpoints->root());
+  return {storage.task_snapshot_path(ref.checkpoint(), {ref.chain(), ref.instance()}), {}};
+}
+
 }  // namespace sage::cluster

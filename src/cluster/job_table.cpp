@@ -300,13 +300,15 @@ void JobTable::start_processes(Job& job) {
     for (int chain = 0; chain < job.request.chains_size(); ++chain) {
       for (int i = 0; i < job.request.chains(chain).parallelism(); ++i) tasks.push_back({chain, i});
     }
+    const std::string& directory = job.request.checkpoints().directory();
     const std::string root = checkpoint::job_checkpoint_root(
-        checkpoint::checkpoint_base(job.request.checkpoints().directory(), checkpoint_base_),
-        job.info.job_id());
+        directory.empty() ? checkpoint_base_ : directory, job.info.job_id());
     job.checkpoints = std::make_unique<JobCheckpoints>(
         job.request.checkpoints(), job.info.job_id(), job.request.fingerprint(), job.attempt, root,
         std::move(tasks), static_cast<int>(job.processes.size()), job.next_checkpoint_id);
-    assignment.checkpoint_root = root;
+    assignment.checkpoints = true;
+    // A directory the job names is shared by every node; else the head keeps it.
+    if (!job.request.checkpoints().directory().empty()) assignment.checkpoint_root = root;
     assignment.restore_checkpoint = job.restore_from;
   }
   for (std::size_t p = 0; p < job.processes.size(); ++p) {

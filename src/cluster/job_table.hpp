@@ -79,6 +79,18 @@ class JobTable {
   std::optional<std::vector<rpc::CheckpointCommand>> take_checkpoint_commands(
       const std::string& job_id, int attempt, int process_index);
 
+  // Where the head keeps a task's snapshot that a task process stores or
+  // fetches over ClusterService (StoreSnapshot, FetchSnapshot): a file of
+  // the run's checkpoint directory, or why the request is refused. A run
+  // stores only checkpoints it has triggered, and fetches only the one it
+  // restores.
+  enum class SnapshotUse { kStore, kRestore };
+  struct SnapshotLocation {
+    std::string path;     // empty when refused
+    std::string refusal;  // why, when refused
+  };
+  SnapshotLocation snapshot_location(const rpc::SnapshotRef& ref, SnapshotUse use) const;
+
   // Takes the ended jobs beyond the history out of the table, those that
   // ended first, for remove_forgotten(); a job with a task process that has
   // not reported its exit stays.

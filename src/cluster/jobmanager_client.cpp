@@ -94,7 +94,7 @@ void JobManagerClient::upload_program(const std::string& program, const std::str
   rpc::ProgramRef stored;
   auto writer = stub_->UploadProgram(context.get(), &stored);
   std::ifstream file(program, std::ios::binary);
-  std::string buffer(net::kProgramChunkBytes, '\0');
+  std::string buffer(net::kChunkBytes, '\0');
   rpc::ProgramChunk chunk;
   chunk.set_sha256(sha256);  // the first chunk names the program
   while (file.read(buffer.data(), static_cast<std::streamsize>(buffer.size())) ||

@@ -222,6 +222,17 @@ Problem problem_in(const rpc::ProgramRef& request) {
   return check_hash("sha256", request.sha256());
 }
 
+Problem problem_in(const rpc::SnapshotRef& ref) {
+  if (auto problem = check_job_id("job_id", ref.job_id())) return problem;
+  if (ref.attempt() < 0) return fmt::format("attempt is {}; it must be 0 or more", ref.attempt());
+  if (ref.checkpoint() == 0) return "checkpoint is 0; checkpoint ids start at 1";
+  if (ref.chain() < 0 || ref.instance() < 0) {
+    return fmt::format("task {}.{} does not exist; chain and instance start at 0", ref.chain(),
+                       ref.instance());
+  }
+  return std::nullopt;
+}
+
 Problem problem_in(const rpc::PreparedReport& request) {
   if (auto problem = check_node_id("node_id", request.node_id())) return problem;
   if (auto problem = check_process(request.job_id(), request.process_index())) return problem;

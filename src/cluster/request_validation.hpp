@@ -52,6 +52,7 @@ std::optional<std::string> problem_in(const rpc::OutputReport& request);
 std::optional<std::string> problem_in(const rpc::ProgressReport& request);
 std::optional<std::string> problem_in(const rpc::ExitReport& request);
 std::optional<std::string> problem_in(const rpc::CheckpointReport& report);
+std::optional<std::string> problem_in(const rpc::SnapshotRef& ref);
 // The checkpoint settings of a submit (`field` names them in the problem).
 std::optional<std::string> check_checkpoints(const std::string& field,
                                              const rpc::CheckpointSettings& settings);

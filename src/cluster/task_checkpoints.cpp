@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "cluster/head_snapshot_storage.hpp"
 #include "net/rpc.hpp"
 
 namespace sage::cluster {
@@ -18,8 +19,15 @@ rpc::CheckpointReport::Task task_message(const checkpoint::TaskKey& task) {
 
 TaskCheckpoints::TaskCheckpoints(runtime::ProcessJob& job, const TaskAssignment& assignment,
                                  const std::string& head_address, const net::TlsFiles& tls)
-    : job_(job), storage_(assignment.checkpoint_root), head_address_(head_address) {
-  stub_ = rpc::ClusterService::NewStub(net::make_channel(head_address, tls));
+    : job_(job), head_address_(head_address) {
+  const auto channel = net::make_channel(head_address, tls);
+  if (assignment.checkpoint_root.empty()) {
+    storage_ = std::make_unique<HeadSnapshotStorage>(channel, head_address, assignment.token,
+                                                     assignment.job_id, assignment.attempt);
+  } else {
+    storage_ = std::make_unique<checkpoint::DirectoryStorage>(assignment.checkpoint_root);
+  }
+  stub_ = rpc::ClusterService::NewStub(channel);
   context_ = net::make_context(assignment.token);
   stream_ = stub_->Checkpoints(context_.get());
   rpc::CheckpointReport hello;

@@ -1,6 +1,6 @@
 // A task process's side of its job's checkpoints on a cluster: its tasks'
-// snapshots go to the job's checkpoint directory (the head's state
-// directory, or a mount every node shares), and a stream to the head's
+// snapshots go to the head (head_snapshot_storage.hpp) or to the job's
+// checkpoint directory on a mount every node shares, and a stream to the head's
 // coordinator (ClusterService.Checkpoints) carries their acknowledgements
 // one way and the coordinator's commands (trigger, final, complete, abort)
 // the other. A stream that breaks fails the job: without its coordinator a
@@ -30,7 +30,7 @@ class TaskCheckpoints final : public runtime::CheckpointLink {
                   const std::string& head_address, const net::TlsFiles& tls);
   ~TaskCheckpoints() override;  // closes the stream
 
-  checkpoint::CheckpointStorage& storage() override { return storage_; }
+  checkpoint::CheckpointStorage& storage() override { return *storage_; }
   void acknowledged(std::uint64_t id, const checkpoint::TaskKey& task, std::uint64_t bytes,
                     std::int64_t alignment_ns) override;
   void declined(std::uint64_t id, const checkpoint::TaskKey& task,
@@ -42,7 +42,7 @@ class TaskCheckpoints final : public runtime::CheckpointLink {
   void receive_commands();
 
   runtime::ProcessJob& job_;
-  checkpoint::DirectoryStorage storage_;
+  std::unique_ptr<checkpoint::CheckpointStorage> storage_;
   std::string head_address_;
   std::unique_ptr<rpc::ClusterService::Stub> stub_;
   std::unique_ptr<grpc::ClientContext> context_;

@@ -197,7 +197,7 @@ TaskProcessResult run_task_process(std::shared_ptr<const detail::LogicalGraph> g
 
   runtime::ProcessJob job(graph, config, assignment.job_id, std::move(placement));
   std::unique_ptr<TaskCheckpoints> checkpoints;
-  if (!assignment.checkpoint_root.empty()) {
+  if (assignment.checkpoints) {
     const char* head = std::getenv(kHeadAddressVariable);
     if (head == nullptr || *head == '\0') {
       throw Error(std::string(kHeadAddressVariable) +

@@ -35,12 +35,15 @@ struct TaskAssignment {
   // of the data plane's hello, so that no process of an earlier run can
   // reach one of this run.
   int attempt = 0;
-  // Checkpoints: the job's checkpoint directory (empty: checkpoints are off)
-  // and the checkpoint to restore (0: start afresh).
+  // Checkpoints: whether the job takes them; the job's checkpoint directory
+  // on a mount every node shares, when it names one (empty: snapshots go to
+  // the head, see head_snapshot_storage.hpp); the checkpoint to restore (0:
+  // start afresh).
+  bool checkpoints = false;
   std::string checkpoint_root;
   std::uint64_t restore_checkpoint = 0;
   SAGE_FIELDS(job_id, token, fingerprint, process_index, data_addresses, process_of_task, node_id,
-              gpus_of_task, attempt, checkpoint_root, restore_checkpoint)
+              gpus_of_task, attempt, checkpoints, checkpoint_root, restore_checkpoint)
 
   // As text safe for an environment variable (hex), and back (throws sage::Error).
   std::string encode() const;

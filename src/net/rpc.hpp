@@ -4,6 +4,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <cstdint>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -12,10 +14,12 @@
 
 namespace sage::net {
 
-// Control-plane messages are small except program uploads, which travel in
-// chunks of kProgramChunkBytes; anything above the limit is refused.
+// Control-plane messages are small except programs and task snapshots, which
+// travel in chunks of kChunkBytes; anything above the limit is refused.
 constexpr int kMaxRpcMessageBytes = 8 << 20;
-constexpr std::size_t kProgramChunkBytes = 1 << 20;
+constexpr std::size_t kChunkBytes = 1 << 20;
+// The largest task snapshot the head stores for a task process.
+constexpr std::uint64_t kMaxSnapshotBytes = std::uint64_t{64} << 30;
 constexpr const char* kTokenMetadata = "sage-token";
 
 // A channel to `address` ("host:port") with the size limits applied; TLS,

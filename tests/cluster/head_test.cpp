@@ -10,6 +10,7 @@
 #include <fstream>
 #include <thread>
 
+#include "cluster/head_snapshot_storage.hpp"
 #include "cluster/job_store.hpp"
 #include "cluster/program_store.hpp"
 #include "net/rpc.hpp"
@@ -121,8 +122,8 @@ class HeadTest : public ::testing::Test {
     auto writer = jobs_->UploadProgram(c.get(), &stored);
     rpc::ProgramChunk chunk;
     chunk.set_sha256(sha256);
-    for (std::size_t at = 0; at < bytes.size(); at += net::kProgramChunkBytes) {
-      chunk.set_data(bytes.substr(at, net::kProgramChunkBytes));
+    for (std::size_t at = 0; at < bytes.size(); at += net::kChunkBytes) {
+      chunk.set_data(bytes.substr(at, net::kChunkBytes));
       if (!writer->Write(chunk)) break;
       chunk.clear_sha256();
     }
@@ -196,9 +197,12 @@ class HeadTest : public ::testing::Test {
   }
 
   // A job of two processes, one on each of two fake workers, started.
-  std::string start_two_process_job(FakeWorker& w1, FakeWorker& w2) {
+  std::string start_two_process_job(FakeWorker& w1, FakeWorker& w2,
+                                    const rpc::CheckpointSettings& checkpoints = {}) {
     std::string id;
-    EXPECT_TRUE(submit(job_request(upload("a program"), 2), &id).ok());
+    auto request = job_request(upload("a program"), 2);
+    *request.mutable_checkpoints() = checkpoints;
+    EXPECT_TRUE(submit(request, &id).ok());
     for (FakeWorker* worker : {&w1, &w2}) {
       const rpc::WorkerCommand command = worker->next();
       EXPECT_TRUE(command.has_prepare());
@@ -417,6 +421,99 @@ TEST_F(HeadTest, AConsequenceAloneIsTheErrorOnceEveryProcessEnded) {
   report_exit(id, 0, "the data-plane connection from process 1 broke", true);
   EXPECT_EQ(job(id).state(), rpc::JobInfo::FAILED);
   EXPECT_EQ(job(id).error(), "the data-plane connection from process 0 broke");
+}
+
+// Task snapshots stored on the head (no shared file system): a run stores
+// only the checkpoints it triggered, for its own tasks, whole or not at all,
+// and fetches only the checkpoint it restores.
+TEST_F(HeadTest, ARunStoresTheSnapshotsOfItsCheckpointsOnTheHeadAndNothingElse) {
+  FakeWorker w1(*cluster_, join_request("w1")), w2(*cluster_, join_request("w2"));
+  ASSERT_NO_FATAL_FAILURE(w1.expect_welcome());
+  ASSERT_NO_FATAL_FAILURE(w2.expect_welcome());
+  rpc::CheckpointSettings settings;
+  settings.set_interval_ms(10);
+  settings.set_timeout_ms(600'000);  // checkpoint 1 stays in flight
+  settings.set_retained(1);
+  const std::string id = start_two_process_job(w1, w2, settings);
+  // The coordinator's first command to process 0: trigger checkpoint 1.
+  auto stream_context = context();
+  auto stream = cluster_->Checkpoints(stream_context.get());
+  rpc::CheckpointReport hello;
+  hello.mutable_hello()->set_job_id(id);
+  ASSERT_TRUE(stream->Write(hello));
+  rpc::CheckpointCommand trigger;
+  ASSERT_TRUE(stream->Read(&trigger));
+  ASSERT_EQ(trigger.kind(), rpc::CheckpointCommand::TRIGGER);
+  ASSERT_EQ(trigger.checkpoint(), 1u);
+
+  const std::string address = "127.0.0.1:" + std::to_string(head_->cluster_port());
+  const auto channel = net::make_channel(address);
+  HeadSnapshotStorage storage(channel, address, kToken, id, 0);
+  std::string bytes(net::kChunkBytes * 5 / 2, '\0');
+  for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>(i * 7 + i / 3);
+  storage.write_task_snapshot(1, {0, 1}, bytes);
+  const std::string stored = dir_.path() + "/checkpoints/" + id + "/chk-1/task-0-1";
+  std::ifstream in(stored, std::ios::binary);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), bytes) << stored;
+
+  // What the head says to a store or fetch of `storage`'s run.
+  const auto refusal = [&](auto&& call) -> std::string {
+    try {
+      call();
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "(not refused)";
+  };
+  const auto store = [&](HeadSnapshotStorage&& of, std::uint64_t checkpoint,
+                         checkpoint::TaskKey task) {
+    return refusal([&] { of.write_task_snapshot(checkpoint, task, "x"); });
+  };
+  const auto says = [](const std::string& text, const std::string& part) {
+    return text.find(part) != std::string::npos;
+  };
+  const auto run = [&](const std::string& token, const std::string& job, int attempt) {
+    return HeadSnapshotStorage(channel, address, token, job, attempt);
+  };
+  EXPECT_PRED2(says, store(run(kToken, id, 0), 7, {0, 0}),
+               "run 0 of job " + id + " has not triggered checkpoint 7");
+  EXPECT_PRED2(says, store(run(kToken, id, 0), 1, {0, 2}), "has no task 0.2");
+  EXPECT_PRED2(says, store(run(kToken, id, 0), 1, {3, 0}), "has no task 3.0");
+  EXPECT_PRED2(says, store(run(kToken, id, 1), 1, {0, 0}),
+               "job " + id + " has no run 1 with checkpoints now");
+  EXPECT_PRED2(says, store(run("wrong", id, 0), 1, {0, 0}), "wrong cluster token");
+  EXPECT_PRED2(says, store(run(kToken, "job-../../x", 0), 1, {0, 0}), "has no run 0");
+  EXPECT_PRED2(says, refusal([&] {
+                 storage.read_task_snapshot(1, {0, 1});
+               }),
+               "run 0 of job " + id + " restores checkpoint 0, not 1");
+
+  // An upload that ends early, or brings more than it named, stores nothing.
+  const auto upload_raw = [&](std::uint64_t total, const std::string& data) {
+    auto c = context();
+    rpc::Empty reply;
+    auto writer = cluster_->StoreSnapshot(c.get(), &reply);
+    rpc::SnapshotChunk chunk;
+    chunk.mutable_ref()->set_job_id(id);
+    chunk.mutable_ref()->set_checkpoint(1);
+    chunk.set_total_bytes(total);
+    chunk.set_data(data);
+    writer->Write(chunk);
+    writer->WritesDone();
+    return writer->Finish();
+  };
+  expect_invalid(upload_raw(100, std::string(10, 'a')), "ended after 10 of its 100 bytes");
+  expect_invalid(upload_raw(5, std::string(10, 'a')), "more than the 5 bytes");
+  EXPECT_EQ(upload_raw(net::kMaxSnapshotBytes + 1, "").error_code(),
+            StatusCode::RESOURCE_EXHAUSTED);
+  std::vector<std::string> files;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(dir_.path() + "/checkpoints/" + id + "/chk-1")) {
+    files.push_back(entry.path().filename().string());
+  }
+  EXPECT_EQ(files, std::vector<std::string>{"task-0-1"}) << "a refused upload left a file";
+  stream_context->TryCancel();
+  stream->Finish();
 }
 
 }  // namespace

@@ -215,7 +215,7 @@ TEST_F(JobManagerClientTest, ACallThatOutlastsItsTimeoutFails) {
 
 TEST_F(JobManagerClientTest, SubmitUploadsTheProgramInChunksWhenTheHeadLacksIt) {
   const std::string program = state_dir_.file("program");
-  std::string content(net::kProgramChunkBytes * 5 / 2, '\0');
+  std::string content(net::kChunkBytes * 5 / 2, '\0');
   for (std::size_t i = 0; i < content.size(); ++i) content[i] = static_cast<char>(i * 7);
   std::ofstream(program, std::ios::binary) << content;
 

@@ -1,5 +1,5 @@
 // The job of the fault-tolerance tests (fault_tolerance_test.cpp):
-//   exactly_once_job OUTPUT_DIR RECORDS [--local | crash=WHERE:C:I]
+//   exactly_once_job OUTPUT_DIR RECORDS [--local | crash=WHERE:C:I | checkpoints=DIR]
 // A paced replayable source (2 instances) of RECORDS numbers, key_by into a
 // running count per key in keyed state (3 instances), then write_text into
 // OUTPUT_DIR (2 instances): one line "key count number" per record, the same
@@ -11,7 +11,9 @@
 // I of the counter (snapshot: in its save for checkpoint C, before the task
 // acknowledged it) or of write_text (commit: when checkpoint C completed,
 // before that instance committed its files) exit at once, as a crash would.
-// Each instance prints "instance NAME on NODE pid PID" when it opens.
+// checkpoints=DIR sets ExecutionConfig::checkpoint_directory (else they go
+// to the head). Each instance prints "instance NAME on NODE pid PID" when it
+// opens.
 #include <unistd.h>
 
 #include <chrono>
@@ -125,7 +127,9 @@ class BeforeCommit : public sage::Function {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: %s OUTPUT_DIR RECORDS [--local | crash=WHERE:C:I]\n", argv[0]);
+    std::fprintf(stderr,
+                 "usage: %s OUTPUT_DIR RECORDS [--local | crash=WHERE:C:I | checkpoints=DIR]\n",
+                 argv[0]);
     return 2;
   }
   const std::string output = argv[1];
@@ -134,6 +138,9 @@ int main(int argc, char** argv) {
   sage::ExecutionConfig config;
   config.checkpoint_interval = std::chrono::milliseconds(200);
   config.restart_delay = std::chrono::milliseconds(100);
+  if (argc > 3 && std::string(argv[3]).starts_with("checkpoints=")) {
+    config.checkpoint_directory = std::string(argv[3]).substr(std::string("checkpoints=").size());
+  }
   std::unique_ptr<sage::Environment> env;
   if (local) {
     env = std::make_unique<sage::LocalEnvironment>("exactly-once", config);

@@ -49,18 +49,28 @@ class FaultToleranceTest : public ClusterTest {
     return lines;
   }
 
-  // Starts `sage job submit` of the job into `out`, in the background.
-  std::unique_ptr<ChildProcess> submit(const TempDir& out, const std::string& crash = "") {
+  // Starts `sage job submit` of the job into `out`, in the background, with
+  // the job's optional argument (crash=..., checkpoints=...).
+  std::unique_ptr<ChildProcess> submit(const TempDir& out, const std::string& option = "") {
     std::vector<std::string> argv{SAGE_CLI_BINARY, "job",
                                   "submit",        SAGE_EXACTLY_ONCE_JOB_BINARY,
                                   out.path(),      std::to_string(kRecords)};
-    if (!crash.empty()) argv.push_back("crash=" + crash);
+    if (!option.empty()) argv.push_back(option);
     return std::make_unique<ChildProcess>(argv, env());
   }
 
   static std::string job_id_of(const std::string& output) {
     std::smatch id;
     return std::regex_search(output, id, std::regex(R"((job-[0-9a-f]+))")) ? id[1].str() : "";
+  }
+
+  // Whether the job's checkpoint directory `root` holds a complete checkpoint.
+  static bool has_complete_checkpoint(const std::string& root) {
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(root, ec)) {
+      if (std::filesystem::exists(entry.path() / "_metadata")) return true;
+    }
+    return false;
   }
 
   std::uint64_t last_checkpoint(const std::string& job_id) {
@@ -117,11 +127,15 @@ TEST_F(FaultToleranceTest, WithoutFailuresTheClusterCommitsWhatALocalRunDoes) {
   ASSERT_NO_FATAL_FAILURE(start_cluster());
   TempDir out;
   auto job = submit(out);
+  ASSERT_TRUE(job->wait_for_output("submitted job-", 30s)) << job->output();
+  // The task processes stream their snapshots to the head's state directory.
+  const std::string checkpoints = state_dir_ + "/checkpoints/" + job_id_of(job->output());
+  EXPECT_TRUE(eventually([&] { return has_complete_checkpoint(checkpoints); }, 30s))
+      << "no complete checkpoint in " << checkpoints;
   ASSERT_NO_FATAL_FAILURE(expect_exactly_once(*job, out, 0));
   EXPECT_TRUE(std::regex_search(job->output(), std::regex(R"(0 restarts, [1-9]\d* checkpoints)")))
       << job->output();
   // Its output committed, a finished job's checkpoints are of no more use.
-  const std::string checkpoints = state_dir_ + "/checkpoints/" + job_id_of(job->output());
   EXPECT_FALSE(std::filesystem::exists(checkpoints)) << checkpoints;
 }
 
@@ -153,6 +167,22 @@ TEST_F(FaultToleranceTest, AKilledWorkerAndItsTaskProcessRestartTheJobOnTheNodes
   for (const auto& node : status.at("nodes")) EXPECT_EQ(node, "w2") << status.dump();
 }
 
+// A job that names a checkpoint directory (a mount every node shares) has
+// its task processes write their snapshots there, and restores from there.
+TEST_F(FaultToleranceTest, AJobThatNamesACheckpointDirectoryKeepsAndRestoresItsCheckpointsThere) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster());
+  TempDir out, shared;
+  auto job = submit(out, "checkpoints=" + shared.path());
+  std::string job_id;
+  int task = 0;
+  ASSERT_NO_FATAL_FAILURE(wait_for_task_on_w1(*job, &job_id, &task));
+  EXPECT_TRUE(has_complete_checkpoint(shared.path() + "/" + job_id)) << shared.path();
+  EXPECT_FALSE(std::filesystem::exists(state_dir_ + "/checkpoints/" + job_id));
+  ASSERT_EQ(kill(task, SIGKILL), 0);
+  ASSERT_NO_FATAL_FAILURE(expect_exactly_once(*job, out, 1));
+  EXPECT_FALSE(std::filesystem::exists(shared.path() + "/" + job_id));
+}
+
 // A process dies at a point of the checkpoint protocol: in its save for a
 // checkpoint (which then never completes) or after a checkpoint completed
 // but before its write_text instance committed (the restart commits).
@@ -167,8 +197,8 @@ TEST_P(CrashPointTest, TheJobRestartsOnceAndCommitsEveryLineOnce) {
       std::uniform_int_distribution<int>(0, std::string(where) == "snapshot" ? 2 : 1)(random);
   ASSERT_NO_FATAL_FAILURE(start_cluster());
   TempDir out;
-  auto job = submit(
-      out, std::string(where) + ":" + std::to_string(checkpoint) + ":" + std::to_string(instance));
+  auto job = submit(out, "crash=" + std::string(where) + ":" + std::to_string(checkpoint) + ":" +
+                             std::to_string(instance));
   ASSERT_NO_FATAL_FAILURE(expect_exactly_once(*job, out, 1));
 }
 
