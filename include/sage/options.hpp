@@ -78,9 +78,11 @@ struct ExecutionConfig {
   std::size_t alignment_buffer_batches = 256;
   // Completed checkpoints kept on storage (the newest).
   int retained_checkpoints = 3;
-  // Where checkpoints are stored: a directory on this machine or a shared
-  // mount. Empty: checkpoints/ under the state directory (SAGE_STATE_DIR, or
-  // ~/.sage); on a cluster, the head's state directory.
+  // Where checkpoints are stored: a directory on this machine or, on a
+  // cluster, an absolute path to a mount every node shares, which task
+  // processes write directly. Empty: checkpoints/ under the state directory
+  // (SAGE_STATE_DIR, or ~/.sage); on a cluster, the head's, where task
+  // processes stream their snapshots over gRPC (no shared file system needed).
   std::string checkpoint_directory;
   // After a task process, a worker or a node dies, the job restarts from its
   // last completed checkpoint up to this many times (checkpoints on only),

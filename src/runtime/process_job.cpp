@@ -10,6 +10,7 @@
 
 #include "runtime/current_task.hpp"
 #include "runtime/task_builder.hpp"
+#include "sage/detail/crash_point.hpp"
 #include "sage/error.hpp"
 
 namespace sage::runtime {
@@ -75,10 +76,10 @@ class ProcessJob::Checkpointing final : public TaskCheckpointing {
 
   CheckpointMode mode() const override { return config_.checkpoint_mode; }
   std::size_t alignment_buffer_batches() const override { return config_.alignment_buffer_batches; }
-  void store(std::uint64_t id, const checkpoint::TaskKey& task, std::string bytes,
-             std::int64_t alignment_ns) override {
+  void store(std::uint64_t id, const checkpoint::TaskKey& task, const std::string& task_name,
+             std::string bytes, std::int64_t alignment_ns) override {
     std::lock_guard lock(mutex_);
-    pending_.push_back(Snapshot{id, task, std::move(bytes), alignment_ns});
+    pending_.push_back(Snapshot{id, task, task_name, std::move(bytes), alignment_ns});
     wake_.notify_one();
   }
   void decline(std::uint64_t id, const checkpoint::TaskKey& task,
@@ -89,7 +90,7 @@ class ProcessJob::Checkpointing final : public TaskCheckpointing {
     // After the snapshots before it: the coordinator must not see the end
     // of a task whose last checkpoint is still being written.
     std::lock_guard lock(mutex_);
-    pending_.push_back(Snapshot{0, task, {}, 0});
+    pending_.push_back(Snapshot{0, task, {}, {}, 0});
     wake_.notify_one();
   }
   std::optional<std::string> restore_bytes(const checkpoint::TaskKey& task) override {
@@ -113,6 +114,7 @@ class ProcessJob::Checkpointing final : public TaskCheckpointing {
   struct Snapshot {
     std::uint64_t id = 0;  // 0: the task has ended
     checkpoint::TaskKey task;
+    std::string task_name;
     std::string bytes;
     std::int64_t alignment_ns = 0;
   };
@@ -130,6 +132,7 @@ class ProcessJob::Checkpointing final : public TaskCheckpointing {
       } else if (!control_.cancelled()) {
         try {
           link_.storage().write_task_snapshot(snapshot.id, snapshot.task, snapshot.bytes);
+          detail::crash_point("after-store", snapshot.id, snapshot.task_name);
           link_.acknowledged(snapshot.id, snapshot.task, snapshot.bytes.size(),
                              snapshot.alignment_ns);
         } catch (const Error& e) {

@@ -199,7 +199,7 @@ void Task::take_snapshot(std::uint64_t id, std::int64_t alignment_ns, bool forwa
     for (auto& writer : writers) writer->barrier(id);
   }
   last_checkpoint_ = id;
-  checkpointing->store(id, key(), checkpoint::encode(snapshot), alignment_ns);
+  checkpointing->store(id, key(), name, checkpoint::encode(snapshot), alignment_ns);
 }
 
 // The final checkpoint of a bounded job: this task's last snapshot (its

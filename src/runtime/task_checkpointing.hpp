@@ -19,8 +19,10 @@ class TaskCheckpointing {
   virtual CheckpointMode mode() const = 0;
   // Batches an aligning task may hold back before it declines.
   virtual std::size_t alignment_buffer_batches() const = 0;
-  // The task's snapshot of checkpoint `id`, encoded (checkpoint/task_snapshot.hpp).
-  virtual void store(std::uint64_t id, const checkpoint::TaskKey& task, std::string bytes,
+  // The snapshot of checkpoint `id` of the task `task` (named `task_name`),
+  // encoded (checkpoint/task_snapshot.hpp).
+  virtual void store(std::uint64_t id, const checkpoint::TaskKey& task,
+                     const std::string& task_name, std::string bytes,
                      std::int64_t alignment_ns) = 0;
   virtual void decline(std::uint64_t id, const checkpoint::TaskKey& task,
                        const std::string& reason) = 0;

@@ -6,11 +6,12 @@
 // set of lines in every run however it fails, since each key's numbers come
 // from one source instance, in order. Checkpoints every 200 ms.
 //
-// crash=snapshot:C:I or crash=commit:C:I (an argument: the task processes
-// run the program with its arguments) makes the process of instance
-// I of the counter (snapshot: in its save for checkpoint C, before the task
-// acknowledged it) or of write_text (commit: when checkpoint C completed,
-// before that instance committed its files) exit at once, as a crash would.
+// crash=WHERE:C:I (an argument: the task processes run the program with its
+// arguments) makes a process exit at once, as a crash would, at checkpoint
+// C: snapshot, in the save of counter instance I; after-store, once counter
+// instance I's snapshot is stored, before it is acknowledged; in-commit, when
+// write_text instance I has committed the first of its files (the last two
+// are the engine's crash points, sage/detail/crash_point.hpp).
 // checkpoints=DIR sets ExecutionConfig::checkpoint_directory (else they go
 // to the head). Each instance prints "instance NAME on NODE pid PID" when it
 // opens.
@@ -37,7 +38,7 @@ CrashPoint crash_point(const char* text) {
   char where[16] = {};
   unsigned long long checkpoint = 0;
   int instance = -1;
-  if (std::sscanf(text, "crash=%15[a-z]:%llu:%d", where, &checkpoint, &instance) == 3) {
+  if (std::sscanf(text, "crash=%15[a-z-]:%llu:%d", where, &checkpoint, &instance) == 3) {
     point = {where, checkpoint, instance};
   }
   return point;
@@ -102,27 +103,6 @@ class Counter : public sage::Function {
   int index_ = 0;
 };
 
-// Passes lines on to write_text, chained with it; the crash point "commit"
-// is in its notification, which comes before write_text's in the chain.
-class BeforeCommit : public sage::Function {
- public:
-  explicit BeforeCommit(CrashPoint crash) : crash_(std::move(crash)) {}
-  void open(sage::RuntimeContext& ctx) override {
-    index_ = ctx.parallel_index();
-    announce(ctx);
-  }
-  std::string map(std::string line) { return line; }
-  void notify_checkpoint_complete(std::uint64_t checkpoint) {
-    if (crash_.where == "commit" && crash_.checkpoint == checkpoint && crash_.instance == index_) {
-      std::_Exit(9);
-    }
-  }
-
- private:
-  CrashPoint crash_;
-  int index_ = 0;
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -149,11 +129,17 @@ int main(int argc, char** argv) {
                                                     sage::ClusterConfig{}, config);
   }
   const CrashPoint crash = crash_point(argc > 3 ? argv[3] : "");
+  if (crash.where == "after-store" || crash.where == "in-commit") {
+    const std::string instance = crash.where == "after-store"
+                                     ? "counter[" + std::to_string(crash.instance) + "/3]"
+                                     : "lines[" + std::to_string(crash.instance) + "/2]";
+    const std::string point = crash.where + ":" + std::to_string(crash.checkpoint) + ":" + instance;
+    setenv("SAGE_CRASH_POINT", point.c_str(), 1);
+  }
   env->from_source<PacedNumbers>(sage::Options{.name = "numbers", .parallelism = 2}, records)
       .key_by([](long long x) { return Counter::key_of(x); })
       .map<Counter>(sage::Options{.name = "counter", .parallelism = 3}, crash)
       .rebalance()
-      .map<BeforeCommit>(sage::Options{.name = "before-commit", .parallelism = 2}, crash)
       .write_text(output, {.name = "lines", .parallelism = 2});
   try {
     std::printf("submitted %s\n", env->submit().c_str());

@@ -47,7 +47,8 @@ class RecordingCheckpointing final : public TaskCheckpointing {
   explicit RecordingCheckpointing(InputQueue& queue) : queue_(queue) {}
   CheckpointMode mode() const override { return CheckpointMode::kExactlyOnce; }
   std::size_t alignment_buffer_batches() const override { return 64; }
-  void store(std::uint64_t id, const checkpoint::TaskKey&, std::string, std::int64_t) override {
+  void store(std::uint64_t id, const checkpoint::TaskKey&, const std::string&, std::string,
+             std::int64_t) override {
     stored.push_back(id);
   }
   void decline(std::uint64_t id, const checkpoint::TaskKey&, const std::string& reason) override {

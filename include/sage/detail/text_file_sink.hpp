@@ -57,6 +57,7 @@
 #include <utility>
 #include <vector>
 
+#include "sage/detail/crash_point.hpp"
 #include "sage/detail/print.hpp"
 #include "sage/error.hpp"
 #include "sage/runtime_context.hpp"
@@ -82,6 +83,7 @@ class TextPartWriter {
 
   void open(RuntimeContext& ctx) {
     instance_ = ctx.parallel_index();
+    instance_name_ = ctx.instance_name();
     std::error_code error;
     std::filesystem::create_directories(directory_, error);
     if (error) {
@@ -128,7 +130,10 @@ class TextPartWriter {
           return file.checkpoint == 0 || file.checkpoint > checkpoint_id;
         });
     if (first_not_covered == pending_.begin()) return;
-    for (auto it = pending_.begin(); it != first_not_covered; ++it) commit(it->sequence);
+    for (auto it = pending_.begin(); it != first_not_covered; ++it) {
+      commit(it->sequence);
+      crash_point("in-commit", checkpoint_id, instance_name_);
+    }
     pending_.erase(pending_.begin(), first_not_covered);
     sync_directory();
   }
@@ -324,6 +329,7 @@ class TextPartWriter {
   std::filesystem::path directory_;
   bool checkpointing_;
   int instance_ = 0;
+  std::string instance_name_;  // for crash points
   bool started_ = false;
   std::uint64_t next_sequence_ = 0;
   std::optional<OpenFile> current_;
