@@ -25,6 +25,7 @@ PACKAGES=(
   nlohmann-json3-dev       # JSON output and state files
   iproute2                 # `ip netns` for the two-host cluster test
   clang                    # the head's locking contract: ctest cluster.thread_safety
+  slurmctld slurmd slurm-client munge  # the Slurm test: a real two-node Slurm on this machine
 )
 
 missing=()

@@ -1,6 +1,7 @@
 // The `sage` command: the wiring of its flags and subcommands to the command
 // groups (daemon_commands: cluster start/stop; cluster_commands: cluster
-// status; job_commands: job ...), and the resolution of the shared options.
+// status; job_commands: job ...; slurm_commands: slurm ...), and the
+// resolution of the shared options.
 #include <CLI/CLI.hpp>
 
 #include <charconv>
@@ -14,6 +15,7 @@
 #include "cli/daemon_commands.hpp"
 #include "cli/global_options.hpp"
 #include "cli/job_commands.hpp"
+#include "cli/slurm_commands.hpp"
 #include "cluster/cluster_config.hpp"
 #include "cluster/jobmanager_client.hpp"
 
@@ -48,6 +50,38 @@ void hide_token_argument(int argc, char** argv) {
     }
     if (value != nullptr) std::memset(value, 'x', std::strlen(value));
   }
+}
+
+// `sage slurm submit|run [sage flags] [sbatch options] -- ./program [args]`:
+// takes the program (after --) and, for submit, the options that are not
+// sage's (sbatch's) out of the arguments CLI11 parses. `argc` shrinks.
+void split_slurm_arguments(int& argc, char** argv, std::vector<std::string>& sbatch_options,
+                           std::vector<std::string>& program) {
+  int first = 0;
+  for (int i = 1; i + 1 < argc && first == 0; ++i) {
+    const std::string_view command = argv[i + 1];
+    if (std::string_view(argv[i]) == "slurm" && (command == "submit" || command == "run")) {
+      first = i + 2;
+    }
+  }
+  if (first == 0) return;
+  const bool submit = std::string_view(argv[first - 1]) == "submit";
+  int kept = first;
+  int i = first;
+  for (; i < argc && std::string_view(argv[i]) != "--"; ++i) {
+    const std::string_view arg = argv[i];
+    const bool ours = arg == "--port" || arg == "--jobmanager-port";
+    const bool ours_with_value =
+        arg.starts_with("--port=") || arg.starts_with("--jobmanager-port=");
+    if (!submit || ours || ours_with_value || arg == "--help" || arg == "-h") {
+      argv[kept++] = argv[i];
+      if (ours && i + 1 < argc) argv[kept++] = argv[++i];
+    } else {
+      sbatch_options.emplace_back(arg);
+    }
+  }
+  if (i < argc) program.assign(argv + i + 1, argv + argc);
+  argc = kept;
 }
 
 int run(int argc, char** argv) {
@@ -170,6 +204,32 @@ int run(int argc, char** argv) {
     }
   }
 
+  auto* slurm = app.add_subcommand(
+      "slurm", "Run a program on a Slurm allocation that becomes a sage cluster for its run");
+  slurm->require_subcommand(1);
+  SlurmFlags slurm_flags;
+  std::vector<std::string> sbatch_options, slurm_program;
+  auto* slurm_submit_cmd = slurm->add_subcommand(
+      "submit",
+      "sage slurm submit [--port N] [--jobmanager-port N] [sbatch options] -- ./my_job [args]: "
+      "a batch job whose nodes run a head and workers for the program (docs/deploy.md)");
+  auto* slurm_run_cmd = slurm->add_subcommand(
+      "run",
+      "sage slurm run [--port N] [--jobmanager-port N] -- ./my_job [args]: inside an "
+      "allocation (sbatch, salloc), a head and workers on its nodes for the program");
+  auto* slurm_head_cmd = slurm->add_subcommand("head", "A step of `sage slurm run`")->group("");
+  auto* slurm_worker_cmd = slurm->add_subcommand("worker", "A step of `sage slurm run`")->group("");
+  slurm_worker_cmd->add_option("--head-address", slurm_flags.head_address)->required();
+  for (auto* command : {slurm_submit_cmd, slurm_run_cmd, slurm_head_cmd}) {
+    command->add_option("--port", slurm_flags.port, "The head's cluster port (default 10001)")
+        ->check(CLI::Range(1, 65535));
+    command
+        ->add_option("--jobmanager-port", slurm_flags.jobmanager_port,
+                     "The head's JobManager port (default 19001)")
+        ->check(CLI::Range(1, 65535));
+  }
+  split_slurm_arguments(argc, argv, sbatch_options, slurm_program);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -200,6 +260,10 @@ int run(int argc, char** argv) {
     if (*logs_cmd) return job_logs(global, job_id, follow);
     if (*job_stop_cmd) return job_stop(global, job_id);
     if (*submit_cmd) return job_submit(global, submitted);
+    if (*slurm_submit_cmd) return slurm_submit(slurm_flags, sbatch_options, slurm_program);
+    if (*slurm_run_cmd) return slurm_run(global, slurm_flags, slurm_program);
+    if (*slurm_head_cmd) return slurm_head(global, slurm_flags);
+    if (*slurm_worker_cmd) return slurm_worker(global, slurm_flags);
   } catch (const CLI::ParseError& e) {
     app.exit(e);
     return kExitUsage;
