@@ -4,6 +4,7 @@
 // through the per-batch interfaces of batch.hpp.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <exception>
 #include <memory>
@@ -90,10 +91,11 @@ struct Unkeyed {
   void clear() {}
 };
 
-// The keys of the batch being processed and their stable hashes. All are
-// taken before the first record is processed, and the slot lookup of each is
-// prefetched then: the lookups of a batch wait for memory together rather
-// than one after another (the lookup was a cache miss per record).
+// The keys of the batch being processed and their stable hashes, taken
+// before its first record is processed, so that the slot lookup of each key
+// can be prefetched kLookahead records ahead of it: the lookups then wait for
+// memory a few at a time rather than one after another (the lookup was a
+// cache miss per record).
 template <class K>
 class BatchKeys {
  public:
@@ -104,14 +106,21 @@ class BatchKeys {
     for (const T& record : batch) {
       keys_.push_back(key_fn(record));
       hashes_.push_back(stable_hash(keys_.back()));
-      state.prefetch_slot(hashes_.back());
+    }
+    for (std::size_t i = 0; i < std::min(kLookahead, hashes_.size()); ++i) {
+      state.prefetch_slot(hashes_[i]);
     }
   }
   void select(std::size_t i, TypedKeyedStateBackend<K>& state) const {
+    if (i + kLookahead < hashes_.size()) state.prefetch_slot(hashes_[i + kLookahead]);
     state.set_current_key(keys_[i], hashes_[i]);
   }
 
  private:
+  // Far enough ahead to hide a miss to memory behind the records in between,
+  // near enough that the prefetched buckets are still in L1 when read.
+  static constexpr std::size_t kLookahead = 16;
+
   std::vector<K> keys_;
   std::vector<std::uint64_t> hashes_;
 };
