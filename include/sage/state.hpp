@@ -20,6 +20,7 @@
 
 #include "sage/detail/channel_writer.hpp"
 #include "sage/detail/key_slot_index.hpp"
+#include "sage/detail/prefetch.hpp"
 #include "sage/error.hpp"
 #include "sage/serialization.hpp"
 #include "sage/stable_hash.hpp"
@@ -45,16 +46,9 @@ class StateTable {
   virtual void read_entries(Reader& in, std::span<const std::uint32_t> slots) = 0;
 };
 
-// Starts loading `address` into the cache: a snapshot reads the entries key
-// group by key group, which jumps through memory, so it asks for them a few
-// keys ahead (without this a snapshot took half again as long).
-inline void prefetch(const void* address) {
-#if defined(__GNUC__)
-  __builtin_prefetch(address);
-#else
-  (void)address;
-#endif
-}
+// A snapshot reads the entries key group by key group, which jumps through
+// memory, so it asks for them this many keys ahead (without this a snapshot
+// took half again as long).
 constexpr std::size_t kPrefetchDistance = 16;
 
 // How an entry goes into a checkpoint: a value without its optional wrapper
@@ -235,11 +229,17 @@ template <class K>
 class TypedKeyedStateBackend final : public KeyedStateBackend {
  public:
   // Called by the keyed operator before each record; `key` outlives the call
-  // that processes the record.
-  void set_current_key(const K& key) {
+  // that processes the record, and `hash` is its stable_hash.
+  void set_current_key(const K& key, std::uint64_t hash) {
     current_ = &key;
+    current_hash_ = hash;
     invalidate_slot();
   }
+  void set_current_key(const K& key) { set_current_key(key, stable_hash(key)); }
+  // Starts loading what the slot lookup of a key with stable hash `hash`
+  // reads first, so that a lookup of a batch's key a little later finds it in
+  // the cache rather than waiting for memory.
+  void prefetch_slot(std::uint64_t hash) const { index_.prefetch(hash); }
   void clear_current_key() {
     current_ = nullptr;
     invalidate_slot();
@@ -286,7 +286,10 @@ class TypedKeyedStateBackend final : public KeyedStateBackend {
         const std::size_t count = in.read_count(min_encoded_size<K>());
         std::vector<std::uint32_t> slots;
         slots.reserve(count);
-        for (std::size_t i = 0; i < count; ++i) slots.push_back(slot_of(in.read<K>()));
+        for (std::size_t i = 0; i < count; ++i) {
+          const K key = in.read<K>();
+          slots.push_back(slot_of(key, stable_hash(key)));
+        }
         const std::size_t length = in.read_count(1);
         restore_entries(name, std::move(slots), in.read_view(length));
       }
@@ -306,12 +309,12 @@ class TypedKeyedStateBackend final : public KeyedStateBackend {
           "keyed state was used outside of processing a record (e.g. in open() or close()); "
           "read and write it only while handling a record");
     }
-    return slot_of(*current_);
+    return slot_of(*current_, current_hash_);
   }
 
  private:
-  std::uint32_t slot_of(const K& key) {
-    const auto found = index_.find_or_add(key, stable_hash(key));
+  std::uint32_t slot_of(const K& key, std::uint64_t hash) {
+    const auto found = index_.find_or_add(key, hash);
     if (found.added) add_slot();
     return found.slot;
   }
@@ -451,6 +454,7 @@ class TypedKeyedStateBackend final : public KeyedStateBackend {
   }
 
   const K* current_ = nullptr;
+  std::uint64_t current_hash_ = 0;
   KeySlotIndex<K> index_;
 };
 

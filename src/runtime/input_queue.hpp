@@ -1,8 +1,8 @@
 // The input queue of one task (one parallel instance of a chain): every
 // channel into the task delivers here, and the engine posts the task's
 // checkpoint commands here (a source task has a queue for those alone). Bounded in batches: a
-// producer that finds it full blocks until the consumer takes one, which is the engine's
-// backpressure. Many producer threads, one consumer thread.
+// producer that finds it full blocks until the consumer has taken it down to half its capacity,
+// which is the engine's backpressure. Many producer threads, one consumer thread.
 #pragma once
 
 #include <atomic>

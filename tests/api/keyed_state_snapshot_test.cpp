@@ -86,7 +86,8 @@ std::vector<long long> key_range(long long from, long long to) {
 // Where key_by sends `key` among `parallelism` instances.
 int instance_of(long long key, int parallelism) {
   const auto identity = [](long long k) { return k; };
-  return detail::KeyGroupSelector<decltype(identity)>(identity, kMaxParallelism)(key, parallelism);
+  return detail::KeyGroupSelector<decltype(identity)>(identity, kMaxParallelism, parallelism)(
+      key, parallelism);
 }
 
 int group_of(long long key) { return detail::key_group_of(stable_hash(key), kMaxParallelism); }

@@ -51,6 +51,30 @@ TEST(InputQueueTest, ProducerBlocksWhileFullAndResumesWhenConsumerTakes) {
   EXPECT_EQ(metrics.queue_capacity_batches.load(), 2u);
 }
 
+TEST(InputQueueTest, BlockedProducerResumesOnceTheQueueIsHalfEmpty) {
+  detail::InstanceMetrics metrics;
+  InputQueue queue(4, metrics);
+  for (int i = 1; i <= 4; ++i) queue.push(batch_of(i));
+  std::atomic<bool> fifth_pushed{false};
+  std::thread producer([&] {
+    queue.push(batch_of(5));
+    fifth_pushed = true;
+  });
+  EXPECT_FALSE(eventually(fifth_pushed, std::chrono::milliseconds(50)));
+  detail::Message m;
+  queue.pop(m);
+  EXPECT_FALSE(eventually(fifth_pushed, std::chrono::milliseconds(50)))
+      << "the producer resumed with the queue three quarters full";
+  queue.pop(m);
+  EXPECT_TRUE(eventually(fifth_pushed, std::chrono::seconds(10)))
+      << "the producer stayed blocked with the queue half empty";
+  producer.join();
+  for (int i = 3; i <= 5; ++i) {
+    queue.pop(m);
+    EXPECT_EQ(m.batch->size(), static_cast<std::size_t>(i));
+  }
+}
+
 TEST(InputQueueTest, PopTimesOutWhenEmpty) {
   detail::InstanceMetrics metrics;
   InputQueue queue(4, metrics);

@@ -16,9 +16,13 @@ namespace sage::detail {
 
 // Key groups are the unit in which keyed state is spread over instances: a key
 // always belongs to the same group, and a group to the same instance for a
-// given parallelism, in every process.
+// given parallelism, in every process. A key's group is its hash modulo
+// max_parallelism, taken with a mask when that is a power of two (the
+// default, 128): the same result without a division per record.
 inline int key_group_of(std::uint64_t key_hash, int max_parallelism) {
-  return static_cast<int>(key_hash % static_cast<std::uint64_t>(max_parallelism));
+  const auto groups = static_cast<std::uint64_t>(max_parallelism);
+  const bool power_of_two = (groups & (groups - 1)) == 0;
+  return static_cast<int>(power_of_two ? key_hash & (groups - 1) : key_hash % groups);
 }
 inline int instance_of_key_group(int key_group, int max_parallelism, int parallelism) {
   return static_cast<int>(static_cast<std::int64_t>(key_group) * parallelism / max_parallelism);
@@ -158,20 +162,29 @@ class RoundRobinSelector {
   int next_;
 };
 
+// key_by: each record to the instance of its key's group, among `parallelism`
+// instances (the writer's targets). The instance of every group is computed
+// once, into a table, rather than divided out per record.
 template <class KeyFn>
 class KeyGroupSelector {
  public:
-  KeyGroupSelector(KeyFn key_fn, int max_parallelism)
-      : key_fn_(std::move(key_fn)), max_parallelism_(max_parallelism) {}
+  KeyGroupSelector(KeyFn key_fn, int max_parallelism, int parallelism)
+      : key_fn_(std::move(key_fn)), max_parallelism_(max_parallelism) {
+    instance_of_group_.reserve(static_cast<std::size_t>(max_parallelism));
+    for (int group = 0; group < max_parallelism; ++group) {
+      instance_of_group_.push_back(instance_of_key_group(group, max_parallelism, parallelism));
+    }
+  }
+  // `n`, the writer's number of targets, is the parallelism given above.
   template <class T>
-  int operator()(const T& record, int n) const {
-    const int group = key_group_of(stable_hash(key_fn_(record)), max_parallelism_);
-    return instance_of_key_group(group, max_parallelism_, n);
+  int operator()(const T& record, int /*n*/) const {
+    return instance_of_group_[key_group_of(stable_hash(key_fn_(record)), max_parallelism_)];
   }
 
  private:
   KeyFn key_fn_;
   int max_parallelism_;
+  std::vector<int> instance_of_group_;
 };
 
 }  // namespace sage::detail

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "sage/detail/prefetch.hpp"
 #include "sage/error.hpp"
 
 namespace sage::detail {
@@ -38,6 +39,11 @@ class KeySlotIndex {
       }
     }
     return {add(key, hash), true};
+  }
+
+  // Starts loading the bucket where a lookup of `hash` begins.
+  void prefetch(std::uint64_t hash) const {
+    if (!buckets_.empty()) detail::prefetch(&buckets_[hash >> shift_]);
   }
 
   std::size_t size() const { return keys_.size(); }

@@ -120,8 +120,9 @@ class KeyedEdgeFactory final : public TypedEdgeFactory<T> {
   CreatedWriter create_special_writer(WriterSetup setup, Partitioning,
                                       int max_parallelism) const override {
     using Selector = KeyGroupSelector<KeyFn>;
+    const auto parallelism = static_cast<int>(setup.targets.size());
     return this->wrap(std::make_unique<PartitionedWriter<T, Selector>>(
-        std::move(setup), Selector(key_fn_, max_parallelism)));
+        std::move(setup), Selector(key_fn_, max_parallelism, parallelism)));
   }
 
  private:

@@ -4,6 +4,8 @@
 // through the per-batch interfaces of batch.hpp.
 #pragma once
 
+#include <algorithm>
+#include <cstdint>
 #include <exception>
 #include <memory>
 #include <optional>
@@ -15,6 +17,8 @@
 #include "sage/functions.hpp"
 #include "sage/options.hpp"
 #include "sage/runtime_context.hpp"
+#include "sage/stable_hash.hpp"
+#include "sage/state.hpp"
 
 namespace sage::detail {
 
@@ -74,15 +78,51 @@ class Output {
   InstanceMetrics* metrics_;
 };
 
-// Key handling: before the user's function sees a record that arrived on
-// input kInput, select<kInput>(record) makes its key the current key of the
-// keyed state the policy scopes (backend(), null when unkeyed). clear() runs
-// after the last record.
+// Key handling: before the user's function sees the records of a batch that
+// arrived on input kInput, begin_batch<kInput>(batch) takes their keys, and
+// select(i) then makes the key of record i the current key of the keyed state
+// the policy scopes (backend(), null when unkeyed). clear() runs after the
+// last record.
 struct Unkeyed {
   template <int kInput, class T>
-  void select(const T&) {}
+  void begin_batch(const std::vector<T>&) {}
+  void select(std::size_t) {}
   KeyedStateBackend* backend() { return nullptr; }
   void clear() {}
+};
+
+// The keys of the batch being processed and their stable hashes, taken
+// before its first record is processed, so that the slot lookup of each key
+// can be prefetched kLookahead records ahead of it: the lookups then wait for
+// memory a few at a time rather than one after another (the lookup was a
+// cache miss per record).
+template <class K>
+class BatchKeys {
+ public:
+  template <class T, class KeyFn>
+  void take(const std::vector<T>& batch, KeyFn& key_fn, const TypedKeyedStateBackend<K>& state) {
+    keys_.clear();
+    hashes_.clear();
+    for (const T& record : batch) {
+      keys_.push_back(key_fn(record));
+      hashes_.push_back(stable_hash(keys_.back()));
+    }
+    for (std::size_t i = 0; i < std::min(kLookahead, hashes_.size()); ++i) {
+      state.prefetch_slot(hashes_[i]);
+    }
+  }
+  void select(std::size_t i, TypedKeyedStateBackend<K>& state) const {
+    if (i + kLookahead < hashes_.size()) state.prefetch_slot(hashes_[i + kLookahead]);
+    state.set_current_key(keys_[i], hashes_[i]);
+  }
+
+ private:
+  // Far enough ahead to hide a miss to memory behind the records in between,
+  // near enough that the prefetched buckets are still in L1 when read.
+  static constexpr std::size_t kLookahead = 16;
+
+  std::vector<K> keys_;
+  std::vector<std::uint64_t> hashes_;
 };
 
 // The key of key_by, for a single-input operator (kInput is always 0).
@@ -93,16 +133,16 @@ class Keyed {
   // A copy starts with empty state: each operator instance owns its own.
   Keyed(const Keyed& other) : key_fn_(other.key_fn_) {}
   template <int kInput, class T>
-  void select(const T& record) {
-    current_ = key_fn_(record);
-    state_.set_current_key(*current_);
+  void begin_batch(const std::vector<T>& batch) {
+    keys_.take(batch, key_fn_, state_);
   }
+  void select(std::size_t i) { keys_.select(i, state_); }
   KeyedStateBackend* backend() { return &state_; }
   void clear() { state_.clear_current_key(); }
 
  private:
   KeyFn key_fn_;
-  std::optional<K> current_;
+  BatchKeys<K> keys_;
   TypedKeyedStateBackend<K> state_;
 };
 
@@ -169,8 +209,10 @@ class FunctionHolder {
     metrics_->add(metrics_->records_in, batch.size());
     ScopedTimer timer(metrics_->busy_ns);
     run_user_code(ctx_, *metrics_, [&, per_record = std::forward<PerRecord>(per_record)]() mutable {
+      key_.template begin_batch<kInput>(batch);
+      std::size_t i = 0;
       for (auto& record : batch) {
-        key_.template select<kInput>(record);
+        key_.select(i++);
         per_record(record);
       }
     });
@@ -387,21 +429,21 @@ class KeyedPair {
   // A copy starts with empty state: each operator instance owns its own.
   KeyedPair(const KeyedPair& other) : key_a_(other.key_a_), key_b_(other.key_b_) {}
   template <int kInput, class T>
-  void select(const T& record) {
+  void begin_batch(const std::vector<T>& batch) {
     if constexpr (kInput == 0) {
-      current_ = key_a_(record);
+      keys_.take(batch, key_a_, state_);
     } else {
-      current_ = key_b_(record);
+      keys_.take(batch, key_b_, state_);
     }
-    state_.set_current_key(*current_);
   }
+  void select(std::size_t i) { keys_.select(i, state_); }
   KeyedStateBackend* backend() { return &state_; }
   void clear() { state_.clear_current_key(); }
 
  private:
   KeyFnA key_a_;
   KeyFnB key_b_;
-  std::optional<K> current_;
+  BatchKeys<K> keys_;
   TypedKeyedStateBackend<K> state_;
 };
 
