@@ -26,6 +26,7 @@ PACKAGES=(
   iproute2                 # `ip netns` for the two-host cluster test
   clang                    # the head's locking contract: ctest cluster.thread_safety
   slurmctld slurmd slurm-client munge  # the Slurm test: a real two-node Slurm on this machine
+  systemd python3-yaml     # deploy/ checked offline: systemd-analyze verify, the manifests parsed
 )
 
 missing=()

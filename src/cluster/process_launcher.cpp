@@ -8,6 +8,8 @@
 
 #include <array>
 #include <cerrno>
+#include <sstream>
+#include <string_view>
 #include <utility>
 
 #include "cluster/cluster_config.hpp"
@@ -37,9 +39,17 @@ Pipe make_pipe() {
 std::vector<std::string> task_process_environment(const TaskProcessLaunch& launch,
                                                   const char* const* inherited) {
   std::vector<std::string> env;
+  // The worker's own CUDA_VISIBLE_DEVICES (e.g. the GPUs Slurm allocated): the
+  // node's GPU i is its i-th entry.
+  std::vector<std::string> node_gpus;
+  constexpr std::string_view kCuda = "CUDA_VISIBLE_DEVICES=";
   for (const char* const* e = inherited; *e != nullptr; ++e) {
     const std::string entry = *e;
-    if (entry.rfind("SAGE_", 0) == 0 || entry.rfind("CUDA_VISIBLE_DEVICES=", 0) == 0) continue;
+    if (entry.starts_with(kCuda)) {
+      std::istringstream list(entry.substr(kCuda.size()));
+      for (std::string gpu; std::getline(list, gpu, ',');) node_gpus.push_back(gpu);
+    }
+    if (entry.rfind("SAGE_", 0) == 0 || entry.starts_with(kCuda)) continue;
     env.push_back(entry);
   }
   env.push_back(std::string(kAssignmentVariable) + "=" + launch.assignment);
@@ -50,7 +60,10 @@ std::vector<std::string> task_process_environment(const TaskProcessLaunch& launc
   env.push_back(std::string(kResultFdVariable) + "=" + std::to_string(kChildResultFd));
   env.push_back(std::string(kLeaseFdVariable) + "=" + std::to_string(kChildLeaseFd));
   std::string gpus;
-  for (int g : launch.gpu_indices) gpus += (gpus.empty() ? "" : ",") + std::to_string(g);
+  for (int g : launch.gpu_indices) {
+    const bool mapped = g >= 0 && static_cast<std::size_t>(g) < node_gpus.size();
+    gpus += (gpus.empty() ? "" : ",") + (mapped ? node_gpus[g] : std::to_string(g));
+  }
   env.push_back("CUDA_VISIBLE_DEVICES=" + gpus);
   return env;
 }

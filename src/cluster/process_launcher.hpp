@@ -32,7 +32,9 @@ struct TaskProcessLaunch {
 // The environment ("NAME=value") of the task process `launch` describes: the
 // worker's own (`inherited`, null-terminated, as environ), less what a task
 // process must take only from its worker (SAGE_*, CUDA_VISIBLE_DEVICES), plus
-// its assignment, its descriptors' numbers, its GPUs and TLS files.
+// its assignment, its descriptors' numbers, its GPUs and TLS files. When the
+// worker itself has CUDA_VISIBLE_DEVICES (GPUs a resource manager gave it),
+// the node's GPU i is the i-th device that lists.
 std::vector<std::string> task_process_environment(const TaskProcessLaunch& launch,
                                                   const char* const* inherited);
 

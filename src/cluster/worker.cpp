@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -38,7 +39,14 @@ constexpr std::size_t kCachedPrograms = 8;
 // How long a stopped job's processes may take to drain before they are killed.
 constexpr auto kDrainTimeout = std::chrono::seconds(10);
 
+// The GPUs this worker may use: those its CUDA_VISIBLE_DEVICES lists (as a
+// resource manager such as Slurm sets it), else every /dev/nvidiaN.
 int count_gpus() {
+  if (const char* visible = std::getenv("CUDA_VISIBLE_DEVICES"); visible != nullptr) {
+    const std::string list(visible);
+    if (list.empty()) return 0;
+    return static_cast<int>(std::count(list.begin(), list.end(), ',')) + 1;
+  }
   int count = 0;
   while (::access(("/dev/nvidia" + std::to_string(count)).c_str(), F_OK) == 0) ++count;
   return count;

@@ -56,18 +56,13 @@ TEST(ProcessLauncherTest, EnvironmentReplacesWhatOnlyTheWorkerMaySay) {
   TaskProcessLaunch launch;
   launch.assignment = "0abc";
   launch.gpu_indices = {0, 2};
-  const char* inherited[] = {"PATH=/bin",
-                             "SAGE_TOKEN=secret",
-                             "SAGE_TLS_CA=/elsewhere.pem",
-                             "CUDA_VISIBLE_DEVICES=7",
-                             "HOME=/home/u",
-                             nullptr};
+  const char* inherited[] = {"PATH=/bin", "SAGE_TOKEN=secret", "SAGE_TLS_CA=/elsewhere.pem",
+                             "HOME=/home/u", nullptr};
   const auto env = task_process_environment(launch, inherited);
   EXPECT_TRUE(contains(env, "PATH=/bin"));
   EXPECT_TRUE(contains(env, "HOME=/home/u"));
   EXPECT_FALSE(contains(env, "SAGE_TOKEN=secret"));
   EXPECT_FALSE(contains(env, "SAGE_TLS_CA=/elsewhere.pem"));
-  EXPECT_FALSE(contains(env, "CUDA_VISIBLE_DEVICES=7"));
   EXPECT_TRUE(contains(env, "SAGE_TASK_ASSIGNMENT=0abc"));
   EXPECT_TRUE(contains(env, "SAGE_DATA_FD=3"));
   EXPECT_TRUE(contains(env, "SAGE_RESULT_FD=4"));
@@ -80,6 +75,17 @@ TEST(ProcessLauncherTest, EnvironmentReplacesWhatOnlyTheWorkerMaySay) {
   const char* none[] = {nullptr};
   launch.gpu_indices.clear();
   EXPECT_TRUE(contains(task_process_environment(launch, none), "CUDA_VISIBLE_DEVICES="));
+}
+
+// A worker that Slurm (or another resource manager) gave GPUs 4, 5 and 6:
+// the node's GPUs 0 and 2 are devices 4 and 6.
+TEST(ProcessLauncherTest, GpusAreThoseOfTheWorkersOwnVisibleDevices) {
+  TaskProcessLaunch launch;
+  launch.gpu_indices = {0, 2};
+  const char* allocated[] = {"CUDA_VISIBLE_DEVICES=4,5,6", nullptr};
+  const auto env = task_process_environment(launch, allocated);
+  EXPECT_TRUE(contains(env, "CUDA_VISIBLE_DEVICES=4,6"));
+  EXPECT_FALSE(contains(env, "CUDA_VISIBLE_DEVICES=4,5,6"));
 }
 
 TEST(ProcessLauncherTest, EnvironmentCarriesTheNodesTlsFilesWhenTlsIsOn) {
