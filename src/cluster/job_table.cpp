@@ -363,7 +363,9 @@ void JobTable::fail(Job& job, std::string error,
 // Once every process of the job has ended: its final state (or its next
 // run), and its resources back to the nodes for the jobs that wait.
 void JobTable::settle_if_ended(Job& job) {
-  if (!job.all_exited()) return;
+  // A job waiting to be placed (first, or again after a restart) has no
+  // processes to settle: its last run was settled already.
+  if (job.info.state() == rpc::JobInfo::PENDING || !job.all_exited()) return;
   if (!job.held_error.empty()) fail(job, job.held_error);
   if (job.restarting) {
     end_restart(job);

@@ -423,6 +423,30 @@ TEST_F(HeadTest, AConsequenceAloneIsTheErrorOnceEveryProcessEnded) {
   EXPECT_EQ(job(id).error(), "the data-plane connection from process 0 broke");
 }
 
+// A run of a job with checkpoints whose last process to end is the one that
+// failed first-hand (its peer reported only a broken connection before it):
+// the job restarts. It was marked FINISHED: the restart settled the run,
+// and the exit's own settling then found a job without processes.
+TEST_F(HeadTest, AJobRestartsWhenItsCauseIsTheLastExitOfItsRun) {
+  FakeWorker w1(*cluster_, join_request("w1")), w2(*cluster_, join_request("w2"));
+  ASSERT_NO_FATAL_FAILURE(w1.expect_welcome());
+  ASSERT_NO_FATAL_FAILURE(w2.expect_welcome());
+  rpc::CheckpointSettings settings;
+  settings.set_interval_ms(60'000);
+  settings.set_timeout_ms(60'000);
+  settings.set_retained(1);
+  settings.set_restart_attempts(3);
+  settings.set_restart_delay_ms(60'000);  // stays PENDING for the test's length
+  const std::string id = start_two_process_job(w1, w2, settings);
+  report_exit(id, 1, "the data-plane connection from process 0 broke", /*consequence=*/true);
+  report_exit(id, 0, "the task process on node 'w1' exited with code 9", /*consequence=*/false);
+  const rpc::JobInfo info = job(id);
+  EXPECT_EQ(info.state(), rpc::JobInfo::PENDING) << rpc::JobInfo::State_Name(info.state());
+  EXPECT_EQ(info.restarts(), 1);
+  EXPECT_NE(info.pending_reason().find("restarting in"), std::string::npos)
+      << info.pending_reason();
+}
+
 // Task snapshots stored on the head (no shared file system): a run stores
 // only the checkpoints it triggered, for its own tasks, whole or not at all,
 // and fetches only the checkpoint it restores.
