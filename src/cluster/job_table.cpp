@@ -147,7 +147,7 @@ std::vector<rpc::JobInfo> JobTable::unfinished() const {
 }
 
 std::optional<std::string> JobTable::prepared(const rpc::PreparedReport& report) {
-  Process* process = find_process(report.job_id(), report.process_index());
+  Process* process = find_process(report.job_id(), report.attempt(), report.process_index());
   if (process == nullptr) return std::nullopt;  // the job was forgotten meanwhile
   if (process->node_id != report.node_id()) {
     return "node '" + report.node_id() + "' reported process " +
@@ -172,12 +172,12 @@ std::optional<std::string> JobTable::prepared(const rpc::PreparedReport& report)
 }
 
 void JobTable::progress(const rpc::ProgressReport& report) {
-  Process* process = find_process(report.job_id(), report.process_index());
+  Process* process = find_process(report.job_id(), report.attempt(), report.process_index());
   if (process != nullptr && !process->exited) process->live = report.instances();
 }
 
 void JobTable::exited(const rpc::ExitReport& report) {
-  Process* process = find_process(report.job_id(), report.process_index());
+  Process* process = find_process(report.job_id(), report.attempt(), report.process_index());
   if (process == nullptr || process->exited) return;
   Job& job = *find(report.job_id());
   process->exited = true;
@@ -278,9 +278,10 @@ JobTable::Job* JobTable::find(const std::string& job_id) const {
   return it == jobs_.end() ? nullptr : it->second.get();
 }
 
-JobTable::Process* JobTable::find_process(const std::string& job_id, int index) {
+JobTable::Process* JobTable::find_process(const std::string& job_id, int attempt, int index) {
   Job* job = find(job_id);
-  if (job == nullptr || index < 0 || index >= static_cast<int>(job->processes.size())) {
+  if (job == nullptr || job->attempt != attempt || index < 0 ||
+      index >= static_cast<int>(job->processes.size())) {
     return nullptr;
   }
   return &job->processes[index];

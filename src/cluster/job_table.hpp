@@ -100,7 +100,7 @@ class JobTable {
   struct Job;
   struct Process;
   Job* find(const std::string& job_id) const;
-  Process* find_process(const std::string& job_id, int index);
+  Process* find_process(const std::string& job_id, int attempt, int index);
   std::optional<std::string> place(Job& job);
   void start_processes(Job& job);
   void send_stop(const Job& job);

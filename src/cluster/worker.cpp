@@ -252,6 +252,7 @@ class Worker::Impl {
     report.set_node_id(options_.node_id);
     report.set_job_id(prepare.job_id());
     report.set_process_index(prepare.process_index());
+    report.set_attempt(prepare.attempt());
     try {
       net::Socket listener = net::Socket::listen({options_.host, 0});
       report.set_data_address(options_.host + ":" + std::to_string(listener.local_port()));
@@ -307,6 +308,7 @@ class Worker::Impl {
     if (details != nullptr) report = *details;
     report.set_job_id(start.job_id());
     report.set_process_index(start.process_index());
+    report.set_attempt(start.attempt());
     report.set_exit_code(code);
     if (report.error().empty()) report.set_error(error);
     rpc::Empty reply;
@@ -444,7 +446,8 @@ class Worker::Impl {
               }
             },
         .progress =
-            [&](const rpc::ProgressReport& progress) {
+            [&](rpc::ProgressReport progress) {
+              progress.set_attempt(start.attempt());
               rpc::Empty reply;
               stub_->ReportProgress(net::make_context(options_.token).get(), progress, &reply);
             },

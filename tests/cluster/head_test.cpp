@@ -447,6 +447,41 @@ TEST_F(HeadTest, AJobRestartsWhenItsCauseIsTheLastExitOfItsRun) {
       << info.pending_reason();
 }
 
+// Reports carry the run (attempt) they are for: a late exit report of the
+// first run does not end, fail or restart the second.
+TEST_F(HeadTest, AReportOfAnEarlierRunDoesNotTouchTheNextRun) {
+  FakeWorker w1(*cluster_, join_request("w1")), w2(*cluster_, join_request("w2"));
+  ASSERT_NO_FATAL_FAILURE(w1.expect_welcome());
+  ASSERT_NO_FATAL_FAILURE(w2.expect_welcome());
+  rpc::CheckpointSettings settings;
+  settings.set_interval_ms(60'000);
+  settings.set_timeout_ms(60'000);
+  settings.set_retained(1);
+  settings.set_restart_attempts(3);
+  settings.set_restart_delay_ms(0);
+  const std::string id = start_two_process_job(w1, w2, settings);
+  report_exit(id, 0, "boom", /*consequence=*/false);
+  report_exit(id, 1, "the connection broke", /*consequence=*/true);
+  // The second run is placed: each worker is told to prepare its process.
+  for (FakeWorker* worker : {&w1, &w2}) {
+    rpc::WorkerCommand command;
+    do {
+      command = worker->next();
+    } while (!command.has_prepare() && !::testing::Test::HasFailure());
+    EXPECT_EQ(command.prepare().attempt(), 1);
+  }
+  rpc::ExitReport late;  // of process 0 of the first run (attempt 0)
+  late.set_job_id(id);
+  late.set_process_index(0);
+  late.set_exit_code(1);
+  late.set_error("boom, again");
+  rpc::Empty reply;
+  ASSERT_TRUE(cluster_->ReportExit(context().get(), late, &reply).ok());
+  const rpc::JobInfo info = job(id);
+  EXPECT_EQ(info.state(), rpc::JobInfo::RUNNING) << rpc::JobInfo::State_Name(info.state());
+  EXPECT_EQ(info.restarts(), 1);
+}
+
 // Task snapshots stored on the head (no shared file system): a run stores
 // only the checkpoints it triggered, for its own tasks, whole or not at all,
 // and fetches only the checkpoint it restores.
