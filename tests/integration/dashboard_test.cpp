@@ -6,6 +6,7 @@
 #include <regex>
 
 #include "integration/cluster_fixture.hpp"
+#include "support/test_certificates.hpp"
 
 namespace sage::testing {
 namespace {
@@ -119,6 +120,30 @@ TEST_F(DashboardTest, TheApiShowsARunningJobWithItsOperatorsAndParallelism) {
   EXPECT_EQ(url.code, 0);
   EXPECT_EQ(url.output, head_field("dashboard") + "/#token=" + token() + "\n");
   EXPECT_EQ(cli({"job", "stop", id}).code, 0);
+}
+
+TEST_F(DashboardTest, WithTlsItIsHttpsWithTheHeadsCertificate) {
+  const std::string tls_dir = state_dir_ + "/tls";
+  std::filesystem::create_directory(tls_dir);
+  const net::TlsFiles tls = write_test_certificates(tls_dir);
+  ASSERT_NO_FATAL_FAILURE(
+      start_head({"--tls-cert", tls.cert, "--tls-key", tls.key, "--tls-ca", tls.ca}));
+  const std::string url = head_field("dashboard");
+  ASSERT_TRUE(url.starts_with("https://")) << url;
+
+  httplib::Client client(url);
+  client.set_ca_cert_path(tls.ca.c_str());
+  client.enable_server_certificate_verification(true);
+  const auto with_token = client.Get("/api/v1/cluster", {{"Authorization", "Bearer " + token()}});
+  ASSERT_TRUE(with_token) << httplib::to_string(with_token.error());
+  EXPECT_EQ(with_token->status, 200) << with_token->body;
+  const auto without = client.Get("/api/v1/cluster");
+  ASSERT_TRUE(without);
+  EXPECT_EQ(without->status, 401);
+
+  httplib::Client plain("http://" + url.substr(std::string("https://").size()));
+  EXPECT_FALSE(plain.Get("/api/v1/cluster", {{"Authorization", "Bearer " + token()}}))
+      << "the dashboard of a TLS cluster answered plain HTTP";
 }
 
 }  // namespace
