@@ -211,7 +211,9 @@ class LocalCluster {
     } else {
       unsetenv("SAGE_TLS_CA");
     }
-    run_command(sage + " cluster start --head --port 0 --jobmanager-port 0 --num-cpus 0");
+    run_command(
+        sage +
+        " cluster start --head --port 0 --jobmanager-port 0 --dashboard-port 0 --num-cpus 0");
     const std::string cluster = json_field(state_dir_ + "/head.json", "cluster");
     for (const char* node : {"w1", "w2"}) {
       run_command(sage + " cluster start --worker --head-address=" + cluster + " --node-id " +

@@ -28,7 +28,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 echo "== a local cluster in $SAGE_STATE_DIR"
-"$sage" cluster start --head --port 0 --jobmanager-port 0
+"$sage" cluster start --head --port 0 --jobmanager-port 0 --dashboard-port 0
 # head.json is one line of JSON: {"cluster":"127.0.0.1:PORT",...}
 cluster_address="$(sed -n 's/.*"cluster":"\([^"]*\)".*/\1/p' "$SAGE_STATE_DIR/head.json")"
 if [ -z "$cluster_address" ]; then

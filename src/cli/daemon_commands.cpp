@@ -105,6 +105,7 @@ void serve_head(const GlobalOptions& global, const StartFlags& flags, const Read
   if (!flags.max_program_size.empty())
     options.max_program_bytes = parse_max_program_size(flags.max_program_size);
   options.max_instances_per_job = flags.max_instances_per_job;
+  options.dashboard_port = flags.dashboard_port;
   cluster::write_token(cluster::token_path(global.state_dir), token);
 
   block_termination_signals();  // before the head's threads start
@@ -114,10 +115,13 @@ void serve_head(const GlobalOptions& global, const StartFlags& flags, const Read
   const std::string reach = wildcard ? "127.0.0.1" : flags.host;
   const std::string jobmanager = reach + ":" + std::to_string(head.jobmanager_port());
   const std::string cluster_address = reach + ":" + std::to_string(head.cluster_port());
+  const std::string dashboard = std::string(global.tls.enabled() ? "https://" : "http://") + reach +
+                                ":" + std::to_string(head.dashboard_port());
   {
     std::ofstream info(cluster::head_info_path(global.state_dir), std::ios::trunc);
     info << nlohmann::json{{"jobmanager", jobmanager},
                            {"cluster", cluster_address},
+                           {"dashboard", dashboard},
                            {"host", flags.host},
                            {"pid", getpid()}}
                 .dump()
@@ -125,10 +129,11 @@ void serve_head(const GlobalOptions& global, const StartFlags& flags, const Read
   }
   std::string message = fmt::format(
       "sage head started (pid {})\n  JobManager: {}:{}   (clients, `sage job`, RemoteEnvironment)\n"
-      "  cluster:    {}:{}   (workers: --head-address)\n  token file: {} (mode 0600; the "
-      "workers and clients of this machine read it, others need its value in SAGE_TOKEN or a "
-      "copy of the file in their state directory)\n",
-      getpid(), flags.host, head.jobmanager_port(), flags.host, head.cluster_port(),
+      "  cluster:    {}:{}   (workers: --head-address)\n  dashboard:  {}   (/metrics, "
+      "/api/v1; `sage dashboard` prints its URL with the token)\n  token file: {} (mode 0600; "
+      "the workers and clients of this machine read it, others need its value in SAGE_TOKEN or "
+      "a copy of the file in their state directory)\n",
+      getpid(), flags.host, head.jobmanager_port(), flags.host, head.cluster_port(), dashboard,
       cluster::token_path(global.state_dir));
 
   std::unique_ptr<cluster::Worker> worker;

@@ -27,6 +27,7 @@ struct StartFlags {
   std::string host = "127.0.0.1";
   int port = cluster::kDefaultClusterPort;
   int jobmanager_port = cluster::kDefaultJobManagerPort;
+  int dashboard_port = cluster::kDefaultDashboardPort;
   std::string head_address;
   NodeFlags node;
   int job_history = cluster::HeadOptions{}.job_history;

@@ -129,6 +129,11 @@ int run(int argc, char** argv) {
                    "Head: port clients submit to (default 19001; 0: any)")
       ->check(CLI::Range(0, 65535))
       ->excludes(worker_flag);
+  start_cmd
+      ->add_option("--dashboard-port", start.dashboard_port,
+                   "Head: port of the dashboard, /metrics and /api/v1 (default 8265; 0: any)")
+      ->check(CLI::Range(0, 65535))
+      ->excludes(worker_flag);
   start_cmd->add_option("--head-address", start.head_address, "Worker: the head's <ip>:<port>")
       ->excludes(head_flag);
   start_cmd
@@ -168,6 +173,9 @@ int run(int argc, char** argv) {
   auto* status_cmd = cluster->add_subcommand("status", "Nodes, their resources, running jobs");
   auto* stop_cmd =
       cluster->add_subcommand("stop", "Stop the head and workers of this state directory");
+
+  auto* dashboard_cmd = app.add_subcommand(
+      "dashboard", "Print the URL of the head's dashboard, with the token in its fragment");
 
   auto* job = app.add_subcommand("job", "List, inspect, follow, stop and submit jobs");
   job->require_subcommand(1);
@@ -255,6 +263,7 @@ int run(int argc, char** argv) {
     if (*start_cmd) return cluster_start(global, start);
     if (*status_cmd) return cluster_status(global);
     if (*stop_cmd) return cluster_stop(global);
+    if (*dashboard_cmd) return dashboard_url(global);
     if (*list_cmd) return job_list(global);
     if (*job_status_cmd) return job_status(global, job_id);
     if (*logs_cmd) return job_logs(global, job_id, follow);

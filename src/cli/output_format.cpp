@@ -9,6 +9,7 @@
 
 #include "cluster/cluster_config.hpp"
 #include "cluster/job_info.hpp"
+#include "dashboard/diagnosis.hpp"
 
 namespace sage::cli {
 namespace {
@@ -147,7 +148,8 @@ std::string job_description(const rpc::JobInfo& job) {
   if (!nodes.empty()) text += "nodes:     " + nodes + '\n';
   const auto& checkpoints = job.checkpoints();
   if (checkpoints.last_id() != 0) {
-    const auto age_ms = std::max<std::int64_t>(0, cluster::now_ms() - checkpoints.last_completed_at_ms());
+    const auto age_ms =
+        std::max<std::int64_t>(0, cluster::now_ms() - checkpoints.last_completed_at_ms());
     text += fmt::format(
         "checkpoint: {} completed {:.1f} s ago in {} ms, {} bytes, aligned {} ms ({} completed, "
         "{} failed)\n",
@@ -163,6 +165,9 @@ std::string job_description(const rpc::JobInfo& job) {
   if (job.restarts() > 0) {
     text += fmt::format("restarts:  {}\n", job.restarts());
     for (const auto& cause : job.restart_causes()) text += "  after:   " + cause + '\n';
+  }
+  for (const auto& finding : dashboard::diagnose(job, cluster::now_ms())) {
+    text += fmt::format("{:<10} {}\n", finding.kind + ":", finding.message);
   }
   if (job.instances_size() > 0 && job.state() == rpc::JobInfo::RUNNING) {
     text += '\n' + live_statistics_table(job);

@@ -22,13 +22,17 @@ std::string token_path(const std::string& state_dir) { return state_dir + "/toke
 
 std::string head_info_path(const std::string& state_dir) { return state_dir + "/head.json"; }
 
-std::string local_jobmanager_address(const std::string& state_dir) {
+std::string head_info_field(const std::string& state_dir, const std::string& name) {
   std::ifstream file(head_info_path(state_dir));
   const std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
   google::protobuf::Struct info;
   if (!google::protobuf::util::JsonStringToMessage(text, &info).ok()) return "";
-  const auto field = info.fields().find("jobmanager");
+  const auto field = info.fields().find(name);
   return field == info.fields().end() ? "" : field->second.string_value();
+}
+
+std::string local_jobmanager_address(const std::string& state_dir) {
+  return head_info_field(state_dir, "jobmanager");
 }
 
 std::string new_token() {

@@ -11,6 +11,7 @@ namespace sage::cluster {
 
 constexpr int kDefaultClusterPort = 10001;     // workers join here
 constexpr int kDefaultJobManagerPort = 19001;  // clients submit here
+constexpr int kDefaultDashboardPort = 8265;    // the dashboard, as Ray's (SPEC §6)
 // A worker sends a heartbeat this often; a node silent for kNodeTimeout is dead.
 constexpr auto kHeartbeatInterval = std::chrono::milliseconds(500);
 constexpr auto kNodeTimeout = std::chrono::milliseconds(3000);
@@ -32,8 +33,11 @@ using checkpoint::default_state_dir;
 // The token file of a head in `state_dir`.
 std::string token_path(const std::string& state_dir);
 // What the head started from `state_dir` writes there while it runs (JSON:
-// "jobmanager" and "cluster" addresses, "host", "pid").
+// "jobmanager" and "cluster" addresses, the "dashboard" URL, "host", "pid").
 std::string head_info_path(const std::string& state_dir);
+// A string field of head_info_path(state_dir); empty when that file is
+// missing or has none.
+std::string head_info_field(const std::string& state_dir, const std::string& name);
 // The JobManager address in head_info_path(state_dir); empty when that file
 // is missing or has none.
 std::string local_jobmanager_address(const std::string& state_dir);

@@ -11,6 +11,7 @@
 #include "cluster/job_store.hpp"
 #include "cluster/jobmanager_service.hpp"
 #include "cluster/program_store.hpp"
+#include "dashboard/dashboard_server.hpp"
 #include "net/rpc.hpp"
 #include "sage/error.hpp"
 
@@ -33,6 +34,31 @@ HeadOptions checked(HeadOptions options) {
   }
   return options;
 }
+
+// The dashboard's view of the head: its state, read under its lock.
+class HeadView final : public dashboard::ClusterView {
+ public:
+  explicit HeadView(HeadState& state) : state_(state) {}
+
+  rpc::ClusterInfo cluster() const override {
+    rpc::ClusterInfo info;
+    MutexLock lock(state_.mutex);
+    state_.nodes.list(&info);
+    for (auto& job : state_.jobs.unfinished()) *info.add_running_jobs() = std::move(job);
+    return info;
+  }
+  std::vector<rpc::JobInfo> jobs() const override {
+    MutexLock lock(state_.mutex);
+    return state_.jobs.list();
+  }
+  std::optional<rpc::JobInfo> job(const std::string& job_id) const override {
+    MutexLock lock(state_.mutex);
+    return state_.jobs.info(job_id);
+  }
+
+ private:
+  HeadState& state_;
+};
 
 }  // namespace
 
@@ -64,6 +90,18 @@ class Head::Impl {
                   " (cluster service): the port is in use or the address is not local; stop "
                   "the other process or pass --port");
     }
+    try {
+      dashboard_ = std::make_unique<dashboard::DashboardServer>(
+          dashboard::DashboardOptions{options_.host, options_.dashboard_port, options_.token,
+                                      options_.tls.enabled() ? options_.tls.cert : "",
+                                      options_.tls.enabled() ? options_.tls.key : ""},
+          view_);
+      dashboard_port_ = dashboard_->port();
+    } catch (...) {
+      jobs_server_->Shutdown();
+      cluster_server_->Shutdown();
+      throw;
+    }
     monitor_ = std::thread([this] { monitor(); });
   }
 
@@ -74,6 +112,7 @@ class Head::Impl {
 
   int cluster_port() const { return cluster_port_; }
   int jobmanager_port() const { return jobmanager_port_; }
+  int dashboard_port() const { return dashboard_port_; }
 
   void wait() {
     MutexLock lock(state_.mutex);
@@ -90,6 +129,7 @@ class Head::Impl {
     const auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(2);
     if (jobs_server_) jobs_server_->Shutdown(deadline);
     if (cluster_server_) cluster_server_->Shutdown(deadline);
+    dashboard_.reset();
   }
 
  private:
@@ -144,8 +184,10 @@ class Head::Impl {
   HeadState state_;        // guards itself: its mutex
   JobManagerService jobmanager_;
   ClusterService cluster_;
-  int jobmanager_port_ = 0, cluster_port_ = 0;
+  int jobmanager_port_ = 0, cluster_port_ = 0, dashboard_port_ = 0;
   std::unique_ptr<grpc::Server> jobs_server_, cluster_server_;
+  HeadView view_{state_};
+  std::unique_ptr<dashboard::DashboardServer> dashboard_;  // ended by shutdown()
   std::thread monitor_;
 };
 
@@ -153,6 +195,7 @@ Head::Head(HeadOptions options) : impl_(std::make_unique<Impl>(std::move(options
 Head::~Head() = default;
 int Head::cluster_port() const { return impl_->cluster_port(); }
 int Head::jobmanager_port() const { return impl_->jobmanager_port(); }
+int Head::dashboard_port() const { return impl_->dashboard_port(); }
 void Head::wait() { impl_->wait(); }
 void Head::shutdown() { impl_->shutdown(); }
 

@@ -6,7 +6,8 @@
 // they survive a restart, within limits: the newest job_history ended jobs,
 // and each job's newest max_job_output_bytes of output. Every request is
 // checked where it enters (cluster/request_validation.hpp); a bad value is
-// refused with INVALID_ARGUMENT naming its field.
+// refused with INVALID_ARGUMENT naming its field. It also serves the
+// dashboard (src/dashboard/) over its state.
 #pragma once
 
 #include <cstdint>
@@ -38,6 +39,8 @@ struct HeadOptions {
   // The largest program an upload may bring; a larger one is refused as it
   // streams in, and nothing of it stays.
   std::uint64_t max_program_bytes = std::uint64_t{1} << 30;
+  // The dashboard (/metrics, /api/v1, the page) on `host`; 0: any free port.
+  int dashboard_port = kDefaultDashboardPort;
 };
 
 class Head {
@@ -51,6 +54,8 @@ class Head {
 
   int cluster_port() const;
   int jobmanager_port() const;
+  // The dashboard's port: HTTPS when TLS is on, else HTTP.
+  int dashboard_port() const;
   // Blocks until shutdown() is called (from another thread or a signal handler's thread).
   void wait();
   void shutdown();

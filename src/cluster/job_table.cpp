@@ -59,6 +59,8 @@ std::string JobTable::submit(const rpc::SubmitRequest& request) {
   job->info.set_name(request.name());
   job->info.set_state(rpc::JobInfo::PENDING);
   job->info.set_submitted_at_ms(now_ms());
+  *job->info.mutable_chains() = request.chains();
+  *job->info.mutable_edges() = request.edges();
   // Recorded before it is known: a submit the database refuses leaves no job.
   persist(*job);
   const std::string id = job->info.job_id();
@@ -87,6 +89,7 @@ void JobTable::schedule_pending() {
     job->info.set_state(rpc::JobInfo::RUNNING);
     job->info.clear_pending_reason();
     job->info.set_started_at_ms(now_ms());
+    job->info.set_last_progress_ms(job->info.started_at_ms());
     job->info.clear_nodes();
     for (std::size_t p = 0; p < job->processes.size(); ++p) {
       job->info.add_nodes(job->processes[p].node_id);
@@ -173,7 +176,16 @@ std::optional<std::string> JobTable::prepared(const rpc::PreparedReport& report)
 
 void JobTable::progress(const rpc::ProgressReport& report) {
   Process* process = find_process(report.job_id(), report.attempt(), report.process_index());
-  if (process != nullptr && !process->exited) process->live = report.instances();
+  if (process == nullptr || process->exited) return;
+  const auto records = [](const google::protobuf::RepeatedPtrField<rpc::InstanceStats>& live) {
+    std::uint64_t sum = 0;
+    for (const auto& stats : live) sum += stats.records_in() + stats.records_out();
+    return sum;
+  };
+  if (records(report.instances()) > records(process->live)) {
+    find(report.job_id())->info.set_last_progress_ms(now_ms());
+  }
+  process->live = report.instances();
 }
 
 void JobTable::exited(const rpc::ExitReport& report) {

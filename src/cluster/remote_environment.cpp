@@ -165,7 +165,18 @@ std::string RemoteEnvironment::submit(bool autostop) {
     spec->mutable_resources()->set_num_cpus(head.resources.num_cpus);
     spec->mutable_resources()->set_num_gpus(head.resources.num_gpus);
     spec->mutable_resources()->set_memory_bytes(head.resources.memory_bytes());
-    for (int node : chain.nodes) spec->add_operators(graph_->nodes[node].name);
+    for (int node : chain.nodes) {
+      spec->add_operators(graph_->nodes[node].name);
+      spec->add_operator_ids(node);
+    }
+  }
+  for (std::size_t e = 0; e < graph_->edges.size(); ++e) {
+    const auto& edge = graph_->edges[e];
+    auto* spec = request.add_edges();
+    spec->set_from_operator(edge.from);
+    spec->set_to_operator(edge.to);
+    spec->set_partitioning(detail::to_string(plan.partitioning(static_cast<int>(e))));
+    spec->set_chained(plan.is_chained(static_cast<int>(e)));
   }
   job_id_ = client_->submit_job(std::move(request), "/proc/self/exe");
   if (const char* file = std::getenv(cluster::kSubmittedJobsVariable); file != nullptr) {

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <set>
 
 #include "cluster/program_store.hpp"
 #include "cluster/task_output.hpp"
@@ -142,6 +143,44 @@ Problem problem_in(const rpc::SubmitRequest& request, int max_instances_per_job)
         "the job has {} instances in all (the sum of chains[].parallelism); this head runs at "
         "most {} per job (sage cluster start --head --max-instances-per-job)",
         instances, max_instances_per_job);
+  }
+  int operators = 0;
+  for (int c = 0; c < request.chains_size(); ++c) {
+    const auto& chain = request.chains(c);
+    operators += chain.operators_size();
+    if (!chain.operator_ids().empty() && chain.operator_ids_size() != chain.operators_size()) {
+      return fmt::format("chains[{}].operator_ids has {} entries for {} operators", c,
+                         chain.operator_ids_size(), chain.operators_size());
+    }
+  }
+  for (const auto& chain : request.chains()) {
+    for (int o = 0; o < chain.operator_ids_size(); ++o) {
+      if (chain.operator_ids(o) < 0 || chain.operator_ids(o) >= operators) {
+        return fmt::format("an operator id is {}; the job has operators 0 to {}",
+                           chain.operator_ids(o), operators - 1);
+      }
+    }
+  }
+  if (request.edges_size() > kMaxEdgesPerOperator * operators) {
+    return fmt::format("edges has {} entries for {} operators; at most {} per operator",
+                       request.edges_size(), operators, kMaxEdgesPerOperator);
+  }
+  for (int e = 0; e < request.edges_size(); ++e) {
+    const auto& edge = request.edges(e);
+    for (const auto& [name, index] : {std::pair{"from_operator", edge.from_operator()},
+                                      std::pair{"to_operator", edge.to_operator()}}) {
+      if (index < 0 || index >= operators) {
+        return fmt::format("edges[{}].{} is {}; the job has operators 0 to {}", e, name, index,
+                           operators - 1);
+      }
+    }
+    static const std::set<std::string> kPartitionings = {"forward", "rebalance", "hash",
+                                                         "broadcast", "custom"};
+    if (!kPartitionings.contains(edge.partitioning())) {
+      return fmt::format(
+          "edges[{}].partitioning {} is not forward, rebalance, hash, broadcast or custom", e,
+          quoted(edge.partitioning()));
+    }
   }
   return check_checkpoints("checkpoints", request.checkpoints());
 }

@@ -27,6 +27,8 @@ constexpr std::size_t kMaxIdBytes = 128;     // a node's or a job's id
 constexpr std::size_t kMaxHostBytes = 255;   // a host name (DNS's limit) or address
 constexpr std::size_t kMaxPathBytes = 4096;  // a working directory (PATH_MAX)
 constexpr int kMaxRetainedCheckpoints = 100;
+// A submitted graph's edges, per operator (a union of many streams has many).
+constexpr int kMaxEdgesPerOperator = 64;
 constexpr int kMaxRestartAttempts = 1000;
 constexpr std::size_t kMaxArgs = 10'000;        // a program's arguments...
 constexpr std::size_t kMaxArgsBytes = 1 << 20;  // ...and their bytes (execve's limit is 2 MiB)

@@ -38,6 +38,16 @@ std::unique_ptr<grpc::ClientContext> make_context(const std::string& token) {
   return context;
 }
 
+bool same_token(std::string_view given, const std::string& token) {
+  // Constant time in the token's length, so timing does not reveal a prefix.
+  unsigned difference = given.size() == token.size() ? 0 : 1;
+  for (std::size_t i = 0; i < token.size(); ++i) {
+    difference |= static_cast<unsigned char>(i < given.size() ? given[i] : 0) ^
+                  static_cast<unsigned char>(token[i]);
+  }
+  return difference == 0;
+}
+
 grpc::Status check_token(const grpc::ServerContext& context, const std::string& token) {
   const auto& metadata = context.client_metadata();
   const auto found = metadata.find(kTokenMetadata);
@@ -46,14 +56,7 @@ grpc::Status check_token(const grpc::ServerContext& context, const std::string& 
             "no cluster token: set SAGE_TOKEN or pass the token file of the head "
             "(sage cluster start prints where it is)"};
   }
-  const std::string_view given(found->second.data(), found->second.size());
-  // Constant time in the token's length, so timing does not reveal a prefix.
-  unsigned difference = given.size() == token.size() ? 0 : 1;
-  for (std::size_t i = 0; i < token.size(); ++i) {
-    difference |= static_cast<unsigned char>(i < given.size() ? given[i] : 0) ^
-                  static_cast<unsigned char>(token[i]);
-  }
-  if (difference != 0) {
+  if (!same_token(std::string_view(found->second.data(), found->second.size()), token)) {
     return {grpc::StatusCode::UNAUTHENTICATED,
             "wrong cluster token: use the token the head created (its token file, or "
             "SAGE_TOKEN)"};

@@ -5,7 +5,6 @@
 #include <grpcpp/grpcpp.h>
 
 #include <cstdint>
-#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -37,6 +36,9 @@ std::string valid_utf8(std::string_view text);
 
 // A client context carrying the token, with an optional deadline.
 std::unique_ptr<grpc::ClientContext> make_context(const std::string& token);
+
+// Whether `given` is `token`, compared in constant time (in the token's length).
+bool same_token(std::string_view given, const std::string& token);
 
 // UNAUTHENTICATED unless the call carries `token` (compared in constant time).
 grpc::Status check_token(const grpc::ServerContext& context, const std::string& token);

@@ -101,6 +101,7 @@ class HeadTest : public ::testing::Test {
     HeadOptions options;
     options.cluster_port = 0;
     options.jobmanager_port = 0;
+    options.dashboard_port = 0;
     options.state_dir = dir_.path();
     options.token = kToken;
     options.max_instances_per_job = 64;

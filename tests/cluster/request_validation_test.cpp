@@ -28,7 +28,12 @@ rpc::SubmitRequest good_submit() {
     chain->mutable_resources()->set_num_gpus(1);
     chain->mutable_resources()->set_memory_bytes(std::uint64_t{1} << 30);
     chain->add_operators("map");
+    chain->add_operator_ids(c);
   }
+  auto* edge = request.add_edges();
+  edge->set_from_operator(0);
+  edge->set_to_operator(1);
+  edge->set_partitioning("hash");
   return request;
 }
 
@@ -74,6 +79,14 @@ TEST(RequestValidationTest, SubmitJobFields) {
   const double nan = std::numeric_limits<double>::quiet_NaN();
   const double inf = std::numeric_limits<double>::infinity();
   const std::vector<C> cases = {
+      {"edge from an unknown operator", [](auto& r) { r.mutable_edges(0)->set_from_operator(2); },
+       "edges[0].from_operator is 2"},
+      {"edge to a negative operator", [](auto& r) { r.mutable_edges(0)->set_to_operator(-1); },
+       "edges[0].to_operator is -1"},
+      {"unknown partitioning", [](auto& r) { r.mutable_edges(0)->set_partitioning("zigzag"); },
+       "edges[0].partitioning 'zigzag'"},
+      {"operator ids that do not match", [](auto& r) { r.mutable_chains(0)->add_operator_ids(1); },
+       "chains[0].operator_ids has 2 entries"},
       {"parallelism 0", [](auto& r) { r.mutable_chains(1)->set_parallelism(0); },
        "chains[1].parallelism is 0; it must be 1 to 100"},
       {"parallelism -1", [](auto& r) { r.mutable_chains(0)->set_parallelism(-1); },

@@ -34,7 +34,7 @@ TEST_F(CliTest, HeadsStoppedBySigtermExitCleanlyEveryTime) {
     // Half without a worker on the head (--num-cpus 0), half with one.
     const std::string cpus = i % 2 == 0 ? "0" : "1";
     ChildProcess head({SAGE_CLI_BINARY, "cluster", "start", "--head", "--foreground", "--port", "0",
-                       "--jobmanager-port", "0", "--num-cpus", cpus},
+                       "--jobmanager-port", "0", "--dashboard-port", "0", "--num-cpus", cpus},
                       env());
     ASSERT_TRUE(head.wait_for_output("Stop it with: sage cluster stop", 20s))
         << "head " << i << " (--num-cpus " << cpus << ") did not start:\n"
@@ -93,8 +93,8 @@ TEST_F(CliTest, ATokenGivenAsAFlagLeavesTheProcessListAndTheBannerPointsElsewher
 }
 
 TEST_F(CliTest, TheHeadsBannerRecommendsTheTokenFileOrSageTokenNotTheFlag) {
-  const Outcome head = cli(
-      {"cluster", "start", "--head", "--port", "0", "--jobmanager-port", "0", "--num-cpus", "0"});
+  const Outcome head = cli({"cluster", "start", "--head", "--port", "0", "--jobmanager-port", "0",
+                            "--dashboard-port", "0", "--num-cpus", "0"});
   ASSERT_EQ(head.code, 0) << head.output;
   EXPECT_NE(head.output.find("token file: " + state_dir_ + "/token (mode 0600"), std::string::npos)
       << head.output;

@@ -164,11 +164,11 @@ class ClusterTest : public ::testing::Test {
   // `flags` go before the command (--tls-cert and the like), `start_flags` after it.
   void start_head(std::vector<std::string> flags = {},
                   const std::vector<std::string>& start_flags = {}) {
-    for (const std::string& arg : {std::string("cluster"), std::string("start"),
-                                   std::string("--head"), std::string("--port"), std::string("0"),
-                                   std::string("--jobmanager-port"), std::string("0"),
-                                   std::string("--num-cpus"), head_cpus_, std::string("--memory"),
-                                   std::string("4GB")}) {
+    for (const std::string& arg :
+         {std::string("cluster"), std::string("start"), std::string("--head"),
+          std::string("--port"), std::string("0"), std::string("--jobmanager-port"),
+          std::string("0"), std::string("--dashboard-port"), std::string("0"),
+          std::string("--num-cpus"), head_cpus_, std::string("--memory"), std::string("4GB")}) {
       flags.push_back(arg);
     }
     flags.insert(flags.end(), start_flags.begin(), start_flags.end());

@@ -651,8 +651,9 @@ TEST_F(ClusterTest, AWorkerOnAnotherHostJoinsByItsAddressAndRunsPartOfAJob) {
   if (!other_host.error().empty()) {
     GTEST_SKIP() << "cannot make a network namespace here: " << other_host.error();
   }
-  const Outcome head = cli({"cluster", "start", "--head", "--host", other_host.host_ip(), "--port",
-                            "0", "--jobmanager-port", "0", "--num-cpus", "2"});
+  const Outcome head =
+      cli({"cluster", "start", "--head", "--host", other_host.host_ip(), "--port", "0",
+           "--jobmanager-port", "0", "--dashboard-port", "0", "--num-cpus", "2"});
   ASSERT_EQ(head.code, 0) << head.output;
   const Outcome worker =
       run({"/bin/sh", "-c",
@@ -689,7 +690,7 @@ TEST_F(ClusterTest, AHeadOnAllInterfacesOfAHostWithoutARouteWarnsOthersCannotRea
   const Outcome head = run({"/bin/sh", "-c",
                             "exec ip netns exec " + isolated.name() + " " + SAGE_CLI_BINARY +
                                 " cluster start --head --host 0.0.0.0 --port 0 "
-                                "--jobmanager-port 0 --num-cpus 2 2>&1"});
+                                "--jobmanager-port 0 --dashboard-port 0 --num-cpus 2 2>&1"});
   ASSERT_EQ(head.code, 0) << head.output;
   EXPECT_NE(head.output.find("has no default route, so its data plane is on 127.0.0.1, which "
                              "other machines cannot reach; pass --node-address"),
@@ -735,14 +736,15 @@ TEST_F(ClusterTest, CommandsSayWhatIsWrong) {
   const std::string jobmanager_port = head_field("jobmanager").substr(10);
   char other[] = "/tmp/sage-second-head-XXXXXX";
   ASSERT_NE(mkdtemp(other), nullptr);
-  const Outcome taken = cli({"--state-dir", other, "cluster", "start", "--head",
-                             "--jobmanager-port", jobmanager_port, "--port", "0"});
+  const Outcome taken =
+      cli({"--state-dir", other, "cluster", "start", "--head", "--jobmanager-port", jobmanager_port,
+           "--port", "0", "--dashboard-port", "0"});
   std::filesystem::remove_all(other);
   EXPECT_EQ(taken.code, 1);
   EXPECT_NE(taken.output.find("port is in use"), std::string::npos) << taken.output;
 
-  const Outcome twice =
-      cli({"cluster", "start", "--head", "--port", "0", "--jobmanager-port", "0"});
+  const Outcome twice = cli({"cluster", "start", "--head", "--port", "0", "--jobmanager-port", "0",
+                             "--dashboard-port", "0"});
   EXPECT_EQ(twice.code, 1);
   EXPECT_NE(twice.output.find("already running"), std::string::npos) << twice.output;
 

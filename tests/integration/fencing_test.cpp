@@ -27,7 +27,7 @@ class FencingTest : public ClusterTest {
   // A head that runs no work, on the given ports ("0": any).
   void start_head_only(const std::string& port = "0", const std::string& jobmanager_port = "0") {
     const Outcome head = cli({"cluster", "start", "--head", "--port", port, "--jobmanager-port",
-                              jobmanager_port, "--num-cpus", "0"});
+                              jobmanager_port, "--dashboard-port", "0", "--num-cpus", "0"});
     ASSERT_EQ(head.code, 0) << head.output;
   }
 

@@ -1,0 +1,197 @@
+#include "dashboard/dashboard_server.hpp"
+
+#include <httplib.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <optional>
+#include <thread>
+
+#include "dashboard/api.hpp"
+#include "dashboard/prometheus.hpp"
+#include "net/rpc.hpp"
+#include "sage/error.hpp"
+
+namespace sage::dashboard {
+namespace {
+
+// The server's limits: its worker threads, the largest request it reads (it
+// only answers GETs), and how long a connection may take or idle.
+constexpr std::size_t kThreads = 4;
+constexpr std::size_t kMaxRequestBytes = 64 << 10;
+constexpr time_t kTimeoutSeconds = 5;
+constexpr std::size_t kKeepAliveRequests = 100;
+
+// The page's static files: the only paths served without the token.
+constexpr const char* kPagePath = "/";
+constexpr const char* kPage =
+    "<!doctype html><html><head><meta charset=\"utf-8\"><title>sage</title></head><body>"
+    "<h1>sage</h1><p>The dashboard page is not part of this build yet. The cluster's data is at "
+    "<code>/api/v1/cluster</code>, <code>/api/v1/jobs</code> and <code>/metrics</code>, with "
+    "the cluster token in an <code>Authorization: Bearer</code> header.</p></body></html>";
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+void send_json(httplib::Response& response, int status, const nlohmann::json& body) {
+  response.status = status;
+  response.set_content(body.dump(), "application/json");
+}
+
+void send_error(httplib::Response& response, int status, const std::string& message) {
+  send_json(response, status, {{"error", message}});
+}
+
+// A query parameter as a count in [0, max], `fallback` when absent; nullopt
+// (after answering 400 naming it) when it is not one.
+std::optional<std::size_t> count_parameter(const httplib::Request& request,
+                                           httplib::Response& response, const char* name,
+                                           std::size_t fallback, std::size_t max) {
+  if (!request.has_param(name)) return fallback;
+  const std::string text = request.get_param_value(name);
+  std::size_t value = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (error != std::errc() || end != text.data() + text.size() || value > max) {
+    send_error(response, 400,
+               std::string(name) + " must be a whole number from 0 to " + std::to_string(max));
+    return std::nullopt;
+  }
+  return value;
+}
+
+bool authorized(const httplib::Request& request, const std::string& token) {
+  constexpr std::string_view kScheme = "Bearer ";
+  const std::string header = request.get_header_value("Authorization");
+  if (!std::string_view(header).starts_with(kScheme)) return false;
+  return net::same_token(std::string_view(header).substr(kScheme.size()), token);
+}
+
+std::unique_ptr<httplib::Server> make_server(const DashboardOptions& options) {
+  if (options.tls_cert.empty() || options.tls_key.empty()) {
+    return std::make_unique<httplib::Server>();
+  }
+  auto server =
+      std::make_unique<httplib::SSLServer>(options.tls_cert.c_str(), options.tls_key.c_str());
+  if (!server->is_valid()) {
+    throw Error("the dashboard cannot serve HTTPS with certificate " + options.tls_cert +
+                " and key " + options.tls_key + ": check that they are readable PEM files");
+  }
+  return server;
+}
+
+}  // namespace
+
+class DashboardServer::Impl {
+ public:
+  Impl(DashboardOptions options, const ClusterView& view)
+      : options_(std::move(options)), view_(view), server_(make_server(options_)) {
+    configure();
+    route();
+    port_ = options_.port == 0
+                ? server_->bind_to_any_port(options_.host)
+                : (server_->bind_to_port(options_.host, options_.port) ? options_.port : -1);
+    if (port_ <= 0) {
+      throw Error("cannot listen on " + options_.host + ":" + std::to_string(options_.port) +
+                  " (dashboard): the port is in use or the address is not local; stop the other "
+                  "process or pass --dashboard-port (0 lets the system pick)");
+    }
+    listener_ = std::thread([this] {
+      server_->listen_after_bind();
+      listening_done_ = true;
+    });
+  }
+
+  ~Impl() {
+    // stop() only acts once the listener runs; until then there is nothing to end.
+    while (!server_->is_running() && !listening_done_) std::this_thread::yield();
+    server_->stop();
+    listener_.join();
+  }
+
+  int port() const { return port_; }
+
+ private:
+  void configure() {
+    server_->new_task_queue = [] { return new httplib::ThreadPool(kThreads); };
+    // SO_REUSEADDR (a restarted head gets its port back) but not httplib's
+    // default SO_REUSEPORT, with which a second head would share a taken port.
+    server_->set_socket_options([](int socket) {
+      const int on = 1;
+      setsockopt(socket, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    });
+    server_->set_payload_max_length(kMaxRequestBytes);
+    server_->set_read_timeout(kTimeoutSeconds);
+    server_->set_write_timeout(kTimeoutSeconds);
+    server_->set_keep_alive_timeout(kTimeoutSeconds);
+    server_->set_keep_alive_max_count(kKeepAliveRequests);
+    server_->set_pre_routing_handler(
+        [this](const httplib::Request& request, httplib::Response& response) {
+          if (request.path == kPagePath || authorized(request, options_.token)) {
+            return httplib::Server::HandlerResponse::Unhandled;
+          }
+          response.set_header("WWW-Authenticate", "Bearer");
+          send_error(response, 401,
+                     "no or wrong cluster token: send 'Authorization: Bearer <token>' with the "
+                     "token of the head (sage dashboard prints a URL that carries it)");
+          return httplib::Server::HandlerResponse::Handled;
+        });
+    server_->set_error_handler([](const httplib::Request& request, httplib::Response& response) {
+      if (response.status == 404 && response.body.empty()) {
+        send_error(response, 404, "no such path: " + request.path);
+      }
+    });
+  }
+
+  void route() {
+    server_->Get(kPagePath, [](const httplib::Request&, httplib::Response& response) {
+      response.set_content(kPage, "text/html; charset=utf-8");
+    });
+    server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& response) {
+      response.set_content(render_metrics(view_.cluster(), view_.jobs(), now_ms()),
+                           "text/plain; version=0.0.4; charset=utf-8");
+    });
+    server_->Get("/api/v1/cluster", [this](const httplib::Request&, httplib::Response& response) {
+      send_json(response, 200, cluster_document(view_.cluster()));
+    });
+    server_->Get(
+        "/api/v1/jobs", [this](const httplib::Request& request, httplib::Response& response) {
+          const auto offset = count_parameter(request, response, "offset", 0, SIZE_MAX / 2);
+          if (!offset) return;
+          const auto limit =
+              count_parameter(request, response, "limit", kDefaultJobsPerPage, kMaxJobsPerPage);
+          if (!limit) return;
+          send_json(response, 200, jobs_document(view_.jobs(), *offset, *limit));
+        });
+    // The id is only a key for the view's lookup, never part of a file path.
+    server_->Get(R"(/api/v1/jobs/([^/]+))", [this](const httplib::Request& request,
+                                                   httplib::Response& response) {
+      const std::string id = request.matches[1];
+      const auto job = view_.job(id);
+      if (!job) {
+        send_error(response, 404, "no job '" + id + "' on this head (GET /api/v1/jobs lists them)");
+        return;
+      }
+      const bool instances = request.get_param_value("instances") == "1";
+      send_json(response, 200, job_document(*job, instances, now_ms()));
+    });
+  }
+
+  const DashboardOptions options_;
+  const ClusterView& view_;
+  std::unique_ptr<httplib::Server> server_;
+  int port_ = 0;
+  std::atomic<bool> listening_done_{false};
+  std::thread listener_;
+};
+
+DashboardServer::DashboardServer(DashboardOptions options, const ClusterView& view)
+    : impl_(std::make_unique<Impl>(std::move(options), view)) {}
+DashboardServer::~DashboardServer() = default;
+int DashboardServer::port() const { return impl_->port(); }
+
+}  // namespace sage::dashboard
