@@ -24,6 +24,7 @@ PACKAGES=(
   libcli11-dev             # the `sage` command line
   nlohmann-json3-dev       # JSON output and state files
   libcpp-httplib-dev       # the head's dashboard (/metrics, /api/v1)
+  libhnswlib-dev           # sage::rag: HNSW vector index (header-only)
   iproute2                 # `ip netns` for the two-host cluster test
   clang                    # the head's locking contract: ctest cluster.thread_safety
   slurmctld slurmd slurm-client munge  # the Slurm test: a real two-node Slurm on this machine

@@ -1,0 +1,47 @@
+// IndexWriter: a sink of Embedded records that builds a collection on disk
+// (collection.hpp). Parallel instances do not share files: instance i of n
+// writes shard-<i>, and the collection is shards 0..n-1 of one job. Each
+// instance keeps its records in memory and builds and writes its shard in
+// close(), when its input has ended; one instance, one thread.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sage/functions.hpp"
+#include "sage/rag/collection.hpp"
+#include "sage/rag/hash_embedder.hpp"
+#include "sage/rag/records.hpp"
+
+namespace sage::rag {
+
+struct IndexWriterConfig {
+  std::string collection;                                   // the collection's directory
+  std::string embedder = std::string(HashEmbedder::kName);  // what built the vectors
+  int dim = HashEmbedderConfig{}.dim;                       // their dimension
+  IndexKind index = IndexKind::hnsw;                        // exact: a full scan, for small ones
+  HnswConfig hnsw = {};
+};
+
+class IndexWriter : public Function {
+ public:
+  // Throws sage::Error when the config is incomplete.
+  explicit IndexWriter(IndexWriterConfig config);
+
+  void open(RuntimeContext& context) override;
+  // Throws sage::Error when the vector's dimension is not the config's.
+  void sink(const Embedded& record);
+  // Writes shard-<parallel index>; throws CollectionError.
+  void close() override;
+
+ private:
+  IndexWriterConfig config_;
+  int shard_ = 0;
+  int shards_ = 1;
+  std::string build_;
+  std::vector<Chunk> chunks_;
+  std::vector<float> vectors_;  // chunks_.size() * dim, row by row
+};
+
+}  // namespace sage::rag

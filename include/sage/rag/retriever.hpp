@@ -1,0 +1,39 @@
+// Retriever: query string -> Retrieved, the top_k chunks of a collection, best
+// first, with their ids and scores. Each instance loads every shard of the
+// collection in open() and merges their results into the global top_k; the
+// query is embedded by the collection's own embedder. A collection that cannot
+// be read fails the job with a CollectionError naming the path and the problem.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "sage/functions.hpp"
+#include "sage/rag/collection.hpp"
+#include "sage/rag/records.hpp"
+
+namespace sage::rag {
+
+struct RetrieverConfig {
+  std::string collection;    // the collection's directory
+  int top_k = 5;             // hits per query; >= 1
+  int ef = HnswConfig{}.ef;  // HNSW search breadth (recall against speed)
+  // Refuse a collection not built by this embedder / dimension (empty / 0: any).
+  std::string embedder;
+  int dim = 0;
+};
+
+class Retriever : public Function {
+ public:
+  // Throws sage::Error when the config is out of range.
+  explicit Retriever(RetrieverConfig config);
+
+  void open(RuntimeContext& context) override;
+  Retrieved map(const std::string& query) const;
+
+ private:
+  RetrieverConfig config_;
+  std::optional<Collection> collection_;
+};
+
+}  // namespace sage::rag

@@ -1,0 +1,58 @@
+#include "sage/rag/index_writer.hpp"
+
+#include <span>
+
+#include "sage/error.hpp"
+
+namespace sage::rag {
+
+IndexWriter::IndexWriter(IndexWriterConfig config) : config_(std::move(config)) {
+  if (config_.collection.empty()) {
+    throw Error(
+        "IndexWriter: IndexWriterConfig::collection is empty; name the collection's directory");
+  }
+  if (config_.dim < 1) {
+    throw Error("IndexWriter: IndexWriterConfig::dim is " + std::to_string(config_.dim) +
+                "; give the embedder's dimension");
+  }
+}
+
+void IndexWriter::open(RuntimeContext& context) {
+  shard_ = context.parallel_index();
+  shards_ = context.parallelism();
+  build_ = context.job_id();
+}
+
+void IndexWriter::sink(const Embedded& record) {
+  if (record.vector.size() != static_cast<std::size_t>(config_.dim)) {
+    throw Error("IndexWriter: chunk '" + record.chunk.id + "' has a vector of " +
+                std::to_string(record.vector.size()) + " dimensions, but the collection " +
+                config_.collection + " is for " + std::to_string(config_.dim) +
+                " (IndexWriterConfig::dim); embed with the embedder it names");
+  }
+  chunks_.push_back(record.chunk);
+  vectors_.insert(vectors_.end(), record.vector.begin(), record.vector.end());
+}
+
+void IndexWriter::close() {
+  std::unique_ptr<VectorIndex> index;
+  if (config_.index == IndexKind::hnsw) {
+    index = std::make_unique<HnswIndex>(config_.dim, chunks_.size(), config_.hnsw);
+  } else {
+    index = std::make_unique<ExactIndex>(config_.dim);
+  }
+  const auto dim = static_cast<std::size_t>(config_.dim);
+  for (std::size_t label = 0; label < chunks_.size(); ++label) {
+    index->add(std::span<const float>(vectors_.data() + label * dim, dim), label);
+  }
+  write_shard(config_.collection, ShardContents{.shard = shard_,
+                                                .shards = shards_,
+                                                .build = build_,
+                                                .embedder = config_.embedder,
+                                                .dim = config_.dim,
+                                                .kind = config_.index,
+                                                .index = index.get(),
+                                                .chunks = &chunks_});
+}
+
+}  // namespace sage::rag
