@@ -70,9 +70,10 @@ void split_slurm_arguments(int& argc, char** argv, std::vector<std::string>& sba
   int i = first;
   for (; i < argc && std::string_view(argv[i]) != "--"; ++i) {
     const std::string_view arg = argv[i];
-    const bool ours = arg == "--port" || arg == "--jobmanager-port";
-    const bool ours_with_value =
-        arg.starts_with("--port=") || arg.starts_with("--jobmanager-port=");
+    const bool ours = arg == "--port" || arg == "--jobmanager-port" || arg == "--dashboard-port";
+    const bool ours_with_value = arg.starts_with("--port=") ||
+                                 arg.starts_with("--jobmanager-port=") ||
+                                 arg.starts_with("--dashboard-port=");
     if (!submit || ours || ours_with_value || arg == "--help" || arg == "-h") {
       argv[kept++] = argv[i];
       if (ours && i + 1 < argc) argv[kept++] = argv[++i];
@@ -219,11 +220,13 @@ int run(int argc, char** argv) {
   std::vector<std::string> sbatch_options, slurm_program;
   auto* slurm_submit_cmd = slurm->add_subcommand(
       "submit",
-      "sage slurm submit [--port N] [--jobmanager-port N] [sbatch options] -- ./my_job [args]: "
+      "sage slurm submit [--port N] [--jobmanager-port N] [--dashboard-port N] [sbatch options] -- "
+      "./my_job [args]: "
       "a batch job whose nodes run a head and workers for the program (docs/deploy.md)");
   auto* slurm_run_cmd = slurm->add_subcommand(
       "run",
-      "sage slurm run [--port N] [--jobmanager-port N] -- ./my_job [args]: inside an "
+      "sage slurm run [--port N] [--jobmanager-port N] [--dashboard-port N] -- ./my_job [args]: "
+      "inside an "
       "allocation (sbatch, salloc), a head and workers on its nodes for the program");
   auto* slurm_head_cmd = slurm->add_subcommand("head", "A step of `sage slurm run`")->group("");
   auto* slurm_worker_cmd = slurm->add_subcommand("worker", "A step of `sage slurm run`")->group("");
@@ -234,6 +237,10 @@ int run(int argc, char** argv) {
     command
         ->add_option("--jobmanager-port", slurm_flags.jobmanager_port,
                      "The head's JobManager port (default 19001)")
+        ->check(CLI::Range(1, 65535));
+    command
+        ->add_option("--dashboard-port", slurm_flags.dashboard_port,
+                     "The head's dashboard port (default 8265)")
         ->check(CLI::Range(1, 65535));
   }
   split_slurm_arguments(argc, argv, sbatch_options, slurm_program);

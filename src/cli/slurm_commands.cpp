@@ -263,8 +263,8 @@ int slurm_submit(const SlurmFlags& flags, const std::vector<std::string>& sbatch
         "sage slurm submit needs a program after --: sage slurm submit -N 2 -- ./my_job [args]");
   }
   std::string run = shell_quote(this_program());
-  run += fmt::format(" slurm run --port {} --jobmanager-port {} --", flags.port,
-                     flags.jobmanager_port);
+  run += fmt::format(" slurm run --port {} --jobmanager-port {} --dashboard-port {} --", flags.port,
+                     flags.jobmanager_port, flags.dashboard_port);
   run += " " + shell_quote(absolute_program(command[0]));
   for (std::size_t i = 1; i < command.size(); ++i) run += " " + shell_quote(command[i]);
   const std::string script =
@@ -320,7 +320,8 @@ int slurm_run(GlobalOptions global, const SlurmFlags& flags,
         {head_step, spawn({"srun", "--overlap", "--export=ALL", "--job-name=" + head_step,
                            "--nodes=1", "--ntasks=1", "--nodelist=" + nodes.front(), sage, "slurm",
                            "head", "--port", std::to_string(flags.port), "--jobmanager-port",
-                           std::to_string(flags.jobmanager_port)})});
+                           std::to_string(flags.jobmanager_port), "--dashboard-port",
+                           std::to_string(flags.dashboard_port)})});
     const auto client = global.jobmanager();
     std::string last_error;
     wait_until(
@@ -375,6 +376,7 @@ int slurm_head(const GlobalOptions& global, const SlurmFlags& flags) {
   start.host = node_address(required_env("SLURMD_NODENAME", "this runs as a Slurm step"));
   start.port = flags.port;
   start.jobmanager_port = flags.jobmanager_port;
+  start.dashboard_port = flags.dashboard_port;
   start.node.num_cpus = 0;  // this node's worker is a step of its own
   return cluster_start(step, start);
 }

@@ -1,8 +1,9 @@
 // Slurm: an allocation becomes a sage cluster for the length of one program
 // (docs/deploy.md).
-//   sage slurm submit [--port N] [--jobmanager-port N] [sbatch options] -- ./program [args]
+//   sage slurm submit [--port N] [--jobmanager-port N] [--dashboard-port N] [sbatch options] --
+//   ./program [args]
 //     submits a batch job that runs `sage slurm run` on the allocation's first node;
-//   sage slurm run [--port N] [--jobmanager-port N] -- ./program [args]
+//   sage slurm run [--port N] [--jobmanager-port N] [--dashboard-port N] -- ./program [args]
 //     inside an allocation (a batch job, or salloc): a head on the first
 //     node and a worker on every node (srun steps), each with the resources
 //     Slurm gave the job there; the program submitted to them; everything
@@ -22,6 +23,7 @@ namespace sage::cli {
 struct SlurmFlags {
   int port = cluster::kDefaultClusterPort;
   int jobmanager_port = cluster::kDefaultJobManagerPort;
+  int dashboard_port = cluster::kDefaultDashboardPort;
   std::string head_address;  // `slurm worker`: the head's cluster host:port
 };
 

@@ -142,6 +142,8 @@ class SlurmTest : public ::testing::Test {
                                   std::to_string(free_port()),
                                   "--jobmanager-port",
                                   std::to_string(free_port()),
+                                  "--dashboard-port",
+                                  std::to_string(free_port()),
                                   "--output=" + output_file()};
     argv.insert(argv.end(), options.begin(), options.end());
     argv.push_back("--");
