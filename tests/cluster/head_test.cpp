@@ -424,6 +424,18 @@ TEST_F(HeadTest, AConsequenceAloneIsTheErrorOnceEveryProcessEnded) {
   EXPECT_EQ(job(id).error(), "the data-plane connection from process 0 broke");
 }
 
+// Checkpoints that do not come due during a test, and 3 restarts after
+// `restart_delay_ms` each.
+rpc::CheckpointSettings restartable(std::int64_t restart_delay_ms) {
+  rpc::CheckpointSettings settings;
+  settings.set_interval_ms(60'000);
+  settings.set_timeout_ms(60'000);
+  settings.set_retained(1);
+  settings.set_restart_attempts(3);
+  settings.set_restart_delay_ms(restart_delay_ms);
+  return settings;
+}
+
 // A run of a job with checkpoints whose last process to end is the one that
 // failed first-hand (its peer reported only a broken connection before it):
 // the job restarts. It was marked FINISHED: the restart settled the run,
@@ -432,13 +444,8 @@ TEST_F(HeadTest, AJobRestartsWhenItsCauseIsTheLastExitOfItsRun) {
   FakeWorker w1(*cluster_, join_request("w1")), w2(*cluster_, join_request("w2"));
   ASSERT_NO_FATAL_FAILURE(w1.expect_welcome());
   ASSERT_NO_FATAL_FAILURE(w2.expect_welcome());
-  rpc::CheckpointSettings settings;
-  settings.set_interval_ms(60'000);
-  settings.set_timeout_ms(60'000);
-  settings.set_retained(1);
-  settings.set_restart_attempts(3);
-  settings.set_restart_delay_ms(60'000);  // stays PENDING for the test's length
-  const std::string id = start_two_process_job(w1, w2, settings);
+  // Restarts after 60 s: PENDING for the length of the test.
+  const std::string id = start_two_process_job(w1, w2, restartable(60'000));
   report_exit(id, 1, "the data-plane connection from process 0 broke", /*consequence=*/true);
   report_exit(id, 0, "the task process on node 'w1' exited with code 9", /*consequence=*/false);
   const rpc::JobInfo info = job(id);
@@ -454,13 +461,7 @@ TEST_F(HeadTest, AReportOfAnEarlierRunDoesNotTouchTheNextRun) {
   FakeWorker w1(*cluster_, join_request("w1")), w2(*cluster_, join_request("w2"));
   ASSERT_NO_FATAL_FAILURE(w1.expect_welcome());
   ASSERT_NO_FATAL_FAILURE(w2.expect_welcome());
-  rpc::CheckpointSettings settings;
-  settings.set_interval_ms(60'000);
-  settings.set_timeout_ms(60'000);
-  settings.set_retained(1);
-  settings.set_restart_attempts(3);
-  settings.set_restart_delay_ms(0);
-  const std::string id = start_two_process_job(w1, w2, settings);
+  const std::string id = start_two_process_job(w1, w2, restartable(0));
   report_exit(id, 0, "boom", /*consequence=*/false);
   report_exit(id, 1, "the connection broke", /*consequence=*/true);
   // The second run is placed: each worker is told to prepare its process.
