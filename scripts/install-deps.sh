@@ -29,6 +29,10 @@ PACKAGES=(
   clang                    # the head's locking contract: ctest cluster.thread_safety
   slurmctld slurmd slurm-client munge  # the Slurm test: a real two-node Slurm on this machine
   systemd python3-yaml     # deploy/ checked offline: systemd-analyze verify, the manifests parsed
+  libcurl4-openssl-dev     # sage::rag: OpenAI-compatible HTTP clients (libcurl multi)
+  prometheus               # promtool: the dashboard test checks /metrics with it
+  chromium                 # headless browser: the dashboard page's tests
+  pybind11-dev python3-dev python3-pytest  # the Python API (import sage) and its tests
 )
 
 missing=()
