@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "sage/rag/hash_embedder.hpp"
+#include "sage/rag/merge_hits.hpp"
 #include "sage/serialization.hpp"
 
 namespace sage::rag {
@@ -200,7 +201,8 @@ void write_shard(const fs::path& directory, const ShardContents& contents) {
 }
 
 Collection Collection::open(const fs::path& directory, int ef,
-                            const CollectionRequirements& requirements) {
+                            const CollectionRequirements& requirements,
+                            const ShardSelection& selection) {
   const CollectionReader reader(directory, requirements);
   if (!fs::is_directory(directory)) {
     reader.fail("no such directory; build the collection with IndexWriter first, or fix the path");
@@ -224,6 +226,7 @@ Collection Collection::open(const fs::path& directory, int ef,
                   first["build"].get<std::string>() +
                   "), whose IndexWriter did not finish; build the collection again");
     }
+    if (shard % selection.instances != selection.instance) continue;
     const std::string kind = manifest["index"].get<std::string>();
     if (kind != "hnsw" && kind != "exact")
       reader.fail(shard_name(shard) + " has an unknown index kind '" + kind + "'");
@@ -262,13 +265,7 @@ std::vector<Hit> Collection::search(std::span<const float> query, std::size_t k)
       hits.push_back(Hit{.id = chunk.id, .text = chunk.text, .score = neighbor.score});
     }
   }
-  const std::size_t kept = std::min(k, hits.size());
-  std::partial_sort(hits.begin(), hits.begin() + static_cast<std::ptrdiff_t>(kept), hits.end(),
-                    [](const Hit& a, const Hit& b) {
-                      return a.score != b.score ? a.score > b.score : a.id < b.id;
-                    });
-  hits.resize(kept);
-  return hits;
+  return top_hits(std::move(hits), k);
 }
 
 std::vector<float> Collection::embed(std::string_view text) const { return hash_embed(text, dim_); }

@@ -39,17 +39,26 @@ struct CollectionRequirements {
   int dim = 0;
 };
 
-// A complete collection loaded for search: all its shards, in memory.
-// search() may run on many threads at once.
+// Which shards of a collection one reader loads: those s with
+// s % instances == instance (sharded retrieval; the default loads every shard).
+struct ShardSelection {
+  int instance = 0;
+  int instances = 1;
+};
+
+// A complete collection loaded for search: its shards (all, or a selection), in
+// memory. search() may run on many threads at once.
 class Collection {
  public:
   static constexpr int kFormatVersion = 1;
 
-  // Loads every shard; throws CollectionError. `ef` is the HNSW search breadth.
+  // Loads the selected shards, after checking that every shard is there and of
+  // the same build; throws CollectionError. `ef` is the HNSW search breadth.
   static Collection open(const std::filesystem::path& directory, int ef = HnswConfig{}.ef,
-                         const CollectionRequirements& requirements = {});
+                         const CollectionRequirements& requirements = {},
+                         const ShardSelection& selection = {});
 
-  // The k chunks nearest to `query` over all shards, best first.
+  // The k chunks nearest to `query` over the loaded shards, best first.
   std::vector<Hit> search(std::span<const float> query, std::size_t k) const;
   // `text` embedded by the embedder that built the collection.
   std::vector<float> embed(std::string_view text) const;
@@ -57,6 +66,7 @@ class Collection {
   const std::string& embedder() const { return embedder_; }
   int dim() const { return dim_; }
   std::size_t size() const;
+  // Shards loaded.
   std::size_t shard_count() const { return shards_.size(); }
 
  private:

@@ -1,6 +1,8 @@
 // Retriever: query string -> Retrieved, the top_k chunks of a collection, best
 // first, with their ids and scores. Each instance loads every shard of the
-// collection in open() and merges their results into the global top_k; the
+// collection in open() and merges their results into the global top_k; or,
+// with `sharded`, instance i of n loads only the shards s with s % n == i and
+// returns its own top_k, for MergeHits to merge (rag/merge_hits.hpp). The
 // query is embedded by the collection's own embedder. A collection that cannot
 // be read fails the job with a CollectionError naming the path and the problem.
 #pragma once
@@ -21,6 +23,9 @@ struct RetrieverConfig {
   // Refuse a collection not built by this embedder / dimension (empty / 0: any).
   std::string embedder;
   int dim = 0;
+  // Instance i of n searches only shards i, i+n, ...; broadcast the queries to
+  // it and merge with MergeHits{.parts = n}.
+  bool sharded = false;
 };
 
 class Retriever : public Function {

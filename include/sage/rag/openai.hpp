@@ -1,0 +1,146 @@
+// OpenAIGenerator (Prompt -> Answer over POST <base_url>/chat/completions) and
+// OpenAIEmbedder (Chunk -> Embedded over POST <base_url>/embeddings, batched):
+// asynchronous maps (sage::AsyncFunction) that keep many requests open per
+// instance on one libcurl thread, with a concurrency cap, a requests/tokens per
+// minute limiter, retries that honour Retry-After, per-request and total
+// timeouts, a response size limit and metrics (docs/rag.md, "Generation").
+// Every call completes exactly once: with its result, or failed with a one-line
+// error naming the endpoint, the HTTP status and the server's message.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "sage/async_function.hpp"
+#include "sage/rag/records.hpp"
+
+namespace sage::rag {
+
+namespace detail {
+class OpenAIClient;
+}
+
+// What both operators share: the endpoint, the limits and the retries. The
+// same fields appear in GeneratorConfig and OpenAIConfig so that both take
+// flat designated initialisers (GeneratorConfig{.model = "gpt-4", ...}).
+#define SAGE_RAG_OPENAI_CONNECTION_FIELDS                                                     \
+  /* The model's name, sent as "model". */                                                    \
+  std::string model;                                                                          \
+  /* e.g. "http://127.0.0.1:8000/v1"; empty: $OPENAI_BASE_URL, else                           \
+     https://api.openai.com/v1. */                                                            \
+  std::string base_url;                                                                       \
+  /* Sent as "Authorization: Bearer <key>", never logged; empty: $OPENAI_API_KEY (none if     \
+     unset, for local servers). */                                                            \
+  std::string api_key;                                                                        \
+  /* Requests open at once per instance. */                                                   \
+  int max_in_flight = 32;                                                                     \
+  /* Requests and (estimated) tokens per minute per instance; 0: unlimited. A token bucket    \
+     that holds one second's worth. */                                                        \
+  double requests_per_minute = 0;                                                             \
+  double tokens_per_minute = 0;                                                               \
+  /* Retries of a request after 408, 409, 429, 5xx or a connection error / timeout. */        \
+  int max_retries = 5;                                                                        \
+  /* Backoff without Retry-After: initial * 2^retry, jittered down to half, capped. */       \
+  std::chrono::milliseconds backoff_initial{500};                                             \
+  std::chrono::milliseconds backoff_max{30000};                                               \
+  /* One HTTP attempt, connection included. */                                                \
+  std::chrono::milliseconds request_timeout{60000};                                           \
+  /* A call, all its attempts and waits included. */                                          \
+  std::chrono::milliseconds total_timeout{300000};                                            \
+  /* A larger response body fails the call (it is not retried). */                            \
+  std::size_t max_response_bytes = 16u << 20;                                                 \
+  /* Estimated cost metric, in the currency of the prices; 0: not estimated. */               \
+  double price_per_1k_prompt_tokens = 0;                                                      \
+  double price_per_1k_completion_tokens = 0;                                                  \
+  /* Results in input order (true) or as they complete. */                                    \
+  bool ordered = true;
+
+struct GeneratorConfig {
+  SAGE_RAG_OPENAI_CONNECTION_FIELDS
+  // Sent when set.
+  std::optional<int> max_tokens;
+  std::optional<double> temperature;
+};
+
+struct OpenAIConfig {
+  SAGE_RAG_OPENAI_CONNECTION_FIELDS
+  // Chunks per /embeddings request.
+  int batch_size = 64;
+  // How long a partly filled batch waits for more chunks before it is sent.
+  std::chrono::milliseconds linger{5};
+  // Sent as "dimensions" when > 0 (models that can shorten their vectors).
+  int dimensions = 0;
+};
+
+#undef SAGE_RAG_OPENAI_CONNECTION_FIELDS
+
+// Prompt -> Answer. Answer::latency_s is the call's time from invoke() to its
+// completion, retries included; the tokens are the server's "usage". Metrics
+// (RuntimeContext::metrics()): counters openai_requests, openai_retries,
+// openai_failures, openai_prompt_tokens, openai_completion_tokens; histograms
+// openai_request_latency_s (one HTTP attempt) and openai_call_latency_s; gauges
+// openai_in_flight and openai_estimated_cost.
+class OpenAIGenerator : public sage::AsyncFunction<Prompt, Answer> {
+ public:
+  // Throws sage::Error when the config is out of range.
+  explicit OpenAIGenerator(GeneratorConfig config);
+  ~OpenAIGenerator() override;
+
+  // Starts the instance's HTTP thread.
+  void open(RuntimeContext& context) override;
+  // Ends it; calls still out fail ("closed before the call completed").
+  void close() override;
+
+  void invoke(const Prompt& prompt, AsyncResult<Answer> result) override;
+  AsyncOptions async_options() const override;
+
+  const GeneratorConfig& config() const { return config_; }
+
+ private:
+  GeneratorConfig config_;
+  std::unique_ptr<detail::OpenAIClient> client_;
+};
+
+// Chunk -> Embedded, several chunks per /embeddings request (batch_size, or
+// fewer after `linger`); vectors come back in input order whatever the order of
+// the response's "data". Same metrics as OpenAIGenerator.
+class OpenAIEmbedder : public sage::AsyncFunction<Chunk, Embedded> {
+ public:
+  // How collections name this embedder in their manifest: "openai:<model>".
+  static std::string name_of(const std::string& model) { return "openai:" + model; }
+
+  // Throws sage::Error when the config is out of range.
+  explicit OpenAIEmbedder(OpenAIConfig config);
+  ~OpenAIEmbedder() override;
+
+  void open(RuntimeContext& context) override;
+  void close() override;
+
+  void invoke(const Chunk& chunk, AsyncResult<Embedded> result) override;
+  AsyncOptions async_options() const override;
+
+  const OpenAIConfig& config() const { return config_; }
+
+ private:
+  struct Pending {
+    Chunk chunk;
+    AsyncResult<Embedded> result;
+  };
+  // Sends the batch being filled, if it is still batch number `batch`.
+  void flush(std::uint64_t batch);
+  void send(std::vector<Pending> batch);
+
+  OpenAIConfig config_;
+  std::unique_ptr<detail::OpenAIClient> client_;
+  std::mutex mutex_;  // guards filling_ and batch_number_ (task thread and HTTP thread)
+  std::vector<Pending> filling_;
+  std::uint64_t batch_number_ = 0;
+};
+
+}  // namespace sage::rag

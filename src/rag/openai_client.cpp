@@ -1,0 +1,648 @@
+#include "rag/openai_client.hpp"
+
+#include <curl/curl.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <deque>
+#include <exception>
+#include <map>
+#include <optional>
+#include <random>
+#include <utility>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "sage/error.hpp"
+#include "sage/rag/openai.hpp"
+
+namespace sage::rag::detail {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using json = nlohmann::json;
+
+constexpr const char* kDefaultBaseUrl = "https://api.openai.com/v1";
+// How long curl_multi_poll waits at most when nothing is due: new requests wake it anyway.
+constexpr std::chrono::milliseconds kIdlePoll{1000};
+
+double seconds_between(Clock::time_point from, Clock::time_point to) {
+  return std::chrono::duration<double>(to - from).count();
+}
+
+std::string env_or(const char* name, const std::string& fallback) {
+  const char* value = std::getenv(name);
+  return value != nullptr && *value != '\0' ? std::string(value) : fallback;
+}
+
+// A token bucket that holds one second's worth of a per-minute rate (at least
+// one unit). A take larger than the bucket goes through when the bucket is full
+// and leaves a debt, so nothing waits forever.
+class TokenBucket {
+ public:
+  explicit TokenBucket(double per_minute)
+      : rate_(per_minute / 60.0),
+        capacity_(std::max(1.0, per_minute / 60.0)),
+        tokens_(capacity_),
+        last_(Clock::now()) {}
+
+  bool unlimited() const { return rate_ <= 0; }
+
+  // How long until `n` can be taken (zero: now).
+  Clock::duration wait(Clock::time_point now, double n) {
+    if (unlimited()) return Clock::duration::zero();
+    refill(now);
+    const double needed = std::min(n, capacity_);
+    if (tokens_ >= needed) return Clock::duration::zero();
+    return std::chrono::duration_cast<Clock::duration>(
+        std::chrono::duration<double>((needed - tokens_) / rate_));
+  }
+  void take(double n) {
+    if (!unlimited()) tokens_ -= n;
+  }
+  // Gives back (or, negative, charges) tokens after the fact.
+  void adjust(double n) {
+    if (!unlimited()) tokens_ = std::min(capacity_, tokens_ + n);
+  }
+
+ private:
+  void refill(Clock::time_point now) {
+    tokens_ = std::min(capacity_, tokens_ + seconds_between(last_, now) * rate_);
+    last_ = now;
+  }
+  double rate_, capacity_, tokens_;
+  Clock::time_point last_;
+};
+
+bool retryable_status(long status) {
+  return status == 408 || status == 409 || status == 429 || status >= 500;
+}
+
+bool retryable_transport(CURLcode code) {
+  switch (code) {
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+      return true;
+    default:
+      return false;
+  }
+}
+
+std::string lower(std::string text) {
+  std::transform(text.begin(), text.end(), text.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return text;
+}
+
+std::string trim(const std::string& text) {
+  const auto begin = text.find_first_not_of(" \t\r\n");
+  if (begin == std::string::npos) return "";
+  const auto end = text.find_last_not_of(" \t\r\n");
+  return text.substr(begin, end - begin + 1);
+}
+
+struct CurlGlobal {
+  CurlGlobal() { curl_global_init(CURL_GLOBAL_DEFAULT); }
+};
+
+}  // namespace
+
+std::string one_line(const std::string& text, std::size_t limit) {
+  std::string line;
+  for (char c : text) {
+    if (line.size() >= limit) {
+      line += "...";
+      break;
+    }
+    line += (c == '\n' || c == '\r' || c == '\t') ? ' ' : c;
+  }
+  return trim(line);
+}
+
+std::string server_message(const std::string& body) {
+  try {
+    const json parsed = json::parse(body);
+    if (parsed.is_object() && parsed.contains("error")) {
+      const json& error = parsed["error"];
+      if (error.is_object() && error.contains("message") && error["message"].is_string())
+        return one_line(error["message"].get<std::string>());
+      if (error.is_string()) return one_line(error.get<std::string>());
+    }
+  } catch (const json::exception&) {
+  }
+  return body.empty() ? "(empty body)" : one_line(body);
+}
+
+template <class Config>
+ClientSettings client_settings(const std::string& who, const Config& config) {
+  const auto require = [&](bool ok, const std::string& problem) {
+    if (!ok) throw Error(who + ": " + problem);
+  };
+  require(!config.model.empty(), "the model is empty; set .model (e.g. \"gpt-4o-mini\")");
+  require(config.max_in_flight >= 1, "max_in_flight is " + std::to_string(config.max_in_flight) +
+                                         "; allow at least 1 request in flight");
+  require(config.requests_per_minute >= 0 && config.tokens_per_minute >= 0,
+          "requests_per_minute and tokens_per_minute must be >= 0 (0: unlimited)");
+  require(config.max_retries >= 0, "max_retries is negative; use 0 for no retries");
+  require(config.backoff_initial.count() >= 0 && config.backoff_max >= config.backoff_initial,
+          "backoff_initial must be >= 0 and backoff_max >= backoff_initial");
+  require(config.request_timeout.count() > 0 && config.total_timeout.count() > 0,
+          "request_timeout and total_timeout must be positive");
+  require(config.max_response_bytes > 0, "max_response_bytes is 0; allow some bytes");
+  ClientSettings settings{
+      .who = who,
+      .base_url = config.base_url.empty() ? env_or("OPENAI_BASE_URL", kDefaultBaseUrl)
+                                          : config.base_url,
+      .api_key = config.api_key.empty() ? env_or("OPENAI_API_KEY", "") : config.api_key,
+      .max_in_flight = config.max_in_flight,
+      .requests_per_minute = config.requests_per_minute,
+      .tokens_per_minute = config.tokens_per_minute,
+      .max_retries = config.max_retries,
+      .backoff_initial = config.backoff_initial,
+      .backoff_max = config.backoff_max,
+      .request_timeout = config.request_timeout,
+      .total_timeout = config.total_timeout,
+      .max_response_bytes = config.max_response_bytes,
+      .price_per_1k_prompt_tokens = config.price_per_1k_prompt_tokens,
+      .price_per_1k_completion_tokens = config.price_per_1k_completion_tokens};
+  while (!settings.base_url.empty() && settings.base_url.back() == '/') settings.base_url.pop_back();
+  require(settings.base_url.starts_with("http://") || settings.base_url.starts_with("https://"),
+          "base_url '" + settings.base_url +
+              "' is not an http:// or https:// URL; set .base_url or $OPENAI_BASE_URL");
+  return settings;
+}
+
+template ClientSettings client_settings(const std::string&, const GeneratorConfig&);
+template ClientSettings client_settings(const std::string&, const OpenAIConfig&);
+
+// One post(): its request and what its attempts found so far.
+struct OpenAIClient::Call {
+  std::string url;
+  std::string body;
+  std::int64_t estimated_tokens = 0;
+  OpenAIClient::Done done;
+  Clock::time_point started;
+  Clock::time_point deadline;
+  Clock::time_point attempt_started;
+  int retries = 0;
+};
+
+// One HTTP attempt of a call, owned by the loop while curl runs it.
+struct OpenAIClient::Transfer {
+  Call call;
+  CURL* easy = nullptr;
+  curl_slist* headers = nullptr;
+  std::string response;
+  std::size_t max_bytes = 0;
+  bool too_large = false;
+  bool retry_after_ms_seen = false;  // retry-after-ms wins over Retry-After
+  bool deadline_bounded = false;  // the attempt's timeout is the call's remaining time
+  std::optional<Clock::duration> retry_after;
+  char error[CURL_ERROR_SIZE] = {};
+
+  ~Transfer() {
+    if (easy != nullptr) curl_easy_cleanup(easy);
+    curl_slist_free_all(headers);
+  }
+  static std::size_t on_body(char* data, std::size_t size, std::size_t count, void* user);
+  static std::size_t on_header(char* data, std::size_t size, std::size_t count, void* user);
+};
+
+// Everything the client's thread owns, and the hand-over queue from other threads.
+struct OpenAIClient::Loop {
+  Loop(const ClientSettings& settings, Metrics* metrics)
+      : settings(settings),
+        requests(settings.requests_per_minute),
+        tokens(settings.tokens_per_minute),
+        random(std::random_device{}()) {
+    static const CurlGlobal global;
+    multi = curl_multi_init();
+    if (multi == nullptr) throw Error(settings.who + ": curl_multi_init failed");
+    curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, static_cast<long>(settings.max_in_flight));
+    curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, static_cast<long>(settings.max_in_flight));
+    if (metrics != nullptr) {
+      m.requests = &metrics->counter("openai_requests");
+      m.retries = &metrics->counter("openai_retries");
+      m.failures = &metrics->counter("openai_failures");
+      m.prompt_tokens = &metrics->counter("openai_prompt_tokens");
+      m.completion_tokens = &metrics->counter("openai_completion_tokens");
+      m.request_latency = &metrics->histogram("openai_request_latency_s");
+      m.call_latency = &metrics->histogram("openai_call_latency_s");
+      m.in_flight = &metrics->gauge("openai_in_flight");
+      m.cost = &metrics->gauge("openai_estimated_cost");
+    }
+  }
+  ~Loop() {
+    active.clear();  // easy handles first: they must leave the multi handle before it goes
+    curl_multi_cleanup(multi);
+  }
+
+  void run() {
+    while (true) {
+      {
+        std::lock_guard lock(mutex);
+        for (auto& call : submitted) ready.push_back(std::move(call));
+        submitted.clear();
+        for (auto& timer : new_timers) timers.insert(std::move(timer));
+        new_timers.clear();
+        if (stopping) break;
+      }
+      auto now = Clock::now();
+      run_timers(now);
+      release_due_retries(now);
+      start_ready(now);
+      int running = 0;
+      curl_multi_perform(multi, &running);
+      finish_done();
+      start_ready(Clock::now());
+      const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
+          next_due(Clock::now()) - Clock::now());
+      curl_multi_poll(multi, nullptr, 0,
+                      static_cast<int>(std::clamp<std::int64_t>(wait.count(), 0, kIdlePoll.count())),
+                      nullptr);
+    }
+    abandon();
+  }
+
+  void wake() { curl_multi_wakeup(multi); }
+
+  // --- scheduling
+
+  void run_timers(Clock::time_point now) {
+    while (!timers.empty() && timers.begin()->first <= now) {
+      auto task = std::move(timers.begin()->second);
+      timers.erase(timers.begin());
+      guarded([&] { task(); });
+    }
+  }
+
+  void release_due_retries(Clock::time_point now) {
+    // Retries go before new calls: they have waited longest.
+    std::vector<Call> due;
+    while (!waiting.empty() && waiting.begin()->first <= now) {
+      due.push_back(std::move(waiting.begin()->second));
+      waiting.erase(waiting.begin());
+    }
+    for (auto it = due.rbegin(); it != due.rend(); ++it) ready.push_front(std::move(*it));
+  }
+
+  void start_ready(Clock::time_point now) {
+    while (!ready.empty() && active.size() < static_cast<std::size_t>(settings.max_in_flight)) {
+      Call& call = ready.front();
+      if (now >= call.deadline) {
+        Call expired = std::move(call);
+        ready.pop_front();
+        fail(std::move(expired), 0, "gave up after the total timeout of " +
+                                        std::to_string(settings.total_timeout.count()) + " ms");
+        continue;
+      }
+      const auto pace =
+          std::max(requests.wait(now, 1), tokens.wait(now, static_cast<double>(call.estimated_tokens)));
+      if (pace > Clock::duration::zero()) {
+        paced_until = now + pace;
+        return;
+      }
+      requests.take(1);
+      tokens.take(static_cast<double>(call.estimated_tokens));
+      Call next = std::move(call);
+      ready.pop_front();
+      start(std::move(next), now);
+    }
+  }
+
+  Clock::time_point next_due(Clock::time_point now) const {
+    Clock::time_point due = now + kIdlePoll;
+    if (!timers.empty()) due = std::min(due, timers.begin()->first);
+    if (!waiting.empty()) due = std::min(due, waiting.begin()->first);
+    if (!ready.empty() && active.size() < static_cast<std::size_t>(settings.max_in_flight))
+      due = std::min(due, std::max(paced_until, now));
+    return due;
+  }
+
+  // --- transfers
+
+  void start(Call call, Clock::time_point now) {
+    auto transfer = std::make_unique<Transfer>();
+    Transfer& t = *transfer;
+    t.call = std::move(call);
+    t.call.attempt_started = now;
+    t.max_bytes = settings.max_response_bytes;
+    const auto remaining = t.call.deadline - now;
+    auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(remaining);
+    t.deadline_bounded = timeout < settings.request_timeout;
+    timeout = std::max(std::chrono::milliseconds(1), std::min(timeout, settings.request_timeout));
+
+    t.easy = curl_easy_init();
+    if (t.easy == nullptr) {
+      fail(std::move(t.call), 0, "curl_easy_init failed");
+      return;
+    }
+    t.headers = curl_slist_append(t.headers, "Content-Type: application/json");
+    t.headers = curl_slist_append(t.headers, "Accept: application/json");
+    t.headers = curl_slist_append(t.headers, "Expect:");  // no 100-continue round trip
+    if (!settings.api_key.empty())
+      t.headers = curl_slist_append(t.headers, ("Authorization: Bearer " + settings.api_key).c_str());
+    curl_easy_setopt(t.easy, CURLOPT_URL, t.call.url.c_str());
+    curl_easy_setopt(t.easy, CURLOPT_POST, 1L);
+    curl_easy_setopt(t.easy, CURLOPT_POSTFIELDS, t.call.body.data());
+    curl_easy_setopt(t.easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(t.call.body.size()));
+    curl_easy_setopt(t.easy, CURLOPT_HTTPHEADER, t.headers);
+    curl_easy_setopt(t.easy, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
+    curl_easy_setopt(t.easy, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(timeout.count()));
+    curl_easy_setopt(t.easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(t.easy, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(t.easy, CURLOPT_ACCEPT_ENCODING, "");
+    curl_easy_setopt(t.easy, CURLOPT_MAXFILESIZE_LARGE,
+                     static_cast<curl_off_t>(settings.max_response_bytes));
+    curl_easy_setopt(t.easy, CURLOPT_WRITEFUNCTION, Transfer::on_body);
+    curl_easy_setopt(t.easy, CURLOPT_WRITEDATA, &t);
+    curl_easy_setopt(t.easy, CURLOPT_HEADERFUNCTION, Transfer::on_header);
+    curl_easy_setopt(t.easy, CURLOPT_HEADERDATA, &t);
+    curl_easy_setopt(t.easy, CURLOPT_ERRORBUFFER, t.error);
+    curl_easy_setopt(t.easy, CURLOPT_PRIVATE, &t);
+    // Many requests wait for one connection each rather than queueing behind another's response.
+    curl_easy_setopt(t.easy, CURLOPT_PIPEWAIT, 0L);
+    if (curl_multi_add_handle(multi, t.easy) != CURLM_OK) {
+      fail(std::move(t.call), 0, "curl_multi_add_handle failed");
+      return;
+    }
+    if (m.requests) m.requests->inc();
+    active.emplace(t.easy, std::move(transfer));
+    if (m.in_flight) m.in_flight->set(static_cast<double>(active.size()));
+  }
+
+  void finish_done() {
+    int left = 0;
+    while (CURLMsg* message = curl_multi_info_read(multi, &left)) {
+      if (message->msg != CURLMSG_DONE) continue;
+      auto found = active.find(message->easy_handle);
+      if (found == active.end()) continue;
+      std::unique_ptr<Transfer> transfer = std::move(found->second);
+      active.erase(found);
+      curl_multi_remove_handle(multi, transfer->easy);
+      if (m.in_flight) m.in_flight->set(static_cast<double>(active.size()));
+      finish(*transfer, message->data.result);
+    }
+  }
+
+  void finish(Transfer& t, CURLcode code) {
+    const auto now = Clock::now();
+    if (m.request_latency) m.request_latency->record(seconds_between(t.call.attempt_started, now));
+    long status = 0;
+    curl_easy_getinfo(t.easy, CURLINFO_RESPONSE_CODE, &status);
+    if (t.too_large || code == CURLE_FILESIZE_EXCEEDED) {
+      fail(std::move(t.call), status,
+           "the response is larger than max_response_bytes (" +
+               std::to_string(settings.max_response_bytes) +
+               " bytes); raise it if the endpoint's answers are that large");
+      return;
+    }
+    if (code == CURLE_OK && status >= 200 && status < 300) {
+      succeed(std::move(t.call), status, std::move(t.response));
+      return;
+    }
+    std::string why;
+    bool retry = false;
+    if (code == CURLE_OK) {
+      why = "HTTP " + std::to_string(status) + ": " + server_message(t.response);
+      retry = retryable_status(status);
+    } else {
+      why = std::string(curl_easy_strerror(code)) + (t.error[0] != '\0' ? " (" + one_line(t.error) + ")" : "");
+      if (code == CURLE_OPERATION_TIMEDOUT && !t.deadline_bounded) {
+        why = "no response within request_timeout (" +
+              std::to_string(settings.request_timeout.count()) + " ms): " + why;
+      }
+      retry = retryable_transport(code);
+      status = 0;
+    }
+    if (!retry) {
+      fail(std::move(t.call), status, why);
+      return;
+    }
+    if (t.call.retries >= settings.max_retries) {
+      fail(std::move(t.call), status, why + " (after " + std::to_string(t.call.retries) +
+                                          " retries; max_retries is " +
+                                          std::to_string(settings.max_retries) + ")");
+      return;
+    }
+    const Clock::duration delay = t.retry_after ? *t.retry_after : backoff(t.call.retries);
+    if (now + delay >= t.call.deadline) {
+      fail(std::move(t.call), status,
+           why + " (after " + std::to_string(t.call.retries) +
+               " retries; the next would pass the total timeout of " +
+               std::to_string(settings.total_timeout.count()) + " ms)");
+      return;
+    }
+    ++t.call.retries;
+    if (m.retries) m.retries->inc();
+    spdlog::debug("{}: {} ({}), retry {} in {:.3f} s", settings.who, t.call.url, why,
+                  t.call.retries, std::chrono::duration<double>(delay).count());
+    waiting.emplace(now + delay, std::move(t.call));
+  }
+
+  Clock::duration backoff(int retries) {
+    const double base = static_cast<double>(settings.backoff_initial.count()) *
+                        std::pow(2.0, std::min(retries, 30));
+    const double capped = std::min(base, static_cast<double>(settings.backoff_max.count()));
+    std::uniform_real_distribution<double> jitter(0.5, 1.0);
+    return std::chrono::duration_cast<Clock::duration>(
+        std::chrono::duration<double, std::milli>(capped * jitter(random)));
+  }
+
+  void succeed(Call call, long status, std::string body) {
+    PostOutcome outcome{.ok = true,
+                        .status = status,
+                        .body = std::move(body),
+                        .retries = call.retries,
+                        .latency_s = seconds_between(call.started, Clock::now())};
+    deliver(call, std::move(outcome));
+  }
+
+  void fail(Call call, long status, const std::string& why) {
+    if (m.failures) m.failures->inc();
+    PostOutcome outcome{.ok = false,
+                        .status = status,
+                        .error = settings.who + ": POST " + call.url + " failed: " + why,
+                        .retries = call.retries,
+                        .latency_s = seconds_between(call.started, Clock::now())};
+    deliver(call, std::move(outcome));
+  }
+
+  void deliver(Call& call, PostOutcome outcome) {
+    if (m.call_latency) m.call_latency->record(outcome.latency_s);
+    guarded([&] { call.done(std::move(outcome)); });
+  }
+
+  template <class F>
+  void guarded(F&& f) {
+    try {
+      f();
+    } catch (const std::exception& e) {
+      spdlog::error("{}: a completion callback threw: {}", settings.who, e.what());
+    } catch (...) {
+      spdlog::error("{}: a completion callback threw", settings.who);
+    }
+  }
+
+  // On stop: every call still out completes with an error.
+  void abandon() {
+    const std::string why = "the operator closed before the call completed";
+    std::vector<Call> calls;
+    for (auto& [easy, transfer] : active) {
+      curl_multi_remove_handle(multi, easy);
+      calls.push_back(std::move(transfer->call));
+    }
+    active.clear();
+    for (auto& [due, call] : waiting) calls.push_back(std::move(call));
+    waiting.clear();
+    for (auto& call : ready) calls.push_back(std::move(call));
+    ready.clear();
+    {
+      std::lock_guard lock(mutex);
+      for (auto& call : submitted) calls.push_back(std::move(call));
+      submitted.clear();
+    }
+    for (auto& call : calls) fail(std::move(call), 0, why);
+  }
+
+  const ClientSettings& settings;
+  CURLM* multi = nullptr;
+  struct {
+    Counter* requests = nullptr;
+    Counter* retries = nullptr;
+    Counter* failures = nullptr;
+    Counter* prompt_tokens = nullptr;
+    Counter* completion_tokens = nullptr;
+    Histogram* request_latency = nullptr;
+    Histogram* call_latency = nullptr;
+    Gauge* in_flight = nullptr;
+    Gauge* cost = nullptr;
+  } m;
+  double cost = 0;
+
+  // Handed over from other threads under `mutex`.
+  std::mutex mutex;
+  std::vector<Call> submitted;
+  std::vector<std::pair<Clock::time_point, std::function<void()>>> new_timers;
+  bool stopping = false;
+
+  // The client thread's own.
+  std::deque<Call> ready;
+  std::multimap<Clock::time_point, Call> waiting;  // retries, by when they are due
+  std::multimap<Clock::time_point, std::function<void()>> timers;
+  std::map<CURL*, std::unique_ptr<Transfer>> active;
+  TokenBucket requests;
+  TokenBucket tokens;
+  Clock::time_point paced_until{};
+  std::mt19937_64 random;
+};
+
+std::size_t OpenAIClient::Transfer::on_body(char* data, std::size_t size, std::size_t count,
+                                            void* user) {
+  auto& t = *static_cast<Transfer*>(user);
+  const std::size_t bytes = size * count;
+  // CURLOPT_MAXFILESIZE_LARGE refuses a long Content-Length up front; a body
+  // without one (chunked) is cut here.
+  if (t.response.size() + bytes > t.max_bytes) {
+    t.too_large = true;
+    return 0;
+  }
+  t.response.append(data, bytes);
+  return bytes;
+}
+
+std::size_t OpenAIClient::Transfer::on_header(char* data, std::size_t size, std::size_t count,
+                                              void* user) {
+  auto& t = *static_cast<Transfer*>(user);
+  const std::size_t bytes = size * count;
+  const std::string line(data, bytes);
+  const auto colon = line.find(':');
+  if (colon == std::string::npos) return bytes;
+  const std::string name = lower(trim(line.substr(0, colon)));
+  const std::string value = trim(line.substr(colon + 1));
+  try {
+    if (name == "retry-after-ms") {
+      t.retry_after = std::chrono::duration_cast<Clock::duration>(
+          std::chrono::duration<double, std::milli>(std::max(0.0, std::stod(value))));
+    } else if (name == "retry-after" && !t.retry_after_ms_seen) {
+      if (!value.empty() && std::isdigit(static_cast<unsigned char>(value[0]))) {
+        t.retry_after = std::chrono::duration_cast<Clock::duration>(
+            std::chrono::duration<double>(std::max(0.0, std::stod(value))));
+      } else {
+        const time_t when = curl_getdate(value.c_str(), nullptr);
+        if (when != -1) {
+          const auto delta = std::chrono::system_clock::from_time_t(when) -
+                             std::chrono::system_clock::now();
+          t.retry_after = std::max(Clock::duration::zero(),
+                                   std::chrono::duration_cast<Clock::duration>(delta));
+        }
+      }
+    }
+    if (name == "retry-after-ms") t.retry_after_ms_seen = true;
+  } catch (const std::exception&) {
+    // An unreadable Retry-After falls back to the backoff.
+  }
+  return bytes;
+}
+
+OpenAIClient::OpenAIClient(ClientSettings settings, Metrics* metrics)
+    : settings_(std::move(settings)), loop_(std::make_unique<Loop>(settings_, metrics)) {
+  thread_ = std::thread([this] { loop_->run(); });
+}
+
+OpenAIClient::~OpenAIClient() {
+  {
+    std::lock_guard lock(loop_->mutex);
+    loop_->stopping = true;
+  }
+  loop_->wake();
+  thread_.join();
+}
+
+void OpenAIClient::post(const std::string& path, std::string body, std::int64_t estimated_tokens,
+                        Done done) {
+  const auto now = Clock::now();
+  Call call{.url = url(path),
+            .body = std::move(body),
+            .estimated_tokens = estimated_tokens,
+            .done = std::move(done),
+            .started = now,
+            .deadline = now + settings_.total_timeout};
+  {
+    std::lock_guard lock(loop_->mutex);
+    loop_->submitted.push_back(std::move(call));
+  }
+  loop_->wake();
+}
+
+void OpenAIClient::after(std::chrono::milliseconds delay, std::function<void()> task) {
+  {
+    std::lock_guard lock(loop_->mutex);
+    loop_->new_timers.emplace_back(Clock::now() + delay, std::move(task));
+  }
+  loop_->wake();
+}
+
+void OpenAIClient::record_usage(std::int64_t prompt_tokens, std::int64_t completion_tokens,
+                                std::int64_t estimated_tokens) {
+  Loop& loop = *loop_;
+  loop.tokens.adjust(static_cast<double>(estimated_tokens - prompt_tokens - completion_tokens));
+  if (loop.m.prompt_tokens) loop.m.prompt_tokens->inc(prompt_tokens);
+  if (loop.m.completion_tokens) loop.m.completion_tokens->inc(completion_tokens);
+  loop.cost += static_cast<double>(prompt_tokens) / 1000.0 * settings_.price_per_1k_prompt_tokens +
+               static_cast<double>(completion_tokens) / 1000.0 *
+                   settings_.price_per_1k_completion_tokens;
+  if (loop.m.cost) loop.m.cost->set(loop.cost);
+}
+
+}  // namespace sage::rag::detail
