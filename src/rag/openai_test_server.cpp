@@ -13,7 +13,7 @@
 #include "sage/error.hpp"
 #include "sage/rag/hash_embedder.hpp"
 
-namespace sage::rag::testing {
+namespace sage::rag {
 namespace {
 
 using json = nlohmann::json;
@@ -64,7 +64,7 @@ struct OpenAITestServer::State {
   int open = 0;
   int peak = 0;
   std::map<std::uint64_t, int> attempts;  // by body hash
-  std::vector<LoggedRequest> log;
+  std::vector<OpenAITestLogEntry> log;
 
   // Waits until `until` or the stop; true if stopped.
   bool wait_until(Clock::time_point until) {
@@ -116,7 +116,7 @@ std::string OpenAITestServer::base_url() const {
   return "http://" + options_.host + ":" + std::to_string(port_) + "/v1";
 }
 
-std::vector<LoggedRequest> OpenAITestServer::requests() const {
+std::vector<OpenAITestLogEntry> OpenAITestServer::requests() const {
   std::lock_guard lock(state_->mutex);
   return state_->log;
 }
@@ -130,19 +130,31 @@ void OpenAITestServer::install_routes() {
   const auto handle = [this](const httplib::Request& request, httplib::Response& response,
                              bool chat) {
     State& state = *state_;
-    LoggedRequest logged{.path = request.path, .arrived = Clock::now()};
+    OpenAITestLogEntry logged{.path = request.path, .arrived = Clock::now()};
     {
       std::lock_guard lock(state.mutex);
       logged.open_at_start = ++state.open;
       state.peak = std::max(state.peak, state.open);
     }
     state.changed.notify_all();
+    // A request enters the log once its fault is known (so a hung one shows
+    // while it hangs), and is completed there when it is answered.
+    std::optional<std::size_t> logged_at;
+    const auto enter_log = [&] {
+      std::lock_guard lock(state.mutex);
+      logged_at = state.log.size();
+      state.log.push_back(logged);
+    };
     const auto finish = [&](int status) {
       logged.status = status;
       logged.answered = Clock::now();
       std::lock_guard lock(state.mutex);
       --state.open;
-      state.log.push_back(logged);
+      if (logged_at) {
+        state.log[*logged_at] = logged;
+      } else {
+        state.log.push_back(logged);
+      }
     };
 
     if (!options_.api_key.empty() &&
@@ -213,22 +225,24 @@ void OpenAITestServer::install_routes() {
       logged.attempt = state.attempts[body_hash]++;
     }
     if (options_.script) {
-      logged.fault = options_.script(RequestInfo{request.path, logged.key, logged.attempt});
+      logged.fault = options_.script(OpenAITestRequest{request.path, logged.key, logged.attempt});
     } else {
       const std::uint64_t draw = splitmix(body_hash ^ splitmix(options_.seed) ^
                                           splitmix(static_cast<std::uint64_t>(logged.attempt)));
       const double u = static_cast<double>(draw >> 11) / 9007199254740992.0;
       double edge = options_.rate_429;
       if (u < edge) {
-        logged.fault = Fault::too_many_requests;
+        logged.fault = OpenAITestFault::too_many_requests;
       } else if (u < (edge += options_.rate_500)) {
-        logged.fault = Fault::server_error;
+        logged.fault = OpenAITestFault::server_error;
       } else if (u < (edge += options_.rate_drop)) {
-        logged.fault = Fault::drop;
+        logged.fault = OpenAITestFault::drop;
       } else if (u < (edge += options_.rate_hang)) {
-        logged.fault = Fault::hang;
+        logged.fault = OpenAITestFault::hang;
       }
     }
+
+    enter_log();
 
     if (options_.hold_until_concurrent > 0) {
       std::unique_lock lock(state.mutex);
@@ -242,7 +256,7 @@ void OpenAITestServer::install_routes() {
     }
 
     switch (logged.fault) {
-      case Fault::too_many_requests:
+      case OpenAITestFault::too_many_requests:
         if (options_.retry_after_s >= 0)
           response.set_header("Retry-After", std::to_string(static_cast<long long>(
                                                  std::ceil(options_.retry_after_s))));
@@ -252,12 +266,12 @@ void OpenAITestServer::install_routes() {
                   error_body("Rate limit reached for requests (scripted by the test server)",
                              "requests"));
         return finish(429);
-      case Fault::server_error:
+      case OpenAITestFault::server_error:
         send_json(response, 500,
                   error_body("The server had an error while processing your request (scripted)",
                              "server_error"));
         return finish(500);
-      case Fault::drop: {
+      case OpenAITestFault::drop: {
         auto half = std::make_shared<std::string>(R"({"id":"dropped","choices":[{"mess)");
         response.set_content_provider(
             half->size() * 2, "application/json",
@@ -267,7 +281,7 @@ void OpenAITestServer::install_routes() {
             });
         return finish(0);
       }
-      case Fault::hang: {
+      case OpenAITestFault::hang: {
         const bool stopped = state.wait_until(Clock::now() + options_.hang_limit);
         send_json(response, 504,
                   error_body(stopped ? "the test server stopped a hung response"
@@ -275,11 +289,11 @@ void OpenAITestServer::install_routes() {
                              "server_error"));
         return finish(0);
       }
-      case Fault::malformed:
+      case OpenAITestFault::malformed:
         response.status = 200;
         response.set_content("{\"choices\": [ this is not JSON", "application/json");
         return finish(200);
-      case Fault::huge: {
+      case OpenAITestFault::huge: {
         const std::size_t bytes = options_.huge_bytes;
         response.set_content_provider(
             bytes, "application/json",
@@ -290,7 +304,7 @@ void OpenAITestServer::install_routes() {
             });
         return finish(200);
       }
-      case Fault::none:
+      case OpenAITestFault::none:
         break;
     }
 
@@ -387,4 +401,4 @@ void OpenAITestServer::install_routes() {
                 });
 }
 
-}  // namespace sage::rag::testing
+}  // namespace sage::rag

@@ -25,9 +25,9 @@ namespace httplib {
 class Server;
 }
 
-namespace sage::rag::testing {
+namespace sage::rag {
 
-enum class Fault {
+enum class OpenAITestFault {
   none,
   too_many_requests,  // 429 with the Retry-After headers of the options
   server_error,       // 500
@@ -38,7 +38,7 @@ enum class Fault {
 };
 
 // What a fault script sees of a request.
-struct RequestInfo {
+struct OpenAITestRequest {
   std::string path;      // "/v1/chat/completions" or "/v1/embeddings"
   std::string key;       // the question (chat) or the first input (embeddings)
   int attempt = 0;       // how many earlier requests had the same body
@@ -60,7 +60,7 @@ struct OpenAITestServerOptions {
   double retry_after_s = -1;
   int retry_after_ms = -1;
   // Picks the fault of each request instead of the rates when set.
-  std::function<Fault(const RequestInfo&)> script;
+  std::function<OpenAITestFault(const OpenAITestRequest&)> script;
   // Before every answer; streamed answers also wait token_delay between words,
   // other answers token_delay per word of the answer before they are sent.
   std::chrono::milliseconds latency{0};
@@ -76,12 +76,12 @@ struct OpenAITestServerOptions {
 };
 
 // One request as the server saw it.
-struct LoggedRequest {
+struct OpenAITestLogEntry {
   std::string path;
   std::string key;
   int attempt = 0;
-  Fault fault = Fault::none;
-  int status = 0;  // 0: dropped or hung
+  OpenAITestFault fault = OpenAITestFault::none;
+  int status = 0;  // 0: dropped, hung, or not answered yet
   int batch = 0;   // inputs of an embeddings request
   int open_at_start = 0;  // requests open when it arrived, itself included
   std::int64_t prompt_tokens = 0;
@@ -103,7 +103,7 @@ class OpenAITestServer {
   // "http://127.0.0.1:<port>/v1"
   std::string base_url() const;
 
-  std::vector<LoggedRequest> requests() const;
+  std::vector<OpenAITestLogEntry> requests() const;
   int peak_concurrent() const;
 
   // The answer text the server gives to `question` when the first retrieved
@@ -123,4 +123,4 @@ class OpenAITestServer {
   int port_ = 0;
 };
 
-}  // namespace sage::rag::testing
+}  // namespace sage::rag

@@ -28,7 +28,7 @@ namespace {
 }  // namespace
 
 int main(int argc, char** argv) {
-  sage::rag::testing::OpenAITestServerOptions options;
+  sage::rag::OpenAITestServerOptions options;
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
     if (i + 1 >= argc) usage(argv[0], flag + " needs a value");
@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   try {
-    sage::rag::testing::OpenAITestServer server(options);
+    sage::rag::OpenAITestServer server(options);
     std::printf("%d\n", server.port());
     std::fflush(stdout);
     int received = 0;

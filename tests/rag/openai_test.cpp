@@ -1,0 +1,556 @@
+// OpenAIGenerator and OpenAIEmbedder against the OpenAI-compatible test server
+// on a free port of 127.0.0.1, called directly (open, invoke with
+// AsyncResults that record what they deliver): concurrency, injected faults
+// and retries, Retry-After, timeouts, dropped connections, failures that name
+// the status and the server's message, the rate limiter, batching, API keys,
+// size limits and metrics. Delays are measured from the server's timestamps.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <sage/rag.hpp>
+
+#include "rag/openai_test_server.hpp"
+
+namespace sage::rag {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+constexpr auto kWait = 60s;
+
+// What the calls of one test delivered, by call number.
+template <class Out>
+class Outcomes {
+ public:
+  struct Outcome {
+    int deliveries = 0;
+    std::optional<Out> value;
+    std::string error;
+  };
+
+  AsyncResult<Out> result(int call) {
+    return AsyncResult<Out>([this, call](std::optional<Out> value, std::exception_ptr error) {
+      std::lock_guard lock(mutex_);
+      Outcome& outcome = outcomes_[call];
+      ++outcome.deliveries;
+      if (value) outcome.value = std::move(value);
+      if (error) {
+        try {
+          std::rethrow_exception(error);
+        } catch (const std::exception& e) {
+          outcome.error = e.what();
+        }
+      }
+      ++delivered_;
+      changed_.notify_all();
+    });
+  }
+
+  // Waits until `calls` calls delivered; false after kWait.
+  bool wait(int calls) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, kWait, [&] { return delivered_ >= calls; });
+  }
+  int delivered() const {
+    std::lock_guard lock(mutex_);
+    return delivered_;
+  }
+  Outcome at(int call) const {
+    std::lock_guard lock(mutex_);
+    auto found = outcomes_.find(call);
+    return found == outcomes_.end() ? Outcome{} : found->second;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::map<int, Outcome> outcomes_;
+  int delivered_ = 0;
+};
+
+// An operator instance's context, with its own metrics.
+struct Context {
+  Metrics metrics;
+  RuntimeContext context{RuntimeContext::Identity{.job_id = "test", .operator_name = "openai"},
+                         metrics, nullptr};
+  std::int64_t counter(const std::string& name) const {
+    auto counters = metrics.snapshot().counters;
+    return counters.count(name) ? counters[name] : 0;
+  }
+};
+
+std::string query_of(int i) { return "what does record " + std::to_string(i) + " say?"; }
+std::string context_of(int i) { return "record " + std::to_string(i) + " is about sage"; }
+
+Prompt prompt_of(int i) {
+  const Retrieved retrieved{
+      .query = query_of(i),
+      .hits = {Hit{.id = "doc#" + std::to_string(i), .text = context_of(i), .score = 1}}};
+  return Promptor(PromptorConfig{}).map(retrieved);
+}
+
+GeneratorConfig config_for(const OpenAITestServer& server) {
+  return GeneratorConfig{.model = "test-model",
+                         .base_url = server.base_url(),
+                         .api_key = "unused",
+                         .backoff_initial = 10ms,
+                         .backoff_max = 100ms,
+                         .request_timeout = 20s,
+                         .total_timeout = 50s};
+}
+
+std::vector<OpenAITestLogEntry> attempts_of(const OpenAITestServer& server, const std::string& key) {
+  std::vector<OpenAITestLogEntry> attempts;
+  for (const auto& entry : server.requests()) {
+    if (entry.key == key) attempts.push_back(entry);
+  }
+  std::sort(attempts.begin(), attempts.end(),
+            [](const auto& a, const auto& b) { return a.attempt < b.attempt; });
+  return attempts;
+}
+
+double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// Runs `calls` prompts through a generator and waits for all of them.
+Outcomes<Answer>& generate(OpenAIGenerator& generator, Outcomes<Answer>& outcomes, int calls) {
+  for (int i = 0; i < calls; ++i) generator.invoke(prompt_of(i), outcomes.result(i));
+  EXPECT_TRUE(outcomes.wait(calls)) << "only " << outcomes.delivered() << " of " << calls
+                                    << " calls completed within 60 s";
+  return outcomes;
+}
+
+void expect_own_answer(const Outcomes<Answer>& outcomes, int call) {
+  const auto outcome = outcomes.at(call);
+  ASSERT_EQ(outcome.deliveries, 1) << "call " << call;
+  ASSERT_TRUE(outcome.value.has_value()) << "call " << call << " failed: " << outcome.error;
+  const Answer& answer = *outcome.value;
+  EXPECT_EQ(answer.query, query_of(call));
+  EXPECT_EQ(answer.text, OpenAITestServer::answer_for(query_of(call), context_of(call)));
+  ASSERT_EQ(answer.hits.size(), 1u);
+  EXPECT_EQ(answer.hits[0].id, "doc#" + std::to_string(call));
+  EXPECT_EQ(answer.completion_tokens, OpenAITestServer::count_tokens(answer.text));
+  std::int64_t prompt_tokens = 0;
+  for (const Message& message : prompt_of(call).messages)
+    prompt_tokens += OpenAITestServer::count_tokens(message.content);
+  EXPECT_EQ(answer.prompt_tokens, prompt_tokens);
+  EXPECT_GT(answer.latency_s, 0);
+}
+
+TEST(OpenAIGenerator, KeepsMaxInFlightRequestsOpenAtOnce) {
+  // Each request waits at the server until 32 are open (or 10 s): fewer than
+  // 32 at once from the client would show as a peak below 32.
+  OpenAITestServer server(OpenAITestServerOptions{.hold_until_concurrent = 32});
+  Context ctx;
+  OpenAIGenerator generator(config_for(server));
+  EXPECT_EQ(generator.async_options().capacity, 32u);
+  generator.open(ctx.context);
+  Outcomes<Answer> outcomes;
+  generate(generator, outcomes, 96);
+  EXPECT_EQ(server.peak_concurrent(), 32);
+  for (int i = 0; i < 96; ++i) expect_own_answer(outcomes, i);
+}
+
+TEST(OpenAIGenerator, EveryCallCompletesOnceWithItsOwnAnswerDespite429sAnd500s) {
+  OpenAITestServer server(OpenAITestServerOptions{
+      .seed = 7, .rate_429 = 0.10, .rate_500 = 0.05, .retry_after_ms = 5});
+  Context ctx;
+  GeneratorConfig config = config_for(server);
+  config.max_retries = 10;
+  OpenAIGenerator generator(config);
+  generator.open(ctx.context);
+  Outcomes<Answer> outcomes;
+  constexpr int kCalls = 400;
+  generate(generator, outcomes, kCalls);
+  std::int64_t prompt_tokens = 0, completion_tokens = 0;
+  for (int i = 0; i < kCalls; ++i) {
+    expect_own_answer(outcomes, i);
+    const auto value = outcomes.at(i).value;
+    if (value) {
+      prompt_tokens += value->prompt_tokens;
+      completion_tokens += value->completion_tokens;
+    }
+  }
+  int faults = 0, status_429 = 0, status_500 = 0;
+  const auto log = server.requests();
+  for (const auto& entry : log) {
+    status_429 += entry.status == 429;
+    status_500 += entry.status == 500;
+  }
+  faults = status_429 + status_500;
+  EXPECT_GT(status_429, kCalls / 20) << "the server should have injected about 10 % 429s";
+  EXPECT_GT(status_500, kCalls / 50) << "the server should have injected about 5 % 500s";
+  EXPECT_EQ(static_cast<int>(log.size()), kCalls + faults);
+  EXPECT_EQ(ctx.counter("openai_requests"), kCalls + faults);
+  EXPECT_EQ(ctx.counter("openai_retries"), faults);
+  EXPECT_EQ(ctx.counter("openai_failures"), 0);
+  EXPECT_EQ(ctx.counter("openai_prompt_tokens"), prompt_tokens);
+  EXPECT_EQ(ctx.counter("openai_completion_tokens"), completion_tokens);
+  const auto histograms = ctx.metrics.snapshot().histograms;
+  EXPECT_EQ(histograms.at("openai_call_latency_s").count, static_cast<std::uint64_t>(kCalls));
+  EXPECT_EQ(histograms.at("openai_request_latency_s").count,
+            static_cast<std::uint64_t>(kCalls + faults));
+}
+
+// Every request is refused once with a 429, then answered.
+OpenAITestServerOptions refuse_first_attempt(OpenAITestServerOptions options) {
+  options.script = [](const OpenAITestRequest& request) {
+    return request.attempt == 0 ? OpenAITestFault::too_many_requests : OpenAITestFault::none;
+  };
+  return options;
+}
+
+void expect_retried_after(const OpenAITestServer& server, int calls, double at_least,
+                          double less_than) {
+  for (int i = 0; i < calls; ++i) {
+    const auto attempts = attempts_of(server, query_of(i));
+    ASSERT_EQ(attempts.size(), 2u) << "call " << i;
+    EXPECT_EQ(attempts[0].status, 429);
+    const double waited = seconds(attempts[1].arrived - attempts[0].answered);
+    EXPECT_GE(waited, at_least) << "call " << i << " came back too early";
+    EXPECT_LT(waited, less_than) << "call " << i;
+  }
+}
+
+TEST(OpenAIGenerator, HonoursRetryAfterInSeconds) {
+  OpenAITestServer server(refuse_first_attempt(OpenAITestServerOptions{.retry_after_s = 1}));
+  Context ctx;
+  OpenAIGenerator generator(config_for(server));  // backoff alone would wait <= 10 ms
+  generator.open(ctx.context);
+  Outcomes<Answer> outcomes;
+  generate(generator, outcomes, 4);
+  for (int i = 0; i < 4; ++i) expect_own_answer(outcomes, i);
+  expect_retried_after(server, 4, 1.0, 30.0);
+  EXPECT_EQ(ctx.counter("openai_retries"), 4);
+}
+
+TEST(OpenAIGenerator, RetryAfterMsWinsOverRetryAfter) {
+  OpenAITestServer server(
+      refuse_first_attempt(OpenAITestServerOptions{.retry_after_s = 20, .retry_after_ms = 300}));
+  Context ctx;
+  OpenAIGenerator generator(config_for(server));
+  generator.open(ctx.context);
+  Outcomes<Answer> outcomes;
+  generate(generator, outcomes, 4);
+  for (int i = 0; i < 4; ++i) expect_own_answer(outcomes, i);
+  expect_retried_after(server, 4, 0.3, 20.0);
+}
+
+TEST(OpenAIGenerator, AHungResponseTimesOutAndIsRetried) {
+  OpenAITestServer server(OpenAITestServerOptions{.script = [](const OpenAITestRequest& request) {
+    return request.attempt == 0 ? OpenAITestFault::hang : OpenAITestFault::none;
+  }});
+  Context ctx;
+  GeneratorConfig config = config_for(server);
+  config.request_timeout = 300ms;
+  OpenAIGenerator generator(config);
+  generator.open(ctx.context);
+  Outcomes<Answer> outcomes;
+  generate(generator, outcomes, 3);
+  for (int i = 0; i < 3; ++i) {
+    expect_own_answer(outcomes, i);
+    const auto attempts = attempts_of(server, query_of(i));
+    ASSERT_GE(attempts.size(), 2u);
+    EXPECT_EQ(attempts[0].fault, OpenAITestFault::hang);
+    // The timeout runs from the client's start of the attempt, which is before
+    // the server sees it by the connection's setup.
+    EXPECT_GE(seconds(attempts[1].arrived - attempts[0].arrived), 0.2);
+    EXPECT_GE(outcomes.at(i).value->latency_s, 0.3);
+  }
+  EXPECT_EQ(ctx.counter("openai_retries"), 3);
+}
+
+TEST(OpenAIGenerator, ADroppedConnectionIsRetried) {
+  OpenAITestServer server(OpenAITestServerOptions{.script = [](const OpenAITestRequest& request) {
+    return request.attempt == 0 ? OpenAITestFault::drop : OpenAITestFault::none;
+  }});
+  Context ctx;
+  OpenAIGenerator generator(config_for(server));
+  generator.open(ctx.context);
+  Outcomes<Answer> outcomes;
+  generate(generator, outcomes, 5);
+  for (int i = 0; i < 5; ++i) {
+    expect_own_answer(outcomes, i);
+    EXPECT_EQ(attempts_of(server, query_of(i)).size(), 2u);
+  }
+  EXPECT_EQ(ctx.counter("openai_retries"), 5);
+}
+
+TEST(OpenAIGenerator, ACallThatStillFailsAfterItsRetriesNamesTheStatusAndTheServersMessage) {
+  OpenAITestServer server(OpenAITestServerOptions{
+      .script = [](const OpenAITestRequest&) { return OpenAITestFault::server_error; }});
+  Context ctx;
+  GeneratorConfig config = config_for(server);
+  config.max_retries = 2;
+  OpenAIGenerator generator(config);
+  generator.open(ctx.context);
+  Outcomes<Answer> outcomes;
+  generate(generator, outcomes, 1);
+  const auto outcome = outcomes.at(0);
+  EXPECT_EQ(outcome.deliveries, 1);
+  EXPECT_FALSE(outcome.value.has_value());
+  EXPECT_NE(outcome.error.find("POST " + server.base_url() + "/chat/completions"), std::string::npos)
+      << outcome.error;
+  EXPECT_NE(outcome.error.find("HTTP 500: The server had an error while processing your request"),
+            std::string::npos)
+      << outcome.error;
+  EXPECT_NE(outcome.error.find("after 2 retries"), std::string::npos) << outcome.error;
+  EXPECT_EQ(outcome.error.find('\n'), std::string::npos) << "one line";
+  EXPECT_EQ(server.requests().size(), 3u);
+  EXPECT_EQ(ctx.counter("openai_failures"), 1);
+}
+
+TEST(OpenAIGenerator, TheRateLimiterBoundsTheRequestRate) {
+  OpenAITestServer server;
+  Context ctx;
+  GeneratorConfig config = config_for(server);
+  config.requests_per_minute = 1200;  // 20/s, at most 20 at once after a pause
+  OpenAIGenerator generator(config);
+  generator.open(ctx.context);
+  Outcomes<Answer> outcomes;
+  constexpr int kCalls = 50;
+  generate(generator, outcomes, kCalls);
+  for (int i = 0; i < kCalls; ++i) expect_own_answer(outcomes, i);
+  auto log = server.requests();
+  ASSERT_EQ(log.size(), static_cast<std::size_t>(kCalls));
+  std::vector<Clock::time_point> arrivals;
+  for (const auto& entry : log) arrivals.push_back(entry.arrived);
+  std::sort(arrivals.begin(), arrivals.end());
+  // In any window of w seconds, at most 20 + 20 w requests. The server's clock
+  // sees the first requests late by their connections' setup, which later
+  // requests (on kept-alive connections) skip: windows get 0.25 s of slack.
+  // Without the limiter all 50 arrive within a few milliseconds.
+  constexpr double kSlack = 0.25;
+  for (std::size_t i = 0; i < arrivals.size(); ++i) {
+    for (std::size_t j = i; j < arrivals.size(); ++j) {
+      const double window = seconds(arrivals[j] - arrivals[i]);
+      EXPECT_LE(static_cast<double>(j - i + 1), 20 + 20 * (window + kSlack))
+          << "requests " << i << ".." << j << " arrived within " << window << " s";
+    }
+  }
+  EXPECT_GE(seconds(arrivals.back() - arrivals.front()), (kCalls - 20) / 20.0 - kSlack);
+}
+
+TEST(OpenAIGenerator, AWrongApiKeyFailsAtOnceWith401) {
+  OpenAITestServer server(OpenAITestServerOptions{.api_key = "the-right-key"});
+  Context ctx;
+  GeneratorConfig config = config_for(server);
+  config.api_key = "a-wrong-key";
+  OpenAIGenerator generator(config);
+  generator.open(ctx.context);
+  Outcomes<Answer> outcomes;
+  generate(generator, outcomes, 1);
+  const auto outcome = outcomes.at(0);
+  ASSERT_FALSE(outcome.value.has_value());
+  EXPECT_NE(outcome.error.find("HTTP 401: Incorrect API key provided"), std::string::npos)
+      << outcome.error;
+  EXPECT_EQ(outcome.error.find("a-wrong-key"), std::string::npos) << "the key is never shown";
+  EXPECT_EQ(server.requests().size(), 1u) << "a 401 is not retried";
+}
+
+TEST(OpenAIGenerator, TakesTheKeyAndEndpointFromTheEnvironment) {
+  OpenAITestServer server(OpenAITestServerOptions{.api_key = "the-right-key"});
+  ::setenv("OPENAI_API_KEY", "the-right-key", 1);
+  ::setenv("OPENAI_BASE_URL", server.base_url().c_str(), 1);
+  Context ctx;
+  OpenAIGenerator generator(GeneratorConfig{.model = "test-model"});
+  generator.open(ctx.context);  // reads both when the client starts
+  ::unsetenv("OPENAI_API_KEY");
+  ::unsetenv("OPENAI_BASE_URL");
+  Outcomes<Answer> outcomes;
+  generate(generator, outcomes, 2);
+  expect_own_answer(outcomes, 0);
+  expect_own_answer(outcomes, 1);
+}
+
+TEST(OpenAIGenerator, RefusesAnOversizedResponse) {
+  OpenAITestServer server(OpenAITestServerOptions{
+      .script = [](const OpenAITestRequest&) { return OpenAITestFault::huge; }});
+  Context ctx;
+  OpenAIGenerator generator(config_for(server));  // 16 MiB by default, the server sends 50 MB
+  generator.open(ctx.context);
+  Outcomes<Answer> outcomes;
+  generate(generator, outcomes, 1);
+  const auto outcome = outcomes.at(0);
+  ASSERT_FALSE(outcome.value.has_value());
+  EXPECT_NE(outcome.error.find("larger than max_response_bytes (16777216 bytes)"),
+            std::string::npos)
+      << outcome.error;
+  EXPECT_EQ(server.requests().size(), 1u) << "an oversized response is not retried";
+}
+
+TEST(OpenAIGenerator, RefusesMalformedJsonNamingTheEndpoint) {
+  OpenAITestServer server(OpenAITestServerOptions{
+      .script = [](const OpenAITestRequest&) { return OpenAITestFault::malformed; }});
+  Context ctx;
+  OpenAIGenerator generator(config_for(server));
+  generator.open(ctx.context);
+  Outcomes<Answer> outcomes;
+  generate(generator, outcomes, 1);
+  const auto outcome = outcomes.at(0);
+  ASSERT_FALSE(outcome.value.has_value());
+  EXPECT_NE(outcome.error.find(server.base_url() + "/chat/completions answered HTTP 200 with a "
+                                                   "body that is not an OpenAI response"),
+            std::string::npos)
+      << outcome.error;
+}
+
+int closed_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
+  socklen_t length = sizeof address;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  ::close(fd);  // bound, never listening: connections are refused
+  return ntohs(address.sin_port);
+}
+
+TEST(OpenAIGenerator, AnUnreachableEndpointFailsAfterItsRetries) {
+  const std::string url = "http://127.0.0.1:" + std::to_string(closed_port()) + "/v1";
+  Context ctx;
+  OpenAIGenerator generator(GeneratorConfig{
+      .model = "m", .base_url = url, .max_retries = 2, .backoff_initial = 10ms});
+  generator.open(ctx.context);
+  Outcomes<Answer> outcomes;
+  generate(generator, outcomes, 1);
+  const auto outcome = outcomes.at(0);
+  ASSERT_FALSE(outcome.value.has_value());
+  EXPECT_NE(outcome.error.find("POST " + url + "/chat/completions failed: Couldn't connect"),
+            std::string::npos)
+      << outcome.error;
+  EXPECT_NE(outcome.error.find("after 2 retries"), std::string::npos) << outcome.error;
+  EXPECT_EQ(ctx.counter("openai_retries"), 2);
+}
+
+TEST(OpenAIGenerator, GivesUpAtTheTotalTimeout) {
+  OpenAITestServer server(OpenAITestServerOptions{
+      .script = [](const OpenAITestRequest&) { return OpenAITestFault::hang; }});
+  Context ctx;
+  GeneratorConfig config = config_for(server);
+  config.request_timeout = 200ms;
+  config.total_timeout = 700ms;
+  config.max_retries = 100;
+  OpenAIGenerator generator(config);
+  generator.open(ctx.context);
+  Outcomes<Answer> outcomes;
+  generate(generator, outcomes, 1);
+  const auto outcome = outcomes.at(0);
+  ASSERT_FALSE(outcome.value.has_value());
+  EXPECT_TRUE(outcome.error.find("total timeout of 700 ms") != std::string::npos ||
+              outcome.error.find("Timeout was reached") != std::string::npos)
+      << outcome.error;
+  EXPECT_GE(server.requests().size(), 2u) << "it retried within the total timeout";
+}
+
+TEST(OpenAIGenerator, ClosingFailsTheCallsStillOutOnce) {
+  OpenAITestServer server(OpenAITestServerOptions{
+      .script = [](const OpenAITestRequest&) { return OpenAITestFault::hang; }});
+  Context ctx;
+  OpenAIGenerator generator(config_for(server));
+  generator.open(ctx.context);
+  Outcomes<Answer> outcomes;
+  for (int i = 0; i < 3; ++i) generator.invoke(prompt_of(i), outcomes.result(i));
+  generator.close();
+  ASSERT_TRUE(outcomes.wait(3));
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(outcomes.at(i).deliveries, 1);
+    EXPECT_NE(outcomes.at(i).error.find("closed before the call completed"), std::string::npos);
+  }
+}
+
+TEST(OpenAIGenerator, EstimatesCostAndRefusesBadConfigs) {
+  OpenAITestServer server;
+  Context ctx;
+  GeneratorConfig config = config_for(server);
+  config.price_per_1k_prompt_tokens = 2;
+  config.price_per_1k_completion_tokens = 5;
+  OpenAIGenerator generator(config);
+  generator.open(ctx.context);
+  Outcomes<Answer> outcomes;
+  generate(generator, outcomes, 10);
+  const double expected = ctx.counter("openai_prompt_tokens") * 2 / 1000.0 +
+                          ctx.counter("openai_completion_tokens") * 5 / 1000.0;
+  EXPECT_GT(expected, 0);
+  EXPECT_DOUBLE_EQ(ctx.metrics.snapshot().gauges.at("openai_estimated_cost"), expected);
+
+  EXPECT_THROW(OpenAIGenerator(GeneratorConfig{.model = ""}), Error);
+  EXPECT_THROW(OpenAIGenerator(GeneratorConfig{.model = "m", .max_in_flight = 0}), Error);
+  try {
+    OpenAIGenerator(GeneratorConfig{.model = "m", .base_url = "localhost:8000"});
+    FAIL() << "a base_url without a scheme was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("base_url 'localhost:8000' is not an http"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(OpenAIEmbedder, BatchesChunksAndReturnsVectorsInOrder) {
+  OpenAITestServer server;
+  Context ctx;
+  OpenAIEmbedder embedder(OpenAIConfig{.model = "test-embedding",
+                                       .base_url = server.base_url(),
+                                       .max_in_flight = 4,
+                                       .ordered = true,
+                                       .batch_size = 8});
+  EXPECT_EQ(embedder.async_options().capacity, 32u);
+  embedder.open(ctx.context);
+  Outcomes<Embedded> outcomes;
+  constexpr int kChunks = 50;
+  std::vector<Chunk> chunks;
+  for (int i = 0; i < kChunks; ++i) {
+    chunks.push_back(Chunk{.id = "d#" + std::to_string(i),
+                           .doc_id = "d",
+                           .text = "chunk number " + std::to_string(i) + " of the text"});
+    embedder.invoke(chunks.back(), outcomes.result(i));
+  }
+  ASSERT_TRUE(outcomes.wait(kChunks)) << outcomes.delivered() << " of " << kChunks;
+  for (int i = 0; i < kChunks; ++i) {
+    const auto outcome = outcomes.at(i);
+    ASSERT_EQ(outcome.deliveries, 1);
+    ASSERT_TRUE(outcome.value.has_value()) << outcome.error;
+    EXPECT_EQ(outcome.value->chunk, chunks[i]);
+    EXPECT_EQ(outcome.value->vector, hash_embed(chunks[i].text, 384));
+  }
+  int inputs = 0, largest = 0;
+  const auto log = server.requests();
+  for (const auto& entry : log) {
+    EXPECT_EQ(entry.path, "/v1/embeddings");
+    inputs += entry.batch;
+    largest = std::max(largest, entry.batch);
+  }
+  EXPECT_EQ(inputs, kChunks);
+  EXPECT_EQ(largest, 8);
+  EXPECT_LT(log.size(), static_cast<std::size_t>(kChunks / 2)) << "the chunks were batched";
+}
+
+TEST(OpenAIEmbedder, SendsAPartialBatchAfterTheLinger) {
+  OpenAITestServer server;
+  Context ctx;
+  OpenAIEmbedder embedder(OpenAIConfig{
+      .model = "e", .base_url = server.base_url(), .batch_size = 100, .linger = 20ms});
+  embedder.open(ctx.context);
+  Outcomes<Embedded> outcomes;
+  for (int i = 0; i < 3; ++i)
+    embedder.invoke(Chunk{.id = std::to_string(i), .text = "t" + std::to_string(i)},
+                    outcomes.result(i));
+  ASSERT_TRUE(outcomes.wait(3));
+  ASSERT_EQ(server.requests().size(), 1u);
+  EXPECT_EQ(server.requests()[0].batch, 3);
+}
+
+}  // namespace
+}  // namespace sage::rag
