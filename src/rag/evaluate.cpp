@@ -77,7 +77,8 @@ double recall_at_k(std::span<const std::string> retrieved, std::span<const std::
   return static_cast<double>(found) / static_cast<double>(relevant.size());
 }
 
-double recall_at_k(std::span<const Hit> hits, std::span<const std::string> relevant, std::size_t k) {
+double recall_at_k(std::span<const Hit> hits, std::span<const std::string> relevant,
+                   std::size_t k) {
   std::vector<std::string> ids;
   for (const Hit& hit : hits) ids.push_back(hit.id);
   return recall_at_k(ids, relevant, k);
@@ -87,14 +88,14 @@ LatencySummary summarize_latency(std::span<const double> seconds) {
   if (seconds.empty()) return {};
   std::vector<double> sorted(seconds.begin(), seconds.end());
   std::sort(sorted.begin(), sorted.end());
-  return LatencySummary{
-      .count = sorted.size(),
-      .mean = std::accumulate(sorted.begin(), sorted.end(), 0.0) / static_cast<double>(sorted.size()),
-      .min = sorted.front(),
-      .p50 = quantile(sorted, 0.5),
-      .p90 = quantile(sorted, 0.9),
-      .p99 = quantile(sorted, 0.99),
-      .max = sorted.back()};
+  return LatencySummary{.count = sorted.size(),
+                        .mean = std::accumulate(sorted.begin(), sorted.end(), 0.0) /
+                                static_cast<double>(sorted.size()),
+                        .min = sorted.front(),
+                        .p50 = quantile(sorted, 0.5),
+                        .p90 = quantile(sorted, 0.9),
+                        .p99 = quantile(sorted, 0.99),
+                        .max = sorted.back()};
 }
 
 LatencySummary summarize_latency(std::span<const Answer> answers) {

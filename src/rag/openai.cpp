@@ -22,8 +22,9 @@ constexpr std::int64_t kBytesPerToken = 4;
 std::int64_t usage_of(const json& response, const char* field) {
   if (!response.contains("usage") || !response["usage"].is_object()) return 0;
   const json& usage = response["usage"];
-  return usage.contains(field) && usage[field].is_number_integer() ? usage[field].get<std::int64_t>()
-                                                                    : 0;
+  return usage.contains(field) && usage[field].is_number_integer()
+             ? usage[field].get<std::int64_t>()
+             : 0;
 }
 
 std::string malformed(const detail::OpenAIClient& client, const std::string& path,
@@ -115,7 +116,8 @@ OpenAIEmbedder::OpenAIEmbedder(OpenAIConfig config) : config_(std::move(config))
     throw Error("OpenAIEmbedder: batch_size is " + std::to_string(config_.batch_size) +
                 "; send at least 1 chunk per request");
   if (config_.linger.count() < 0) throw Error("OpenAIEmbedder: linger must be >= 0");
-  if (config_.dimensions < 0) throw Error("OpenAIEmbedder: dimensions must be >= 0 (0: the model's)");
+  if (config_.dimensions < 0)
+    throw Error("OpenAIEmbedder: dimensions must be >= 0 (0: the model's)");
 }
 
 OpenAIEmbedder::~OpenAIEmbedder() { close(); }
@@ -191,52 +193,51 @@ void OpenAIEmbedder::send(std::vector<Pending> batch) {
   auto shared = std::make_shared<std::vector<Pending>>(std::move(batch));
   detail::OpenAIClient* client = client_.get();
   const int dimensions = config_.dimensions;
-  client_->post(
-      kEmbeddingsPath, body.dump(-1, ' ', false, json::error_handler_t::replace), estimated,
-      [client, estimated, dimensions, shared](detail::PostOutcome outcome) {
-        std::vector<Pending>& pending = *shared;
-        const auto fail_all = [&](const std::string& error) {
-          for (Pending& p : pending) p.result.fail(std::make_exception_ptr(Error(error)));
-        };
-        if (!outcome.ok) {
-          fail_all(outcome.error);
-          return;
-        }
-        std::vector<std::vector<float>> vectors(pending.size());
-        std::int64_t prompt_tokens = 0;
-        try {
-          const json response = json::parse(outcome.body);
-          const json& data = response.at("data");
-          if (!data.is_array() || data.size() != pending.size()) {
-            throw std::runtime_error("it has " + std::to_string(data.size()) +
-                                     " embeddings for " + std::to_string(pending.size()) +
-                                     " inputs");
-          }
-          std::size_t dim = 0;
-          for (std::size_t i = 0; i < data.size(); ++i) {
-            const std::size_t index =
-                data[i].contains("index") ? data[i]["index"].get<std::size_t>() : i;
-            if (index >= vectors.size() || !vectors[index].empty())
-              throw std::runtime_error("embedding index " + std::to_string(index) +
-                                       " is out of range or repeated");
-            vectors[index] = data[i].at("embedding").get<std::vector<float>>();
-            if (vectors[index].empty()) throw std::runtime_error("an embedding is empty");
-            if (dim == 0) dim = vectors[index].size();
-            if (vectors[index].size() != dim ||
-                (dimensions > 0 && dim != static_cast<std::size_t>(dimensions)))
-              throw std::runtime_error("the embeddings' dimensions differ");
-          }
-          prompt_tokens = usage_of(response, "prompt_tokens");
-        } catch (const std::exception& e) {
-          fail_all(malformed(*client, kEmbeddingsPath, e.what()));
-          return;
-        }
-        client->record_usage(prompt_tokens, 0, estimated);
-        for (std::size_t i = 0; i < pending.size(); ++i) {
-          pending[i].result.complete(
-              Embedded{.chunk = std::move(pending[i].chunk), .vector = std::move(vectors[i])});
-        }
-      });
+  client_->post(kEmbeddingsPath, body.dump(-1, ' ', false, json::error_handler_t::replace),
+                estimated, [client, estimated, dimensions, shared](detail::PostOutcome outcome) {
+                  std::vector<Pending>& pending = *shared;
+                  const auto fail_all = [&](const std::string& error) {
+                    for (Pending& p : pending) p.result.fail(std::make_exception_ptr(Error(error)));
+                  };
+                  if (!outcome.ok) {
+                    fail_all(outcome.error);
+                    return;
+                  }
+                  std::vector<std::vector<float>> vectors(pending.size());
+                  std::int64_t prompt_tokens = 0;
+                  try {
+                    const json response = json::parse(outcome.body);
+                    const json& data = response.at("data");
+                    if (!data.is_array() || data.size() != pending.size()) {
+                      throw std::runtime_error("it has " + std::to_string(data.size()) +
+                                               " embeddings for " + std::to_string(pending.size()) +
+                                               " inputs");
+                    }
+                    std::size_t dim = 0;
+                    for (std::size_t i = 0; i < data.size(); ++i) {
+                      const std::size_t index =
+                          data[i].contains("index") ? data[i]["index"].get<std::size_t>() : i;
+                      if (index >= vectors.size() || !vectors[index].empty())
+                        throw std::runtime_error("embedding index " + std::to_string(index) +
+                                                 " is out of range or repeated");
+                      vectors[index] = data[i].at("embedding").get<std::vector<float>>();
+                      if (vectors[index].empty()) throw std::runtime_error("an embedding is empty");
+                      if (dim == 0) dim = vectors[index].size();
+                      if (vectors[index].size() != dim ||
+                          (dimensions > 0 && dim != static_cast<std::size_t>(dimensions)))
+                        throw std::runtime_error("the embeddings' dimensions differ");
+                    }
+                    prompt_tokens = usage_of(response, "prompt_tokens");
+                  } catch (const std::exception& e) {
+                    fail_all(malformed(*client, kEmbeddingsPath, e.what()));
+                    return;
+                  }
+                  client->record_usage(prompt_tokens, 0, estimated);
+                  for (std::size_t i = 0; i < pending.size(); ++i) {
+                    pending[i].result.complete(Embedded{.chunk = std::move(pending[i].chunk),
+                                                        .vector = std::move(vectors[i])});
+                  }
+                });
 }
 
 }  // namespace sage::rag

@@ -12,8 +12,8 @@
 #include <random>
 #include <utility>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "sage/error.hpp"
 #include "sage/rag/openai.hpp"
@@ -161,8 +161,8 @@ ClientSettings client_settings(const std::string& who, const Config& config) {
   require(config.max_response_bytes > 0, "max_response_bytes is 0; allow some bytes");
   ClientSettings settings{
       .who = who,
-      .base_url = config.base_url.empty() ? env_or("OPENAI_BASE_URL", kDefaultBaseUrl)
-                                          : config.base_url,
+      .base_url =
+          config.base_url.empty() ? env_or("OPENAI_BASE_URL", kDefaultBaseUrl) : config.base_url,
       .api_key = config.api_key.empty() ? env_or("OPENAI_API_KEY", "") : config.api_key,
       .max_in_flight = config.max_in_flight,
       .requests_per_minute = config.requests_per_minute,
@@ -175,7 +175,8 @@ ClientSettings client_settings(const std::string& who, const Config& config) {
       .max_response_bytes = config.max_response_bytes,
       .price_per_1k_prompt_tokens = config.price_per_1k_prompt_tokens,
       .price_per_1k_completion_tokens = config.price_per_1k_completion_tokens};
-  while (!settings.base_url.empty() && settings.base_url.back() == '/') settings.base_url.pop_back();
+  while (!settings.base_url.empty() && settings.base_url.back() == '/')
+    settings.base_url.pop_back();
   require(settings.base_url.starts_with("http://") || settings.base_url.starts_with("https://"),
           "base_url '" + settings.base_url +
               "' is not an http:// or https:// URL; set .base_url or $OPENAI_BASE_URL");
@@ -206,7 +207,7 @@ struct OpenAIClient::Transfer {
   std::size_t max_bytes = 0;
   bool too_large = false;
   bool retry_after_ms_seen = false;  // retry-after-ms wins over Retry-After
-  bool deadline_bounded = false;  // the attempt's timeout is the call's remaining time
+  bool deadline_bounded = false;     // the attempt's timeout is the call's remaining time
   std::optional<Clock::duration> retry_after;
   char error[CURL_ERROR_SIZE] = {};
 
@@ -228,7 +229,8 @@ struct OpenAIClient::Loop {
     static const CurlGlobal global;
     multi = curl_multi_init();
     if (multi == nullptr) throw Error(settings.who + ": curl_multi_init failed");
-    curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, static_cast<long>(settings.max_in_flight));
+    curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+                      static_cast<long>(settings.max_in_flight));
     curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, static_cast<long>(settings.max_in_flight));
     if (metrics != nullptr) {
       m.requests = &metrics->counter("openai_requests");
@@ -267,9 +269,9 @@ struct OpenAIClient::Loop {
       start_ready(Clock::now());
       const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
           next_due(Clock::now()) - Clock::now());
-      curl_multi_poll(multi, nullptr, 0,
-                      static_cast<int>(std::clamp<std::int64_t>(wait.count(), 0, kIdlePoll.count())),
-                      nullptr);
+      curl_multi_poll(
+          multi, nullptr, 0,
+          static_cast<int>(std::clamp<std::int64_t>(wait.count(), 0, kIdlePoll.count())), nullptr);
     }
     abandon();
   }
@@ -302,12 +304,13 @@ struct OpenAIClient::Loop {
       if (now >= call.deadline) {
         Call expired = std::move(call);
         ready.pop_front();
-        fail(std::move(expired), 0, "gave up after the total timeout of " +
-                                        std::to_string(settings.total_timeout.count()) + " ms");
+        fail(std::move(expired), 0,
+             "gave up after the total timeout of " +
+                 std::to_string(settings.total_timeout.count()) + " ms");
         continue;
       }
-      const auto pace =
-          std::max(requests.wait(now, 1), tokens.wait(now, static_cast<double>(call.estimated_tokens)));
+      const auto pace = std::max(requests.wait(now, 1),
+                                 tokens.wait(now, static_cast<double>(call.estimated_tokens)));
       if (pace > Clock::duration::zero()) {
         paced_until = now + pace;
         return;
@@ -351,17 +354,20 @@ struct OpenAIClient::Loop {
     t.headers = curl_slist_append(t.headers, "Accept: application/json");
     t.headers = curl_slist_append(t.headers, "Expect:");  // no 100-continue round trip
     if (!settings.api_key.empty())
-      t.headers = curl_slist_append(t.headers, ("Authorization: Bearer " + settings.api_key).c_str());
+      t.headers =
+          curl_slist_append(t.headers, ("Authorization: Bearer " + settings.api_key).c_str());
     curl_easy_setopt(t.easy, CURLOPT_URL, t.call.url.c_str());
     curl_easy_setopt(t.easy, CURLOPT_POST, 1L);
     curl_easy_setopt(t.easy, CURLOPT_POSTFIELDS, t.call.body.data());
-    curl_easy_setopt(t.easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(t.call.body.size()));
+    curl_easy_setopt(t.easy, CURLOPT_POSTFIELDSIZE_LARGE,
+                     static_cast<curl_off_t>(t.call.body.size()));
     curl_easy_setopt(t.easy, CURLOPT_HTTPHEADER, t.headers);
     curl_easy_setopt(t.easy, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
     curl_easy_setopt(t.easy, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(timeout.count()));
     curl_easy_setopt(t.easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(t.easy, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(t.easy, CURLOPT_ACCEPT_ENCODING, "");
+    // gzip saves bandwidth on large embeddings at little CPU; brotli costs more than it saves.
+    curl_easy_setopt(t.easy, CURLOPT_ACCEPT_ENCODING, "gzip");
     curl_easy_setopt(t.easy, CURLOPT_MAXFILESIZE_LARGE,
                      static_cast<curl_off_t>(settings.max_response_bytes));
     curl_easy_setopt(t.easy, CURLOPT_WRITEFUNCTION, Transfer::on_body);
@@ -417,7 +423,8 @@ struct OpenAIClient::Loop {
       why = "HTTP " + std::to_string(status) + ": " + server_message(t.response);
       retry = retryable_status(status);
     } else {
-      why = std::string(curl_easy_strerror(code)) + (t.error[0] != '\0' ? " (" + one_line(t.error) + ")" : "");
+      why = std::string(curl_easy_strerror(code)) +
+            (t.error[0] != '\0' ? " (" + one_line(t.error) + ")" : "");
       if (code == CURLE_OPERATION_TIMEDOUT && !t.deadline_bounded) {
         why = "no response within request_timeout (" +
               std::to_string(settings.request_timeout.count()) + " ms): " + why;
@@ -430,9 +437,9 @@ struct OpenAIClient::Loop {
       return;
     }
     if (t.call.retries >= settings.max_retries) {
-      fail(std::move(t.call), status, why + " (after " + std::to_string(t.call.retries) +
-                                          " retries; max_retries is " +
-                                          std::to_string(settings.max_retries) + ")");
+      fail(std::move(t.call), status,
+           why + " (after " + std::to_string(t.call.retries) + " retries; max_retries is " +
+               std::to_string(settings.max_retries) + ")");
       return;
     }
     const Clock::duration delay = t.retry_after ? *t.retry_after : backoff(t.call.retries);
@@ -581,10 +588,10 @@ std::size_t OpenAIClient::Transfer::on_header(char* data, std::size_t size, std:
       } else {
         const time_t when = curl_getdate(value.c_str(), nullptr);
         if (when != -1) {
-          const auto delta = std::chrono::system_clock::from_time_t(when) -
-                             std::chrono::system_clock::now();
-          t.retry_after = std::max(Clock::duration::zero(),
-                                   std::chrono::duration_cast<Clock::duration>(delta));
+          const auto delta =
+              std::chrono::system_clock::from_time_t(when) - std::chrono::system_clock::now();
+          t.retry_after =
+              std::max(Clock::duration::zero(), std::chrono::duration_cast<Clock::duration>(delta));
         }
       }
     }
@@ -639,9 +646,9 @@ void OpenAIClient::record_usage(std::int64_t prompt_tokens, std::int64_t complet
   loop.tokens.adjust(static_cast<double>(estimated_tokens - prompt_tokens - completion_tokens));
   if (loop.m.prompt_tokens) loop.m.prompt_tokens->inc(prompt_tokens);
   if (loop.m.completion_tokens) loop.m.completion_tokens->inc(completion_tokens);
-  loop.cost += static_cast<double>(prompt_tokens) / 1000.0 * settings_.price_per_1k_prompt_tokens +
-               static_cast<double>(completion_tokens) / 1000.0 *
-                   settings_.price_per_1k_completion_tokens;
+  loop.cost +=
+      static_cast<double>(prompt_tokens) / 1000.0 * settings_.price_per_1k_prompt_tokens +
+      static_cast<double>(completion_tokens) / 1000.0 * settings_.price_per_1k_completion_tokens;
   if (loop.m.cost) loop.m.cost->set(loop.cost);
 }
 

@@ -49,10 +49,13 @@ json error_body(const std::string& message, const std::string& type) {
   return {{"error", {{"message", message}, {"type", type}, {"param", nullptr}, {"code", nullptr}}}};
 }
 
+// With a charset, httplib does not compress (it would spend more CPU on
+// brotli than on the rest of the answer).
+constexpr const char* kJson = "application/json; charset=utf-8";
+
 void send_json(httplib::Response& response, int status, const json& body) {
   response.status = status;
-  response.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace),
-                       "application/json");
+  response.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), kJson);
 }
 
 }  // namespace
@@ -170,8 +173,8 @@ void OpenAITestServer::install_routes() {
       body = json::parse(request.body);
       if (!body.is_object()) throw std::runtime_error("the body is not a JSON object");
     } catch (const std::exception& e) {
-      send_json(response, 400, error_body(std::string("invalid JSON body: ") + e.what(),
-                                          "invalid_request_error"));
+      send_json(response, 400,
+                error_body(std::string("invalid JSON body: ") + e.what(), "invalid_request_error"));
       return finish(400);
     }
 
@@ -214,8 +217,8 @@ void OpenAITestServer::install_routes() {
         for (const std::string& text : inputs) logged.prompt_tokens += count_tokens(text);
       }
     } catch (const std::exception& e) {
-      send_json(response, 400, error_body(std::string("invalid request: ") + e.what(),
-                                          "invalid_request_error"));
+      send_json(response, 400,
+                error_body(std::string("invalid request: ") + e.what(), "invalid_request_error"));
       return finish(400);
     }
 
@@ -258,8 +261,9 @@ void OpenAITestServer::install_routes() {
     switch (logged.fault) {
       case OpenAITestFault::too_many_requests:
         if (options_.retry_after_s >= 0)
-          response.set_header("Retry-After", std::to_string(static_cast<long long>(
-                                                 std::ceil(options_.retry_after_s))));
+          response.set_header(
+              "Retry-After",
+              std::to_string(static_cast<long long>(std::ceil(options_.retry_after_s))));
         if (options_.retry_after_ms >= 0)
           response.set_header("retry-after-ms", std::to_string(options_.retry_after_ms));
         send_json(response, 429,
@@ -273,12 +277,11 @@ void OpenAITestServer::install_routes() {
         return finish(500);
       case OpenAITestFault::drop: {
         auto half = std::make_shared<std::string>(R"({"id":"dropped","choices":[{"mess)");
-        response.set_content_provider(
-            half->size() * 2, "application/json",
-            [half](std::size_t, std::size_t, httplib::DataSink& sink) {
-              sink.write(half->data(), half->size());
-              return false;  // httplib closes the connection mid-body
-            });
+        response.set_content_provider(half->size() * 2, kJson,
+                                      [half](std::size_t, std::size_t, httplib::DataSink& sink) {
+                                        sink.write(half->data(), half->size());
+                                        return false;  // httplib closes the connection mid-body
+                                      });
         return finish(0);
       }
       case OpenAITestFault::hang: {
@@ -291,13 +294,12 @@ void OpenAITestServer::install_routes() {
       }
       case OpenAITestFault::malformed:
         response.status = 200;
-        response.set_content("{\"choices\": [ this is not JSON", "application/json");
+        response.set_content("{\"choices\": [ this is not JSON", kJson);
         return finish(200);
       case OpenAITestFault::huge: {
         const std::size_t bytes = options_.huge_bytes;
         response.set_content_provider(
-            bytes, "application/json",
-            [](std::size_t offset, std::size_t length, httplib::DataSink& sink) {
+            bytes, kJson, [](std::size_t offset, std::size_t length, httplib::DataSink& sink) {
               static const std::string filler(kFillerChunk, ' ');
               (void)offset;
               return sink.write(filler.data(), std::min(length, filler.size()));
@@ -313,19 +315,22 @@ void OpenAITestServer::install_routes() {
       int dim = options_.embedding_dim;
       if (body.contains("dimensions")) dim = body["dimensions"].get<int>();
       if (dim < 64) {
-        send_json(response, 400, error_body("dimensions must be at least 64", "invalid_request_error"));
+        send_json(response, 400,
+                  error_body("dimensions must be at least 64", "invalid_request_error"));
         return finish(400);
       }
       json data = json::array();
       for (std::size_t i = 0; i < inputs.size(); ++i) {
-        data.push_back({{"object", "embedding"}, {"index", i}, {"embedding", hash_embed(inputs[i], dim)}});
+        data.push_back(
+            {{"object", "embedding"}, {"index", i}, {"embedding", hash_embed(inputs[i], dim)}});
       }
-      send_json(response, 200,
-                {{"object", "list"},
-                 {"data", std::move(data)},
-                 {"model", model},
-                 {"usage", {{"prompt_tokens", logged.prompt_tokens},
-                            {"total_tokens", logged.prompt_tokens}}}});
+      send_json(
+          response, 200,
+          {{"object", "list"},
+           {"data", std::move(data)},
+           {"model", model},
+           {"usage",
+            {{"prompt_tokens", logged.prompt_tokens}, {"total_tokens", logged.prompt_tokens}}}});
       return finish(200);
     }
 
@@ -341,9 +346,8 @@ void OpenAITestServer::install_routes() {
       auto shared_state = state_;
       response.status = 200;
       response.set_chunked_content_provider(
-          "text/event-stream",
-          [words, delay, shared_state, include_usage, usage, id, model](std::size_t,
-                                                                        httplib::DataSink& sink) {
+          "text/event-stream", [words, delay, shared_state, include_usage, usage, id, model](
+                                   std::size_t, httplib::DataSink& sink) {
             const auto event = [&](const json& chunk) {
               const std::string line =
                   "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
@@ -361,11 +365,13 @@ void OpenAITestServer::install_routes() {
             json last{{"id", id},
                       {"object", "chat.completion.chunk"},
                       {"model", model},
-                      {"choices", {{{"index", 0}, {"delta", json::object()}, {"finish_reason", "stop"}}}}};
+                      {"choices",
+                       {{{"index", 0}, {"delta", json::object()}, {"finish_reason", "stop"}}}}};
             if (!event(last)) return false;
-            if (include_usage &&
-                !event({{"id", id}, {"object", "chat.completion.chunk"}, {"choices", json::array()},
-                        {"usage", usage}}))
+            if (include_usage && !event({{"id", id},
+                                         {"object", "chat.completion.chunk"},
+                                         {"choices", json::array()},
+                                         {"usage", usage}}))
               return false;
             const std::string done = "data: [DONE]\n\n";
             sink.write(done.data(), done.size());

@@ -39,9 +39,9 @@ enum class OpenAITestFault {
 
 // What a fault script sees of a request.
 struct OpenAITestRequest {
-  std::string path;      // "/v1/chat/completions" or "/v1/embeddings"
-  std::string key;       // the question (chat) or the first input (embeddings)
-  int attempt = 0;       // how many earlier requests had the same body
+  std::string path;  // "/v1/chat/completions" or "/v1/embeddings"
+  std::string key;   // the question (chat) or the first input (embeddings)
+  int attempt = 0;   // how many earlier requests had the same body
 };
 
 struct OpenAITestServerOptions {
@@ -81,8 +81,8 @@ struct OpenAITestLogEntry {
   std::string key;
   int attempt = 0;
   OpenAITestFault fault = OpenAITestFault::none;
-  int status = 0;  // 0: dropped, hung, or not answered yet
-  int batch = 0;   // inputs of an embeddings request
+  int status = 0;         // 0: dropped, hung, or not answered yet
+  int batch = 0;          // inputs of an embeddings request
   int open_at_start = 0;  // requests open when it arrived, itself included
   std::int64_t prompt_tokens = 0;
   std::int64_t completion_tokens = 0;

@@ -17,13 +17,12 @@ Retriever::Retriever(RetrieverConfig config) : config_(std::move(config)) {
 
 void Retriever::open(RuntimeContext& context) {
   const ShardSelection selection =
-      config_.sharded ? ShardSelection{.instance = context.parallel_index(),
-                                       .instances = context.parallelism()}
-                      : ShardSelection{};
-  collection_.emplace(
-      Collection::open(config_.collection, config_.ef,
-                       CollectionRequirements{.embedder = config_.embedder, .dim = config_.dim},
-                       selection));
+      config_.sharded
+          ? ShardSelection{.instance = context.parallel_index(), .instances = context.parallelism()}
+          : ShardSelection{};
+  collection_.emplace(Collection::open(
+      config_.collection, config_.ef,
+      CollectionRequirements{.embedder = config_.embedder, .dim = config_.dim}, selection));
 }
 
 Retrieved Retriever::map(const std::string& query) const {

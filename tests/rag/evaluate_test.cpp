@@ -23,7 +23,8 @@ TEST(Evaluate, ExactMatchComparesNormalisedTexts) {
 }
 
 TEST(Evaluate, TokenF1CountsCommonTokensWithMultiplicity) {
-  EXPECT_DOUBLE_EQ(token_f1("the cat sat", "a cat sat down"), 2 * (1.0 * 2.0 / 3.0) / (1.0 + 2.0 / 3.0));
+  EXPECT_DOUBLE_EQ(token_f1("the cat sat", "a cat sat down"),
+                   2 * (1.0 * 2.0 / 3.0) / (1.0 + 2.0 / 3.0));
   EXPECT_DOUBLE_EQ(token_f1("cat cat", "cat"), 2 * 0.5 * 1.0 / 1.5);
   EXPECT_DOUBLE_EQ(token_f1("dog", "cat"), 0);
   EXPECT_DOUBLE_EQ(token_f1("", ""), 1);

@@ -5,9 +5,9 @@
 // the status and the server's message, the rate limiter, batching, API keys,
 // size limits and metrics. Delays are measured from the server's timestamps.
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <sys/socket.h>
-#include <netinet/in.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -111,7 +111,8 @@ GeneratorConfig config_for(const OpenAITestServer& server) {
                          .total_timeout = 50s};
 }
 
-std::vector<OpenAITestLogEntry> attempts_of(const OpenAITestServer& server, const std::string& key) {
+std::vector<OpenAITestLogEntry> attempts_of(const OpenAITestServer& server,
+                                            const std::string& key) {
   std::vector<OpenAITestLogEntry> attempts;
   for (const auto& entry : server.requests()) {
     if (entry.key == key) attempts.push_back(entry);
@@ -126,8 +127,8 @@ double seconds(Clock::duration d) { return std::chrono::duration<double>(d).coun
 // Runs `calls` prompts through a generator and waits for all of them.
 Outcomes<Answer>& generate(OpenAIGenerator& generator, Outcomes<Answer>& outcomes, int calls) {
   for (int i = 0; i < calls; ++i) generator.invoke(prompt_of(i), outcomes.result(i));
-  EXPECT_TRUE(outcomes.wait(calls)) << "only " << outcomes.delivered() << " of " << calls
-                                    << " calls completed within 60 s";
+  EXPECT_TRUE(outcomes.wait(calls))
+      << "only " << outcomes.delivered() << " of " << calls << " calls completed within 60 s";
   return outcomes;
 }
 
@@ -163,8 +164,8 @@ TEST(OpenAIGenerator, KeepsMaxInFlightRequestsOpenAtOnce) {
 }
 
 TEST(OpenAIGenerator, EveryCallCompletesOnceWithItsOwnAnswerDespite429sAnd500s) {
-  OpenAITestServer server(OpenAITestServerOptions{
-      .seed = 7, .rate_429 = 0.10, .rate_500 = 0.05, .retry_after_ms = 5});
+  OpenAITestServer server(
+      OpenAITestServerOptions{.seed = 7, .rate_429 = 0.10, .rate_500 = 0.05, .retry_after_ms = 5});
   Context ctx;
   GeneratorConfig config = config_for(server);
   config.max_retries = 10;
@@ -300,7 +301,8 @@ TEST(OpenAIGenerator, ACallThatStillFailsAfterItsRetriesNamesTheStatusAndTheServ
   const auto outcome = outcomes.at(0);
   EXPECT_EQ(outcome.deliveries, 1);
   EXPECT_FALSE(outcome.value.has_value());
-  EXPECT_NE(outcome.error.find("POST " + server.base_url() + "/chat/completions"), std::string::npos)
+  EXPECT_NE(outcome.error.find("POST " + server.base_url() + "/chat/completions"),
+            std::string::npos)
       << outcome.error;
   EXPECT_NE(outcome.error.find("HTTP 500: The server had an error while processing your request"),
             std::string::npos)
@@ -421,8 +423,8 @@ int closed_port() {
 TEST(OpenAIGenerator, AnUnreachableEndpointFailsAfterItsRetries) {
   const std::string url = "http://127.0.0.1:" + std::to_string(closed_port()) + "/v1";
   Context ctx;
-  OpenAIGenerator generator(GeneratorConfig{
-      .model = "m", .base_url = url, .max_retries = 2, .backoff_initial = 10ms});
+  OpenAIGenerator generator(
+      GeneratorConfig{.model = "m", .base_url = url, .max_retries = 2, .backoff_initial = 10ms});
   generator.open(ctx.context);
   Outcomes<Answer> outcomes;
   generate(generator, outcomes, 1);
@@ -540,8 +542,8 @@ TEST(OpenAIEmbedder, BatchesChunksAndReturnsVectorsInOrder) {
 TEST(OpenAIEmbedder, SendsAPartialBatchAfterTheLinger) {
   OpenAITestServer server;
   Context ctx;
-  OpenAIEmbedder embedder(OpenAIConfig{
-      .model = "e", .base_url = server.base_url(), .batch_size = 100, .linger = 20ms});
+  OpenAIEmbedder embedder(
+      OpenAIConfig{.model = "e", .base_url = server.base_url(), .batch_size = 100, .linger = 20ms});
   embedder.open(ctx.context);
   Outcomes<Embedded> outcomes;
   for (int i = 0; i < 3; ++i)

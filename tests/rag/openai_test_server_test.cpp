@@ -31,8 +31,9 @@ json chat(const std::string& question, bool stream = false) {
           {"stream_options", {{"include_usage", true}}},
           {"messages",
            {{{"role", "system"},
-             {"content", "Answer.\nRelevant corpus for the current question:\nsage runs dataflows "
-                         "on a cluster of machines\nsecond hit"}},
+             {"content",
+              "Answer.\nRelevant corpus for the current question:\nsage runs dataflows "
+              "on a cluster of machines\nsecond hit"}},
             {{"role", "user"}, {"content", "Question: " + question}}}}};
 }
 
@@ -53,7 +54,8 @@ TEST(OpenAITestServer, StreamsTheAnswerAsServerSentEventsWithUsage) {
     const json chunk = json::parse(last);
     if (chunk.contains("usage")) usage = chunk["usage"];
     for (const json& choice : chunk["choices"]) {
-      if (choice["delta"].contains("content")) text += choice["delta"]["content"].get<std::string>();
+      if (choice["delta"].contains("content"))
+        text += choice["delta"]["content"].get<std::string>();
     }
   }
   EXPECT_EQ(last, "[DONE]");
@@ -66,10 +68,12 @@ TEST(OpenAITestServer, StreamsTheAnswerAsServerSentEventsWithUsage) {
 
 TEST(OpenAITestServer, DrawsTheSameFaultsForTheSameSeedAndRequests) {
   const auto faults = [](std::uint64_t seed) {
-    OpenAITestServer server(OpenAITestServerOptions{.seed = seed, .rate_429 = 0.3, .rate_500 = 0.2});
+    OpenAITestServer server(
+        OpenAITestServerOptions{.seed = seed, .rate_429 = 0.3, .rate_500 = 0.2});
     std::vector<int> statuses;
     for (int i = 0; i < 40; ++i)
-      statuses.push_back(post(server.port(), "/v1/chat/completions", chat("q" + std::to_string(i)))->status);
+      statuses.push_back(
+          post(server.port(), "/v1/chat/completions", chat("q" + std::to_string(i)))->status);
     return statuses;
   };
   const auto first = faults(3);
@@ -86,8 +90,7 @@ TEST(OpenAITestServer, ChecksTheApiKeyAndEmbedsAtTheAskedDimension) {
   OpenAITestServer server(OpenAITestServerOptions{.api_key = "k"});
   const json body{{"model", "e"}, {"input", {"alpha", "beta"}}, {"dimensions", 64}};
   EXPECT_EQ(post(server.port(), "/v1/embeddings", body)->status, 401);
-  const auto result =
-      post(server.port(), "/v1/embeddings", body, {{"Authorization", "Bearer k"}});
+  const auto result = post(server.port(), "/v1/embeddings", body, {{"Authorization", "Bearer k"}});
   ASSERT_EQ(result->status, 200);
   const json response = json::parse(result->body);
   ASSERT_EQ(response["data"].size(), 2u);

@@ -105,8 +105,8 @@ TEST(ShardedRetrieval, AShardedCollectionLoadsOnlyItsShards) {
   const Collection all = Collection::open(dir.path());
   std::size_t total = 0;
   for (int i = 0; i < 3; ++i) {
-    const Collection part =
-        Collection::open(dir.path(), HnswConfig{}.ef, {}, ShardSelection{.instance = i, .instances = 3});
+    const Collection part = Collection::open(dir.path(), HnswConfig{}.ef, {},
+                                             ShardSelection{.instance = i, .instances = 3});
     EXPECT_EQ(part.shard_count(), i == 0 ? 2u : 1u);
     total += part.size();
   }

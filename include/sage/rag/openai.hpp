@@ -29,36 +29,36 @@ class OpenAIClient;
 // What both operators share: the endpoint, the limits and the retries. The
 // same fields appear in GeneratorConfig and OpenAIConfig so that both take
 // flat designated initialisers (GeneratorConfig{.model = "gpt-4", ...}).
-#define SAGE_RAG_OPENAI_CONNECTION_FIELDS                                                     \
-  /* The model's name, sent as "model". */                                                    \
-  std::string model;                                                                          \
-  /* e.g. "http://127.0.0.1:8000/v1"; empty: $OPENAI_BASE_URL, else                           \
-     https://api.openai.com/v1. */                                                            \
-  std::string base_url;                                                                       \
-  /* Sent as "Authorization: Bearer <key>", never logged; empty: $OPENAI_API_KEY (none if     \
-     unset, for local servers). */                                                            \
-  std::string api_key;                                                                        \
-  /* Requests open at once per instance. */                                                   \
-  int max_in_flight = 32;                                                                     \
-  /* Requests and (estimated) tokens per minute per instance; 0: unlimited. A token bucket    \
-     that holds one second's worth. */                                                        \
-  double requests_per_minute = 0;                                                             \
-  double tokens_per_minute = 0;                                                               \
-  /* Retries of a request after 408, 409, 429, 5xx or a connection error / timeout. */        \
-  int max_retries = 5;                                                                        \
-  /* Backoff without Retry-After: initial * 2^retry, jittered down to half, capped. */       \
-  std::chrono::milliseconds backoff_initial{500};                                             \
-  std::chrono::milliseconds backoff_max{30000};                                               \
-  /* One HTTP attempt, connection included. */                                                \
-  std::chrono::milliseconds request_timeout{60000};                                           \
-  /* A call, all its attempts and waits included. */                                          \
-  std::chrono::milliseconds total_timeout{300000};                                            \
-  /* A larger response body fails the call (it is not retried). */                            \
-  std::size_t max_response_bytes = 16u << 20;                                                 \
-  /* Estimated cost metric, in the currency of the prices; 0: not estimated. */               \
-  double price_per_1k_prompt_tokens = 0;                                                      \
-  double price_per_1k_completion_tokens = 0;                                                  \
-  /* Results in input order (true) or as they complete. */                                    \
+#define SAGE_RAG_OPENAI_CONNECTION_FIELDS                                                  \
+  /* The model's name, sent as "model". */                                                 \
+  std::string model;                                                                       \
+  /* e.g. "http://127.0.0.1:8000/v1"; empty: $OPENAI_BASE_URL, else                        \
+     https://api.openai.com/v1. */                                                         \
+  std::string base_url;                                                                    \
+  /* Sent as "Authorization: Bearer <key>", never logged; empty: $OPENAI_API_KEY (none if  \
+     unset, for local servers). */                                                         \
+  std::string api_key;                                                                     \
+  /* Requests open at once per instance. */                                                \
+  int max_in_flight = 32;                                                                  \
+  /* Requests and (estimated) tokens per minute per instance; 0: unlimited. A token bucket \
+     that holds one second's worth. */                                                     \
+  double requests_per_minute = 0;                                                          \
+  double tokens_per_minute = 0;                                                            \
+  /* Retries of a request after 408, 409, 429, 5xx or a connection error / timeout. */     \
+  int max_retries = 5;                                                                     \
+  /* Backoff without Retry-After: initial * 2^retry, jittered down to half, capped. */     \
+  std::chrono::milliseconds backoff_initial{500};                                          \
+  std::chrono::milliseconds backoff_max{30000};                                            \
+  /* One HTTP attempt, connection included. */                                             \
+  std::chrono::milliseconds request_timeout{60000};                                        \
+  /* A call, all its attempts and waits included. */                                       \
+  std::chrono::milliseconds total_timeout{300000};                                         \
+  /* A larger response body fails the call (it is not retried). */                         \
+  std::size_t max_response_bytes = 16u << 20;                                              \
+  /* Estimated cost metric, in the currency of the prices; 0: not estimated. */            \
+  double price_per_1k_prompt_tokens = 0;                                                   \
+  double price_per_1k_completion_tokens = 0;                                               \
+  /* Results in input order (true) or as they complete. */                                 \
   bool ordered = true;
 
 struct GeneratorConfig {
