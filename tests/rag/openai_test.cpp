@@ -264,9 +264,9 @@ TEST(OpenAIGenerator, AHungResponseTimesOutAndIsRetried) {
     const auto attempts = attempts_of(server, query_of(i));
     ASSERT_GE(attempts.size(), 2u);
     EXPECT_EQ(attempts[0].fault, OpenAITestFault::hang);
-    // The timeout runs from the client's start of the attempt, which is before
-    // the server sees it by the connection's setup.
-    EXPECT_GE(seconds(attempts[1].arrived - attempts[0].arrived), 0.2);
+    // The attempt's timeout runs on the client's clock, from before the
+    // connection: the server sees the attempt later by a varying amount.
+    EXPECT_EQ(attempts[1].fault, OpenAITestFault::none);
     EXPECT_GE(outcomes.at(i).value->latency_s, 0.3);
   }
   EXPECT_EQ(ctx.counter("openai_retries"), 3);
