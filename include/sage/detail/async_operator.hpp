@@ -170,8 +170,8 @@ class AsyncMapOperator final : public SingleInputOperator<In, F, KeyPolicy>, pri
       run_user_code(this->ctx_, *this->metrics_, [&] {
         // An invoke() may complete its call at once: then there is room again.
         do {
-          expire(Clock::now());
-          take_completions();
+          if (!deadlines_.empty()) expire(Clock::now());
+          if (inbox_->ready()) take_completions();
           issue_waiting();
         } while (inbox_->ready());
       });
