@@ -16,6 +16,7 @@
 
 #include "support/delayed_calls.hpp"
 #include "support/eventually.hpp"
+#include "support/temp_dir.hpp"
 
 namespace sage {
 namespace {
@@ -461,6 +462,30 @@ TEST(AsyncMapTest, OnAKeyedStreamEachCallSeesItsKeyAndKeyedStateAtParallelismFou
     if (s.operator_name == "count") instances += s.records_in > 0;
   }
   EXPECT_EQ(instances, 4);
+}
+
+TEST(AsyncMapTest, CheckpointsTakenWhileCallsAreInFlightLeaveTheOutputExact) {
+  // Chained to its source: the source's task takes each checkpoint with the
+  // map's calls out and, often, inputs waiting for room.
+  testing::TempDir dir;
+  ExecutionConfig config;
+  config.checkpoint_interval = 5ms;
+  config.checkpoint_directory = dir.path();
+  config.batch_size = 64;
+  DelayedCalls calls;
+  Arrivals<long long> out;
+  LocalEnvironment env("checkpointed", config);
+  env.from_sequence(0, 20'000)
+      .map_async<long long>(
+          [&calls](const long long& x, AsyncResult<long long> r) {
+            calls.after(200us, [x, r] { r.complete(2 * x); });
+          },
+          AsyncOptions{.capacity = 32})
+      .sink(out.sink());
+  const JobResult result = env.execute();
+  EXPECT_GE(result.checkpoints_completed, 2u);
+  EXPECT_EQ(result.checkpoints_failed, 0u);
+  EXPECT_EQ(out.records, iota(20'000, 2));
 }
 
 // The operator itself, driven by hand: what a snapshot holds and what a
