@@ -135,11 +135,13 @@ json jobs_document(const std::vector<rpc::JobInfo>& jobs, std::size_t offset, st
   return {{"total", jobs.size()}, {"offset", offset}, {"limit", limit}, {"jobs", page}};
 }
 
-json job_document(const rpc::JobInfo& job, bool instances, std::int64_t now_ms) {
+json job_document(const rpc::JobInfo& job, bool instances, std::int64_t now_ms,
+                  int only_operator) {
   json document = job_summary(job);
   document["nodes"] = job.nodes();
   document["restart_causes"] = job.restart_causes();
   document["last_progress_ms"] = job.last_progress_ms();
+  document["now_ms"] = now_ms;  // the head's clock, for rates over the page's refreshes
   const auto& c = job.checkpoints();
   document["checkpoints"] = {{"completed", c.completed()},
                              {"failed", c.failed()},
@@ -157,20 +159,39 @@ json job_document(const rpc::JobInfo& job, bool instances, std::int64_t now_ms) 
                      {"chained", e.chained()}});
   }
   document["edges"] = edges;
-  json findings = json::array();
-  for (const auto& f : diagnose(job, now_ms)) {
-    findings.push_back({{"kind", f.kind},
-                        {"operator", f.operator_name},
-                        {"operator_id", f.operator_id},
-                        {"message", f.message}});
+  json processes = json::array();
+  for (const auto& p : job.processes()) {
+    json process = {{"index", p.process_index()},
+                    {"node", p.node_id()},
+                    {"pid", p.pid()},
+                    {"resident_bytes", p.resident_bytes()},
+                    {"memory_limit_bytes", p.memory_limit_bytes()},
+                    {"instance_count", p.instances_size()}};
+    if (instances) process["instances"] = p.instances();
+    processes.push_back(std::move(process));
   }
-  document["diagnosis"] = findings;
+  document["processes"] = processes;
+  document["diagnosis"] = findings_document(diagnose(job, now_ms));
   if (instances) {
     json list = json::array();
-    for (const auto& s : job.instances()) list.push_back(instance_document(s));
+    for (const auto& s : job.instances()) {
+      if (only_operator == -1 || s.operator_id() == only_operator) {
+        list.push_back(instance_document(s));
+      }
+    }
     document["instances"] = list;
   }
   return document;
+}
+
+json output_document(const OutputTail& tail) {
+  json lines = json::array();
+  for (const auto& line : tail.lines) {
+    lines.push_back(line.size() <= kMaxOutputLineBytes
+                        ? line
+                        : line.substr(0, kMaxOutputLineBytes) + "\u2026");
+  }
+  return {{"first_line", tail.first_line}, {"line_count", tail.line_count}, {"lines", lines}};
 }
 
 }  // namespace sage::dashboard

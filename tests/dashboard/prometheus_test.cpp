@@ -63,6 +63,11 @@ TEST(Prometheus, InstancesJobsCheckpointsAndUserMetricsInBaseUnits) {
   h.set_p50(0.2);
   h.set_p90(0.4);
   h.set_p99(0.5);
+  auto* process = job.add_processes();
+  process->set_process_index(2);
+  process->set_node_id("head");
+  process->set_resident_bytes(123456789);
+  process->set_memory_limit_bytes(1 << 30);
   const std::string text = render_metrics(rpc::ClusterInfo{}, {job}, kNow);
   const std::string labels = R"({job="job-1",operator="work",instance="3",node="head"})";
   for (
@@ -85,6 +90,10 @@ TEST(Prometheus, InstancesJobsCheckpointsAndUserMetricsInBaseUnits) {
           std::string(R"(sage_job_last_checkpoint_duration_seconds{job="job-1"} 0.25)"),
           std::string(R"(sage_job_last_checkpoint_size_bytes{job="job-1"} 4096)"),
           std::string(R"(sage_job_last_checkpoint_age_seconds{job="job-1"} 3)"),
+          std::string(
+              R"(sage_process_resident_memory_bytes{job="job-1",process="2",node="head"} 123456789)"),
+          std::string(
+              R"(sage_process_memory_limit_bytes{job="job-1",process="2",node="head"} 1073741824)"),
           std::string("# TYPE sage_user_latency summary"),
           std::string("# TYPE sage_instance_records_in_total counter"),
       }) {
