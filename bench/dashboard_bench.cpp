@@ -11,7 +11,8 @@
 //   memory  the head's resident memory after a warm-up of 1000 refreshes and
 //           after 10 000 more (the API calls of a refresh, back to back);
 //           target: flat
-// This program is also the job: its task processes re-run it with --job wide.
+// This program is also the job: `--job wide` submits it (and prints its id),
+// and its task processes re-run it so.
 //
 //   build/bench/dashboard_bench [--refreshes N] [--json FILE]
 #include <fcntl.h>
@@ -61,7 +62,7 @@ int run_job() {
       .map([](long long x) { return x + 1; }, {.name = "add", .parallelism = kParallelism})
       .filter([](long long x) { return x % 2 == 0; }, {.name = "even", .parallelism = kParallelism})
       .sink([](long long) {}, {.name = "sink", .parallelism = kParallelism});
-  env.execute();
+  std::printf("submitted %s\n", env.submit(false).c_str());
   return 0;
 }
 
@@ -80,9 +81,9 @@ class Api {
     const auto response = client_.Get(
         path, {{"Authorization", "Bearer " + token_}, {"Accept-Encoding", "gzip, deflate"}});
     if (!response || response->status != 200) {
-      throw std::runtime_error("GET " + path + " failed: " +
-                               (response ? std::to_string(response->status)
-                                         : httplib::to_string(response.error())));
+      throw std::runtime_error(
+          "GET " + path + " failed: " +
+          (response ? std::to_string(response->status) : httplib::to_string(response.error())));
     }
     std::size_t bytes = std::string("HTTP/1.1 200 OK\r\n\r\n").size();
     for (const auto& [name, value] : response->headers) bytes += name.size() + value.size() + 4;
@@ -133,16 +134,17 @@ class Browser {
       const int in = fcntl(to[0], F_DUPFD, 10), out = fcntl(from[1], F_DUPFD, 10);
       dup2(in, 3);
       dup2(out, 4);
-      const int null = open("/dev/null", O_WRONLY);
+      const int null = ::open("/dev/null", O_WRONLY);
       dup2(null, STDOUT_FILENO);
       dup2(null, STDERR_FILENO);
       for (int fd : {to[0], to[1], from[0], from[1], in, out, null}) {
         if (fd > 4) close(fd);
       }
       const std::string profile = "--user-data-dir=" + profile_dir;
-      std::vector<const char*> argv = {kChromium,         "--headless", "--disable-gpu",
-                                       "--no-first-run",  "--disable-extensions",
-                                       "--remote-debugging-pipe", profile.c_str()};
+      std::vector<const char*> argv = {
+          kChromium,        "--headless",           "--disable-gpu",
+          "--no-first-run", "--disable-extensions", "--remote-debugging-pipe",
+          profile.c_str()};
       if (geteuid() == 0) argv.push_back("--no-sandbox");  // its sandbox refuses root
       argv.push_back(nullptr);
       execv(kChromium, const_cast<char* const*>(argv.data()));
@@ -191,16 +193,15 @@ class Browser {
   // Opens `url` in a new tab; returns the session that talks to it.
   std::string open(const std::string& url) {
     const std::string target = call("Target.createTarget", {{"url", url}}).at("targetId");
-    return call("Target.attachToTarget", {{"targetId", target}, {"flatten", true}})
-        .at("sessionId");
+    return call("Target.attachToTarget", {{"targetId", target}, {"flatten", true}}).at("sessionId");
   }
 
   // The value of `expression` in the tab, once it is not "" (within 60 s).
   std::string wait_for(const std::string& session, const std::string& expression) {
     const auto deadline = Clock::now() + std::chrono::seconds(60);
     while (Clock::now() < deadline) {
-      const json result = call("Runtime.evaluate",
-                               {{"expression", expression}, {"returnByValue", true}}, session);
+      const json result =
+          call("Runtime.evaluate", {{"expression", expression}, {"returnByValue", true}}, session);
       const json& value = result.at("result");
       if (value.contains("value") && value.at("value").is_string() &&
           !value.at("value").get<std::string>().empty()) {
@@ -243,8 +244,8 @@ Render render(const std::string& url, const std::string& profile_dir) {
   Browser browser(profile_dir);
   const std::string tab = browser.open(url);
   const auto figure = [&](const std::string& name) {
-    return std::stod(browser.wait_for(tab, "(document.body && document.body.dataset." + name +
-                                               ") || ''"));
+    return std::stod(
+        browser.wait_for(tab, "(document.body && document.body.dataset." + name + ") || ''"));
   };
   Render r;
   r.first_ms = figure("firstRenderMs");
@@ -312,8 +313,8 @@ int main(int argc, char** argv) {
   const Render idle = render(dashboard + "/#token=" + token, state + "/chromium-idle");
 
   // The job of 1000 instances, all reporting.
-  const std::string submitted = run_command(std::string(SAGE_CLI_BINARY) + " --state-dir " +
-                                            state + " job submit " + self + " --job wide");
+  const std::string submitted = run_command(std::string(SAGE_CLI_BINARY) + " --state-dir " + state +
+                                            " job submit " + self + " --job wide");
   std::smatch match;
   if (!std::regex_search(submitted, match, std::regex(R"(submitted (job-\w+))"))) {
     std::fprintf(stderr, "dashboard_bench: the job was not submitted:\n%s", submitted.c_str());
@@ -369,8 +370,8 @@ int main(int argc, char** argv) {
                   "head RSS after " + std::to_string(warm_up) + " warm-up refreshes", "flat"});
   rows.push_back({"refreshes per second (API only)", "1/s", refreshes / seconds, 0, "-", "-"});
 
-  std::printf("%-42s %-4s %12s %12s %8s  %-10s %s\n", "figure", "unit", "sage", "baseline",
-              "ratio", "target", "baseline is");
+  std::printf("%-42s %-4s %12s %12s %8s  %-10s %s\n", "figure", "unit", "sage", "baseline", "ratio",
+              "target", "baseline is");
   for (const auto& r : rows) {
     std::printf("%-42s %-4s %12.4g %12.4g %8.3f  %-10s %s\n", r.figure.c_str(), r.unit.c_str(),
                 r.sage, r.baseline, r.baseline > 0 ? r.sage / r.baseline : 0.0, r.target.c_str(),

@@ -68,8 +68,7 @@ class HeadView final : public dashboard::ClusterView {
     }
     dashboard::OutputTail tail;
     tail.line_count = store_.log_line_count(job_id);
-    LogPage page =
-        store_.logs(job_id, std::max(from_line, tail.line_count - max_lines), max_lines);
+    LogPage page = store_.logs(job_id, std::max(from_line, tail.line_count - max_lines), max_lines);
     tail.first_line = page.first_line;
     tail.lines = std::move(page.lines);
     return tail;

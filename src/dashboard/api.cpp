@@ -16,7 +16,9 @@ json resources(const rpc::Resources& r) {
 
 json job_summary(const rpc::JobInfo& job) {
   std::uint64_t instances = 0;
-  for (const auto& chain : job.chains()) instances += chain.parallelism();
+  for (const auto& chain : job.chains()) {
+    instances += static_cast<std::uint64_t>(chain.operators_size()) * chain.parallelism();
+  }
   return {{"id", job.job_id()},
           {"name", job.name()},
           {"state", rpc::JobInfo::State_Name(job.state())},
@@ -51,6 +53,7 @@ json instance_document(const rpc::InstanceStats& s) {
           {"busy_seconds", s.busy_seconds()},
           {"backpressured_seconds", s.blocked_seconds()},
           {"backpressure", s.backpressure()},
+          {"busy", s.busy()},
           {"queue_batches", s.queue_batches()},
           {"queue_capacity_batches", s.queue_capacity_batches()},
           {"errors", s.errors()},
@@ -76,6 +79,7 @@ json operators_document(const rpc::JobInfo& job) {
                        {"busy_seconds", 0.0},
                        {"backpressured_seconds", 0.0},
                        {"backpressure", 0.0},
+                       {"busy", 0.0},
                        {"queue_batches", 0},
                        {"errors", 0},
                        {"running_instances", 0},
@@ -96,6 +100,7 @@ json operators_document(const rpc::JobInfo& job) {
     o["backpressured_seconds"] = o["backpressured_seconds"].get<double>() + s.blocked_seconds();
     if (s.running()) {
       o["backpressure"] = std::max(o["backpressure"].get<double>(), s.backpressure());
+      o["busy"] = std::max(o["busy"].get<double>(), s.busy());
       o["running_instances"] = o["running_instances"].get<int>() + 1;
     }
     o["queue_batches"] = o["queue_batches"].get<std::uint64_t>() + s.queue_batches();
@@ -135,8 +140,7 @@ json jobs_document(const std::vector<rpc::JobInfo>& jobs, std::size_t offset, st
   return {{"total", jobs.size()}, {"offset", offset}, {"limit", limit}, {"jobs", page}};
 }
 
-json job_document(const rpc::JobInfo& job, bool instances, std::int64_t now_ms,
-                  int only_operator) {
+json job_document(const rpc::JobInfo& job, bool instances, std::int64_t now_ms, int only_operator) {
   json document = job_summary(job);
   document["nodes"] = job.nodes();
   document["restart_causes"] = job.restart_causes();
@@ -187,9 +191,8 @@ json job_document(const rpc::JobInfo& job, bool instances, std::int64_t now_ms,
 json output_document(const OutputTail& tail) {
   json lines = json::array();
   for (const auto& line : tail.lines) {
-    lines.push_back(line.size() <= kMaxOutputLineBytes
-                        ? line
-                        : line.substr(0, kMaxOutputLineBytes) + "\u2026");
+    lines.push_back(
+        line.size() <= kMaxOutputLineBytes ? line : line.substr(0, kMaxOutputLineBytes) + "\u2026");
   }
   return {{"first_line", tail.first_line}, {"line_count", tail.line_count}, {"lines", lines}};
 }

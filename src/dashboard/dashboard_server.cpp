@@ -214,8 +214,8 @@ class DashboardServer::Impl {
       const auto lines =
           count_parameter(request, response, "lines", kDefaultOutputLines, kMaxOutputLines);
       if (!lines) return;
-      const auto tail = view_.output(id, static_cast<std::int64_t>(*from),
-                                     static_cast<std::int64_t>(*lines));
+      const auto tail =
+          view_.output(id, static_cast<std::int64_t>(*from), static_cast<std::int64_t>(*lines));
       if (!tail) {
         send_error(response, 404, "no job '" + id + "' on this head (GET /api/v1/jobs lists them)");
         return;

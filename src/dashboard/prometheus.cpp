@@ -122,8 +122,9 @@ void add_job(Exposition& out, const rpc::JobInfo& job, std::int64_t now_ms) {
   }
 
   for (const auto& p : job.processes()) {
-    const Labels process{
-        {"job", job.job_id()}, {"process", std::to_string(p.process_index())}, {"node", p.node_id()}};
+    const Labels process{{"job", job.job_id()},
+                         {"process", std::to_string(p.process_index())},
+                         {"node", p.node_id()}};
     out.add("sage_process_resident_memory_bytes", "gauge",
             "Resident memory of the job's task process at its last progress report.", process,
             static_cast<double>(p.resident_bytes()));
@@ -166,6 +167,9 @@ void add_job(Exposition& out, const rpc::JobInfo& job, std::int64_t now_ms) {
     out.add("sage_instance_backpressure_ratio", "gauge",
             "The fraction of the last report interval the instance waited for room downstream.",
             instance, s.backpressure());
+    out.add("sage_instance_busy_ratio", "gauge",
+            "The fraction of the last report interval the instance spent in its operator's code.",
+            instance, s.busy());
     for (const auto& [name, value] : s.counters()) {
       out.add("sage_user_" + metric_name_part(name) + "_total", "counter",
               "A counter of the job's own (RuntimeContext::metrics()).", instance,

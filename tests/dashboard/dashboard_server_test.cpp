@@ -107,8 +107,7 @@ TEST_F(DashboardServerTest, ThePageLoadsOnlyItsOwnFilesAndReadsTheTokenFromTheFr
   const std::string script = get("/app.js", "")->body;
   EXPECT_NE(script.find("location.hash"), std::string::npos);
   EXPECT_NE(script.find("'Bearer '"), std::string::npos);
-  EXPECT_EQ(get("/app.js", "")->get_header_value("Content-Type"),
-            "text/javascript; charset=utf-8");
+  EXPECT_EQ(get("/app.js", "")->get_header_value("Content-Type"), "text/javascript; charset=utf-8");
 }
 
 TEST_F(DashboardServerTest, TheOutputIsTheLastLinesCutToTheirLimit) {

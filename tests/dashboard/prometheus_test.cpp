@@ -55,6 +55,7 @@ TEST(Prometheus, InstancesJobsCheckpointsAndUserMetricsInBaseUnits) {
   s.set_busy_seconds(4);
   s.set_blocked_seconds(1.5);
   s.set_queue_batches(7);
+  s.set_busy(0.25);
   (*s.mutable_counters())["tokens.used"] = 42;
   (*s.mutable_gauges())["temperature"] = 0.5;
   auto& h = (*s.mutable_histograms())["latency"];
@@ -77,6 +78,7 @@ TEST(Prometheus, InstancesJobsCheckpointsAndUserMetricsInBaseUnits) {
           "sage_instance_backpressured_seconds_total" + labels + " 1.5",
           "sage_instance_idle_seconds_total" + labels + " 4.5",  // 10 s of life
           "sage_instance_queue_batches" + labels + " 7",
+          "sage_instance_busy_ratio" + labels + " 0.25",
           "sage_user_tokens_used_total" + labels + " 42",
           "sage_user_temperature" + labels + " 0.5",
           std::string(

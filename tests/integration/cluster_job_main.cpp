@@ -30,7 +30,8 @@
 //   diagnosable an endless source into "slow" (2 instances that take 0.5 ms
 //               a record: the bottleneck), key_by a key that is 0 for 9 of
 //               10 records into "skewed" (3 instances: skew), then a sink
-//               that prints a line every 5000 records
+//               that prints a line every 5000 records; submits and prints
+//               the job id
 // RemoteEnvironment (at $SAGE_ADDRESS) unless the last argument is --local.
 #include <unistd.h>
 
@@ -263,6 +264,8 @@ int main(int argc, char** argv) {
       keyed(*env, argc > 2 ? std::atoll(argv[2]) : 1000);
     } else if (mode == "diagnosable") {
       diagnosable(*env);
+      std::printf("submitted %s\n", env->submit(false).c_str());
+      return 0;
     } else if (mode == "unbounded" || mode == "reserving") {
       unbounded(*env, mode == "reserving");
       std::printf("submitted %s\n", env->submit(false).c_str());

@@ -55,11 +55,11 @@ class DashboardPageTest : public ClusterTest {
   int runs_ = 0;
 };
 
-// The start tag of the first element with `attribute`="value", or "".
-std::string tag_with(const std::string& dom, const std::string& attribute,
-                     const std::string& value) {
+// The start tag of the first `element` with `attribute`="value", or "".
+std::string tag_with(const std::string& dom, const std::string& element,
+                     const std::string& attribute, const std::string& value) {
   std::smatch match;
-  const std::regex tag("<[a-z]+ [^>]*" + attribute + "=\"" + value + "\"[^>]*>");
+  const std::regex tag("<" + element + " [^>]*" + attribute + "=\"" + value + "\"[^>]*>");
   return std::regex_search(dom, match, tag) ? match.str() : "";
 }
 
@@ -82,6 +82,11 @@ TEST_F(DashboardPageTest, ShowsTheJobGraphNodesBottleneckAndSkewInABrowser) {
       60s))
       << "the head did not find the bottleneck at 'slow' and the skew at 'skewed':\n"
       << job.dump(2);
+  // `sage job status --format json` has the same findings (skew stays: it counts all records).
+  const nlohmann::json status = job_json(id);
+  ASSERT_TRUE(status.contains("diagnosis")) << status.dump(1);
+  EXPECT_NE(status.at("diagnosis").dump().find("\"kind\":\"skew\""), std::string::npos)
+      << status.dump(1);
   ASSERT_FALSE(job.at("processes").empty()) << job.dump(2);
   EXPECT_GT(job.at("processes")[0].at("resident_bytes").get<std::uint64_t>(), 0u)
       << "task processes report their resident memory";
@@ -95,38 +100,39 @@ TEST_F(DashboardPageTest, ShowsTheJobGraphNodesBottleneckAndSkewInABrowser) {
       [&] {
         dom = page_dom(fragment.substr(0, fragment.find('\n')));
         return dom.find("data-finding=\"skew\"") != std::string::npos &&
-               tag_with(dom, "data-operator", "slow").find("bottleneck") != std::string::npos;
+               tag_with(dom, "g", "data-operator", "slow").find("bottleneck") != std::string::npos;
       },
       240s))
       << "the page did not show the bottleneck and the skew:\n"
       << dom;
 
   for (const std::string node : {"head", "w1", "w2"}) {
-    EXPECT_NE(tag_with(dom, "data-node", node), "") << "node " << node << " is not on the page";
+    EXPECT_NE(tag_with(dom, "tr", "data-node", node), "")
+        << "node " << node << " is not on the page";
   }
-  const std::string row = tag_with(dom, "data-job", id);
+  const std::string row = tag_with(dom, "tr", "data-job", id);
   EXPECT_NE(row.find("data-state=\"RUNNING\""), std::string::npos) << row;
   for (const auto& [name, parallelism] : {std::pair{"endless", 1}, std::pair{"slow", 2},
-                                          std::pair{"skewed", 3}, std::pair{"discard", 1}}) {
-    const std::string box = tag_with(dom, "data-operator", name);
+                                          std::pair{"skewed", 3}, std::pair{"discard", 3}}) {
+    const std::string box = tag_with(dom, "g", "data-operator", name);
     EXPECT_NE(box.find("data-parallelism=\"" + std::to_string(parallelism) + "\""),
               std::string::npos)
         << name << ": " << box;
   }
-  const std::string slow = tag_with(dom, "data-operator", "slow");
+  const std::string slow = tag_with(dom, "g", "data-operator", "slow");
   EXPECT_NE(slow.find("data-status=\"bottleneck\""), std::string::npos) << slow;
   EXPECT_NE(slow.find("class=\"operator bottleneck"), std::string::npos)
       << "the bottleneck is drawn as one: " << slow;
-  EXPECT_NE(tag_with(dom, "data-operator", "endless").find("data-status=\"backpressured\""),
+  EXPECT_NE(tag_with(dom, "g", "data-operator", "endless").find("data-status=\"backpressured\""),
             std::string::npos)
-      << tag_with(dom, "data-operator", "endless");
-  EXPECT_NE(tag_with(dom, "data-operator", "skewed").find("data-findings=\"skew\""),
+      << tag_with(dom, "g", "data-operator", "endless");
+  EXPECT_NE(tag_with(dom, "g", "data-operator", "skewed").find("data-findings=\"skew\""),
             std::string::npos)
-      << tag_with(dom, "data-operator", "skewed");
-  const std::string skew = tag_with(dom, "data-finding", "skew");
+      << tag_with(dom, "g", "data-operator", "skewed");
+  const std::string skew = tag_with(dom, "li", "data-finding", "skew");
   EXPECT_NE(skew.find("data-operator=\"skewed\""), std::string::npos) << skew;
   EXPECT_NE(dom.find("key_by"), std::string::npos) << "the skew finding says what to do";
-  EXPECT_NE(tag_with(dom, "data-edge", "0-1").find("data-partitioning=\"rebalance\""),
+  EXPECT_NE(tag_with(dom, "g", "data-edge", "0-1").find("data-partitioning=\"rebalance\""),
             std::string::npos);
   EXPECT_NE(dom.find("discard: 5000 records"), std::string::npos)
       << "the job's output is on the page";
@@ -151,11 +157,11 @@ TEST_F(DashboardPageTest, WithoutTheTokenThePageSaysHowToOpenItAndShowsNoData) {
   const std::string id = submit_endless("unbounded");
   for (const std::string fragment : {std::string(""), std::string("#token=not-the-token")}) {
     const std::string dom = page_dom(fragment);
-    EXPECT_NE(dom.find("sage dashboard"), std::string::npos)
-        << "fragment '" << fragment << "':\n"
-        << dom;
+    EXPECT_NE(dom.find("sage dashboard"), std::string::npos) << "fragment '" << fragment << "':\n"
+                                                             << dom;
     EXPECT_EQ(dom.find(id), std::string::npos) << "the page shows a job without the token";
-    EXPECT_EQ(tag_with(dom, "data-node", "head"), "") << "the page shows nodes without the token";
+    EXPECT_EQ(tag_with(dom, "tr", "data-node", "head"), "")
+        << "the page shows nodes without the token";
   }
   EXPECT_EQ(cli({"job", "stop", id}).code, 0);
 }

@@ -35,8 +35,8 @@ inline ChromiumRun run_chromium(const std::string& url, const std::string& actio
   const std::string command =
       std::string(kChromium) + " --headless --disable-gpu --hide-scrollbars --no-first-run" +
       " --no-default-browser-check --disable-extensions --user-data-dir='" + profile_dir + "'" +
-      sandbox + " --virtual-time-budget=" + std::to_string(virtual_ms) + " " + action + " '" +
-      url + "' 2>/dev/null";
+      sandbox + " --virtual-time-budget=" + std::to_string(virtual_ms) + " " + action + " '" + url +
+      "' 2>/dev/null";
   ChildProcess process({"/bin/sh", "-c", command}, {});
   ChromiumRun run;
   run.finished = process.wait(deadline);

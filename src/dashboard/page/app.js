@@ -17,7 +17,6 @@ const state = {
   job: params.get('job') || '',
   operator: null,        // the operator whose instances are shown (id), or 'all'
   instancesFor: '',      // the job those instances are of
-  busy: new Map(),       // operator id -> {busy, at}: for the busy share between refreshes
   output: { job: '', next: 0, lines: [] },
   refreshes: 0,
 };
@@ -141,6 +140,7 @@ async function refresh() {
     if (!state.job && jobs.jobs.length > 0) {
       const running = jobs.jobs.find((j) => j.state === 'RUNNING');
       select((running || jobs.jobs[0]).id);
+      drawSelection();
     }
     if (state.job) {
       const id = encodeURIComponent(state.job);
@@ -182,7 +182,6 @@ function select(jobId) {
   if (state.job !== jobId) {
     state.job = jobId;
     state.operator = null;
-    state.busy.clear();
     $('instances').hidden = true;
     $('instances-hint').textContent = 'click an operator of the graph, or';
   }
@@ -311,21 +310,6 @@ const BOX_H = 84;
 const GAP_X = 90;
 const GAP_Y = 26;
 
-// The share of the last interval the operator's instances were busy: from the
-// change of busy_seconds since the last refresh, else since the job started
-// (by the head's clock).
-function busyShare(job, o) {
-  const now = job.now_ms;
-  const instances = Math.max(1, o.running_instances || o.parallelism);
-  const before = state.busy.get(o.id);
-  state.busy.set(o.id, { busy: o.busy_seconds, at: now });
-  if (before && now > before.at && o.busy_seconds >= before.busy) {
-    return Math.min(1, (o.busy_seconds - before.busy) / ((now - before.at) / 1000) / instances);
-  }
-  const lived = job.started_at_ms > 0 ? (now - job.started_at_ms) / 1000 : 0;
-  return lived > 0 ? Math.min(1, o.busy_seconds / lived / instances) : 0;
-}
-
 // Columns by longest path from a source; rows in program order.
 function layout(job) {
   const column = new Map(job.operators.map((o) => [o.id, 0]));
@@ -392,11 +376,11 @@ function drawGraph(job) {
       svg('path', { d: `M ${x1} ${y1} C ${mid} ${y1}, ${mid} ${y2}, ${x2} ${y2}`, 'marker-end': 'url(#arrow)' }),
       svg('text', { x: mid, y: (y1 + y2) / 2 - 6, 'text-anchor': 'middle', class: 'rate' }, rate(perSecond)),
       svg('text', { x: mid, y: (y1 + y2) / 2 + 12, 'text-anchor': 'middle', class: 'partitioning' },
-        e.partitioning + (e.chained ? ' (chained)' : '')));
+        e.chained ? 'chained' : e.partitioning));
   });
   const boxes = job.operators.map((o) => {
     const { x, y } = place.get(o.id);
-    const busy = job.state === 'RUNNING' ? busyShare(job, o) : 0;
+    const busy = job.state === 'RUNNING' ? o.busy : 0;
     const backpressure = o.backpressure;
     const found = kinds.get(o.id) || [];
     const status = found.includes('bottleneck') ? 'bottleneck'
@@ -453,7 +437,7 @@ async function showInstances(operator) {
       el('td', { class: 'num' }, count(s.records_out)),
       el('td', { class: 'num' }, rate(s.records_in_per_second)),
       el('td', { class: 'num' }, rate(s.records_out_per_second)),
-      el('td', { class: 'num' }, s.busy_seconds.toFixed(1)),
+      el('td', { class: 'num' }, percent(s.busy)),
       el('td', { class: 'num' }, percent(s.backpressure)),
       el('td', { class: 'num' }, s.queue_capacity_batches > 0 ? `${s.queue_batches}/${s.queue_capacity_batches}` : '–'),
       el('td', { class: 'num' }, s.errors))));
