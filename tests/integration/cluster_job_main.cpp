@@ -32,6 +32,10 @@
 //               10 records into "skewed" (3 instances: skew), then a sink
 //               that prints a line every 5000 records; submits and prints
 //               the job id
+//   near-memory-limit
+//               an endless source into "hoard", which declares 256 MB and
+//               holds 228 MiB (its process: about 95% of its limit); submits
+//               and prints the job id
 // RemoteEnvironment (at $SAGE_ADDRESS) unless the last argument is --local.
 #include <unistd.h>
 
@@ -143,6 +147,27 @@ void unbounded(sage::Environment& env, bool reserving) {
          {.name = "endless"})
       .map<Announce>(announce)
       .sink([](long long) {}, {.name = "discard", .parallelism = 3});
+}
+
+// Holds (and has touched) 228 MiB while it runs.
+class Hoard : public sage::Function {
+ public:
+  void open(sage::RuntimeContext&) override { memory_.assign(std::size_t{228} << 20, 1); }
+  long long map(long long x) { return x + memory_[static_cast<std::size_t>(x) % memory_.size()]; }
+
+ private:
+  std::vector<char> memory_;
+};
+
+void near_memory_limit(sage::Environment& env) {
+  env.from_source(
+         [n = 0LL]() mutable -> std::optional<long long> {
+           std::this_thread::sleep_for(std::chrono::milliseconds(1));
+           return ++n;
+         },
+         {.name = "endless"})
+      .map<Hoard>(sage::Options{.name = "hoard", .resources = sage::Resources{.memory = "256MB"}})
+      .sink([](long long) {}, {.name = "discard"});
 }
 
 void diagnosable(sage::Environment& env) {
@@ -262,8 +287,12 @@ int main(int argc, char** argv) {
   try {
     if (mode == "keyed") {
       keyed(*env, argc > 2 ? std::atoll(argv[2]) : 1000);
-    } else if (mode == "diagnosable") {
-      diagnosable(*env);
+    } else if (mode == "diagnosable" || mode == "near-memory-limit") {
+      if (mode == "diagnosable") {
+        diagnosable(*env);
+      } else {
+        near_memory_limit(*env);
+      }
       std::printf("submitted %s\n", env->submit(false).c_str());
       return 0;
     } else if (mode == "unbounded" || mode == "reserving") {
@@ -417,7 +446,7 @@ int main(int argc, char** argv) {
           stderr,
           "usage: %s keyed N|shuffle N|unbounded|reserving|throw|greedy|crowd|fragmented|pair|"
           "packable|gpus|gpu-hog|memory-hog|orphan|tls-env|loud|early-source|early-map|"
-          "bad-partitioner|metrics|gated N F [--local]\n",
+          "bad-partitioner|metrics|gated N F|diagnosable|near-memory-limit [--local]\n",
           argv[0]);
       return 2;
     }
