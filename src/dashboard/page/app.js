@@ -125,8 +125,9 @@ function problem(text) {
   box.textContent = text || '';
 }
 
-// Timings the page keeps on <body> (milliseconds, real time): data-first-render-ms
-// from navigation to the first refresh drawn in full, data-refresh-ms the last
+// Timings the page keeps on <body> (milliseconds, real time): data-script-ms
+// from navigation to this script's start, data-first-render-ms to the first
+// refresh drawn in full, data-refresh-ms the last
 // refresh (fetches and drawing), data-draw-ms its drawing alone.
 async function refresh() {
   const began = performance.now();
@@ -473,6 +474,7 @@ function drawOutput(jobId, tail) {
 // ---- start ------------------------------------------------------------------
 
 function start() {
+  document.body.dataset.scriptMs = performance.now().toFixed(1);
   $('load-instances').addEventListener('click', () => showInstances('all'));
   if (!token) {
     problem('This page needs the cluster token in its URL: open the URL that `sage dashboard` prints ' +
