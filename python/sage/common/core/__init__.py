@@ -1,0 +1,25 @@
+"""The function base classes of SAGE's API, re-exported as SAGE does."""
+
+from sage.common.core.functions import (  # noqa: F401
+    BaseFunction,
+    BatchFunction,
+    FilterFunction,
+    FlatMapFunction,
+    KeyByFunction,
+    MapFunction,
+    SinkFunction,
+    SourceFunction,
+    StopSignal,
+)
+
+__all__ = [
+    "BaseFunction",
+    "BatchFunction",
+    "FilterFunction",
+    "FlatMapFunction",
+    "KeyByFunction",
+    "MapFunction",
+    "SinkFunction",
+    "SourceFunction",
+    "StopSignal",
+]
