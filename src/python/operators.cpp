@@ -84,7 +84,10 @@ class Instance {
   }
   // GIL held. Calls the function's close(); the context is invalid after.
   void close() {
-    handle_->ctx = nullptr;
+    struct Invalidate {
+      ContextHandle& handle;
+      ~Invalidate() { handle.ctx = nullptr; }
+    } invalidate{*handle_};
     if (close_ && close_.get() != Py_None) {
       Object result = Object::steal(PyObject_CallNoArgs(close_.get()));
       if (!result) throw_python_error();
