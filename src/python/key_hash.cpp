@@ -67,7 +67,46 @@ bool encode(PyObject* key, Writer& out) {
   return refuse(key, PyFloat_Check(key) ? " (1.0 == 1 in Python, but their encodings differ)" : "");
 }
 
+// Tags of key_identity.
+constexpr char kIntTag = 'i', kStrTag = 's', kBytesTag = 'b', kTupleTag = 't';
+
+bool identity(PyObject* key, Writer& out) {
+  if (PyLong_Check(key)) {
+    std::int64_t v = 0;
+    if (!as_int64(key, v)) return false;
+    out.write_bytes(&kIntTag, 1);
+    out.write(v);
+    return true;
+  }
+  if (PyUnicode_Check(key) || PyBytes_Check(key)) {
+    const char* data = nullptr;
+    Py_ssize_t size = 0;
+    if (!as_bytes(key, data, size)) return false;
+    out.write_bytes(PyUnicode_Check(key) ? &kStrTag : &kBytesTag, 1);
+    out.write_varint(static_cast<std::uint64_t>(size));
+    out.write_bytes(data, static_cast<std::size_t>(size));
+    return true;
+  }
+  if (PyTuple_Check(key)) {
+    out.write_bytes(&kTupleTag, 1);
+    out.write_varint(static_cast<std::uint64_t>(PyTuple_GET_SIZE(key)));
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(key); ++i) {
+      if (!identity(PyTuple_GET_ITEM(key, i), out)) return false;
+    }
+    return true;
+  }
+  return refuse(key, PyFloat_Check(key) ? " (1.0 == 1 in Python, but their encodings differ)" : "");
+}
+
 }  // namespace
+
+bool key_identity(PyObject* key, std::string& out) {
+  Writer writer(std::move(out));
+  writer.buffer().clear();
+  const bool ok = identity(key, writer);
+  out = writer.take();
+  return ok;
+}
 
 bool stable_key_hash(PyObject* key, std::uint64_t& hash) {
   if (PyLong_Check(key)) {

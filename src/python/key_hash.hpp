@@ -18,11 +18,18 @@
 #include <Python.h>
 
 #include <cstdint>
+#include <string>
 
 namespace sage::python {
 
 // GIL held. Returns false with a Python TypeError (or OverflowError for an
 // int outside 64 bits) set when the key cannot be hashed stably.
 bool stable_key_hash(PyObject* key, std::uint64_t& hash);
+
+// The key as the keyed state of Python operators tells keys apart: its
+// encoding with a type tag on every element, so that equal Python keys (1 and
+// True) share an entry and unequal ones (1, b"\x01...", "1") never do. GIL
+// held; false with a Python error set, as stable_key_hash.
+bool key_identity(PyObject* key, std::string& out);
 
 }  // namespace sage::python

@@ -57,24 +57,53 @@ Options make_options(const std::string& name, std::optional<int> parallelism,
 struct Stream {
   std::shared_ptr<detail::LogicalGraph> graph;
   std::vector<detail::StreamInput> inputs;
-  bool keyed = false;  // the next operator reads a key_by
+  Object key_factory;                      // set when the next operator reads a key_by
+  std::optional<int> default_parallelism;  // set by partition_custom
+
+  // An operator reading `streams` (several for comap: input i is streams[i]).
+  static Stream attach(const std::vector<const Stream*>& streams, TransformKind kind,
+                       const py::object& factory, const Options& options) {
+    const Stream& first = *streams.front();
+    std::vector<std::vector<detail::StreamInput>> inputs;
+    std::vector<Object> key_factories;
+    bool keyed = false;
+    for (const Stream* s : streams) {
+      detail::require_same_graph(*first.graph, *s->graph);
+      inputs.push_back(s->inputs);
+      key_factories.push_back(s->key_factory);
+      keyed = keyed || static_cast<bool>(s->key_factory);
+    }
+    Object f = to_object(factory);
+    const int id = detail::add_operator(
+        *first.graph, streams.size() > 1 ? "comap" : to_string(kind), options,
+        first.default_parallelism, keyed, inputs,
+        detail::operator_factory([kind, f, key_factories](detail::OperatorSetup& setup) {
+          return make_transform(kind, f, key_factories, setup);
+        }));
+    return Stream{first.graph, {{id, detail::Partitioning::kDefault, forward_edge()}}, {}, {}};
+  }
 
   Stream transform(TransformKind kind, const py::object& factory, const Options& options) const {
-    Object f = to_object(factory);
-    const int id =
-        detail::add_operator(*graph, to_string(kind), options, std::nullopt, keyed, {inputs},
-                             detail::operator_factory([kind, f](detail::OperatorSetup& setup) {
-                               return make_transform(kind, f, setup);
-                             }));
-    return Stream{graph, {{id, detail::Partitioning::kDefault, forward_edge()}}, false};
+    return attach({this}, kind, factory, options);
   }
   Stream partitioned(detail::Partitioning p, std::shared_ptr<const detail::EdgeFactory> edge,
-                     bool keyed_result) const {
+                     Object key_factory = {}) const {
     graph->require_open();
-    Stream result{graph, inputs, keyed_result};
+    Stream result{graph, inputs, std::move(key_factory), {}};
     for (auto& input : result.inputs) {
       input.partitioning = p;
       input.edge = edge;
+    }
+    return result;
+  }
+  // The records of this stream and of `others` as one stream. It stays
+  // keyed only when all are keyed by the same key function.
+  Stream union_with(const std::vector<Stream>& others) const {
+    Stream result = *this;
+    for (const auto& other : others) {
+      detail::require_same_graph(*graph, *other.graph);
+      result.inputs.insert(result.inputs.end(), other.inputs.begin(), other.inputs.end());
+      if (result.key_factory.get() != other.key_factory.get()) result.key_factory = {};
     }
     return result;
   }
@@ -142,7 +171,7 @@ class Environment {
     // Python sources cannot save their position yet: a job with
     // checkpoints is refused at submit.
     graph->nodes[static_cast<std::size_t>(id)].replayable = false;
-    return Stream{graph, {{id, detail::Partitioning::kDefault, forward_edge()}}, false};
+    return Stream{graph, {{id, detail::Partitioning::kDefault, forward_edge()}}, {}, {}};
   }
 
   std::string submit(bool autostop) {
@@ -188,6 +217,21 @@ RuntimeContext& require(const ContextHandle& h) {
   return *h.ctx;
 }
 
+// Keyed state handles for Python: the C++ handles over values that are Python
+// objects, usable while their instance is open.
+struct PyValueState {
+  std::shared_ptr<ContextHandle> handle;
+  ValueState<Object> state;
+};
+struct PyListState {
+  std::shared_ptr<ContextHandle> handle;
+  ListState<Object> state;
+};
+
+py::object to_python(const Object& o) {
+  return o ? py::reinterpret_borrow<py::object>(o.get()) : py::none();
+}
+
 }  // namespace
 }  // namespace sage::python
 
@@ -226,8 +270,65 @@ PYBIND11_MODULE(_native, m) {
                                double value) { require(h).metrics().record(name, value); })
       .def("inc_counter", [](const ContextHandle& h, const std::string& name,
                              std::int64_t n) { require(h).metrics().counter(name).inc(n); })
-      .def("set_gauge", [](const ContextHandle& h, const std::string& name, double value) {
-        require(h).metrics().gauge(name).set(value);
+      .def("set_gauge", [](const ContextHandle& h, const std::string& name,
+                           double value) { require(h).metrics().gauge(name).set(value); })
+      .def_property_readonly("current_key",
+                             [](const ContextHandle& h) {
+                               require(h);
+                               if (h.current_key == nullptr) {
+                                 throw sage::InvalidPlanError(
+                                     "current_key exists only in an operator applied directly "
+                                     "after keyby(...), while it processes a record");
+                               }
+                               return py::reinterpret_borrow<py::object>(h.current_key);
+                             })
+      .def("value_state",
+           [](const std::shared_ptr<ContextHandle>& h, const std::string& name) {
+             return PyValueState{h, require(*h).value_state<Object>(name)};
+           })
+      .def("list_state", [](const std::shared_ptr<ContextHandle>& h, const std::string& name) {
+        return PyListState{h, require(*h).list_state<Object>(name)};
+      });
+
+  py::class_<PyValueState>(m, "ValueState")
+      .def("value",
+           [](PyValueState& s) {
+             require(*s.handle);
+             const auto value = s.state.value();
+             return value ? to_python(*value) : py::none();
+           })
+      .def("update",
+           [](PyValueState& s, const py::object& value) {
+             require(*s.handle);
+             s.state.update(to_object(value));
+           })
+      .def("clear", [](PyValueState& s) {
+        require(*s.handle);
+        s.state.clear();
+      });
+  py::class_<PyListState>(m, "ListState")
+      .def("get",
+           [](PyListState& s) {
+             require(*s.handle);
+             py::list out;
+             for (const auto& v : s.state.get()) out.append(to_python(v));
+             return out;
+           })
+      .def("add",
+           [](PyListState& s, const py::object& value) {
+             require(*s.handle);
+             s.state.add(to_object(value));
+           })
+      .def("update",
+           [](PyListState& s, const py::iterable& values) {
+             require(*s.handle);
+             std::vector<Object> all;
+             for (const auto& v : values) all.push_back(to_object(v));
+             s.state.update(std::move(all));
+           })
+      .def("clear", [](PyListState& s) {
+        require(*s.handle);
+        s.state.clear();
       });
 
   py::class_<Stream>(m, "Stream")
@@ -242,13 +343,38 @@ PYBIND11_MODULE(_native, m) {
           py::arg("resources"))
       .def("key_by",
            [](const Stream& s, const py::object& key_factory) {
+             Object factory = to_object(key_factory);
              return s.partitioned(sage::detail::Partitioning::kHash,
-                                  std::make_shared<const PyEdgeFactory>(to_object(key_factory)),
-                                  true);
+                                  std::make_shared<const PyEdgeFactory>(factory), factory);
            })
-      .def("rebalance", [](const Stream& s) {
-        return s.partitioned(sage::detail::Partitioning::kRebalance, forward_edge(), false);
-      });
+      .def("partition_custom",
+           [](const Stream& s, const py::object& partitioner_factory,
+              std::optional<int> parallelism) {
+             Stream result = s.partitioned(
+                 sage::detail::Partitioning::kCustom,
+                 std::make_shared<const PyEdgeFactory>(to_object(partitioner_factory)));
+             result.default_parallelism = parallelism;
+             return result;
+           })
+      .def("rebalance",
+           [](const Stream& s) {
+             return s.partitioned(sage::detail::Partitioning::kRebalance, forward_edge());
+           })
+      .def("union", &Stream::union_with);
+
+  m.def(
+      "comap",
+      [](const std::vector<const Stream*>& streams, const py::object& factory,
+         const std::string& name, std::optional<int> parallelism,
+         const std::optional<py::dict>& resources) {
+        if (streams.size() < 2) throw sage::InvalidPlanError("comap needs at least two streams");
+        return Stream::attach(streams, TransformKind::kMap, factory,
+                              make_options(name, parallelism, resources));
+      },
+      py::arg("streams"), py::arg("factory"), py::arg("name"), py::arg("parallelism"),
+      py::arg("resources"),
+      "An operator whose input i is streams[i]; the factory's call is a tuple of one callable per "
+      "input.");
 
   py::class_<Environment>(m, "Environment")
       .def(py::init<const std::string&>())

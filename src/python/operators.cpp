@@ -2,7 +2,9 @@
 
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <chrono>
+#include <deque>
 #include <stdexcept>
 
 #include "python/key_hash.hpp"
@@ -51,10 +53,11 @@ class Output {
 // it opens, with its RuntimeContext and metrics.
 class Instance {
  public:
-  Instance(Object factory, detail::OperatorSetup& setup)
+  Instance(Object factory, detail::OperatorSetup& setup,
+           detail::KeyedStateBackend* keyed_state = nullptr)
       : factory_(std::move(factory)),
         metrics_(setup.metrics),
-        ctx_(setup.identity, setup.metrics->user, nullptr),
+        ctx_(setup.identity, setup.metrics->user, keyed_state),
         handle_(std::make_shared<ContextHandle>(ContextHandle{&ctx_})) {}
   ~Instance() { handle_->ctx = nullptr; }
   Instance(const Instance&) = delete;
@@ -74,7 +77,15 @@ class Instance {
     if (!PyTuple_Check(made.get()) || PyTuple_GET_SIZE(made.get()) != 3) {
       throw PythonError("internal: a function factory must return (call, open, close)");
     }
-    call_ = Object::borrow(PyTuple_GET_ITEM(made.get(), 0));
+    PyObject* call = PyTuple_GET_ITEM(made.get(), 0);
+    calls_.clear();
+    if (PyTuple_Check(call)) {  // comap: one callable per input
+      for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(call); ++i) {
+        calls_.push_back(Object::borrow(PyTuple_GET_ITEM(call, i)));
+      }
+    } else {
+      calls_.push_back(Object::borrow(call));
+    }
     PyObject* open = PyTuple_GET_ITEM(made.get(), 1);
     close_ = Object::borrow(PyTuple_GET_ITEM(made.get(), 2));
     if (open != Py_None) {
@@ -94,13 +105,25 @@ class Instance {
     }
   }
 
-  PyObject* call() const { return call_.get(); }
+  // The callable for records of input `input`: the only one, or (comap) the input's own.
+  PyObject* call(std::size_t input = 0) const {
+    if (calls_.size() == 1) return calls_.front().get();
+    if (input >= calls_.size()) {
+      throw PythonError("input " + std::to_string(input) + " has no function (there are " +
+                        std::to_string(calls_.size()) +
+                        "); a comap over n streams needs map0 to "
+                        "map<n-1>");
+    }
+    return calls_[input].get();
+  }
   detail::InstanceMetrics& metrics() { return *metrics_; }
   RuntimeContext& ctx() { return ctx_; }
+  ContextHandle& handle() { return *handle_; }
 
  private:
   Object factory_;
-  Object call_, close_;
+  std::vector<Object> calls_;
+  Object close_;
   detail::InstanceMetrics* metrics_;
   RuntimeContext ctx_;
   std::shared_ptr<ContextHandle> handle_;
@@ -114,23 +137,52 @@ class PythonOperator : public detail::Operator {
   void notify_checkpoint_complete(std::uint64_t) override {}
 };
 
+// map, filter, flat_map and sink over one or more inputs: records of input i
+// go to the function's callable i (comap's map<i>), and the records of every
+// input (a union) to the one callable of the other functions.
 template <TransformKind kKind>
-class TransformOperator final : public PythonOperator, public detail::BatchReceiver<Object> {
+class TransformOperator final : public PythonOperator {
  public:
-  TransformOperator(const Object& factory, detail::OperatorSetup& setup)
-      : instance_(factory, setup), output_(setup), batch_size_(setup.config->batch_size) {}
+  TransformOperator(const Object& factory, const std::vector<Object>& key_factories,
+                    detail::OperatorSetup& setup)
+      : key_factories_(key_factories),
+        keyed_(std::any_of(key_factories.begin(), key_factories.end(),
+                           [](const Object& f) { return static_cast<bool>(f); })),
+        instance_(factory, setup, keyed_ ? &state_ : nullptr),
+        output_(setup),
+        batch_size_(setup.config->batch_size) {}
 
   void open() override {
     Gil gil;
-    instance_.run([&] { instance_.open(); });
+    instance_.run([&] {
+      for (const auto& factory : key_factories_) {
+        key_fns_.push_back(factory ? Object::steal(PyObject_CallNoArgs(factory.get())) : Object{});
+        if (factory && !key_fns_.back()) throw_python_error();
+      }
+      instance_.open();
+    });
   }
   void finish() override {
     Gil gil;
     instance_.run([&] { instance_.close(); });
   }
-  detail::BatchReceiverBase& input(int) override { return *this; }
+  // Called while the task is built, once per input the plan connects.
+  detail::BatchReceiverBase& input(int index) override {
+    while (ports_.size() <= static_cast<std::size_t>(index)) {
+      ports_.emplace_back(*this, ports_.size());
+    }
+    return ports_[static_cast<std::size_t>(index)];
+  }
 
-  void receive(std::vector<Object>& batch) override {
+ private:
+  struct Port final : detail::BatchReceiver<Object> {
+    Port(TransformOperator& op, std::size_t index) : op(op), index(index) {}
+    void receive(std::vector<Object>& batch) override { op.receive(index, batch); }
+    TransformOperator& op;
+    std::size_t index;
+  };
+
+  void receive(std::size_t port, std::vector<Object>& batch) {
     auto& metrics = instance_.metrics();
     metrics.add(metrics.records_in, batch.size());
     {
@@ -139,7 +191,24 @@ class TransformOperator final : public PythonOperator, public detail::BatchRecei
       {
         detail::ScopedTimer timer(metrics.busy_ns);
         instance_.run([&] {
-          for (auto& record : batch) process(std::move(record));
+          PyObject* fn = instance_.call(port);
+          PyObject* key_fn = port < key_fns_.size() ? key_fns_[port].get() : nullptr;
+          if (key_fn == nullptr) {
+            for (auto& record : batch) process(fn, std::move(record));
+            return;
+          }
+          struct Unselect {
+            TransformOperator& op;
+            ~Unselect() {
+              op.state_.clear_current_key();
+              op.instance_.handle().current_key = nullptr;
+              op.current_key_.reset();
+            }
+          } unselect{*this};
+          for (auto& record : batch) {
+            select_key(key_fn, record.get());
+            process(fn, std::move(record));
+          }
         });
       }
       output_.prepare(out_);
@@ -147,10 +216,21 @@ class TransformOperator final : public PythonOperator, public detail::BatchRecei
     output_.send(out_);
   }
 
- private:
+  // GIL held: makes the record's key the current key of the keyed state.
+  void select_key(PyObject* key_fn, PyObject* record) {
+    current_key_ = call_one(key_fn, record);
+    std::uint64_t hash = 0;
+    if (!stable_key_hash(current_key_.get(), hash) ||
+        !key_identity(current_key_.get(), key_bytes_)) {
+      throw_python_error();
+    }
+    state_.set_current_key(key_bytes_, hash);
+    instance_.handle().current_key = current_key_.get();
+  }
+
   // GIL held. `record` dies here unless it is kept.
-  void process(Object record) {
-    Object result = call_one(instance_.call(), record.get());
+  void process(PyObject* fn, Object record) {
+    Object result = call_one(fn, record.get());
     if constexpr (kKind == TransformKind::kMap) {
       if (result.get() != Py_None) out_.push_back(std::move(result));  // None drops, as in SAGE
     } else if constexpr (kKind == TransformKind::kFilter) {
@@ -178,8 +258,16 @@ class TransformOperator final : public PythonOperator, public detail::BatchRecei
     out_.clear();
   }
 
+  // Keyed state: keys by their key_identity, hashed as key_by routes them.
+  std::vector<Object> key_factories_;
+  std::vector<Object> key_fns_;
+  bool keyed_;
+  detail::TypedKeyedStateBackend<std::string> state_;
+  Object current_key_;
+  std::string key_bytes_;
   Instance instance_;
   Output output_;
+  std::deque<Port> ports_;  // stable addresses: the task holds them
   std::vector<Object> out_;
   std::size_t batch_size_;
 };
@@ -277,13 +365,16 @@ class SourceOperator final : public detail::SourceOperator {
   std::size_t next_ = 0, step_ = 1;
 };
 
-// key_by's writer: the key of every record of a batch under one GIL
-// acquisition, then the records to their instances without it.
-class KeyedWriter final : public detail::ChannelWriterCommon<Object> {
+// The writer of key_by and partition_custom: the target of every record of
+// a batch under one GIL acquisition (the key's stable hash, or the user's
+// partition()), then the records to their instances without it.
+class SelectingWriter final : public detail::ChannelWriterCommon<Object> {
  public:
-  KeyedWriter(detail::WriterSetup setup, Object key_factory, int max_parallelism)
+  SelectingWriter(detail::WriterSetup setup, detail::Partitioning partitioning,
+                  Object selector_factory, int max_parallelism)
       : ChannelWriterCommon<Object>(std::move(setup)),
-        key_factory_(std::move(key_factory)),
+        partitioning_(partitioning),
+        selector_factory_(std::move(selector_factory)),
         max_parallelism_(max_parallelism) {
     const auto parallelism = static_cast<int>(target_count());
     for (int group = 0; group < max_parallelism; ++group) {
@@ -296,31 +387,59 @@ class KeyedWriter final : public detail::ChannelWriterCommon<Object> {
     targets_.resize(batch.size());
     {
       Gil gil;
-      if (!key_fn_) {
-        key_fn_ = Object::steal(PyObject_CallNoArgs(key_factory_.get()));
-        if (!key_fn_) fail("key_by: the key function could not be built:\n" + take_python_error());
+      const char* what = partitioning_ == detail::Partitioning::kHash ? "key_by: the key function"
+                                                                      : "partition_custom: the "
+                                                                        "partitioner";
+      if (!selector_) {
+        selector_ = Object::steal(PyObject_CallNoArgs(selector_factory_.get()));
+        if (!selector_) fail(std::string(what) + " could not be built:\n" + take_python_error());
       }
-      for (std::size_t i = 0; i < batch.size(); ++i) {
-        Object key = Object::steal(PyObject_CallOneArg(key_fn_.get(), batch[i].get()));
-        if (!key) fail("key_by: the key function raised:\n" + take_python_error());
-        std::uint64_t hash = 0;
-        if (!stable_key_hash(key.get(), hash)) fail(take_python_error());
-        targets_[i] = static_cast<std::size_t>(
-            instance_of_group_[detail::key_group_of(hash, max_parallelism_)]);
-      }
+      for (std::size_t i = 0; i < batch.size(); ++i) targets_[i] = select(batch[i].get(), what);
     }
     for (std::size_t i = 0; i < batch.size(); ++i) append(targets_[i], std::move(batch[i]));
   }
 
  private:
+  // GIL held.
+  std::size_t select(PyObject* record, const char* what) {
+    const auto n = static_cast<long long>(target_count());
+    if (partitioning_ == detail::Partitioning::kHash) {
+      Object key = Object::steal(PyObject_CallOneArg(selector_.get(), record));
+      if (!key) fail(std::string(what) + " raised:\n" + take_python_error());
+      std::uint64_t hash = 0;
+      if (!stable_key_hash(key.get(), hash)) fail(take_python_error());
+      return static_cast<std::size_t>(
+          instance_of_group_[detail::key_group_of(hash, max_parallelism_)]);
+    }
+    Object count = Object::steal(PyLong_FromLongLong(n));
+    Object index =
+        Object::steal(PyObject_CallFunctionObjArgs(selector_.get(), record, count.get(), nullptr));
+    if (!index) fail(std::string(what) + " raised:\n" + take_python_error());
+    if (!PyLong_Check(index.get())) {
+      fail(std::string(what) + " returned a '" + Py_TYPE(index.get())->tp_name +
+           "'; partition(record, num_partitions) must return an int in [0, " + std::to_string(n) +
+           ")");
+    }
+    const long long target = PyLong_AsLongLong(index.get());
+    if (target == -1 && PyErr_Occurred()) PyErr_Clear();
+    if (target < 0 || target >= n) {
+      Object text = Object::steal(PyObject_Repr(index.get()));
+      fail(std::string(what) + " returned index " + (text ? PyUnicode_AsUTF8(text.get()) : "?") +
+           " for " + std::to_string(n) + " partitions; partition() must return a value in [0, " +
+           std::to_string(n) + ")");
+    }
+    return static_cast<std::size_t>(target);
+  }
+
   [[noreturn]] void fail(std::string message) {
     detail::OperatorError error = setup().blame;
     error.message = std::move(message);
     throw error;
   }
 
-  Object key_factory_;
-  Object key_fn_;
+  detail::Partitioning partitioning_;
+  Object selector_factory_;
+  Object selector_;
   int max_parallelism_;
   std::vector<int> instance_of_group_;
   std::vector<std::size_t> targets_;
@@ -343,16 +462,21 @@ const char* to_string(TransformKind kind) {
 }
 
 std::unique_ptr<detail::Operator> make_transform(TransformKind kind, const Object& factory,
+                                                 const std::vector<Object>& key_factories,
                                                  detail::OperatorSetup& setup) {
   switch (kind) {
     case TransformKind::kMap:
-      return std::make_unique<TransformOperator<TransformKind::kMap>>(factory, setup);
+      return std::make_unique<TransformOperator<TransformKind::kMap>>(factory, key_factories,
+                                                                      setup);
     case TransformKind::kFilter:
-      return std::make_unique<TransformOperator<TransformKind::kFilter>>(factory, setup);
+      return std::make_unique<TransformOperator<TransformKind::kFilter>>(factory, key_factories,
+                                                                         setup);
     case TransformKind::kFlatMap:
-      return std::make_unique<TransformOperator<TransformKind::kFlatMap>>(factory, setup);
+      return std::make_unique<TransformOperator<TransformKind::kFlatMap>>(factory, key_factories,
+                                                                          setup);
     case TransformKind::kSink:
-      return std::make_unique<TransformOperator<TransformKind::kSink>>(factory, setup);
+      return std::make_unique<TransformOperator<TransformKind::kSink>>(factory, key_factories,
+                                                                       setup);
   }
   throw std::logic_error("unknown transform kind");
 }
@@ -375,11 +499,13 @@ std::unique_ptr<detail::BatchBase> PyEdgeFactory::decode(std::string_view bytes)
 detail::CreatedWriter PyEdgeFactory::create_special_writer(detail::WriterSetup setup,
                                                            detail::Partitioning partitioning,
                                                            int max_parallelism) const {
-  if (partitioning != detail::Partitioning::kHash || !key_factory_) {
+  if (!selector_factory_ || (partitioning != detail::Partitioning::kHash &&
+                             partitioning != detail::Partitioning::kCustom)) {
     throw std::logic_error(std::string("a Python edge cannot be partitioned by ") +
                            detail::to_string(partitioning));
   }
-  return wrap(std::make_unique<KeyedWriter>(std::move(setup), key_factory_, max_parallelism));
+  return wrap(std::make_unique<SelectingWriter>(std::move(setup), partitioning, selector_factory_,
+                                                max_parallelism));
 }
 
 }  // namespace sage::python

@@ -1,12 +1,13 @@
 // The operators that run Python functions inside the C++ engine: sources
-// (a list, a BatchFunction, a SourceFunction), map, filter, flat_map and
-// sink, and the keyed channel writer of key_by. Each takes the GIL once per
-// batch and never holds it while handing records downstream (object.hpp).
+// (a list, a BatchFunction, a SourceFunction), map (and comap), filter,
+// flat_map and sink, and the channel writer of key_by and partition_custom. Each takes the GIL once
+// per batch and never holds it while handing records downstream (object.hpp).
 //
 // A function reaches an operator as a Python factory, called once per
 // parallel instance when the instance opens; it returns a tuple
 // (call, open, close): the callable run per record (a bound execute(), a
-// lambda), and the instance's open(ctx) and close(), or None.
+// lambda; for comap, a tuple of one per input), and the instance's open(ctx)
+// and close(), or None.
 #pragma once
 
 #include <memory>
@@ -23,9 +24,12 @@
 namespace sage::python {
 
 // What Python's RuntimeContext object reaches: the instance's context while
-// the instance is open, null after (then its methods raise).
+// the instance is open, null after (then its methods raise), and in an
+// operator after key_by the key of the record being processed (borrowed,
+// read under the GIL).
 struct ContextHandle {
   RuntimeContext* ctx = nullptr;
+  PyObject* current_key = nullptr;
 };
 
 enum class TransformKind { kMap, kFilter, kFlatMap, kSink };
@@ -38,20 +42,27 @@ enum class SourceKind {
 };
 
 // The operator factories of the logical graph. `factory` is the Python
-// function factory (or the list of a collection source).
+// function factory (or the list of a collection source). `key_factories`
+// has, per input, the factory of the key function of the key_by it reads
+// (null for an input that is not keyed): the operator then keeps keyed state
+// and knows each record's key.
 std::unique_ptr<detail::Operator> make_transform(TransformKind kind, const Object& factory,
+                                                 const std::vector<Object>& key_factories,
                                                  detail::OperatorSetup& setup);
 std::unique_ptr<detail::Operator> make_source(SourceKind kind, const Object& payload,
                                               const Object& stop_type,
                                               detail::OperatorSetup& setup);
 
 // The edges of Python streams: batches cross processes as one pickle each
-// (encode_batch), and key_by routes by stable_key_hash of the key function's
-// result, taking the GIL once per batch.
+// (encode_batch); key_by routes by stable_key_hash of the key function's
+// result, partition_custom by the partitioner's index, each taking the GIL
+// once per batch.
 class PyEdgeFactory : public detail::TypedEdgeFactory<Object> {
  public:
-  // `key_factory`: null, or the key function's factory (a hash edge).
-  explicit PyEdgeFactory(Object key_factory = {}) : key_factory_(std::move(key_factory)) {}
+  // `selector_factory`: null, or the factory of the key function (a hash
+  // edge, key_by) or of the partitioner (a custom edge, partition_custom).
+  explicit PyEdgeFactory(Object selector_factory = {})
+      : selector_factory_(std::move(selector_factory)) {}
   std::string record_type() const override { return "python object"; }
   void encode(const detail::BatchBase& batch, Writer& out) const override;
   std::unique_ptr<detail::BatchBase> decode(std::string_view bytes) const override;
@@ -62,7 +73,7 @@ class PyEdgeFactory : public detail::TypedEdgeFactory<Object> {
                                               int max_parallelism) const override;
 
  private:
-  Object key_factory_;
+  Object selector_factory_;
 };
 
 }  // namespace sage::python

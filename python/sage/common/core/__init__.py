@@ -1,6 +1,7 @@
 """The function base classes of SAGE's API, re-exported as SAGE does."""
 
 from sage.common.core.functions import (  # noqa: F401
+    BaseCoMapFunction,
     BaseFunction,
     BatchFunction,
     FilterFunction,
@@ -13,6 +14,7 @@ from sage.common.core.functions import (  # noqa: F401
 )
 
 __all__ = [
+    "BaseCoMapFunction",
     "BaseFunction",
     "BatchFunction",
     "FilterFunction",

@@ -60,6 +60,17 @@ class SourceFunction(BaseFunction):
     called again), or a StopSignal to end the stream."""
 
 
+class BaseCoMapFunction(BaseFunction):
+    """For ``connect(...).comap(F)``: map0(data) for records of the first stream, map1(data)
+    for the second, and so on; returning None drops the record."""
+
+    def map0(self, data):
+        raise NotImplementedError(f"{type(self).__name__} must implement map0()")
+
+    def map1(self, data):
+        raise NotImplementedError(f"{type(self).__name__} must implement map1()")
+
+
 class StopSignal:
     """Returned by a SourceFunction's execute() (the class or an instance) to end its stream."""
 

@@ -15,8 +15,9 @@ from sage.common.core.functions import BaseFunction
 from sage.kernel.api.runtime import RuntimeContext
 
 
-def _bind(instance):
-    """(call, open, close) of a function instance, as the engine wants them."""
+def _bind(instance, call=None):
+    """(call, open, close) of a function instance, as the engine wants them; ``call`` is
+    its execute() unless given."""
     user_open = getattr(instance, "open", None)
 
     def open_(handle):
@@ -28,7 +29,8 @@ def _bind(instance):
         if user_open is not None:
             user_open(ctx)
 
-    return instance.execute, open_, getattr(instance, "close", None)
+    call = instance.execute if call is None else call
+    return call, open_, getattr(instance, "close", None)
 
 
 def function_factory(function, args, kwargs, what):
@@ -58,6 +60,41 @@ def function_factory(function, args, kwargs, what):
     raise TypeError(
         f"{what}: expected a function class, a function object with execute(), a lambda or a "
         f"function, got {type(function).__name__}"
+    )
+
+
+def comap_factory(function, args, kwargs, inputs):
+    """The factory of a comap over ``inputs`` streams: its call is (map0, ..., map<inputs-1>)."""
+    if not isinstance(function, type):
+        raise TypeError(
+            f"comap: expected a class with map0() to map{inputs - 1}() (a BaseCoMapFunction), "
+            f"got {type(function).__name__}"
+        )
+    missing = [f"map{i}" for i in range(inputs) if not callable(getattr(function, f"map{i}", None))]
+    if missing:
+        raise TypeError(
+            f"comap: {function.__name__} lacks {', '.join(missing)}; over {inputs} streams it "
+            f"needs map0() to map{inputs - 1}()"
+        )
+
+    def make():
+        instance = function(*args, **kwargs)
+        return _bind(instance, tuple(getattr(instance, f"map{i}") for i in range(inputs)))
+
+    return make, function.__name__
+
+
+def partitioner_factory(partitioner):
+    """A factory of the callable (record, num_partitions) -> index of partition_custom."""
+    if isinstance(partitioner, type):
+        partitioner = partitioner()
+    if callable(getattr(partitioner, "partition", None)):
+        return lambda: copy.deepcopy(partitioner).partition
+    if callable(partitioner):
+        return lambda: partitioner
+    raise TypeError(
+        f"partition_custom: expected a Partitioner (partition(record, num_partitions)) or a "
+        f"function (record, num_partitions), got {type(partitioner).__name__}"
     )
 
 
@@ -146,3 +183,80 @@ class DataStream:
     def rebalance(self):
         """Round robin over the instances of the next operator."""
         return DataStream(self._environment, self._native.rebalance())
+
+    def partition_custom(self, partitioner, parallelism=None):
+        """The partitioner's ``partition(record, num_partitions)`` (a Partitioner, its class, or
+        a function of both) picks the instance of the next operator; ``parallelism`` is that
+        operator's parallelism unless it says otherwise."""
+        native = self._native.partition_custom(partitioner_factory(partitioner), parallelism)
+        return DataStream(self._environment, native)
+
+    def union(self, *others):
+        """The records of this stream and of ``others`` as one stream."""
+        return DataStream(self._environment, self._native.union([o._native for o in others]))
+
+    def connect(self, other):
+        """This stream and ``other`` (a DataStream or ConnectedStreams), for comap."""
+        return ConnectedStreams(self._environment, [self]).connect(other)
+
+
+class ConnectedStreams:
+    """Two or more streams, kept apart until comap processes each with its own map<i>. The
+    other transformations (map, filter, flatmap, sink, print) see them as one stream."""
+
+    def __init__(self, environment, streams):
+        self._environment = environment
+        self._streams = list(streams)
+
+    def connect(self, other):
+        """These streams and ``other``'s."""
+        more = other._streams if isinstance(other, ConnectedStreams) else [other]
+        return ConnectedStreams(self._environment, self._streams + more)
+
+    def comap(self, function, *args, name=None, parallelism=None, resources=None, **kwargs):
+        """A BaseCoMapFunction class: map<i>(data) for records of the i-th stream (None drops
+        the record); the arguments after it go to its constructor."""
+        if len(self._streams) < 2:
+            raise ValueError("comap needs at least two connected streams")
+        make, default_name = comap_factory(function, args, kwargs, len(self._streams))
+        native = _native.comap(
+            [s._native for s in self._streams], make, name or default_name, parallelism, resources
+        )
+        return DataStream(self._environment, native)
+
+    def keyby(self, key_selector, strategy="hash"):
+        """Each stream keyed: by one key function, or a list with one per stream."""
+        if isinstance(key_selector, list):
+            if len(key_selector) != len(self._streams):
+                raise ValueError(
+                    f"keyby: {len(key_selector)} key functions for {len(self._streams)} streams"
+                )
+            selectors = key_selector
+        else:
+            selectors = [key_selector] * len(self._streams)
+        return ConnectedStreams(
+            self._environment,
+            [s.keyby(k, strategy) for s, k in zip(self._streams, selectors)],
+        )
+
+    key_by = keyby
+
+    def _merged(self):
+        return self._streams[0].union(*self._streams[1:])
+
+    def map(self, function, *args, **kwargs):
+        return self._merged().map(function, *args, **kwargs)
+
+    def filter(self, function, *args, **kwargs):
+        return self._merged().filter(function, *args, **kwargs)
+
+    def flatmap(self, function, *args, **kwargs):
+        return self._merged().flatmap(function, *args, **kwargs)
+
+    flat_map = flatmap
+
+    def sink(self, function, *args, **kwargs):
+        return self._merged().sink(function, *args, **kwargs)
+
+    def print(self, prefix="", separator=" | ", colored=True, **kwargs):
+        return self._merged().print(prefix, separator, colored, **kwargs)

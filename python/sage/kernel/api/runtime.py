@@ -58,6 +58,20 @@ class RuntimeContext:
     def node_id(self):
         return self._handle.node_id
 
+    @property
+    def current_key(self):
+        """The key of the record being processed, in an operator applied right after keyby."""
+        return self._handle.current_key
+
+    def value_state(self, name):
+        """Keyed state, one value per key (operators right after keyby): ``value()`` (None when
+        unset), ``update(v)``, ``clear()``. Get it in open(); it follows the current key."""
+        return self._handle.value_state(name)
+
+    def list_state(self, name):
+        """Keyed state, one list per key: ``get()``, ``add(v)``, ``update(values)``, ``clear()``."""
+        return self._handle.list_state(name)
+
     def get_metrics(self):
         """The instance's metrics: ``ctx.get_metrics().record("latency", seconds)``."""
         return self._metrics
