@@ -15,6 +15,7 @@
 #include "python/operators.hpp"
 #include "sage/environment.hpp"
 #include "sage/job_result.hpp"
+#include "sage/remote_environment.hpp"
 #include "sage/stable_hash.hpp"
 
 namespace py = pybind11;
@@ -109,10 +110,15 @@ struct Stream {
   }
 };
 
-// A LocalEnvironment that lets the bindings reach its graph.
+// The environments, letting the bindings reach their graph.
 class LocalEnv final : public LocalEnvironment {
  public:
   using LocalEnvironment::LocalEnvironment;
+  const std::shared_ptr<detail::LogicalGraph>& graph() const { return graph_; }
+};
+class RemoteEnv final : public RemoteEnvironment {
+ public:
+  using RemoteEnvironment::RemoteEnvironment;
   const std::shared_ptr<detail::LogicalGraph>& graph() const { return graph_; }
 };
 
@@ -156,31 +162,46 @@ py::dict result_to_dict(const JobResult& r) {
 // GIL released: the job's threads may need the GIL to finish.
 class Environment {
  public:
-  explicit Environment(const std::string& name) : env_(std::make_unique<LocalEnv>(name)) {}
+  // A LocalEnvironment.
+  explicit Environment(const std::string& name) {
+    auto env = std::make_unique<LocalEnv>(name);
+    graph_ = env->graph();
+    env_ = std::move(env);
+  }
+  // A RemoteEnvironment: the cluster at host:port ($SAGE_ADDRESS overrides).
+  Environment(const std::string& name, const std::string& host, int port, const std::string& token,
+              const std::string& state_dir) {
+    auto env = std::make_unique<RemoteEnv>(name, host, port,
+                                           ClusterConfig{.token = token, .state_dir = state_dir});
+    graph_ = env->graph();
+    env_ = std::move(env);
+  }
   ~Environment() { close(); }
 
   Stream source(SourceKind kind, const py::object& payload, const py::object& stop_type,
                 const Options& options) {
-    auto& graph = live().graph();
+    live();
     Object p = to_object(payload), stop = to_object(stop_type);
     const int id = detail::add_operator(
-        *graph, "source", options, 1, false, {},
+        *graph_, "source", options, 1, false, {},
         detail::operator_factory([kind, p, stop](detail::OperatorSetup& setup) {
           return make_source(kind, p, stop, setup);
         }));
     // Python sources cannot save their position yet: a job with
     // checkpoints is refused at submit.
-    graph->nodes[static_cast<std::size_t>(id)].replayable = false;
-    return Stream{graph, {{id, detail::Partitioning::kDefault, forward_edge()}}, {}, {}};
+    graph_->nodes[static_cast<std::size_t>(id)].replayable = false;
+    return Stream{graph_, {{id, detail::Partitioning::kDefault, forward_edge()}}, {}, {}};
   }
 
+  // In a task process of a RemoteEnvironment's job, runs this process's
+  // share of the instances and exits the process.
   std::string submit(bool autostop) {
-    LocalEnv& env = live();
+    sage::Environment& env = live();
     py::gil_scoped_release unlocked;
     return env.submit(autostop);
   }
   py::dict wait() {
-    LocalEnv& env = live();
+    sage::Environment& env = live();
     JobResult result;
     {
       py::gil_scoped_release unlocked;
@@ -189,11 +210,11 @@ class Environment {
     return result_to_dict(result);
   }
   void stop() {
-    LocalEnv& env = live();
+    sage::Environment& env = live();
     py::gil_scoped_release unlocked;
     env.stop();
   }
-  // Stops a job still running, waits for it and frees the engine side.
+  // Stops a local job still running, waits for it and frees the engine side.
   void close() {
     if (!env_) return;
     py::gil_scoped_release unlocked;
@@ -201,11 +222,12 @@ class Environment {
   }
 
  private:
-  LocalEnv& live() {
+  sage::Environment& live() {
     if (!env_) throw InvalidPlanError("the environment is closed; create a new one");
     return *env_;
   }
-  std::unique_ptr<LocalEnv> env_;
+  std::unique_ptr<sage::Environment> env_;
+  std::shared_ptr<detail::LogicalGraph> graph_;
 };
 
 RuntimeContext& require(const ContextHandle& h) {
@@ -376,8 +398,15 @@ PYBIND11_MODULE(_native, m) {
       "An operator whose input i is streams[i]; the factory's call is a tuple of one callable per "
       "input.");
 
+  m.def("is_task_process", &sage::is_task_process,
+        "True in a task process a worker started for a RemoteEnvironment's job.");
+
   py::class_<Environment>(m, "Environment")
       .def(py::init<const std::string&>())
+      .def(py::init<const std::string&, const std::string&, int, const std::string&,
+                    const std::string&>(),
+           py::arg("name"), py::arg("host"), py::arg("port"), py::arg("token"),
+           py::arg("state_dir"))
       .def(
           "source",
           [](Environment& e, SourceKind kind, const py::object& payload,
