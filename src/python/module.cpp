@@ -16,7 +16,6 @@
 #include "sage/environment.hpp"
 #include "sage/job_result.hpp"
 #include "sage/remote_environment.hpp"
-#include "sage/stable_hash.hpp"
 
 namespace py = pybind11;
 
@@ -38,11 +37,11 @@ Options make_options(const std::string& name, std::optional<int> parallelism,
     Resources r;
     for (const auto& [key, value] : *resources) {
       const auto field = py::str(key).cast<std::string>();
-      if (field == "num_cpus" || field == "cpu") {
+      if (field == "num_cpus") {
         r.num_cpus = value.cast<double>();
       } else if (field == "memory") {
         r.memory = py::str(value).cast<std::string>();
-      } else if (field == "num_gpus" || field == "gpu") {
+      } else if (field == "num_gpus") {
         r.num_gpus = value.cast<int>();
       } else {
         throw InvalidPlanError("resources: unknown field '" + field +
@@ -381,6 +380,10 @@ PYBIND11_MODULE(_native, m) {
       .def("rebalance",
            [](const Stream& s) {
              return s.partitioned(sage::detail::Partitioning::kRebalance, forward_edge());
+           })
+      .def("broadcast",
+           [](const Stream& s) {
+             return s.partitioned(sage::detail::Partitioning::kBroadcast, forward_edge());
            })
       .def("union", &Stream::union_with);
 

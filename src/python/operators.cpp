@@ -445,6 +445,29 @@ class SelectingWriter final : public detail::ChannelWriterCommon<Object> {
   std::vector<std::size_t> targets_;
 };
 
+// broadcast's writer: every record to every target, the copies made under one
+// GIL acquisition per batch (the engine's BroadcastWriter would take it per copy).
+class BroadcastWriter final : public detail::ChannelWriterCommon<Object> {
+ public:
+  using ChannelWriterCommon<Object>::ChannelWriterCommon;
+
+  void receive(std::vector<Object>& batch) override {
+    const std::size_t targets = target_count();
+    copies_.resize(targets - 1);
+    {
+      Gil gil;
+      for (auto& copy : copies_) copy.assign(batch.begin(), batch.end());
+    }
+    for (std::size_t t = 0; t + 1 < targets; ++t) {
+      for (auto& record : copies_[t]) append(t, std::move(record));
+    }
+    for (auto& record : batch) append(targets - 1, std::move(record));
+  }
+
+ private:
+  std::vector<std::vector<Object>> copies_;
+};
+
 }  // namespace
 
 const char* to_string(TransformKind kind) {
@@ -494,6 +517,16 @@ void PyEdgeFactory::encode(const detail::BatchBase& batch, Writer& out) const {
 
 std::unique_ptr<detail::BatchBase> PyEdgeFactory::decode(std::string_view bytes) const {
   return std::make_unique<detail::Batch<Object>>(decode_batch(bytes));
+}
+
+detail::CreatedWriter PyEdgeFactory::create_writer(detail::WriterSetup setup,
+                                                   detail::Partitioning partitioning,
+                                                   int producer_index, int max_parallelism) const {
+  if (partitioning == detail::Partitioning::kBroadcast) {
+    return wrap(std::make_unique<BroadcastWriter>(std::move(setup)));
+  }
+  return TypedEdgeFactory<Object>::create_writer(std::move(setup), partitioning, producer_index,
+                                                 max_parallelism);
 }
 
 detail::CreatedWriter PyEdgeFactory::create_special_writer(detail::WriterSetup setup,

@@ -55,8 +55,8 @@ std::unique_ptr<detail::Operator> make_source(SourceKind kind, const Object& pay
 
 // The edges of Python streams: batches cross processes as one pickle each
 // (encode_batch); key_by routes by stable_key_hash of the key function's
-// result, partition_custom by the partitioner's index, each taking the GIL
-// once per batch.
+// result, partition_custom by the partitioner's index, and broadcast copies
+// each record to every target, each taking the GIL once per batch.
 class PyEdgeFactory : public detail::TypedEdgeFactory<Object> {
  public:
   // `selector_factory`: null, or the factory of the key function (a hash
@@ -64,6 +64,8 @@ class PyEdgeFactory : public detail::TypedEdgeFactory<Object> {
   explicit PyEdgeFactory(Object selector_factory = {})
       : selector_factory_(std::move(selector_factory)) {}
   std::string record_type() const override { return "python object"; }
+  detail::CreatedWriter create_writer(detail::WriterSetup setup, detail::Partitioning partitioning,
+                                      int producer_index, int max_parallelism) const override;
   void encode(const detail::BatchBase& batch, Writer& out) const override;
   std::unique_ptr<detail::BatchBase> decode(std::string_view bytes) const override;
 

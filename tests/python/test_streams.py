@@ -132,3 +132,12 @@ def test_partition_custom_parallelism_conflict_is_refused():
     stream = env.from_collection([1]).partition_custom(ByParity(), parallelism=4)
     with pytest.raises(sage.InvalidPlanError, match="asks for parallelism 2"):
         stream.sink(Collect, parallelism=2)
+
+
+def test_broadcast_sends_every_record_to_every_instance():
+    env = LocalEnvironment("broadcast")
+    env.from_collection(list(range(3000)), parallelism=2).broadcast().sink(Collect, parallelism=3)
+    env.execute()
+    assert len(received) == 9000
+    for instance in range(3):
+        assert sorted(v for i, v in received if i == instance) == list(range(3000))

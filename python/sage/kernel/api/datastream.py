@@ -184,6 +184,11 @@ class DataStream:
         """Round robin over the instances of the next operator."""
         return DataStream(self._environment, self._native.rebalance())
 
+    def broadcast(self):
+        """Every record to every instance of the next operator (the same object to each, in
+        one process)."""
+        return DataStream(self._environment, self._native.broadcast())
+
     def partition_custom(self, partitioner, parallelism=None):
         """The partitioner's ``partition(record, num_partitions)`` (a Partitioner, its class, or
         a function of both) picks the instance of the next operator; ``parallelism`` is that
