@@ -18,7 +18,10 @@ from sage.kernel.api.remote_environment import RemoteEnvironment, is_task_proces
 
 
 def say(line):
-    print(line, flush=True)  # one whole line per call: instances never interleave
+    # One write per line (print() writes the newline apart): lines of concurrent instances
+    # never interleave.
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def where(ctx):

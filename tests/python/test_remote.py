@@ -105,3 +105,54 @@ def test_failures_on_a_cluster_carry_the_python_error(cluster, tmp_path, mode, e
     assert "sage._native.JobFailedError: job 'remote_failure'" in run.stderr, run.stderr
     for pattern in expected:
         assert re.search(pattern, run.stderr), f"{pattern!r} not in:\n{run.stderr}"
+
+
+KEYED_JOB = """
+import sys
+from sage.common.core import SinkFunction
+from sage.kernel.api.remote_environment import RemoteEnvironment, is_task_process
+
+class Where(SinkFunction):
+    def execute(self, data):
+        sys.stdout.write(f"KEY {data[0]} INSTANCE {self.ctx.parallel_index} NODE {self.ctx.node_id}\\n")
+        sys.stdout.flush()
+
+env = RemoteEnvironment("keyed_remote")
+# "differ": the task processes build another plan than the submitting one.
+sink_parallelism = 2 if sys.argv[1] == "differ" and is_task_process() else 4
+records = [(f"user-{i % 23}", i) for i in range(400)]
+env.from_collection(records).map(lambda r: r, parallelism=3).keyby(lambda r: r[0]) \\
+    .sink(Where, parallelism=sink_parallelism)
+env.execute()
+"""
+
+
+def test_keyed_routing_across_processes_follows_the_stable_hash(cluster, tmp_path):
+    from sage import _native
+
+    script = tmp_path / "keyed_job.py"
+    script.write_text(KEYED_JOB)
+    run = subprocess.run([sys.executable, str(script), "same"], env=cluster, capture_output=True,
+                         text=True, timeout=180)
+    assert run.returncode == 0, run.stderr
+    seen = {}
+    nodes = set()
+    for key, instance, node in re.findall(r"KEY (\S+) INSTANCE (\d) NODE (\S+)", run.stdout):
+        seen.setdefault(key, set()).add(int(instance))
+        nodes.add(node)
+    assert sum(1 for _ in re.finditer("KEY ", run.stdout)) == 400
+    assert len(seen) == 23 and nodes == {"head", "worker-1"}
+    for key, instances in seen.items():
+        group = _native.stable_key_hash(key) % 128
+        assert instances == {group * 4 // 128}, key
+
+
+def test_a_plan_that_differs_in_a_task_process_is_refused(cluster, tmp_path):
+    script = tmp_path / "keyed_job.py"
+    script.write_text(KEYED_JOB)
+    run = subprocess.run([sys.executable, str(script), "differ"], env=cluster,
+                         capture_output=True, text=True, timeout=180)
+    assert run.returncode != 0
+    assert "this process built a different dataflow" in run.stderr, run.stderr
+    assert "than the one submitted" in run.stderr, run.stderr
+    assert "KEY " not in run.stdout

@@ -9,6 +9,7 @@ Nothing runs until the environment submits the job.
 """
 
 import copy
+import sys
 
 from sage import _native
 from sage.common.core.functions import BaseFunction
@@ -112,7 +113,10 @@ class _PrintSink(BaseFunction):
         self.head = f"{prefix}{separator}" if prefix else ""
 
     def execute(self, data):
-        print(f"{self.head}{data}", flush=True)
+        # One write per line: print() writes the text and the newline apart, and another
+        # thread's line could come between them.
+        sys.stdout.write(f"{self.head}{data}\n")
+        sys.stdout.flush()
 
 
 class DataStream:
