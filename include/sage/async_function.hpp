@@ -32,6 +32,10 @@
 
 namespace sage {
 
+namespace detail {
+struct AsyncResultAccess;
+}
+
 // How the engine runs one instance of an asynchronous map.
 struct AsyncOptions {
   // Calls in flight per instance. When that many are out, the instance takes
@@ -69,6 +73,7 @@ class AsyncResult {
   bool done() const { return state_->done.load(std::memory_order_acquire); }
 
  private:
+  friend struct detail::AsyncResultAccess;  // the engine claims a call it times out
   struct State {
     explicit State(Deliver d) : deliver(std::move(d)) {}
     Deliver deliver;

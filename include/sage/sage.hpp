@@ -1,6 +1,7 @@
 // The one header a sage program includes.
 #pragma once
 
+#include "sage/async_function.hpp"
 #include "sage/data_stream.hpp"
 #include "sage/environment.hpp"
 #include "sage/error.hpp"

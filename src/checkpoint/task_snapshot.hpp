@@ -18,13 +18,15 @@ struct TaskSnapshot {
   SAGE_FIELDS(operators)
 };
 
-inline constexpr std::string_view kTaskSnapshotMagic = "sage-task-snapshot-1\n";
+// Version 2 added OperatorSnapshot::pending_calls.
+inline constexpr std::string_view kTaskSnapshotMagic = "sage-task-snapshot-2\n";
 
 inline std::string encode(const TaskSnapshot& snapshot) {
   // Sized first: a large keyed state is copied once, not once per growth.
   std::size_t bytes = kTaskSnapshotMagic.size() + 16;
   for (const auto& op : snapshot.operators) {
-    bytes += 16 + (op.function_state ? op.function_state->size() : 0);
+    bytes += 16 + (op.function_state ? op.function_state->size() : 0) +
+             (op.pending_calls ? op.pending_calls->size() : 0);
     for (const auto& [group, state] : op.key_groups) bytes += 16 + state.size();
   }
   std::string buffer;

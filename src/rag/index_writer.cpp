@@ -34,6 +34,24 @@ void IndexWriter::sink(const Embedded& record) {
   vectors_.insert(vectors_.end(), record.vector.begin(), record.vector.end());
 }
 
+void IndexWriter::save_state(Writer& out) const {
+  out.write(chunks_);
+  out.write(vectors_);
+}
+
+void IndexWriter::restore_state(Reader& in) {
+  auto chunks = in.read<std::vector<Chunk>>();
+  auto vectors = in.read<std::vector<float>>();
+  if (vectors.size() != chunks.size() * static_cast<std::size_t>(config_.dim)) {
+    throw SerializationError("IndexWriter: a checkpoint holds " + std::to_string(chunks.size()) +
+                             " chunks but " + std::to_string(vectors.size()) +
+                             " vector components, not " + std::to_string(config_.dim) +
+                             " per chunk (was it taken with another IndexWriterConfig::dim?)");
+  }
+  chunks_ = std::move(chunks);
+  vectors_ = std::move(vectors);
+}
+
 void IndexWriter::close() {
   std::unique_ptr<VectorIndex> index;
   if (config_.index == IndexKind::hnsw) {

@@ -51,20 +51,33 @@ bool InputQueue::try_pop(detail::Message& out) {
 }
 
 bool InputQueue::wait_for_message(std::unique_lock<std::mutex>& lock,
-                                  const std::chrono::steady_clock::time_point* deadline) {
+                                  std::chrono::steady_clock::time_point deadline, bool wakeable) {
+  const bool forever = deadline == std::chrono::steady_clock::time_point::max();
   while (messages_.empty() && commands_.empty() && !aborted_) {
+    if (wakeable && woken_.exchange(false)) return false;
     consumer_waiting_ = true;
-    if (deadline == nullptr) {
+    if (forever) {
       not_empty_.wait(lock);
-    } else if (not_empty_.wait_until(lock, *deadline) == std::cv_status::timeout) {
+    } else if (not_empty_.wait_until(lock, deadline) == std::cv_status::timeout) {
       consumer_waiting_ = false;
       if (aborted_) throw detail::JobCancelledError{};
+      if (wakeable) woken_.store(false);
       return !messages_.empty() || !commands_.empty();
     }
     consumer_waiting_ = false;
   }
   if (aborted_) throw detail::JobCancelledError{};
+  // The caller takes a message now and then polls whatever woke it.
+  if (wakeable) woken_.store(false);
   return true;
+}
+
+void InputQueue::spin() const {
+  for (int spin = 0; spin < kSpinsBeforeSleep && size_.load(std::memory_order_acquire) == 0 &&
+                     !woken_.load(std::memory_order_acquire);
+       ++spin) {
+    std::this_thread::yield();
+  }
 }
 
 void InputQueue::take(detail::Message& out) {
@@ -86,24 +99,39 @@ void InputQueue::take(detail::Message& out) {
 }
 
 bool InputQueue::pop_until(detail::Message& out, std::chrono::steady_clock::time_point deadline) {
-  for (int spin = 0; spin < kSpinsBeforeSleep && size_.load(std::memory_order_acquire) == 0;
-       ++spin) {
-    std::this_thread::yield();
-  }
+  spin();
   std::unique_lock lock(mutex_);
-  if (!wait_for_message(lock, &deadline)) return false;
+  if (!wait_for_message(lock, deadline, true)) return false;
   take(out);
   return true;
 }
 
 void InputQueue::pop(detail::Message& out) {
-  for (int spin = 0; spin < kSpinsBeforeSleep && size_.load(std::memory_order_acquire) == 0;
-       ++spin) {
-    std::this_thread::yield();
-  }
+  spin();
   std::unique_lock lock(mutex_);
-  wait_for_message(lock, nullptr);
+  wait_for_message(lock, std::chrono::steady_clock::time_point::max(), false);
   take(out);
+}
+
+void InputQueue::wake() {
+  std::lock_guard lock(mutex_);
+  woken_.store(true, std::memory_order_release);
+  if (consumer_waiting_) not_empty_.notify_one();
+}
+
+void InputQueue::wait_for_wake(std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock lock(mutex_);
+  while (!aborted_ && !woken_.exchange(false)) {
+    consumer_waiting_ = true;
+    if (deadline == std::chrono::steady_clock::time_point::max()) {
+      not_empty_.wait(lock);
+    } else if (not_empty_.wait_until(lock, deadline) == std::cv_status::timeout) {
+      consumer_waiting_ = false;
+      break;
+    }
+    consumer_waiting_ = false;
+  }
+  if (aborted_) throw detail::JobCancelledError{};
 }
 
 void InputQueue::abort() {

@@ -1,5 +1,6 @@
 #include "runtime/task.hpp"
 
+#include <algorithm>
 #include <chrono>
 
 #include "checkpoint/task_snapshot.hpp"
@@ -12,13 +13,20 @@ using Kind = detail::Message::Kind;
 void Task::run(JobControl& control, const ExecutionConfig& config) {
   // Open downstream operators first, so each is ready before records reach it.
   for (auto it = operators.rbegin(); it != operators.rend(); ++it) (*it)->open();
+  for (auto& op : operators) {
+    if (auto* calls = op->async_calls()) async_.push_back(calls);
+  }
   if (checkpointing != nullptr) restore();
+  last_flush_ = Clock::now();
   if (is_source) {
     run_source(control, config);
   } else {
     run_inputs(config);
   }
-  for (auto& op : operators) op->finish();
+  for (auto& op : operators) {
+    if (auto* calls = op->async_calls()) drain(*calls, config);
+    op->finish();
+  }
   for (auto& writer : writers) writer->finish();
   if (checkpointing != nullptr) await_final_checkpoint();
 }
@@ -37,39 +45,50 @@ void Task::restore() {
 
 void Task::run_source(JobControl& control, const ExecutionConfig& config) {
   auto& source = static_cast<detail::SourceOperator&>(*operators.front());
-  auto last_flush = Clock::now();
   bool more = true;
   detail::Message command;
   while (more && !control.stop_requested()) {
     if (control.cancelled()) throw detail::JobCancelledError{};
     while (checkpointing != nullptr && queue->try_pop(command)) on_command(command);
+    if (!async_.empty()) {
+      poll_async();
+      if (async_full()) {
+        wait_async(config);
+        continue;
+      }
+    }
     const auto now = Clock::now();
     more = source.produce(config.batch_size, now + config.linger);
-    if (Clock::now() - last_flush >= config.linger) {
-      flush_writers();
-      last_flush = Clock::now();
-    }
+    flush_lingering(config);
   }
 }
 
 void Task::run_inputs(const ExecutionConfig& config) {
   ended_.assign(channels.size(), false);
   std::size_t open_channels = channels.size();
-  auto last_flush = Clock::now();
   detail::Message message;
   // Batches held back for an input that has ended are replayed after its end.
   while (open_channels > 0 || !replay_.empty()) {
+    if (!async_.empty()) {
+      poll_async();
+      if (async_full()) {
+        wait_async(config);
+        continue;
+      }
+    }
     if (!replay_.empty()) {
       message = std::move(replay_.front());
       replay_.pop_front();
-    } else if (writers_pending()) {
-      if (!queue->pop_until(message, last_flush + config.linger)) {
-        flush_writers();
-        last_flush = Clock::now();
+    } else {
+      auto deadline = async_deadline();
+      if (writers_pending()) deadline = std::min(deadline, last_flush_ + config.linger);
+      if (deadline == Clock::time_point::max() && async_.empty()) {
+        queue->pop(message);
+      } else if (!queue->pop_until(message, deadline)) {
+        // The writers' linger, a call's deadline or a completion.
+        flush_lingering(config);
         continue;
       }
-    } else {
-      queue->pop(message);
     }
     switch (message.kind) {
       case Kind::kBatch: {
@@ -114,11 +133,7 @@ void Task::run_inputs(const ExecutionConfig& config) {
         on_command(message);
         break;
     }
-    const auto now = Clock::now();
-    if (now - last_flush >= config.linger) {
-      flush_writers();
-      last_flush = now;
-    }
+    flush_lingering(config);
   }
   // No alignment outlives the input: once every channel has ended, the
   // checkpoint being aligned was taken at the last end.
@@ -219,6 +234,48 @@ void Task::await_final_checkpoint() {
       for (auto& op : operators) op->notify_checkpoint_complete(command.checkpoint);
       if (final_id != 0 && command.checkpoint >= final_id) return;
     }
+  }
+}
+
+void Task::flush_lingering(const ExecutionConfig& config) {
+  const auto now = Clock::now();
+  if (now - last_flush_ >= config.linger) {
+    flush_writers();
+    last_flush_ = now;
+  }
+}
+
+void Task::poll_async() {
+  for (auto* calls : async_) calls->poll();
+}
+
+bool Task::async_full() const {
+  for (const auto* calls : async_) {
+    if (calls->full()) return true;
+  }
+  return false;
+}
+
+Clock::time_point Task::async_deadline() const {
+  auto deadline = Clock::time_point::max();
+  for (const auto* calls : async_) deadline = std::min(deadline, calls->deadline());
+  return deadline;
+}
+
+void Task::wait_async(const ExecutionConfig& config) {
+  auto deadline = async_deadline();
+  if (writers_pending()) deadline = std::min(deadline, last_flush_ + config.linger);
+  queue->wait_for_wake(deadline);
+  flush_lingering(config);
+}
+
+// Completions keep coming until the last call is done; each one is emitted
+// (downstream, through the writers) as it comes.
+void Task::drain(detail::AsyncCalls& calls, const ExecutionConfig& config) {
+  poll_async();
+  while (!calls.idle()) {
+    wait_async(config);
+    poll_async();
   }
 }
 

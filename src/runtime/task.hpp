@@ -10,6 +10,12 @@
 // left unread in the shared connection) until n has come on every channel,
 // then the task takes its snapshot and forwards the barrier. A task that has
 // ended waits for the job's final checkpoint and its commit.
+//
+// A chain with an asynchronous map (detail::AsyncCalls) is polled after every
+// message and whenever a completion wakes the task through its queue; while
+// such an operator is full the task takes no input (its queue fills and its
+// producers block), and at the end of input it waits for the operator's last
+// call before finishing it.
 #pragma once
 
 #include <chrono>
@@ -79,11 +85,23 @@ struct Task {
   void await_final_checkpoint();
   void flush_writers();
   bool writers_pending() const;
+  // Flushes the writers if their batches have lingered long enough.
+  void flush_lingering(const ExecutionConfig& config);
+  // The asynchronous operators: poll them all; whether one is full; the
+  // earliest deadline of their calls; wait for a completion, that deadline
+  // or the writers' linger; wait until `calls` has nothing left out.
+  void poll_async();
+  bool async_full() const;
+  std::chrono::steady_clock::time_point async_deadline() const;
+  void wait_async(const ExecutionConfig& config);
+  void drain(detail::AsyncCalls& calls, const ExecutionConfig& config);
 
   std::vector<bool> ended_;  // per input channel
   std::optional<Alignment> alignment_;
   std::deque<detail::Message> replay_;  // held batches, processed before the queue
   std::uint64_t last_checkpoint_ = 0;   // snapshotted, declined or aborted
+  std::vector<detail::AsyncCalls*> async_;
+  std::chrono::steady_clock::time_point last_flush_;
 };
 
 }  // namespace sage::runtime

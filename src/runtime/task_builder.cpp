@@ -27,6 +27,7 @@ Task build_task(const TaskContext& context, int chain_id, int instance, InputQue
         context.node_id, context.gpus ? context.gpus(chain_id, instance) : std::vector<int>{}};
     setup.config = context.config;
     setup.metrics = &context.metrics(node.id, instance);
+    setup.waker = queue;
     for (std::size_t e = 0; e < graph.edges.size(); ++e) {
       const auto& edge = graph.edges[e];
       if (edge.from != node.id) continue;

@@ -1,6 +1,7 @@
 // Collections on disk: written by IndexWriter instances as shards, read back
 // whole by Collection::open, and refused with one clear line when missing,
 // incomplete, corrupt or built by another embedder.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -157,6 +158,58 @@ TEST(Collection, RefusesAnotherEmbedderOrDimension) {
       "collection " + foreign.path() +
           ": it was built by embedder 'text-embedding-3-small' of dimension 4, which sage::rag "
           "cannot run to embed queries");
+}
+
+// A writer restored from a checkpoint taken halfway through its input, then
+// fed the rest, builds the collection of a writer that saw all of it.
+TEST(Collection, AWriterRestoredFromACheckpointBuildsTheWholeShard) {
+  testing::TempDir dir;
+  const auto chunks = sample_chunks(120);
+  const HashEmbedder embedder;
+  Metrics metrics;
+  RuntimeContext context({.job_id = "job-1", .operator_name = "writer"}, metrics, nullptr);
+  Writer checkpoint;
+  {
+    IndexWriter before(IndexWriterConfig{.collection = dir.path(), .index = IndexKind::exact});
+    before.open(context);
+    for (std::size_t i = 0; i < 50; ++i) before.sink(embedder.map(chunks[i]));
+    before.save_state(checkpoint);
+  }  // the instance dies without close(): nothing is written
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/shard-0"));
+
+  IndexWriter after(IndexWriterConfig{.collection = dir.path(), .index = IndexKind::exact});
+  after.open(context);
+  const std::string bytes = checkpoint.take();
+  Reader in(bytes);
+  after.restore_state(in);
+  EXPECT_TRUE(in.at_end());
+  for (std::size_t i = 50; i < chunks.size(); ++i) after.sink(embedder.map(chunks[i]));
+  after.close();
+
+  const Collection collection = Collection::open(dir.path());
+  ASSERT_EQ(collection.size(), chunks.size());
+  for (const Chunk& chunk : {chunks[0], chunks[49], chunks[50], chunks[119]}) {
+    const auto hits = collection.search(collection.embed(chunk.text), 1);
+    ASSERT_EQ(hits.size(), 1u);
+    EXPECT_EQ(hits[0].id, chunk.id);
+  }
+}
+
+TEST(Collection, AWriterRefusesACheckpointOfAnotherDimension) {
+  testing::TempDir dir;
+  Writer checkpoint;
+  IndexWriter wide(IndexWriterConfig{.collection = dir.path()});
+  wide.sink(HashEmbedder().map(sample_chunks(1)[0]));
+  wide.save_state(checkpoint);
+  IndexWriter narrow(IndexWriterConfig{.collection = dir.path(), .dim = 64});
+  const std::string bytes = checkpoint.take();
+  Reader in(bytes);
+  try {
+    narrow.restore_state(in);
+    FAIL() << "restored 384-dimensional vectors into a 64-dimensional writer";
+  } catch (const SerializationError& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("not 64 per chunk"));
+  }
 }
 
 }  // namespace

@@ -86,6 +86,41 @@ TEST(InputQueueTest, PopTimesOutWhenEmpty) {
   EXPECT_EQ(m.batch, nullptr);
 }
 
+// An asynchronous operator's completion ends the task's wait for input (with
+// no deadline) and its wait for room, and a wake that came first still counts.
+TEST(InputQueueTest, WakeEndsAWaitForInputOrForRoomAndIsNotLostWhenEarly) {
+  detail::InstanceMetrics metrics;
+  InputQueue queue(4, metrics);
+  detail::Message m;
+  std::atomic<bool> returned{false};
+  std::thread consumer([&] {
+    EXPECT_FALSE(queue.pop_until(m, Clock::time_point::max()));
+    returned = true;
+  });
+  EXPECT_FALSE(eventually(returned, std::chrono::milliseconds(20))) << "returned unwoken";
+  queue.wake();
+  EXPECT_TRUE(eventually(returned, std::chrono::seconds(10))) << "the wake was lost";
+  consumer.join();
+
+  queue.wake();  // before the wait: the wait ends at once
+  const auto start = Clock::now();
+  queue.wait_for_wake(Clock::now() + std::chrono::seconds(10));
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(5));
+  // Consumed: the next wait lasts until its deadline.
+  const auto second = Clock::now();
+  queue.wait_for_wake(second + std::chrono::milliseconds(5));
+  EXPECT_GE(Clock::now() - second, std::chrono::milliseconds(5));
+
+  // A message that is there is taken, woken or not; pop() ignores wakes.
+  queue.push(batch_of(1));
+  queue.wake();
+  EXPECT_TRUE(queue.pop_until(m, Clock::time_point::max()));
+  queue.wake();
+  queue.push(batch_of(2));
+  queue.pop(m);
+  EXPECT_EQ(m.batch->size(), 2u);
+}
+
 TEST(InputQueueTest, AbortWakesBlockedProducerAndConsumer) {
   detail::InstanceMetrics metrics;
   InputQueue full(1, metrics);

@@ -72,7 +72,10 @@ struct OperatorSnapshot {
   // Keyed state by key group (of ExecutionConfig::max_parallelism): only
   // non-empty groups, so that a restore reads just the groups it owns.
   std::map<int, std::string> key_groups;
-  SAGE_FIELDS(function_state, key_groups)
+  // An asynchronous map's inputs whose results it had not emitted, in input
+  // order: issued again after a restore.
+  std::optional<std::string> pending_calls;
+  SAGE_FIELDS(function_state, key_groups, pending_calls)
 };
 
 // Where a channel writer delivers messages: the consumer's input queue in this
@@ -110,6 +113,36 @@ class BatchReceiver : public BatchReceiverBase {
   virtual void receive(std::vector<T>& batch) = 0;
 };
 
+// How an operator whose calls complete on other threads (the asynchronous
+// map) makes its task look at them: wake() from any thread ends the task's
+// wait for input, or for room among the operator's calls. The task's input
+// queue implements it.
+class TaskWaker {
+ public:
+  virtual ~TaskWaker() = default;
+  virtual void wake() = 0;
+};
+
+// The calls in flight of an asynchronous operator, as its task drives them,
+// all on the task's thread. The task polls after every message and whenever
+// woken; it takes no input while full(), and before it finishes the
+// operator it waits until idle().
+class AsyncCalls {
+ public:
+  virtual ~AsyncCalls() = default;
+  // Emits the results that completed (in order, if ordered), hands the calls
+  // that timed out to the function, and issues waiting inputs while there is
+  // room. Throws OperatorError for a call that failed.
+  virtual void poll() = 0;
+  // No room for another call: the task must not feed it input.
+  virtual bool full() const = 0;
+  // No call out and no result or input waiting.
+  virtual bool idle() const = 0;
+  // When poll() must run next at the latest (the earliest timeout), or
+  // time_point::max().
+  virtual std::chrono::steady_clock::time_point deadline() const = 0;
+};
+
 // One operator instance inside a chain. The task opens all operators before
 // the first record, and finishes them head first once all input has ended:
 // finish() emits what the operator still holds and calls the user's close().
@@ -128,6 +161,9 @@ class Operator {
   virtual void snapshot(OperatorSnapshot& out, std::uint64_t checkpoint_id) = 0;
   virtual void restore(const OperatorSnapshot& in) = 0;
   virtual void notify_checkpoint_complete(std::uint64_t checkpoint_id) = 0;
+
+  // An asynchronous operator's calls; null for every other operator.
+  virtual AsyncCalls* async_calls() { return nullptr; }
 };
 
 // The head of a source chain: pulls records from the user's source.

@@ -30,6 +30,9 @@ struct OperatorSetup {
   // The receivers of the operator's output: chained operators and channel
   // writers. Each must be a BatchReceiver of the operator's output type.
   std::vector<BatchReceiverBase*> outputs;
+  // Wakes the instance's task (its input queue); an asynchronous operator's
+  // completions use it. Null where nothing waits (a test driving an operator).
+  TaskWaker* waker = nullptr;
 };
 
 // Runs `body`, turning any exception from user code into an OperatorError
@@ -83,10 +86,15 @@ class Output {
 // select(i) then makes the key of record i the current key of the keyed state
 // the policy scopes (backend(), null when unkeyed). clear() runs after the
 // last record.
+//
+// select_record(record) makes the key of that one record current, for an
+// operator that calls its function outside the batch (the asynchronous map).
 struct Unkeyed {
   template <int kInput, class T>
   void begin_batch(const std::vector<T>&) {}
   void select(std::size_t) {}
+  template <class T>
+  void select_record(const T&) {}
   KeyedStateBackend* backend() { return nullptr; }
   void clear() {}
 };
@@ -137,12 +145,18 @@ class Keyed {
     keys_.take(batch, key_fn_, state_);
   }
   void select(std::size_t i) { keys_.select(i, state_); }
+  template <class T>
+  void select_record(const T& record) {
+    record_key_.emplace(key_fn_(record));  // the state keeps a pointer to the current key
+    state_.set_current_key(*record_key_);
+  }
   KeyedStateBackend* backend() { return &state_; }
   void clear() { state_.clear_current_key(); }
 
  private:
   KeyFn key_fn_;
   BatchKeys<K> keys_;
+  std::optional<K> record_key_;
   TypedKeyedStateBackend<K> state_;
 };
 

@@ -1,5 +1,5 @@
-// The transformations DataStream and KeyedStream share (map, filter,
-// flat_map, sink, print, write_text), and what comap needs to type a pair of functions.
+// The transformations DataStream and KeyedStream share (map, map_async,
+// filter, flat_map, sink, print, write_text), and what comap needs to type a pair of functions.
 // Each turns the user's function into a maker and an operator template
 // instantiated with its concrete type, so the per-record loop inlines it.
 #pragma once
@@ -13,6 +13,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "sage/async_function.hpp"
+#include "sage/detail/async_operator.hpp"
 #include "sage/detail/operators.hpp"
 #include "sage/detail/print.hpp"
 #include "sage/detail/stream_building.hpp"
@@ -74,7 +76,8 @@ concept FlatMapClass = std::constructible_from<C, Args...> && HasFlatMapMember<C
 template <class T, class Self>
 class Transformations {
  public:
-  // map: one output record per input record.
+  // map: one output record per input record. A class derived from
+  // sage::AsyncFunction<T, Out> makes it an asynchronous map (async_function.hpp).
   template <class... NoExplicitArgs, class F>
   auto map(F f, Options options = {}) const requires(sizeof...(NoExplicitArgs) == 0) {
     return map_with(copy_maker(std::move(f)), std::move(options));
@@ -86,6 +89,22 @@ class Transformations {
   template <class C, class... Args>
   auto map(Options options, Args&&... args) const requires std::constructible_from<C, Args...> {
     return map_with(class_maker<C>(std::forward<Args>(args)...), std::move(options));
+  }
+
+  // map_async: an asynchronous map of a callable f(const T&, AsyncResult<Out>)
+  // that starts a call and completes the result later, from any thread
+  // (async_function.hpp; map<C> with an AsyncFunction class is the same).
+  template <class Out, class F>
+  DataStream<Out> map_async(F f, AsyncOptions async = {}, Options options = {})
+      const requires std::invocable<F&, const T&, AsyncResult<Out>> {
+    try {
+      check_async_options(async);
+    } catch (const std::invalid_argument& e) {
+      throw InvalidPlanError(std::string("map_async: ") + e.what());
+    }
+    return async_map_with(
+        [f = std::move(f), async] { return CallableAsyncFunction<T, Out, F>(f, async); },
+        std::move(options));
   }
 
   // filter: keeps the records for which the function returns true.
@@ -171,11 +190,27 @@ class Transformations {
   template <class Make>
   auto map_with(Make make, Options options) const {
     using F = Made<Make>;
-    using Out = MapResult<F, T>;
-    static_assert(!std::is_void_v<Out>, "sage: a map function must return the output record");
+    if constexpr (AsyncFunctionClass<F>) {
+      return async_map_with(std::move(make), std::move(options));
+    } else {
+      using Out = MapResult<F, T>;
+      static_assert(!std::is_void_v<Out>, "sage: a map function must return the output record");
+      return self().template attach<Out>(
+          "map", std::move(options), [make, key = self().key_policy()](OperatorSetup& s) {
+            return std::make_unique<MapOperator<T, Out, F, std::remove_cvref_t<decltype(key)>>>(
+                make, key, s);
+          });
+    }
+  }
+  template <class Make>
+  auto async_map_with(Make make, Options options) const {
+    using F = Made<Make>;
+    static_assert(std::is_same_v<typename F::input_type, T>,
+                  "sage: an AsyncFunction<In, Out> must take the stream's record type as In");
+    using Out = typename F::output_type;
     return self().template attach<Out>(
-        "map", std::move(options), [make, key = self().key_policy()](OperatorSetup& s) {
-          return std::make_unique<MapOperator<T, Out, F, std::remove_cvref_t<decltype(key)>>>(
+        "async_map", std::move(options), [make, key = self().key_policy()](OperatorSetup& s) {
+          return std::make_unique<AsyncMapOperator<T, Out, F, std::remove_cvref_t<decltype(key)>>>(
               make, key, s);
         });
   }

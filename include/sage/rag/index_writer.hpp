@@ -2,7 +2,9 @@
 // (collection.hpp). Parallel instances do not share files: instance i of n
 // writes shard-<i>, and the collection is shards 0..n-1 of one job. Each
 // instance keeps its records in memory and builds and writes its shard in
-// close(), when its input has ended; one instance, one thread.
+// close(), when its input has ended; one instance, one thread. With
+// checkpoints on, the records taken so far are part of each checkpoint, so a
+// job restarted from one builds the same collection as a run without failure.
 #pragma once
 
 #include <memory>
@@ -13,6 +15,7 @@
 #include "sage/rag/collection.hpp"
 #include "sage/rag/hash_embedder.hpp"
 #include "sage/rag/records.hpp"
+#include "sage/serialization.hpp"
 
 namespace sage::rag {
 
@@ -34,6 +37,11 @@ class IndexWriter : public Function {
   void sink(const Embedded& record);
   // Writes shard-<parallel index>; throws CollectionError.
   void close() override;
+
+  // Checkpoints: the chunks and vectors taken so far. restore_state throws
+  // SerializationError for bytes that are not such a state of this dimension.
+  void save_state(Writer& out) const;
+  void restore_state(Reader& in);
 
  private:
   IndexWriterConfig config_;
