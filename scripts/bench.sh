@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds sage and runs every benchmark (W1-W3 in one process, W4-W6 on a
-# throwaway local cluster), printing each table and writing the figures as
-# JSON to bench-results/ (schema in docs/performance.md). Extra arguments go to
-# both benchmarks, e.g. --records 10000000 --repeat 5.
+# throwaway local cluster, then the dashboard's cost), printing each table and
+# writing the figures as JSON to bench-results/ (schema in docs/performance.md).
+# Extra arguments go to the first two, e.g. --records 10000000 --repeat 5.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -14,4 +14,8 @@ echo
 echo "== build/bench/cluster_bench $*"
 build/bench/cluster_bench --json bench-results/cluster.json "$@"
 echo
-echo "JSON: bench-results/engine.json, bench-results/cluster.json"
+# Its own options only (it takes neither --records nor --repeat).
+echo "== build/bench/dashboard_bench"
+build/bench/dashboard_bench --json bench-results/dashboard.json
+echo
+echo "JSON: bench-results/engine.json, bench-results/cluster.json, bench-results/dashboard.json"

@@ -4,14 +4,21 @@
 # on ports the system picks, so that it never meets a real cluster. The example
 # is submitted with `sage job submit` and runs through RemoteEnvironment. The
 # cluster is stopped and the directory removed however the script ends; the
-# exit code is the example's.
+# exit code is the example's. With --python, the example is the Python one
+# (examples/python/parallelism_remote_validation.py, with the same output),
+# run by Debian's python3 against the build's sage package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh
 
 sage=build/bin/sage
-example=build/examples/parallelism_remote_validation
+example=(build/examples/parallelism_remote_validation)
+if [ "${1:-}" = "--python" ]; then
+  example=(/usr/bin/python3 examples/python/parallelism_remote_validation.py)
+  PYTHONPATH="$PWD/build/python${PYTHONPATH:+:$PYTHONPATH}"
+  export PYTHONPATH  # the workers started below pass it on to their task processes
+fi
 
 # Only this cluster: no address, token or state directory from the caller.
 unset SAGE_ADDRESS SAGE_TOKEN
@@ -38,8 +45,8 @@ fi
 "$sage" cluster start --worker --head-address="$cluster_address" --node-id worker-1
 "$sage" cluster status
 
-echo "== sage job submit $example"
+echo "== sage job submit ${example[*]}"
 status=0
-"$sage" job submit "$example" || status=$?
+"$sage" job submit "${example[@]}" || status=$?
 echo "== the example exited with $status; stopping the cluster"
 exit "$status"

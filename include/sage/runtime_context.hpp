@@ -4,6 +4,7 @@
 // used only from the instance's thread.
 #pragma once
 
+#include <atomic>
 #include <string>
 #include <typeinfo>
 #include <vector>
@@ -25,8 +26,13 @@ class RuntimeContext {
     std::vector<int> gpu_ids;  // see gpu_ids()
   };
 
-  RuntimeContext(Identity identity, Metrics& metrics, detail::KeyedStateBackend* keyed_state)
-      : identity_(std::move(identity)), metrics_(&metrics), keyed_state_(keyed_state) {}
+  // `stop_flag`: set when the job is asked to stop; null where no one can ask.
+  RuntimeContext(Identity identity, Metrics& metrics, detail::KeyedStateBackend* keyed_state,
+                 const std::atomic<bool>* stop_flag = nullptr)
+      : identity_(std::move(identity)),
+        metrics_(&metrics),
+        keyed_state_(keyed_state),
+        stop_flag_(stop_flag) {}
 
   const std::string& job_id() const { return identity_.job_id; }
   const std::string& operator_name() const { return identity_.operator_name; }
@@ -46,6 +52,14 @@ class RuntimeContext {
   }
 
   Metrics& metrics() { return *metrics_; }
+
+  // Whether the job was asked to stop (Environment::stop(), `sage job stop`):
+  // its sources then end early, so an input that ends is not all the data. A
+  // function that publishes a result in close() (a collection, a report) can
+  // check it there and leave an incomplete result unpublished.
+  bool stop_requested() const {
+    return stop_flag_ != nullptr && stop_flag_->load(std::memory_order_relaxed);
+  }
 
   // True for an operator applied directly after key_by.
   bool is_keyed() const { return keyed_state_ != nullptr; }
@@ -99,6 +113,7 @@ class RuntimeContext {
   Identity identity_;
   Metrics* metrics_;
   detail::KeyedStateBackend* keyed_state_;
+  const std::atomic<bool>* stop_flag_;
 };
 
 }  // namespace sage

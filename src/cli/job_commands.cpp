@@ -32,7 +32,11 @@ int job_list(const GlobalOptions& global) {
 
 int job_status(const GlobalOptions& global, const std::string& job_id) {
   const auto job = global.jobmanager().job(job_id);
-  print_as(global.format, job, [&] { return job_description(job); });
+  if (global.format == "json") {
+    std::cout << job_status_json(job) << std::endl;
+  } else {
+    std::cout << job_description(job);
+  }
   return 0;
 }
 

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <google/protobuf/util/json_util.h>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <ctime>
 #include <iostream>
@@ -95,6 +97,12 @@ void print_as(const std::string& format, const google::protobuf::Message& messag
   } else {
     std::cout << table();
   }
+}
+
+std::string job_status_json(const rpc::JobInfo& job) {
+  auto document = nlohmann::ordered_json::parse(to_json(job));
+  document["diagnosis"] = dashboard::findings_document(dashboard::diagnose(job, cluster::now_ms()));
+  return document.dump(1);
 }
 
 std::string cluster_table(const rpc::ClusterInfo& info, const std::string& address) {

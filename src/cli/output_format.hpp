@@ -23,6 +23,10 @@ std::string format_bytes(std::uint64_t bytes);
 void print_as(const std::string& format, const google::protobuf::Message& message,
               const std::function<std::string()>& table);
 
+// The job as `sage job status --format json` prints it: the JobInfo message
+// as print_as writes it, with "diagnosis" added (dashboard::findings_document).
+std::string job_status_json(const rpc::JobInfo& job);
+
 // One line per node, then a summary naming the JobManager at `address`.
 std::string cluster_table(const rpc::ClusterInfo& info, const std::string& address);
 // One line per job, newest first as the head sends them.

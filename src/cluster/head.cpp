@@ -35,10 +35,11 @@ HeadOptions checked(HeadOptions options) {
   return options;
 }
 
-// The dashboard's view of the head: its state, read under its lock.
+// The dashboard's view of the head: its state, read under its lock, and the
+// jobs' output, read from the job database (thread-safe) without it.
 class HeadView final : public dashboard::ClusterView {
  public:
-  explicit HeadView(HeadState& state) : state_(state) {}
+  HeadView(HeadState& state, const JobStore& store) : state_(state), store_(store) {}
 
   rpc::ClusterInfo cluster() const override {
     rpc::ClusterInfo info;
@@ -47,17 +48,35 @@ class HeadView final : public dashboard::ClusterView {
     for (auto& job : state_.jobs.unfinished()) *info.add_running_jobs() = std::move(job);
     return info;
   }
-  std::vector<rpc::JobInfo> jobs() const override {
+  std::vector<rpc::JobInfo> job_summaries() const override {
     MutexLock lock(state_.mutex);
-    return state_.jobs.list();
+    return state_.jobs.summaries();
+  }
+  std::vector<rpc::JobInfo> jobs(std::int64_t ended_after_ms) const override {
+    MutexLock lock(state_.mutex);
+    return state_.jobs.list(ended_after_ms);
   }
   std::optional<rpc::JobInfo> job(const std::string& job_id) const override {
     MutexLock lock(state_.mutex);
     return state_.jobs.info(job_id);
   }
+  std::optional<dashboard::OutputTail> output(const std::string& job_id, std::int64_t from_line,
+                                              std::int64_t max_lines) const override {
+    {
+      MutexLock lock(state_.mutex);
+      if (!state_.jobs.contains(job_id)) return std::nullopt;
+    }
+    dashboard::OutputTail tail;
+    tail.line_count = store_.log_line_count(job_id);
+    LogPage page = store_.logs(job_id, std::max(from_line, tail.line_count - max_lines), max_lines);
+    tail.first_line = page.first_line;
+    tail.lines = std::move(page.lines);
+    return tail;
+  }
 
  private:
   HeadState& state_;
+  const JobStore& store_;
 };
 
 }  // namespace
@@ -186,7 +205,7 @@ class Head::Impl {
   ClusterService cluster_;
   int jobmanager_port_ = 0, cluster_port_ = 0, dashboard_port_ = 0;
   std::unique_ptr<grpc::Server> jobs_server_, cluster_server_;
-  HeadView view_{state_};
+  HeadView view_{state_, store_};
   std::unique_ptr<dashboard::DashboardServer> dashboard_;  // ended by shutdown()
   std::thread monitor_;
 };

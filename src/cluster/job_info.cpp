@@ -138,6 +138,7 @@ rpc::ProgressReport progress_report(const JobResult& now, const JobResult* befor
     out->set_records_in_per_second(static_cast<double>(s.records_in - b.records_in) / seconds);
     out->set_records_out_per_second(static_cast<double>(s.records_out - b.records_out) / seconds);
     out->set_backpressure(std::clamp((s.blocked_seconds - b.blocked_seconds) / seconds, 0.0, 1.0));
+    out->set_busy(std::clamp((s.busy_seconds - b.busy_seconds) / seconds, 0.0, 1.0));
   }
   return report;
 }

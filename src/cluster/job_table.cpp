@@ -130,14 +130,28 @@ std::optional<rpc::JobInfo> JobTable::info(const std::string& job_id) const {
   return job->with_live_statistics();
 }
 
-std::vector<rpc::JobInfo> JobTable::list() const {
+std::vector<const JobTable::Job*> JobTable::newest_first() const {
   std::vector<const Job*> ordered;
   for (const auto& [id, job] : jobs_) ordered.push_back(job.get());
   std::sort(ordered.begin(), ordered.end(), [](const Job* a, const Job* b) {
     return a->info.submitted_at_ms() > b->info.submitted_at_ms();
   });
+  return ordered;
+}
+
+std::vector<rpc::JobInfo> JobTable::list(std::int64_t ended_after_ms) const {
   std::vector<rpc::JobInfo> infos;
-  for (const Job* job : ordered) infos.push_back(job->with_live_statistics());
+  for (const Job* job : newest_first()) {
+    const std::int64_t finished = job->info.finished_at_ms();
+    if (is_final(job->info.state()) && finished > 0 && finished <= ended_after_ms) continue;
+    infos.push_back(job->with_live_statistics());
+  }
+  return infos;
+}
+
+std::vector<rpc::JobInfo> JobTable::summaries() const {
+  std::vector<rpc::JobInfo> infos;
+  for (const Job* job : newest_first()) infos.push_back(job->summary());
   return infos;
 }
 
@@ -186,6 +200,7 @@ void JobTable::progress(const rpc::ProgressReport& report) {
     find(report.job_id())->info.set_last_progress_ms(now_ms());
   }
   process->live = report.instances();
+  process->resident_bytes = report.resident_bytes();
 }
 
 void JobTable::exited(const rpc::ExitReport& report) {

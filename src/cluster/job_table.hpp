@@ -44,8 +44,12 @@ class JobTable {
   bool contains(const std::string& job_id) const;
   // The job as clients see it (with live statistics), or nullopt.
   std::optional<rpc::JobInfo> info(const std::string& job_id) const;
-  // Every job, newest first.
-  std::vector<rpc::JobInfo> list() const;
+  // Every job with live statistics, newest first, but those that ended at or
+  // before `ended_after_ms` (by default, none is left out).
+  std::vector<rpc::JobInfo> list(std::int64_t ended_after_ms = 0) const;
+  // Every job newest first, without per-instance statistics and restart
+  // causes (Job::summary): cheap for a job of thousands of instances.
+  std::vector<rpc::JobInfo> summaries() const;
   // The jobs not yet ended, as recorded (without live statistics).
   std::vector<rpc::JobInfo> unfinished() const;
 
@@ -100,6 +104,7 @@ class JobTable {
   struct Job;
   struct Process;
   Job* find(const std::string& job_id) const;
+  std::vector<const Job*> newest_first() const;
   Process* find_process(const std::string& job_id, int attempt, int index);
   std::optional<std::string> place(Job& job);
   void start_processes(Job& job);

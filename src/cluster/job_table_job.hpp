@@ -24,8 +24,10 @@ struct JobTable::Process {
   // Prepared: its worker reserved its data-plane port. Started: told to
   // start it, after which its worker reports its exit.
   bool prepared = false, started = false, exited = false;
-  // Its instances' statistics from its last progress report, until it exits.
+  // Its instances' statistics and its resident memory from its last progress
+  // report, until it exits.
   google::protobuf::RepeatedPtrField<rpc::InstanceStats> live;
+  std::uint64_t resident_bytes = 0;
 };
 
 struct JobTable::Job {
@@ -58,15 +60,47 @@ struct JobTable::Job {
                        [](const Process& p) { return p.exited; });
   }
   // The job as clients see it: while it runs, the final statistics of its
-  // processes that ended and the latest of those still running.
+  // processes that ended and the latest of those still running, and the
+  // memory of those that reported.
   rpc::JobInfo with_live_statistics() const {
     rpc::JobInfo live = info;
-    for (const Process& process : processes) {
-      if (!process.exited) live.mutable_instances()->MergeFrom(process.live);
+    for (std::size_t p = 0; p < processes.size(); ++p) {
+      const Process& process = processes[p];
+      if (process.exited) continue;
+      live.mutable_instances()->MergeFrom(process.live);
+      if (process.live.empty()) continue;  // no progress report yet
+      rpc::ProcessStats* stats = live.add_processes();
+      stats->set_process_index(static_cast<int>(p));
+      stats->set_node_id(process.node_id);
+      stats->set_pid(process.live[0].process_id());
+      stats->set_resident_bytes(process.resident_bytes);
+      stats->set_memory_limit_bytes(process.memory);
+      for (const auto& s : process.live) {
+        stats->add_instances(s.operator_name() + "[" + std::to_string(s.parallel_index()) + "/" +
+                             std::to_string(s.parallelism()) + "]");
+      }
     }
     sort_instances(live.mutable_instances());
     if (has_checkpoint_figures()) *live.mutable_checkpoints() = checkpoint_summary();
     return live;
+  }
+  // The job without its per-instance statistics and restart causes: what a
+  // list of jobs shows.
+  rpc::JobInfo summary() const {
+    rpc::JobInfo summary;
+    summary.set_job_id(info.job_id());
+    summary.set_name(info.name());
+    summary.set_state(info.state());
+    summary.set_error(info.error());
+    summary.set_submitted_at_ms(info.submitted_at_ms());
+    summary.set_started_at_ms(info.started_at_ms());
+    summary.set_finished_at_ms(info.finished_at_ms());
+    summary.set_pending_reason(info.pending_reason());
+    *summary.mutable_nodes() = info.nodes();
+    summary.set_restarts(info.restarts());
+    summary.set_last_progress_ms(info.last_progress_ms());
+    *summary.mutable_chains() = info.chains();
+    return summary;
   }
   bool has_checkpoint_figures() const {
     return checkpoints != nullptr || earlier_runs.ByteSizeLong() > 0;

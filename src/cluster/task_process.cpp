@@ -18,6 +18,7 @@
 #include "cluster/cluster_config.hpp"
 #include "cluster/job_info.hpp"
 #include "cluster/lease.hpp"
+#include "cluster/memory_watch.hpp"
 #include "cluster/task_checkpoints.hpp"
 #include "cluster/task_output.hpp"
 #include "graph/physical_plan.hpp"
@@ -342,6 +343,7 @@ class TaskProcessControl {
       rpc::ProgressReport report = progress_report(now, before ? &*before : nullptr);
       report.set_job_id(job_id);
       report.set_process_index(process_index);
+      report.set_resident_bytes(resident_bytes(getpid()).value_or(0));
       if (!write_result_frame(result_fd_, ResultFrameKind::kProgress, report.SerializeAsString())) {
         return;  // the worker is gone; it kills this process
       }

@@ -16,7 +16,9 @@ json resources(const rpc::Resources& r) {
 
 json job_summary(const rpc::JobInfo& job) {
   std::uint64_t instances = 0;
-  for (const auto& chain : job.chains()) instances += chain.parallelism();
+  for (const auto& chain : job.chains()) {
+    instances += static_cast<std::uint64_t>(chain.operators_size()) * chain.parallelism();
+  }
   return {{"id", job.job_id()},
           {"name", job.name()},
           {"state", rpc::JobInfo::State_Name(job.state())},
@@ -51,6 +53,7 @@ json instance_document(const rpc::InstanceStats& s) {
           {"busy_seconds", s.busy_seconds()},
           {"backpressured_seconds", s.blocked_seconds()},
           {"backpressure", s.backpressure()},
+          {"busy", s.busy()},
           {"queue_batches", s.queue_batches()},
           {"queue_capacity_batches", s.queue_capacity_batches()},
           {"errors", s.errors()},
@@ -76,6 +79,7 @@ json operators_document(const rpc::JobInfo& job) {
                        {"busy_seconds", 0.0},
                        {"backpressured_seconds", 0.0},
                        {"backpressure", 0.0},
+                       {"busy", 0.0},
                        {"queue_batches", 0},
                        {"errors", 0},
                        {"running_instances", 0},
@@ -96,6 +100,7 @@ json operators_document(const rpc::JobInfo& job) {
     o["backpressured_seconds"] = o["backpressured_seconds"].get<double>() + s.blocked_seconds();
     if (s.running()) {
       o["backpressure"] = std::max(o["backpressure"].get<double>(), s.backpressure());
+      o["busy"] = std::max(o["busy"].get<double>(), s.busy());
       o["running_instances"] = o["running_instances"].get<int>() + 1;
     }
     o["queue_batches"] = o["queue_batches"].get<std::uint64_t>() + s.queue_batches();
@@ -135,11 +140,12 @@ json jobs_document(const std::vector<rpc::JobInfo>& jobs, std::size_t offset, st
   return {{"total", jobs.size()}, {"offset", offset}, {"limit", limit}, {"jobs", page}};
 }
 
-json job_document(const rpc::JobInfo& job, bool instances, std::int64_t now_ms) {
+json job_document(const rpc::JobInfo& job, bool instances, std::int64_t now_ms, int only_operator) {
   json document = job_summary(job);
   document["nodes"] = job.nodes();
   document["restart_causes"] = job.restart_causes();
   document["last_progress_ms"] = job.last_progress_ms();
+  document["now_ms"] = now_ms;  // the head's clock, for rates over the page's refreshes
   const auto& c = job.checkpoints();
   document["checkpoints"] = {{"completed", c.completed()},
                              {"failed", c.failed()},
@@ -157,20 +163,38 @@ json job_document(const rpc::JobInfo& job, bool instances, std::int64_t now_ms) 
                      {"chained", e.chained()}});
   }
   document["edges"] = edges;
-  json findings = json::array();
-  for (const auto& f : diagnose(job, now_ms)) {
-    findings.push_back({{"kind", f.kind},
-                        {"operator", f.operator_name},
-                        {"operator_id", f.operator_id},
-                        {"message", f.message}});
+  json processes = json::array();
+  for (const auto& p : job.processes()) {
+    json process = {{"index", p.process_index()},
+                    {"node", p.node_id()},
+                    {"pid", p.pid()},
+                    {"resident_bytes", p.resident_bytes()},
+                    {"memory_limit_bytes", p.memory_limit_bytes()},
+                    {"instance_count", p.instances_size()}};
+    if (instances) process["instances"] = p.instances();
+    processes.push_back(std::move(process));
   }
-  document["diagnosis"] = findings;
+  document["processes"] = processes;
+  document["diagnosis"] = findings_document(diagnose(job, now_ms));
   if (instances) {
     json list = json::array();
-    for (const auto& s : job.instances()) list.push_back(instance_document(s));
+    for (const auto& s : job.instances()) {
+      if (only_operator == -1 || s.operator_id() == only_operator) {
+        list.push_back(instance_document(s));
+      }
+    }
     document["instances"] = list;
   }
   return document;
+}
+
+json output_document(const OutputTail& tail) {
+  json lines = json::array();
+  for (const auto& line : tail.lines) {
+    lines.push_back(
+        line.size() <= kMaxOutputLineBytes ? line : line.substr(0, kMaxOutputLineBytes) + "\u2026");
+  }
+  return {{"first_line", tail.first_line}, {"line_count", tail.line_count}, {"lines", lines}};
 }
 
 }  // namespace sage::dashboard

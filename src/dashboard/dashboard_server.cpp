@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "dashboard/api.hpp"
+#include "dashboard/page_files.hpp"
 #include "dashboard/prometheus.hpp"
 #include "net/rpc.hpp"
 #include "sage/error.hpp"
@@ -24,13 +25,22 @@ constexpr std::size_t kMaxRequestBytes = 64 << 10;
 constexpr time_t kTimeoutSeconds = 5;
 constexpr std::size_t kKeepAliveRequests = 100;
 
-// The page's static files: the only paths served without the token.
-constexpr const char* kPagePath = "/";
-constexpr const char* kPage =
-    "<!doctype html><html><head><meta charset=\"utf-8\"><title>sage</title></head><body>"
-    "<h1>sage</h1><p>The dashboard page is not part of this build yet. The cluster's data is at "
-    "<code>/api/v1/cluster</code>, <code>/api/v1/jobs</code> and <code>/metrics</code>, with "
-    "the cluster token in an <code>Authorization: Bearer</code> header.</p></body></html>";
+// How much of a job's output one request returns at most, and by default.
+constexpr std::int64_t kMaxOutputLines = 1000;
+constexpr std::int64_t kDefaultOutputLines = 100;
+
+// The page's files (page_files.hpp) are the only paths served without the
+// token. They load nothing from elsewhere, and browsers are told so.
+constexpr const char* kContentSecurityPolicy =
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+const PageFile* page_file(const std::string& path) {
+  for (const PageFile& file : page_files()) {
+    if (path == file.path) return &file;
+  }
+  return nullptr;
+}
 
 std::int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -40,7 +50,10 @@ std::int64_t now_ms() {
 
 void send_json(httplib::Response& response, int status, const nlohmann::json& body) {
   response.status = status;
-  response.set_content(body.dump(), "application/json");
+  response.set_header("Cache-Control", "no-store");
+  // Invalid UTF-8 (a program's output may hold any bytes) becomes U+FFFD.
+  response.set_content(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                       "application/json");
 }
 
 void send_error(httplib::Response& response, int status, const std::string& message) {
@@ -131,7 +144,7 @@ class DashboardServer::Impl {
     server_->set_keep_alive_max_count(kKeepAliveRequests);
     server_->set_pre_routing_handler(
         [this](const httplib::Request& request, httplib::Response& response) {
-          if (request.path == kPagePath || authorized(request, options_.token)) {
+          if (page_file(request.path) != nullptr || authorized(request, options_.token)) {
             return httplib::Server::HandlerResponse::Unhandled;
           }
           response.set_header("WWW-Authenticate", "Bearer");
@@ -148,11 +161,19 @@ class DashboardServer::Impl {
   }
 
   void route() {
-    server_->Get(kPagePath, [](const httplib::Request&, httplib::Response& response) {
-      response.set_content(kPage, "text/html; charset=utf-8");
-    });
+    for (const PageFile& file : page_files()) {
+      server_->Get(file.path, [&file](const httplib::Request&, httplib::Response& response) {
+        response.set_header("Content-Security-Policy", kContentSecurityPolicy);
+        response.set_header("X-Content-Type-Options", "nosniff");
+        response.set_header("Referrer-Policy", "no-referrer");
+        response.set_header("Cache-Control", "no-cache");
+        response.set_content(file.body.data(), file.body.size(), file.content_type);
+      });
+    }
     server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& response) {
-      response.set_content(render_metrics(view_.cluster(), view_.jobs(), now_ms()),
+      const std::int64_t now = now_ms();
+      const auto retention = std::chrono::milliseconds(kEndedJobSeriesRetention).count();
+      response.set_content(render_metrics(view_.cluster(), view_.jobs(now - retention), now),
                            "text/plain; version=0.0.4; charset=utf-8");
     });
     server_->Get("/api/v1/cluster", [this](const httplib::Request&, httplib::Response& response) {
@@ -165,7 +186,7 @@ class DashboardServer::Impl {
           const auto limit =
               count_parameter(request, response, "limit", kDefaultJobsPerPage, kMaxJobsPerPage);
           if (!limit) return;
-          send_json(response, 200, jobs_document(view_.jobs(), *offset, *limit));
+          send_json(response, 200, jobs_document(view_.job_summaries(), *offset, *limit));
         });
     // The id is only a key for the view's lookup, never part of a file path.
     server_->Get(R"(/api/v1/jobs/([^/]+))", [this](const httplib::Request& request,
@@ -177,7 +198,29 @@ class DashboardServer::Impl {
         return;
       }
       const bool instances = request.get_param_value("instances") == "1";
-      send_json(response, 200, job_document(*job, instances, now_ms()));
+      int only_operator = -1;
+      if (request.has_param("operator")) {
+        const auto id = count_parameter(request, response, "operator", 0, INT32_MAX);
+        if (!id) return;
+        only_operator = static_cast<int>(*id);
+      }
+      send_json(response, 200, job_document(*job, instances, now_ms(), only_operator));
+    });
+    server_->Get(R"(/api/v1/jobs/([^/]+)/output)", [this](const httplib::Request& request,
+                                                          httplib::Response& response) {
+      const std::string id = request.matches[1];
+      const auto from = count_parameter(request, response, "from", 0, INT64_MAX);
+      if (!from) return;
+      const auto lines =
+          count_parameter(request, response, "lines", kDefaultOutputLines, kMaxOutputLines);
+      if (!lines) return;
+      const auto tail =
+          view_.output(id, static_cast<std::int64_t>(*from), static_cast<std::int64_t>(*lines));
+      if (!tail) {
+        send_error(response, 404, "no job '" + id + "' on this head (GET /api/v1/jobs lists them)");
+        return;
+      }
+      send_json(response, 200, output_document(*tail));
     });
   }
 

@@ -121,6 +121,19 @@ void add_job(Exposition& out, const rpc::JobInfo& job, std::int64_t now_ms) {
                 1000);
   }
 
+  for (const auto& p : job.processes()) {
+    const Labels process{{"job", job.job_id()},
+                         {"process", std::to_string(p.process_index())},
+                         {"node", p.node_id()}};
+    out.add("sage_process_resident_memory_bytes", "gauge",
+            "Resident memory of the job's task process at its last progress report.", process,
+            static_cast<double>(p.resident_bytes()));
+    out.add("sage_process_memory_limit_bytes", "gauge",
+            "The task process's memory limit: the sum of its instances' resources.memory (0: "
+            "none declared).",
+            process, static_cast<double>(p.memory_limit_bytes()));
+  }
+
   // An instance's life so far: from the job's start to its end or now.
   const std::int64_t until = ended(job) ? job.finished_at_ms() : now_ms;
   const double lifetime =
@@ -154,6 +167,9 @@ void add_job(Exposition& out, const rpc::JobInfo& job, std::int64_t now_ms) {
     out.add("sage_instance_backpressure_ratio", "gauge",
             "The fraction of the last report interval the instance waited for room downstream.",
             instance, s.backpressure());
+    out.add("sage_instance_busy_ratio", "gauge",
+            "The fraction of the last report interval the instance spent in its operator's code.",
+            instance, s.busy());
     for (const auto& [name, value] : s.counters()) {
       out.add("sage_user_" + metric_name_part(name) + "_total", "counter",
               "A counter of the job's own (RuntimeContext::metrics()).", instance,

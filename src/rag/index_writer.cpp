@@ -1,5 +1,6 @@
 #include "sage/rag/index_writer.hpp"
 
+#include <cstdio>
 #include <span>
 
 #include "sage/error.hpp"
@@ -18,6 +19,7 @@ IndexWriter::IndexWriter(IndexWriterConfig config) : config_(std::move(config)) 
 }
 
 void IndexWriter::open(RuntimeContext& context) {
+  context_ = &context;
   shard_ = context.parallel_index();
   shards_ = context.parallelism();
   build_ = context.job_id();
@@ -53,6 +55,13 @@ void IndexWriter::restore_state(Reader& in) {
 }
 
 void IndexWriter::close() {
+  if (context_ != nullptr && context_->stop_requested()) {
+    std::fprintf(stderr,
+                 "IndexWriter: the job was stopped before its input ended; shard-%d of %s not "
+                 "written (run the job to its end to build the collection)\n",
+                 shard_, config_.collection.c_str());
+    return;
+  }
   std::unique_ptr<VectorIndex> index;
   if (config_.index == IndexKind::hnsw) {
     index = std::make_unique<HnswIndex>(config_.dim, chunks_.size(), config_.hnsw);

@@ -31,6 +31,8 @@ class JobControl {
 
   void request_stop() { stop_.store(true, std::memory_order_relaxed); }
   bool stop_requested() const { return stop_.load(std::memory_order_relaxed); }
+  // The flag itself, for RuntimeContext::stop_requested.
+  const std::atomic<bool>& stop_flag() const { return stop_; }
   bool cancelled() const { return cancelled_.load(std::memory_order_relaxed); }
 
   // Records the job's error and cancels the job. The first cause wins; a

@@ -184,6 +184,7 @@ ProcessJob::ProcessJob(std::shared_ptr<const detail::LogicalGraph> graph, Execut
   context.config = &config_;
   context.job_id = job_id_;
   context.node_id = node_id_;
+  context.stop_requested = &control_.stop_flag();
   context.gpus = placement_.gpus;
   context.metrics = [this](int node, int instance) -> detail::InstanceMetrics& {
     return metrics(node, instance);

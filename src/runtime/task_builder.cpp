@@ -28,6 +28,7 @@ Task build_task(const TaskContext& context, int chain_id, int instance, InputQue
     setup.config = context.config;
     setup.metrics = &context.metrics(node.id, instance);
     setup.waker = queue;
+    setup.stop_requested = context.stop_requested;
     for (std::size_t e = 0; e < graph.edges.size(); ++e) {
       const auto& edge = graph.edges[e];
       if (edge.from != node.id) continue;

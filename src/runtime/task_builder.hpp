@@ -5,6 +5,7 @@
 // distributed execution share this code.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <string>
 
@@ -25,6 +26,8 @@ struct TaskContext {
   std::function<detail::InstanceMetrics&(int node, int instance)> metrics;
   // Where records for instance `instance` of chain `chain` are delivered.
   std::function<detail::MessageSink&(int chain, int instance)> sink;
+  // Set when the job is asked to stop; may be null.
+  const std::atomic<bool>* stop_requested = nullptr;
   // The GPUs (CUDA device numbers) a task holds; unset: none.
   std::function<std::vector<int>(int chain, int instance)> gpus;
 };

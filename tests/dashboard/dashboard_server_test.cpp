@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dashboard/api.hpp"
 #include "dashboard/fixtures.hpp"
 #include "sage/error.hpp"
 
@@ -30,12 +31,29 @@ class FixedView final : public ClusterView {
     info.add_nodes()->set_node_id("head");
     return info;
   }
-  std::vector<rpc::JobInfo> jobs() const override { return jobs_; }
+  std::vector<rpc::JobInfo> job_summaries() const override {
+    auto summaries = jobs_;
+    for (auto& job : summaries) job.clear_instances();
+    return summaries;
+  }
+  std::vector<rpc::JobInfo> jobs(std::int64_t) const override { return jobs_; }
   std::optional<rpc::JobInfo> job(const std::string& id) const override {
     for (const auto& job : jobs_) {
       if (job.job_id() == id) return job;
     }
     return std::nullopt;
+  }
+  // Job "job-0" wrote lines "line 0" to "line 249", the last one 5000 bytes long.
+  std::optional<OutputTail> output(const std::string& id, std::int64_t from_line,
+                                   std::int64_t max_lines) const override {
+    if (!job(id)) return std::nullopt;
+    OutputTail tail;
+    tail.line_count = id == "job-0" ? 250 : 0;
+    tail.first_line = std::max(from_line, tail.line_count - max_lines);
+    for (std::int64_t i = tail.first_line; i < tail.line_count; ++i) {
+      tail.lines.push_back(i == 249 ? std::string(5000, 'x') : "line " + std::to_string(i));
+    }
+    return tail;
   }
 
  private:
@@ -58,7 +76,7 @@ class DashboardServerTest : public ::testing::Test {
 TEST_F(DashboardServerTest, EveryPathButThePageNeedsTheToken) {
   for (const std::string path :
        {"/metrics", "/api/v1/cluster", "/api/v1/jobs", "/api/v1/jobs/job-1", "/api/v1/jobs/nope",
-        "/api/v1/else", "/anything"}) {
+        "/api/v1/jobs/job-0/output", "/api/v1/else", "/anything", "/app.js/x"}) {
     for (const std::string& token :
          {std::string(), std::string("wrong"), kToken + std::string("x")}) {
       const auto response = get(path, token);
@@ -70,9 +88,44 @@ TEST_F(DashboardServerTest, EveryPathButThePageNeedsTheToken) {
     }
     EXPECT_NE(get(path)->status, 401) << path;
   }
-  const auto page = get("/", "");
-  ASSERT_TRUE(page);
-  EXPECT_EQ(page->status, 200);
+  for (const std::string path : {"/", "/app.js", "/app.css"}) {
+    const auto file = get(path, "");
+    ASSERT_TRUE(file) << path;
+    EXPECT_EQ(file->status, 200) << path;
+    EXPECT_FALSE(file->body.empty()) << path;
+    EXPECT_NE(file->get_header_value("Content-Security-Policy").find("default-src 'none'"),
+              std::string::npos)
+        << path;
+  }
+}
+
+TEST_F(DashboardServerTest, ThePageLoadsOnlyItsOwnFilesAndReadsTheTokenFromTheFragment) {
+  const std::string html = get("/", "")->body;
+  EXPECT_NE(html.find("<script src=\"app.js\""), std::string::npos) << html;
+  EXPECT_EQ(html.find("http://"), std::string::npos) << "the page loads something from elsewhere";
+  EXPECT_EQ(html.find("https://"), std::string::npos) << "the page loads something from elsewhere";
+  const std::string script = get("/app.js", "")->body;
+  EXPECT_NE(script.find("location.hash"), std::string::npos);
+  EXPECT_NE(script.find("'Bearer '"), std::string::npos);
+  EXPECT_EQ(get("/app.js", "")->get_header_value("Content-Type"), "text/javascript; charset=utf-8");
+}
+
+TEST_F(DashboardServerTest, TheOutputIsTheLastLinesCutToTheirLimit) {
+  const json tail = json::parse(get("/api/v1/jobs/job-0/output")->body);
+  EXPECT_EQ(tail.at("line_count"), 250);
+  EXPECT_EQ(tail.at("first_line"), 150);
+  ASSERT_EQ(tail.at("lines").size(), 100u);
+  EXPECT_EQ(tail.at("lines")[0], "line 150");
+  EXPECT_EQ(tail.at("lines")[99].get<std::string>().size(), kMaxOutputLineBytes + 3)
+      << "a long line is cut and ends in an ellipsis";
+
+  const json since = json::parse(get("/api/v1/jobs/job-0/output?from=240&lines=5")->body);
+  EXPECT_EQ(since.at("first_line"), 245);
+  EXPECT_EQ(since.at("lines").size(), 5u);
+  const json none_new = json::parse(get("/api/v1/jobs/job-0/output?from=250")->body);
+  EXPECT_EQ(none_new.at("lines").size(), 0u);
+  EXPECT_EQ(get("/api/v1/jobs/job-0/output?lines=1001")->status, 400);
+  EXPECT_EQ(get("/api/v1/jobs/job-9/output")->status, 404);
 }
 
 TEST_F(DashboardServerTest, JobsArePagedAndAJobHasItsGraphAndInstancesOnlyOnRequest) {
@@ -110,6 +163,61 @@ TEST_F(DashboardServerTest, ATakenPortIsOneLineNamingTheFlag) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("--dashboard-port"), std::string::npos) << e.what();
   }
+}
+
+// One running job of 1000 instances (4 operators of 250) on 2 processes.
+class WideView final : public ClusterView {
+ public:
+  rpc::ClusterInfo cluster() const override {
+    rpc::ClusterInfo info;
+    for (int n = 0; n < 2; ++n) info.add_nodes()->set_node_id("node-" + std::to_string(n));
+    *info.add_running_jobs() = job_summaries()[0];
+    return info;
+  }
+  std::vector<rpc::JobInfo> job_summaries() const override {
+    rpc::JobInfo summary = job_;
+    summary.clear_instances();
+    summary.clear_processes();
+    return {summary};
+  }
+  std::vector<rpc::JobInfo> jobs(std::int64_t) const override { return {job_}; }
+  std::optional<rpc::JobInfo> job(const std::string&) const override { return job_; }
+  std::optional<OutputTail> output(const std::string&, std::int64_t, std::int64_t) const override {
+    return OutputTail{};
+  }
+
+ private:
+  rpc::JobInfo job_ = testing::wide_job(4, 250, 2, 1'000'000);
+};
+
+// What one refresh of the page costs is bounded by the job's operators, not
+// its instances; the instances come only when asked, one operator at a time.
+TEST(DashboardCost, ARefreshOfAThousandInstanceJobIsUnder200KilobytesWithoutCompression) {
+  WideView view;
+  DashboardServer server(DashboardOptions{"127.0.0.1", 0, kToken}, view);
+  httplib::Client client("127.0.0.1", server.port());
+  std::size_t refresh_bytes = 0;
+  for (const std::string path : {"/api/v1/cluster", "/api/v1/jobs?limit=50",
+                                 "/api/v1/jobs/job-wide", "/api/v1/jobs/job-wide/output?from=0"}) {
+    const auto response = client.Get(path, {{"Authorization", std::string("Bearer ") + kToken}});
+    ASSERT_TRUE(response) << path;
+    ASSERT_EQ(response->status, 200) << path;
+    refresh_bytes += response->body.size();
+  }
+  EXPECT_LT(refresh_bytes, 200'000u);
+  EXPECT_LT(refresh_bytes, 20'000u) << "the job's document grew with its instances";
+
+  const auto one = client.Get("/api/v1/jobs/job-wide?instances=1&operator=2",
+                              {{"Authorization", std::string("Bearer ") + kToken}});
+  ASSERT_TRUE(one);
+  const json detailed = json::parse(one->body);
+  ASSERT_EQ(detailed.at("instances").size(), 250u);
+  for (const auto& s : detailed.at("instances")) EXPECT_EQ(s.at("operator"), "op2");
+  EXPECT_EQ(client
+                .Get("/api/v1/jobs/job-wide?instances=1&operator=x",
+                     {{"Authorization", std::string("Bearer ") + kToken}})
+                ->status,
+            400);
 }
 
 }  // namespace

@@ -55,6 +55,7 @@ TEST(Prometheus, InstancesJobsCheckpointsAndUserMetricsInBaseUnits) {
   s.set_busy_seconds(4);
   s.set_blocked_seconds(1.5);
   s.set_queue_batches(7);
+  s.set_busy(0.25);
   (*s.mutable_counters())["tokens.used"] = 42;
   (*s.mutable_gauges())["temperature"] = 0.5;
   auto& h = (*s.mutable_histograms())["latency"];
@@ -63,6 +64,11 @@ TEST(Prometheus, InstancesJobsCheckpointsAndUserMetricsInBaseUnits) {
   h.set_p50(0.2);
   h.set_p90(0.4);
   h.set_p99(0.5);
+  auto* process = job.add_processes();
+  process->set_process_index(2);
+  process->set_node_id("head");
+  process->set_resident_bytes(123456789);
+  process->set_memory_limit_bytes(1 << 30);
   const std::string text = render_metrics(rpc::ClusterInfo{}, {job}, kNow);
   const std::string labels = R"({job="job-1",operator="work",instance="3",node="head"})";
   for (
@@ -72,6 +78,7 @@ TEST(Prometheus, InstancesJobsCheckpointsAndUserMetricsInBaseUnits) {
           "sage_instance_backpressured_seconds_total" + labels + " 1.5",
           "sage_instance_idle_seconds_total" + labels + " 4.5",  // 10 s of life
           "sage_instance_queue_batches" + labels + " 7",
+          "sage_instance_busy_ratio" + labels + " 0.25",
           "sage_user_tokens_used_total" + labels + " 42",
           "sage_user_temperature" + labels + " 0.5",
           std::string(
@@ -85,6 +92,10 @@ TEST(Prometheus, InstancesJobsCheckpointsAndUserMetricsInBaseUnits) {
           std::string(R"(sage_job_last_checkpoint_duration_seconds{job="job-1"} 0.25)"),
           std::string(R"(sage_job_last_checkpoint_size_bytes{job="job-1"} 4096)"),
           std::string(R"(sage_job_last_checkpoint_age_seconds{job="job-1"} 3)"),
+          std::string(
+              R"(sage_process_resident_memory_bytes{job="job-1",process="2",node="head"} 123456789)"),
+          std::string(
+              R"(sage_process_memory_limit_bytes{job="job-1",process="2",node="head"} 1073741824)"),
           std::string("# TYPE sage_user_latency summary"),
           std::string("# TYPE sage_instance_records_in_total counter"),
       }) {

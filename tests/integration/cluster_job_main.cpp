@@ -27,6 +27,15 @@
 //               job id and what its JobResult says of them
 //   gated N F   N numbers from one source to 3 instances that say where they
 //               run; the source stops halfway until file F exists
+//   diagnosable an endless source into "slow" (2 instances that take 0.5 ms
+//               a record: the bottleneck), key_by a key that is 0 for 9 of
+//               10 records into "skewed" (3 instances: skew), then a sink
+//               that prints a line every 5000 records; submits and prints
+//               the job id
+//   near-memory-limit
+//               an endless source into "hoard", which declares 256 MB and
+//               holds 228 MiB (its process: about 95% of its limit); submits
+//               and prints the job id
 // RemoteEnvironment (at $SAGE_ADDRESS) unless the last argument is --local.
 #include <unistd.h>
 
@@ -140,6 +149,48 @@ void unbounded(sage::Environment& env, bool reserving) {
       .sink([](long long) {}, {.name = "discard", .parallelism = 3});
 }
 
+// Holds (and has touched) 228 MiB while it runs.
+class Hoard : public sage::Function {
+ public:
+  void open(sage::RuntimeContext&) override { memory_.assign(std::size_t{228} << 20, 1); }
+  long long map(long long x) { return x + memory_[static_cast<std::size_t>(x) % memory_.size()]; }
+
+ private:
+  std::vector<char> memory_;
+};
+
+void near_memory_limit(sage::Environment& env) {
+  env.from_source(
+         [n = 0LL]() mutable -> std::optional<long long> {
+           std::this_thread::sleep_for(std::chrono::milliseconds(1));
+           return ++n;
+         },
+         {.name = "endless"})
+      .map<Hoard>(sage::Options{.name = "hoard", .resources = sage::Resources{.memory = "256MB"}})
+      .sink([](long long) {}, {.name = "discard"});
+}
+
+void diagnosable(sage::Environment& env) {
+  env.from_source([n = 0LL]() mutable -> std::optional<long long> { return ++n; },
+                  {.name = "endless"})
+      .map(
+          [](long long x) {
+            std::this_thread::sleep_for(std::chrono::microseconds(500));
+            return x;
+          },
+          {.name = "slow", .parallelism = 2})
+      .key_by([](long long x) { return x % 10 == 0 ? x % 7 : 0LL; })
+      .map([](long long x) { return x; }, {.name = "skewed", .parallelism = 3})
+      .sink(
+          [n = 0LL](long long x) mutable {
+            if (++n % 5000 == 0) {
+              std::printf("discard: %lld records, the last %lld\n", n, x);
+              std::fflush(stdout);
+            }
+          },
+          {.name = "discard"});
+}
+
 void shuffle(sage::Environment& env, long long records) {
   env.from_sequence(0, records, {.name = "numbers", .parallelism = 4})
       .rebalance()
@@ -236,6 +287,14 @@ int main(int argc, char** argv) {
   try {
     if (mode == "keyed") {
       keyed(*env, argc > 2 ? std::atoll(argv[2]) : 1000);
+    } else if (mode == "diagnosable" || mode == "near-memory-limit") {
+      if (mode == "diagnosable") {
+        diagnosable(*env);
+      } else {
+        near_memory_limit(*env);
+      }
+      std::printf("submitted %s\n", env->submit(false).c_str());
+      return 0;
     } else if (mode == "unbounded" || mode == "reserving") {
       unbounded(*env, mode == "reserving");
       std::printf("submitted %s\n", env->submit(false).c_str());
@@ -387,7 +446,7 @@ int main(int argc, char** argv) {
           stderr,
           "usage: %s keyed N|shuffle N|unbounded|reserving|throw|greedy|crowd|fragmented|pair|"
           "packable|gpus|gpu-hog|memory-hog|orphan|tls-env|loud|early-source|early-map|"
-          "bad-partitioner|metrics|gated N F [--local]\n",
+          "bad-partitioner|metrics|gated N F|diagnosable|near-memory-limit [--local]\n",
           argv[0]);
       return 2;
     }

@@ -122,6 +122,39 @@ TEST_F(DashboardTest, TheApiShowsARunningJobWithItsOperatorsAndParallelism) {
   EXPECT_EQ(cli({"job", "stop", id}).code, 0);
 }
 
+TEST_F(DashboardTest, ATaskProcessNearItsMemoryLimitIsFlaggedAndItsMemoryIsAMetric) {
+  ASSERT_NO_FATAL_FAILURE(start_head());
+  const std::string id = submit_endless("near-memory-limit");
+  nlohmann::json job;
+  ASSERT_TRUE(eventually(
+      [&] {
+        job = nlohmann::json::parse(fetch("/api/v1/jobs/" + id));
+        for (const auto& f : job.at("diagnosis")) {
+          if (f.at("kind") == "memory") return true;
+        }
+        return false;
+      },
+      60s))
+      << "no memory finding for a process at about 95% of its limit:\n"
+      << job.dump(2);
+  ASSERT_EQ(job.at("processes").size(), 1u) << job.dump(2);
+  const auto& process = job.at("processes")[0];
+  EXPECT_EQ(process.at("memory_limit_bytes"), 256u << 20);
+  EXPECT_GE(process.at("resident_bytes").get<std::uint64_t>(), 228u << 20);
+  const std::string status = cli({"job", "status", id}).output;
+  EXPECT_NE(status.find("memory:"), std::string::npos) << status;
+  EXPECT_NE(status.find("hoard[0/1]"), std::string::npos) << status;
+  EXPECT_NE(status.find("of its 256 MiB limit"), std::string::npos) << status;
+  const std::string metrics = fetch("/metrics");
+  EXPECT_TRUE(std::regex_search(metrics, std::regex("sage_process_resident_memory_bytes\\{job=\"" +
+                                                    id + "\",process=\"0\",node=\"head\"\\} \\d+")))
+      << metrics;
+  EXPECT_NE(metrics.find("sage_process_memory_limit_bytes{job=\"" + id +
+                         "\",process=\"0\",node=\"head\"} 268435456"),
+            std::string::npos);
+  EXPECT_EQ(cli({"job", "stop", id}).code, 0);
+}
+
 TEST_F(DashboardTest, WithTlsItIsHttpsWithTheHeadsCertificate) {
   const std::string tls_dir = state_dir_ + "/tls";
   std::filesystem::create_directory(tls_dir);

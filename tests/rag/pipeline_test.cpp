@@ -4,7 +4,11 @@
 // cannot be read fails the job with its one-line error.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
+#include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -13,6 +17,7 @@
 #include <sage/sage.hpp>
 
 #include "support/collect.hpp"
+#include "support/eventually.hpp"
 #include "support/temp_dir.hpp"
 
 namespace sage::rag {
@@ -88,6 +93,39 @@ TEST(RagPipeline, AMissingCollectionFailsTheJobWithItsPath) {
         std::string::npos)
         << e.what();
   }
+}
+
+// Documents without end, counted as they leave the source.
+class EndlessDocuments {
+ public:
+  explicit EndlessDocuments(std::shared_ptr<std::atomic<int>> emitted)
+      : emitted_(std::move(emitted)) {}
+  std::optional<Document> next() {
+    const int n = emitted_->fetch_add(1);
+    return Document{.id = "doc" + std::to_string(n),
+                    .text = "text of document " + std::to_string(n)};
+  }
+
+ private:
+  std::shared_ptr<std::atomic<int>> emitted_;
+};
+
+TEST(RagPipeline, AStoppedIngestPublishesNoShard) {
+  testing::TempDir dir;
+  auto emitted = std::make_shared<std::atomic<int>>(0);
+  LocalEnvironment env("rag-stopped-ingest");
+  env.from_source<EndlessDocuments>(Options{.name = "documents"}, emitted)
+      .flat_map<Chunker>(Options{.name = "chunker"}, kChunking)
+      .map<HashEmbedder>(Options{.name = "embedder"}, HashEmbedderConfig{})
+      .sink<IndexWriter>(Options{.name = "writer"}, IndexWriterConfig{.collection = dir.path()});
+  env.submit();
+  ASSERT_TRUE(testing::eventually([&] { return emitted->load() > 5000; }, std::chrono::seconds(30)))
+      << "the source emitted only " << emitted->load() << " documents in 30 s";
+  env.stop();
+  const JobResult result = env.wait();
+  EXPECT_EQ(result.state, JobState::kStopped);
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/shard-0"))
+      << "a stopped job published a shard";
 }
 
 }  // namespace

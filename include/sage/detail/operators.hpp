@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <exception>
 #include <memory>
@@ -33,6 +34,8 @@ struct OperatorSetup {
   // Wakes the instance's task (its input queue); an asynchronous operator's
   // completions use it. Null where nothing waits (a test driving an operator).
   TaskWaker* waker = nullptr;
+  // Set when the job is asked to stop (RuntimeContext::stop_requested); may be null.
+  const std::atomic<bool>* stop_requested = nullptr;
 };
 
 // Runs `body`, turning any exception from user code into an OperatorError
@@ -172,7 +175,7 @@ class FunctionHolder {
       : function_(make()),
         key_(std::move(key)),
         metrics_(setup.metrics),
-        ctx_(setup.identity, setup.metrics->user, key_.backend()),
+        ctx_(setup.identity, setup.metrics->user, key_.backend(), setup.stop_requested),
         max_parallelism_(setup.config->max_parallelism) {}
 
   void open_function() {

@@ -2,7 +2,10 @@
 // (collection.hpp). Parallel instances do not share files: instance i of n
 // writes shard-<i>, and the collection is shards 0..n-1 of one job. Each
 // instance keeps its records in memory and builds and writes its shard in
-// close(), when its input has ended; one instance, one thread. With
+// close(), when its input has ended — unless the job was stopped
+// (RuntimeContext::stop_requested): a stopped job's input was cut short, so it
+// publishes nothing and a collection already in the directory stays as it
+// was. One instance, one thread. With
 // checkpoints on, the records taken so far are part of each checkpoint, so a
 // job restarted from one builds the same collection as a run without failure.
 #pragma once
@@ -35,7 +38,7 @@ class IndexWriter : public Function {
   void open(RuntimeContext& context) override;
   // Throws sage::Error when the vector's dimension is not the config's.
   void sink(const Embedded& record);
-  // Writes shard-<parallel index>; throws CollectionError.
+  // Writes shard-<parallel index> unless the job was stopped; throws CollectionError.
   void close() override;
 
   // Checkpoints: the chunks and vectors taken so far. restore_state throws
@@ -45,6 +48,7 @@ class IndexWriter : public Function {
 
  private:
   IndexWriterConfig config_;
+  RuntimeContext* context_ = nullptr;
   int shard_ = 0;
   int shards_ = 1;
   std::string build_;

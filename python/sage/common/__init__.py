@@ -1,0 +1,1 @@
+"""SAGE's sage.common: the function base classes live in sage.common.core."""

@@ -1,0 +1,27 @@
+"""The function base classes of SAGE's API, re-exported as SAGE does."""
+
+from sage.common.core.functions import (  # noqa: F401
+    BaseCoMapFunction,
+    BaseFunction,
+    BatchFunction,
+    FilterFunction,
+    FlatMapFunction,
+    KeyByFunction,
+    MapFunction,
+    SinkFunction,
+    SourceFunction,
+    StopSignal,
+)
+
+__all__ = [
+    "BaseCoMapFunction",
+    "BaseFunction",
+    "BatchFunction",
+    "FilterFunction",
+    "FlatMapFunction",
+    "KeyByFunction",
+    "MapFunction",
+    "SinkFunction",
+    "SourceFunction",
+    "StopSignal",
+]

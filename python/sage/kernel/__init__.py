@@ -1,0 +1,1 @@
+"""SAGE's sage.kernel: the environments and streams are in sage.kernel.api."""

@@ -1,0 +1,1 @@
+"""Environments, streams and the runtime context of SAGE's API."""

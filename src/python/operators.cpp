@@ -1,0 +1,544 @@
+#include "python/operators.hpp"
+
+#include <pybind11/pybind11.h>
+
+#include <algorithm>
+#include <chrono>
+#include <deque>
+#include <stdexcept>
+
+#include "python/key_hash.hpp"
+
+namespace sage::python {
+namespace {
+
+// Calls fn(arg) (GIL held); throws PythonError if it raised.
+Object call_one(PyObject* fn, PyObject* arg) {
+  Object result = Object::steal(PyObject_CallOneArg(fn, arg));
+  if (!result) throw_python_error();
+  return result;
+}
+
+// Hands an operator's output downstream: every target but the last gets a
+// copy, made under the GIL by prepare(); send() runs without it, since a
+// target may block on a full queue.
+class Output {
+ public:
+  explicit Output(const detail::OperatorSetup& setup) : metrics_(setup.metrics) {
+    for (auto* target : setup.outputs) {
+      targets_.push_back(static_cast<detail::BatchReceiver<Object>*>(target));
+    }
+    if (!targets_.empty()) copies_.resize(targets_.size() - 1);
+  }
+  // GIL held.
+  void prepare(const std::vector<Object>& batch) {
+    for (auto& copy : copies_) copy.assign(batch.begin(), batch.end());
+  }
+  // GIL not held. The targets take the records out of the batches (Python
+  // operators steal them, channel writers move them).
+  void send(std::vector<Object>& batch) {
+    if (batch.empty()) return;
+    metrics_->add(metrics_->records_out, batch.size());
+    for (std::size_t i = 0; i < copies_.size(); ++i) targets_[i]->receive(copies_[i]);
+    if (!targets_.empty()) targets_.back()->receive(batch);
+  }
+
+ private:
+  std::vector<detail::BatchReceiver<Object>*> targets_;
+  std::vector<std::vector<Object>> copies_;
+  detail::InstanceMetrics* metrics_;
+};
+
+// One parallel instance of a Python function: built from the factory when
+// it opens, with its RuntimeContext and metrics.
+class Instance {
+ public:
+  Instance(Object factory, detail::OperatorSetup& setup,
+           detail::KeyedStateBackend* keyed_state = nullptr)
+      : factory_(std::move(factory)),
+        metrics_(setup.metrics),
+        ctx_(setup.identity, setup.metrics->user, keyed_state),
+        handle_(std::make_shared<ContextHandle>(ContextHandle{&ctx_})) {}
+  ~Instance() { handle_->ctx = nullptr; }
+  Instance(const Instance&) = delete;
+  Instance& operator=(const Instance&) = delete;
+
+  // Runs `body` as user code: a Python error fails the job with this
+  // instance's name.
+  template <class Body>
+  void run(Body&& body) {
+    detail::run_user_code(ctx_, *metrics_, std::forward<Body>(body));
+  }
+
+  // GIL held. Builds the function and calls its open(ctx).
+  void open() {
+    Object made = Object::steal(PyObject_CallNoArgs(factory_.get()));
+    if (!made) throw_python_error();
+    if (!PyTuple_Check(made.get()) || PyTuple_GET_SIZE(made.get()) != 3) {
+      throw PythonError("internal: a function factory must return (call, open, close)");
+    }
+    PyObject* call = PyTuple_GET_ITEM(made.get(), 0);
+    calls_.clear();
+    if (PyTuple_Check(call)) {  // comap: one callable per input
+      for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(call); ++i) {
+        calls_.push_back(Object::borrow(PyTuple_GET_ITEM(call, i)));
+      }
+    } else {
+      calls_.push_back(Object::borrow(call));
+    }
+    PyObject* open = PyTuple_GET_ITEM(made.get(), 1);
+    close_ = Object::borrow(PyTuple_GET_ITEM(made.get(), 2));
+    if (open != Py_None) {
+      pybind11::object ctx = pybind11::cast(handle_);
+      call_one(open, ctx.ptr());
+    }
+  }
+  // GIL held. Calls the function's close(); the context is invalid after.
+  void close() {
+    struct Invalidate {
+      ContextHandle& handle;
+      ~Invalidate() { handle.ctx = nullptr; }
+    } invalidate{*handle_};
+    if (close_ && close_.get() != Py_None) {
+      Object result = Object::steal(PyObject_CallNoArgs(close_.get()));
+      if (!result) throw_python_error();
+    }
+  }
+
+  // The callable for records of input `input`: the only one, or (comap) the input's own.
+  PyObject* call(std::size_t input = 0) const {
+    if (calls_.size() == 1) return calls_.front().get();
+    if (input >= calls_.size()) {
+      throw PythonError("input " + std::to_string(input) + " has no function (there are " +
+                        std::to_string(calls_.size()) +
+                        "); a comap over n streams needs map0 to "
+                        "map<n-1>");
+    }
+    return calls_[input].get();
+  }
+  detail::InstanceMetrics& metrics() { return *metrics_; }
+  RuntimeContext& ctx() { return ctx_; }
+  ContextHandle& handle() { return *handle_; }
+
+ private:
+  Object factory_;
+  std::vector<Object> calls_;
+  Object close_;
+  detail::InstanceMetrics* metrics_;
+  RuntimeContext ctx_;
+  std::shared_ptr<ContextHandle> handle_;
+};
+
+// Python functions keep no checkpointed state yet: their snapshot is empty.
+class PythonOperator : public detail::Operator {
+ public:
+  void snapshot(detail::OperatorSnapshot&, std::uint64_t) override {}
+  void restore(const detail::OperatorSnapshot&) override {}
+  void notify_checkpoint_complete(std::uint64_t) override {}
+};
+
+// map, filter, flat_map and sink over one or more inputs: records of input i
+// go to the function's callable i (comap's map<i>), and the records of every
+// input (a union) to the one callable of the other functions.
+template <TransformKind kKind>
+class TransformOperator final : public PythonOperator {
+ public:
+  TransformOperator(const Object& factory, const std::vector<Object>& key_factories,
+                    detail::OperatorSetup& setup)
+      : key_factories_(key_factories),
+        keyed_(std::any_of(key_factories.begin(), key_factories.end(),
+                           [](const Object& f) { return static_cast<bool>(f); })),
+        instance_(factory, setup, keyed_ ? &state_ : nullptr),
+        output_(setup),
+        batch_size_(setup.config->batch_size) {}
+
+  void open() override {
+    Gil gil;
+    instance_.run([&] {
+      for (const auto& factory : key_factories_) {
+        key_fns_.push_back(factory ? Object::steal(PyObject_CallNoArgs(factory.get())) : Object{});
+        if (factory && !key_fns_.back()) throw_python_error();
+      }
+      instance_.open();
+    });
+  }
+  void finish() override {
+    Gil gil;
+    instance_.run([&] { instance_.close(); });
+  }
+  // Called while the task is built, once per input the plan connects.
+  detail::BatchReceiverBase& input(int index) override {
+    while (ports_.size() <= static_cast<std::size_t>(index)) {
+      ports_.emplace_back(*this, ports_.size());
+    }
+    return ports_[static_cast<std::size_t>(index)];
+  }
+
+ private:
+  struct Port final : detail::BatchReceiver<Object> {
+    Port(TransformOperator& op, std::size_t index) : op(op), index(index) {}
+    void receive(std::vector<Object>& batch) override { op.receive(index, batch); }
+    TransformOperator& op;
+    std::size_t index;
+  };
+
+  void receive(std::size_t port, std::vector<Object>& batch) {
+    auto& metrics = instance_.metrics();
+    metrics.add(metrics.records_in, batch.size());
+    {
+      Gil gil;
+      out_.clear();
+      {
+        detail::ScopedTimer timer(metrics.busy_ns);
+        instance_.run([&] {
+          PyObject* fn = instance_.call(port);
+          PyObject* key_fn = port < key_fns_.size() ? key_fns_[port].get() : nullptr;
+          if (key_fn == nullptr) {
+            for (auto& record : batch) process(fn, std::move(record));
+            return;
+          }
+          struct Unselect {
+            TransformOperator& op;
+            ~Unselect() {
+              op.state_.clear_current_key();
+              op.instance_.handle().current_key = nullptr;
+              op.current_key_.reset();
+            }
+          } unselect{*this};
+          for (auto& record : batch) {
+            select_key(key_fn, record.get());
+            process(fn, std::move(record));
+          }
+        });
+      }
+      output_.prepare(out_);
+    }
+    output_.send(out_);
+  }
+
+  // GIL held: makes the record's key the current key of the keyed state.
+  void select_key(PyObject* key_fn, PyObject* record) {
+    current_key_ = call_one(key_fn, record);
+    std::uint64_t hash = 0;
+    if (!stable_key_hash(current_key_.get(), hash) ||
+        !key_identity(current_key_.get(), key_bytes_)) {
+      throw_python_error();
+    }
+    state_.set_current_key(key_bytes_, hash);
+    instance_.handle().current_key = current_key_.get();
+  }
+
+  // GIL held. `record` dies here unless it is kept.
+  void process(PyObject* fn, Object record) {
+    Object result = call_one(fn, record.get());
+    if constexpr (kKind == TransformKind::kMap) {
+      if (result.get() != Py_None) out_.push_back(std::move(result));  // None drops, as in SAGE
+    } else if constexpr (kKind == TransformKind::kFilter) {
+      const int keep = PyObject_IsTrue(result.get());
+      if (keep < 0) throw_python_error();
+      if (keep == 1) out_.push_back(std::move(record));
+    } else if constexpr (kKind == TransformKind::kFlatMap) {
+      if (result.get() == Py_None) return;
+      Object iterator = Object::steal(PyObject_GetIter(result.get()));
+      if (!iterator) throw_python_error();
+      while (PyObject* item = PyIter_Next(iterator.get())) {
+        out_.push_back(Object::steal(item));
+        if (out_.size() >= batch_size_) flush_now();
+      }
+      if (PyErr_Occurred()) throw_python_error();
+    }
+  }
+  // GIL held: sends what flat_map gathered so far, releasing the GIL meanwhile.
+  void flush_now() {
+    output_.prepare(out_);
+    {
+      GilRelease unlocked;
+      output_.send(out_);
+    }
+    out_.clear();
+  }
+
+  // Keyed state: keys by their key_identity, hashed as key_by routes them.
+  std::vector<Object> key_factories_;
+  std::vector<Object> key_fns_;
+  bool keyed_;
+  detail::TypedKeyedStateBackend<std::string> state_;
+  Object current_key_;
+  std::string key_bytes_;
+  Instance instance_;
+  Output output_;
+  std::deque<Port> ports_;  // stable addresses: the task holds them
+  std::vector<Object> out_;
+  std::size_t batch_size_;
+};
+
+class SourceOperator final : public detail::SourceOperator {
+ public:
+  SourceOperator(SourceKind kind, const Object& payload, const Object& stop_type,
+                 detail::OperatorSetup& setup)
+      : kind_(kind),
+        instance_(kind == SourceKind::kCollection ? Object{} : payload, setup),
+        list_(kind == SourceKind::kCollection ? payload : Object{}),
+        stop_type_(stop_type),
+        output_(setup) {}
+  ~SourceOperator() override {
+    Gil gil;  // one acquisition for what it still holds
+    out_.clear();
+  }
+
+  void open() override {
+    if (kind_ == SourceKind::kCollection) {
+      next_ = static_cast<std::size_t>(instance_.ctx().parallel_index());
+      step_ = static_cast<std::size_t>(instance_.ctx().parallelism());
+      return;
+    }
+    Gil gil;
+    instance_.run([&] { instance_.open(); });
+  }
+  void finish() override {
+    if (kind_ == SourceKind::kCollection) return;
+    Gil gil;
+    instance_.run([&] { instance_.close(); });
+  }
+  detail::BatchReceiverBase& input(int) override {
+    throw std::logic_error("a source has no input");
+  }
+  void snapshot(detail::OperatorSnapshot&, std::uint64_t) override {}
+  void restore(const detail::OperatorSnapshot&) override {}
+  void notify_checkpoint_complete(std::uint64_t) override {}
+
+  bool produce(std::size_t max_records, std::chrono::steady_clock::time_point deadline) override {
+    bool more = true;
+    {
+      Gil gil;
+      out_.clear();
+      {
+        detail::ScopedTimer timer(instance_.metrics().busy_ns);
+        instance_.run([&] { more = fill(max_records, deadline); });
+      }
+      output_.prepare(out_);
+    }
+    output_.send(out_);
+    return more;
+  }
+
+ private:
+  // GIL held. False once the source has ended.
+  bool fill(std::size_t max_records, std::chrono::steady_clock::time_point deadline) {
+    if (kind_ == SourceKind::kCollection) {
+      const auto size = static_cast<std::size_t>(PyList_GET_SIZE(list_.get()));
+      while (out_.size() < max_records && next_ < size) {
+        out_.push_back(Object::borrow(PyList_GET_ITEM(list_.get(), next_)));
+        next_ += step_;
+      }
+      return next_ < size;
+    }
+    // A slow function must not hold records back: check the clock now and then.
+    constexpr std::size_t kRecordsPerClockCheck = 64;
+    while (out_.size() < max_records) {
+      Object value = Object::steal(PyObject_CallNoArgs(instance_.call()));
+      if (!value) throw_python_error();
+      if (kind_ == SourceKind::kBatch) {
+        if (value.get() == Py_None) return false;
+      } else {
+        if (value.get() == stop_type_.get()) return false;
+        const int stop = PyObject_IsInstance(value.get(), stop_type_.get());
+        if (stop < 0) throw_python_error();
+        if (stop == 1) return false;
+        if (value.get() == Py_None) return true;  // nothing now: poll again
+      }
+      out_.push_back(std::move(value));
+      if (out_.size() % kRecordsPerClockCheck == 0 &&
+          std::chrono::steady_clock::now() >= deadline) {
+        break;
+      }
+    }
+    return true;
+  }
+
+  SourceKind kind_;
+  Instance instance_;
+  Object list_;
+  Object stop_type_;
+  Output output_;
+  std::vector<Object> out_;
+  std::size_t next_ = 0, step_ = 1;
+};
+
+// The writer of key_by and partition_custom: the target of every record of
+// a batch under one GIL acquisition (the key's stable hash, or the user's
+// partition()), then the records to their instances without it.
+class SelectingWriter final : public detail::ChannelWriterCommon<Object> {
+ public:
+  SelectingWriter(detail::WriterSetup setup, detail::Partitioning partitioning,
+                  Object selector_factory, int max_parallelism)
+      : ChannelWriterCommon<Object>(std::move(setup)),
+        partitioning_(partitioning),
+        selector_factory_(std::move(selector_factory)),
+        max_parallelism_(max_parallelism) {
+    const auto parallelism = static_cast<int>(target_count());
+    for (int group = 0; group < max_parallelism; ++group) {
+      instance_of_group_.push_back(
+          detail::instance_of_key_group(group, max_parallelism, parallelism));
+    }
+  }
+
+  void receive(std::vector<Object>& batch) override {
+    targets_.resize(batch.size());
+    {
+      Gil gil;
+      const char* what = partitioning_ == detail::Partitioning::kHash ? "key_by: the key function"
+                                                                      : "partition_custom: the "
+                                                                        "partitioner";
+      if (!selector_) {
+        selector_ = Object::steal(PyObject_CallNoArgs(selector_factory_.get()));
+        if (!selector_) fail(std::string(what) + " could not be built:\n" + take_python_error());
+      }
+      for (std::size_t i = 0; i < batch.size(); ++i) targets_[i] = select(batch[i].get(), what);
+    }
+    for (std::size_t i = 0; i < batch.size(); ++i) append(targets_[i], std::move(batch[i]));
+  }
+
+ private:
+  // GIL held.
+  std::size_t select(PyObject* record, const char* what) {
+    const auto n = static_cast<long long>(target_count());
+    if (partitioning_ == detail::Partitioning::kHash) {
+      Object key = Object::steal(PyObject_CallOneArg(selector_.get(), record));
+      if (!key) fail(std::string(what) + " raised:\n" + take_python_error());
+      std::uint64_t hash = 0;
+      if (!stable_key_hash(key.get(), hash)) fail(take_python_error());
+      return static_cast<std::size_t>(
+          instance_of_group_[detail::key_group_of(hash, max_parallelism_)]);
+    }
+    Object count = Object::steal(PyLong_FromLongLong(n));
+    Object index =
+        Object::steal(PyObject_CallFunctionObjArgs(selector_.get(), record, count.get(), nullptr));
+    if (!index) fail(std::string(what) + " raised:\n" + take_python_error());
+    if (!PyLong_Check(index.get())) {
+      fail(std::string(what) + " returned a '" + Py_TYPE(index.get())->tp_name +
+           "'; partition(record, num_partitions) must return an int in [0, " + std::to_string(n) +
+           ")");
+    }
+    const long long target = PyLong_AsLongLong(index.get());
+    if (target == -1 && PyErr_Occurred()) PyErr_Clear();
+    if (target < 0 || target >= n) {
+      Object text = Object::steal(PyObject_Repr(index.get()));
+      fail(std::string(what) + " returned index " + (text ? PyUnicode_AsUTF8(text.get()) : "?") +
+           " for " + std::to_string(n) + " partitions; partition() must return a value in [0, " +
+           std::to_string(n) + ")");
+    }
+    return static_cast<std::size_t>(target);
+  }
+
+  [[noreturn]] void fail(std::string message) {
+    detail::OperatorError error = setup().blame;
+    error.message = std::move(message);
+    throw error;
+  }
+
+  detail::Partitioning partitioning_;
+  Object selector_factory_;
+  Object selector_;
+  int max_parallelism_;
+  std::vector<int> instance_of_group_;
+  std::vector<std::size_t> targets_;
+};
+
+// broadcast's writer: every record to every target, the copies made under one
+// GIL acquisition per batch (the engine's BroadcastWriter would take it per copy).
+class BroadcastWriter final : public detail::ChannelWriterCommon<Object> {
+ public:
+  using ChannelWriterCommon<Object>::ChannelWriterCommon;
+
+  void receive(std::vector<Object>& batch) override {
+    const std::size_t targets = target_count();
+    copies_.resize(targets - 1);
+    {
+      Gil gil;
+      for (auto& copy : copies_) copy.assign(batch.begin(), batch.end());
+    }
+    for (std::size_t t = 0; t + 1 < targets; ++t) {
+      for (auto& record : copies_[t]) append(t, std::move(record));
+    }
+    for (auto& record : batch) append(targets - 1, std::move(record));
+  }
+
+ private:
+  std::vector<std::vector<Object>> copies_;
+};
+
+}  // namespace
+
+const char* to_string(TransformKind kind) {
+  switch (kind) {
+    case TransformKind::kMap:
+      return "map";
+    case TransformKind::kFilter:
+      return "filter";
+    case TransformKind::kFlatMap:
+      return "flat_map";
+    case TransformKind::kSink:
+      return "sink";
+  }
+  return "unknown";
+}
+
+std::unique_ptr<detail::Operator> make_transform(TransformKind kind, const Object& factory,
+                                                 const std::vector<Object>& key_factories,
+                                                 detail::OperatorSetup& setup) {
+  switch (kind) {
+    case TransformKind::kMap:
+      return std::make_unique<TransformOperator<TransformKind::kMap>>(factory, key_factories,
+                                                                      setup);
+    case TransformKind::kFilter:
+      return std::make_unique<TransformOperator<TransformKind::kFilter>>(factory, key_factories,
+                                                                         setup);
+    case TransformKind::kFlatMap:
+      return std::make_unique<TransformOperator<TransformKind::kFlatMap>>(factory, key_factories,
+                                                                          setup);
+    case TransformKind::kSink:
+      return std::make_unique<TransformOperator<TransformKind::kSink>>(factory, key_factories,
+                                                                       setup);
+  }
+  throw std::logic_error("unknown transform kind");
+}
+
+std::unique_ptr<detail::Operator> make_source(SourceKind kind, const Object& payload,
+                                              const Object& stop_type,
+                                              detail::OperatorSetup& setup) {
+  return std::make_unique<SourceOperator>(kind, payload, stop_type, setup);
+}
+
+void PyEdgeFactory::encode(const detail::BatchBase& batch, Writer& out) const {
+  const std::string bytes = encode_batch(static_cast<const detail::Batch<Object>&>(batch).records);
+  out.write_bytes(bytes.data(), bytes.size());
+}
+
+std::unique_ptr<detail::BatchBase> PyEdgeFactory::decode(std::string_view bytes) const {
+  return std::make_unique<detail::Batch<Object>>(decode_batch(bytes));
+}
+
+detail::CreatedWriter PyEdgeFactory::create_writer(detail::WriterSetup setup,
+                                                   detail::Partitioning partitioning,
+                                                   int producer_index, int max_parallelism) const {
+  if (partitioning == detail::Partitioning::kBroadcast) {
+    return wrap(std::make_unique<BroadcastWriter>(std::move(setup)));
+  }
+  return TypedEdgeFactory<Object>::create_writer(std::move(setup), partitioning, producer_index,
+                                                 max_parallelism);
+}
+
+detail::CreatedWriter PyEdgeFactory::create_special_writer(detail::WriterSetup setup,
+                                                           detail::Partitioning partitioning,
+                                                           int max_parallelism) const {
+  if (!selector_factory_ || (partitioning != detail::Partitioning::kHash &&
+                             partitioning != detail::Partitioning::kCustom)) {
+    throw std::logic_error(std::string("a Python edge cannot be partitioned by ") +
+                           detail::to_string(partitioning));
+  }
+  return wrap(std::make_unique<SelectingWriter>(std::move(setup), partitioning, selector_factory_,
+                                                max_parallelism));
+}
+
+}  // namespace sage::python
