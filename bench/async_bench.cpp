@@ -18,9 +18,12 @@
 #include <sage/sage.hpp>
 
 #include "bench_options.hpp"
+#include "measure.hpp"
 #include "support/delayed_calls.hpp"
 
 namespace {
+
+using sage::bench::median;
 
 using Clock = std::chrono::steady_clock;
 constexpr std::size_t kCapacity = 64;
@@ -41,11 +44,6 @@ double run(const char* name, long long records, Build build) {
     std::exit(1);
   }
   return static_cast<double>(records) / seconds;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 }  // namespace

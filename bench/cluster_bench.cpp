@@ -39,16 +39,14 @@
 
 #include "bench_options.hpp"
 #include "local_cluster.hpp"
+#include "measure.hpp"
 #include "support/test_certificates.hpp"
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using sage::bench::median;
 
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  return values[values.size() / 2];
-}
+using Clock = std::chrono::steady_clock;
 
 std::int64_t wall_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(

@@ -30,8 +30,13 @@
 #include <sage/sage.hpp>
 
 #include "bench_options.hpp"
+#include "measure.hpp"
 
 namespace {
+
+using sage::bench::cpu_seconds;
+using sage::bench::median;
+using sage::bench::seconds_of;
 
 using Clock = std::chrono::steady_clock;
 
@@ -44,27 +49,6 @@ struct Figure {
   // upper bound of its own peak, since the workloads run one after another.
   long peak_rss_kib = 0;
 };
-
-double seconds_of(const std::function<void()>& run) {
-  const auto start = Clock::now();
-  run();
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-// CPU time of this process so far, user and system, its ended threads included.
-double cpu_seconds() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  const auto seconds = [](const timeval& t) {
-    return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6;
-  };
-  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
-}
-
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  return values[values.size() / 2];
-}
 
 // Median of `repeat` runs, in records per second.
 double rate(long long records, int repeat, const std::function<void()>& run) {

@@ -34,9 +34,14 @@
 #include <sage/rag.hpp>
 
 #include "bench_options.hpp"
+#include "measure.hpp"
 #include "rag/openai_test_server.hpp"
 
 namespace {
+
+using sage::bench::cpu_seconds;
+using sage::bench::median;
+using sage::bench::seconds_of;
 
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
@@ -52,25 +57,6 @@ struct Figure {
   std::string baseline_name;
   std::string note;
 };
-
-double seconds_of(const std::function<void()>& run) {
-  const auto start = Clock::now();
-  run();
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-// CPU time of this process so far, user and system.
-double cpu_seconds() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
-         static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
-}
-
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  return values[values.size() / 2];
-}
 
 // --- R1
 

@@ -22,37 +22,14 @@
 
 #include <sage/sage.hpp>
 
+#include "integration/paced_job.hpp"
+
 #include "support/delayed_calls.hpp"
 
 namespace {
 
-void announce(sage::RuntimeContext& ctx) {
-  std::printf("instance %s on %s pid %d\n", ctx.instance_name().c_str(), ctx.node_id().c_str(),
-              static_cast<int>(getpid()));
-  std::fflush(stdout);
-}
-
-// Numbers n with n % 2 == this instance's index, paced: about 2 s for 40 000.
-class PacedNumbers {
- public:
-  explicit PacedNumbers(long long count) : count_(count) {}
-  void open(sage::RuntimeContext& ctx) {
-    next_ = ctx.parallel_index();
-    step_ = ctx.parallelism();
-  }
-  std::optional<long long> next() {
-    if (next_ >= count_) return std::nullopt;
-    if ((next_ / step_) % 100 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    const long long value = next_;
-    next_ += step_;
-    return value;
-  }
-  void save_state(sage::Writer& out) { out.write(next_); }
-  void restore_state(sage::Reader& in) { next_ = in.read<long long>(); }
-
- private:
-  long long count_, next_ = 0, step_ = 1;
-};
+using sage::testing::announce;
+using sage::testing::PacedNumbers;
 
 class Fetch : public sage::AsyncFunction<long long, std::string> {
  public:
@@ -114,18 +91,5 @@ int main(int argc, char** argv) {
       .map<Fetch>(sage::Options{.name = "fetch", .parallelism = 3})
       .rebalance()
       .write_text(output, {.name = "lines", .parallelism = 2});
-  try {
-    std::printf("submitted %s\n", env->submit().c_str());
-    std::fflush(stdout);
-    const auto result = env->wait();
-    std::printf("job %s %s, %d restarts, %llu checkpoints\n", result.job_id.c_str(),
-                sage::to_string(result.state), result.restarts,
-                static_cast<unsigned long long>(result.checkpoints_completed));
-    for (const auto& cause : result.restart_causes)
-      std::printf("restarted after: %s\n", cause.c_str());
-    return 0;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s\n", e.what());
-    return 1;
-  }
+  return sage::testing::submit_and_report(*env);
 }
