@@ -42,39 +42,17 @@ bool as_bytes(PyObject* key, const char*& data, Py_ssize_t& size) {
   return true;
 }
 
-// The sage encoding of a key inside a tuple (serialization.hpp).
-bool encode(PyObject* key, Writer& out) {
-  if (PyLong_Check(key)) {
-    std::int64_t v = 0;
-    if (!as_int64(key, v)) return false;
-    out.write(v);
-    return true;
-  }
-  if (PyUnicode_Check(key) || PyBytes_Check(key)) {
-    const char* data = nullptr;
-    Py_ssize_t size = 0;
-    if (!as_bytes(key, data, size)) return false;
-    out.write_varint(static_cast<std::uint64_t>(size));
-    out.write_bytes(data, static_cast<std::size_t>(size));
-    return true;
-  }
-  if (PyTuple_Check(key)) {
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(key); ++i) {
-      if (!encode(PyTuple_GET_ITEM(key, i), out)) return false;
-    }
-    return true;
-  }
-  return refuse(key, PyFloat_Check(key) ? " (1.0 == 1 in Python, but their encodings differ)" : "");
-}
-
-// Tags of key_identity.
+// Tags of key_identity's encoding.
 constexpr char kIntTag = 'i', kStrTag = 's', kBytesTag = 'b', kTupleTag = 't';
 
-bool identity(PyObject* key, Writer& out) {
+// Writes `key` in sage's encoding (serialization.hpp: what the stable hash of a
+// tuple reads), or, when `tagged`, in key_identity's: each value led by its
+// type's tag and a tuple by its size, so that equal encodings mean equal keys.
+bool write_key(PyObject* key, Writer& out, bool tagged) {
   if (PyLong_Check(key)) {
     std::int64_t v = 0;
     if (!as_int64(key, v)) return false;
-    out.write_bytes(&kIntTag, 1);
+    if (tagged) out.write_bytes(&kIntTag, 1);
     out.write(v);
     return true;
   }
@@ -82,16 +60,18 @@ bool identity(PyObject* key, Writer& out) {
     const char* data = nullptr;
     Py_ssize_t size = 0;
     if (!as_bytes(key, data, size)) return false;
-    out.write_bytes(PyUnicode_Check(key) ? &kStrTag : &kBytesTag, 1);
+    if (tagged) out.write_bytes(PyUnicode_Check(key) ? &kStrTag : &kBytesTag, 1);
     out.write_varint(static_cast<std::uint64_t>(size));
     out.write_bytes(data, static_cast<std::size_t>(size));
     return true;
   }
   if (PyTuple_Check(key)) {
-    out.write_bytes(&kTupleTag, 1);
-    out.write_varint(static_cast<std::uint64_t>(PyTuple_GET_SIZE(key)));
+    if (tagged) {
+      out.write_bytes(&kTupleTag, 1);
+      out.write_varint(static_cast<std::uint64_t>(PyTuple_GET_SIZE(key)));
+    }
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(key); ++i) {
-      if (!identity(PyTuple_GET_ITEM(key, i), out)) return false;
+      if (!write_key(PyTuple_GET_ITEM(key, i), out, tagged)) return false;
     }
     return true;
   }
@@ -103,7 +83,7 @@ bool identity(PyObject* key, Writer& out) {
 bool key_identity(PyObject* key, std::string& out) {
   Writer writer(std::move(out));
   writer.buffer().clear();
-  const bool ok = identity(key, writer);
+  const bool ok = write_key(key, writer, /*tagged=*/true);
   out = writer.take();
   return ok;
 }
@@ -124,7 +104,7 @@ bool stable_key_hash(PyObject* key, std::uint64_t& hash) {
   }
   if (PyTuple_Check(key)) {
     Writer out;
-    if (!encode(key, out)) return false;
+    if (!write_key(key, out, /*tagged=*/false)) return false;
     hash = stable_hash_bytes(out.buffer().data(), out.buffer().size());
     return true;
   }
