@@ -14,7 +14,7 @@ scripts/build.sh
 source scripts/lib/throwaway-cluster.sh
 example=(build/examples/parallelism_remote_validation)
 if [ "${1:-}" = "--python" ]; then
-  example=(/usr/bin/python3 examples/python/parallelism_remote_validation.py)
+  example=(examples/python/parallelism_remote_validation.py)  # run with python3 by `sage job submit`
   PYTHONPATH="$PWD/build/python${PYTHONPATH:+:$PYTHONPATH}"
   export PYTHONPATH  # the workers started below pass it on to their task processes
 fi

@@ -350,6 +350,8 @@ void JobTable::start_processes(Job& job) {
     start->set_program_sha256(job.request.program_sha256());
     *start->mutable_args() = job.request.args();
     start->set_working_directory(job.request.working_directory());
+    start->set_bundle_sha256(job.request.bundle_sha256());
+    *start->mutable_environment() = job.request.environment();
     start->set_assignment(assignment.encode());
     for (int g : job.processes[p].gpus) start->add_gpu_indices(g);
     start->set_memory_limit_bytes(job.processes[p].memory);
@@ -423,7 +425,9 @@ void JobTable::release(Job& job) {
   // The programs of jobs that are over may go, beyond the most recent few.
   std::set<std::string> in_use;
   for (const auto& [id, other] : jobs_) {
-    if (!is_final(other->info.state())) in_use.insert(other->request.program_sha256());
+    if (is_final(other->info.state())) continue;
+    in_use.insert(other->request.program_sha256());
+    if (!other->request.bundle_sha256().empty()) in_use.insert(other->request.bundle_sha256());
   }
   if (const auto removed = programs_.prune(kKeptPrograms, in_use); removed > 0) {
     spdlog::info("removed {} stored programs no job needs", removed);

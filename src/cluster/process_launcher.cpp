@@ -8,6 +8,7 @@
 
 #include <array>
 #include <cerrno>
+#include <set>
 #include <sstream>
 #include <string_view>
 #include <utility>
@@ -43,6 +44,9 @@ std::vector<std::string> task_process_environment(const TaskProcessLaunch& launc
   // node's GPU i is its i-th entry.
   std::vector<std::string> node_gpus;
   constexpr std::string_view kCuda = "CUDA_VISIBLE_DEVICES=";
+  const auto name_of = [](const std::string& entry) { return entry.substr(0, entry.find('=')); };
+  std::set<std::string> set_by_job;
+  for (const auto& entry : launch.environment) set_by_job.insert(name_of(entry));
   for (const char* const* e = inherited; *e != nullptr; ++e) {
     const std::string entry = *e;
     if (entry.starts_with(kCuda)) {
@@ -50,6 +54,11 @@ std::vector<std::string> task_process_environment(const TaskProcessLaunch& launc
       for (std::string gpu; std::getline(list, gpu, ',');) node_gpus.push_back(gpu);
     }
     if (entry.rfind("SAGE_", 0) == 0 || entry.starts_with(kCuda)) continue;
+    if (set_by_job.count(name_of(entry)) > 0) continue;
+    env.push_back(entry);
+  }
+  for (const auto& entry : launch.environment) {
+    if (entry.rfind("SAGE_", 0) == 0 || entry.starts_with(kCuda)) continue;  // the head refuses
     env.push_back(entry);
   }
   env.push_back(std::string(kAssignmentVariable) + "=" + launch.assignment);

@@ -68,6 +68,37 @@ Problem check_hash(const std::string& field, std::string_view sha256) {
   return field + " " + quoted(sha256) + " is not a SHA-256 (64 lowercase hex digits)";
 }
 
+// SubmitRequest.environment: "NAME=value" entries a task process gets, none
+// of which may be what only its worker sets.
+Problem check_environment(const google::protobuf::RepeatedPtrField<std::string>& environment) {
+  constexpr int kMaxEntries = 64;
+  constexpr std::size_t kMaxEntryBytes = 4096;
+  if (environment.size() > kMaxEntries) {
+    return fmt::format("environment has {} entries; it must have at most {}", environment.size(),
+                       kMaxEntries);
+  }
+  for (int i = 0; i < environment.size(); ++i) {
+    const std::string field = fmt::format("environment[{}]", i);
+    const std::string& entry = environment.Get(i);
+    if (auto problem = check_text(field, entry, kMaxEntryBytes)) return problem;
+    const std::size_t equals = entry.find('=');
+    const std::string name = entry.substr(0, equals);
+    const bool valid_name =
+        equals != std::string::npos && !name.empty() && !(name[0] >= '0' && name[0] <= '9') &&
+        name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") ==
+            std::string::npos;
+    if (!valid_name) {
+      return field + " " + quoted(entry) +
+             " is not NAME=value with a name of letters, digits "
+             "and '_'";
+    }
+    if (name.starts_with("SAGE_") || name == "CUDA_VISIBLE_DEVICES") {
+      return field + " sets " + name + ", which only the worker sets";
+    }
+  }
+  return std::nullopt;
+}
+
 Problem check_resources(const std::string& field, const rpc::Resources& resources) {
   const double cpus = resources.num_cpus();
   if (!std::isfinite(cpus) || cpus < 0 || cpus > kMaxCpus) {
@@ -114,6 +145,10 @@ Problem problem_in(const rpc::SubmitRequest& request, int max_instances_per_job)
   if (auto problem = check_text("working_directory", request.working_directory(), kMaxPathBytes)) {
     return problem;
   }
+  if (!request.bundle_sha256().empty()) {
+    if (auto problem = check_hash("bundle_sha256", request.bundle_sha256())) return problem;
+  }
+  if (auto problem = check_environment(request.environment())) return problem;
   const auto& fingerprint = request.fingerprint();
   if (fingerprint.size() != 16 ||
       fingerprint.find_first_not_of("0123456789abcdef") != std::string::npos) {

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "python/job_control.hpp"
 #include "python/key_hash.hpp"
 #include "python/object.hpp"
 #include "python/operators.hpp"
@@ -173,7 +174,14 @@ class Environment {
     auto env = std::make_unique<RemoteEnv>(name, host, port,
                                            ClusterConfig{.token = token, .state_dir = state_dir});
     graph_ = env->graph();
+    remote_ = env.get();
     env_ = std::move(env);
+  }
+  // A RemoteEnvironment's job runs `program` (the script in its bundle).
+  void set_task_program(sage::TaskProgram program) {
+    live();
+    if (remote_ == nullptr) throw InvalidPlanError("only a RemoteEnvironment has a task program");
+    remote_->set_task_program(std::move(program));
   }
   ~Environment() { close(); }
 
@@ -193,21 +201,19 @@ class Environment {
   }
 
   // In a task process of a RemoteEnvironment's job, runs this process's
-  // share of the instances and exits the process.
+  // share of the instances and exits the process. With autostop, waits as
+  // wait() does.
   std::string submit(bool autostop) {
     sage::Environment& env = live();
-    py::gil_scoped_release unlocked;
-    return env.submit(autostop);
-  }
-  py::dict wait() {
-    sage::Environment& env = live();
-    JobResult result;
+    std::string id;
     {
       py::gil_scoped_release unlocked;
-      result = env.wait();
+      id = env.submit(false);
     }
-    return result_to_dict(result);
+    if (autostop) wait_interruptibly(env);
+    return id;
   }
+  py::dict wait() { return result_to_dict(wait_interruptibly(live())); }
   void stop() {
     sage::Environment& env = live();
     py::gil_scoped_release unlocked;
@@ -226,6 +232,7 @@ class Environment {
     return *env_;
   }
   std::unique_ptr<sage::Environment> env_;
+  RemoteEnv* remote_ = nullptr;  // env_, when it is a RemoteEnvironment
   std::shared_ptr<detail::LogicalGraph> graph_;
 };
 
@@ -401,6 +408,7 @@ PYBIND11_MODULE(_native, m) {
       "An operator whose input i is streams[i]; the factory's call is a tuple of one callable per "
       "input.");
 
+  set_python_plan_advice();
   m.def("is_task_process", &sage::is_task_process,
         "True in a task process a worker started for a RemoteEnvironment's job.");
 
@@ -419,6 +427,20 @@ PYBIND11_MODULE(_native, m) {
           },
           py::arg("kind"), py::arg("payload"), py::arg("stop_type"), py::arg("name"),
           py::arg("parallelism"), py::arg("resources"))
+      .def(
+          "set_task_program",
+          [](Environment& e, const std::vector<std::string>& args, const std::string& bundle,
+             std::uint64_t max_bytes, std::uint32_t max_files, const std::string& how_to_raise,
+             const std::vector<std::string>& environment) {
+            e.set_task_program(sage::TaskProgram{.args = args,
+                                                 .bundle_directory = bundle,
+                                                 .max_bundle_bytes = max_bytes,
+                                                 .max_bundle_files = max_files,
+                                                 .how_to_raise_limits = how_to_raise,
+                                                 .environment = environment});
+          },
+          py::arg("args"), py::arg("bundle_directory"), py::arg("max_bundle_bytes"),
+          py::arg("max_bundle_files"), py::arg("how_to_raise"), py::arg("environment"))
       .def("submit", &Environment::submit, py::arg("autostop"))
       .def("wait", &Environment::wait)
       .def("stop", &Environment::stop)

@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <chrono>
 #include <deque>
+#include <exception>
 #include <stdexcept>
+#include <thread>
 
 #include "python/key_hash.hpp"
 
@@ -18,6 +20,40 @@ Object call_one(PyObject* fn, PyObject* arg) {
   if (!result) throw_python_error();
   return result;
 }
+
+// A function a factory built as (call, open, close): open(ctx) when it is
+// built, close() by finish(). Key functions and partitioners use it; so does
+// Instance, whose call may be a tuple (comap). GIL held throughout.
+class BoundFunction {
+ public:
+  // Calls `factory`, then the function's open with `handle` when it has one.
+  void build(PyObject* factory, const std::shared_ptr<ContextHandle>& handle) {
+    Object made = Object::steal(PyObject_CallNoArgs(factory));
+    if (!made) throw_python_error();
+    if (!PyTuple_Check(made.get()) || PyTuple_GET_SIZE(made.get()) != 3) {
+      throw PythonError("internal: a function factory must return (call, open, close)");
+    }
+    call_ = Object::borrow(PyTuple_GET_ITEM(made.get(), 0));
+    close_ = Object::borrow(PyTuple_GET_ITEM(made.get(), 2));
+    PyObject* open = PyTuple_GET_ITEM(made.get(), 1);
+    if (open != Py_None) {
+      pybind11::object ctx = pybind11::cast(handle);
+      call_one(open, ctx.ptr());
+    }
+  }
+  PyObject* call() const { return call_.get(); }
+  // Calls close() once, if the function was built and has one.
+  void finish() {
+    Object close = std::move(close_);
+    if (close && close.get() != Py_None) {
+      Object result = Object::steal(PyObject_CallNoArgs(close.get()));
+      if (!result) throw_python_error();
+    }
+  }
+
+ private:
+  Object call_, close_;
+};
 
 // Hands an operator's output downstream: every target but the last gets a
 // copy, made under the GIL by prepare(); send() runs without it, since a
@@ -72,12 +108,8 @@ class Instance {
 
   // GIL held. Builds the function and calls its open(ctx).
   void open() {
-    Object made = Object::steal(PyObject_CallNoArgs(factory_.get()));
-    if (!made) throw_python_error();
-    if (!PyTuple_Check(made.get()) || PyTuple_GET_SIZE(made.get()) != 3) {
-      throw PythonError("internal: a function factory must return (call, open, close)");
-    }
-    PyObject* call = PyTuple_GET_ITEM(made.get(), 0);
+    function_.build(factory_.get(), handle_);
+    PyObject* call = function_.call();
     calls_.clear();
     if (PyTuple_Check(call)) {  // comap: one callable per input
       for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(call); ++i) {
@@ -86,24 +118,31 @@ class Instance {
     } else {
       calls_.push_back(Object::borrow(call));
     }
-    PyObject* open = PyTuple_GET_ITEM(made.get(), 1);
-    close_ = Object::borrow(PyTuple_GET_ITEM(made.get(), 2));
-    if (open != Py_None) {
-      pybind11::object ctx = pybind11::cast(handle_);
-      call_one(open, ctx.ptr());
-    }
   }
-  // GIL held. Calls the function's close(); the context is invalid after.
-  void close() {
+  // GIL held. Calls the close() of the function and of `others` (its key
+  // functions), all of them even when one raises; the context is invalid after.
+  void close(std::vector<BoundFunction>& others) {
     struct Invalidate {
       ContextHandle& handle;
       ~Invalidate() { handle.ctx = nullptr; }
     } invalidate{*handle_};
-    if (close_ && close_.get() != Py_None) {
-      Object result = Object::steal(PyObject_CallNoArgs(close_.get()));
-      if (!result) throw_python_error();
-    }
+    std::exception_ptr first;  // the error reported
+    auto finish = [&](BoundFunction& function) {
+      try {
+        function.finish();
+      } catch (...) {
+        if (!first) first = std::current_exception();
+      }
+    };
+    finish(function_);
+    for (auto& other : others) finish(other);
+    if (first) std::rethrow_exception(first);
   }
+  void close() {
+    std::vector<BoundFunction> none;
+    close(none);
+  }
+  const std::shared_ptr<ContextHandle>& shared_handle() const { return handle_; }
 
   // The callable for records of input `input`: the only one, or (comap) the input's own.
   PyObject* call(std::size_t input = 0) const {
@@ -122,8 +161,8 @@ class Instance {
 
  private:
   Object factory_;
+  BoundFunction function_;
   std::vector<Object> calls_;
-  Object close_;
   detail::InstanceMetrics* metrics_;
   RuntimeContext ctx_;
   std::shared_ptr<ContextHandle> handle_;
@@ -155,16 +194,18 @@ class TransformOperator final : public PythonOperator {
   void open() override {
     Gil gil;
     instance_.run([&] {
-      for (const auto& factory : key_factories_) {
-        key_fns_.push_back(factory ? Object::steal(PyObject_CallNoArgs(factory.get())) : Object{});
-        if (factory && !key_fns_.back()) throw_python_error();
-      }
       instance_.open();
+      // Key functions share the instance's context: open(ctx) after its own.
+      key_fns_.resize(key_factories_.size());
+      for (std::size_t i = 0; i < key_factories_.size(); ++i) {
+        if (key_factories_[i])
+          key_fns_[i].build(key_factories_[i].get(), instance_.shared_handle());
+      }
     });
   }
   void finish() override {
     Gil gil;
-    instance_.run([&] { instance_.close(); });
+    instance_.run([&] { instance_.close(key_fns_); });
   }
   // Called while the task is built, once per input the plan connects.
   detail::BatchReceiverBase& input(int index) override {
@@ -192,7 +233,7 @@ class TransformOperator final : public PythonOperator {
         detail::ScopedTimer timer(metrics.busy_ns);
         instance_.run([&] {
           PyObject* fn = instance_.call(port);
-          PyObject* key_fn = port < key_fns_.size() ? key_fns_[port].get() : nullptr;
+          PyObject* key_fn = port < key_fns_.size() ? key_fns_[port].call() : nullptr;
           if (key_fn == nullptr) {
             for (auto& record : batch) process(fn, std::move(record));
             return;
@@ -260,7 +301,7 @@ class TransformOperator final : public PythonOperator {
 
   // Keyed state: keys by their key_identity, hashed as key_by routes them.
   std::vector<Object> key_factories_;
-  std::vector<Object> key_fns_;
+  std::vector<BoundFunction> key_fns_;
   bool keyed_;
   detail::TypedKeyedStateBackend<std::string> state_;
   Object current_key_;
@@ -309,16 +350,20 @@ class SourceOperator final : public detail::SourceOperator {
 
   bool produce(std::size_t max_records, std::chrono::steady_clock::time_point deadline) override {
     bool more = true;
+    std::size_t produced = 0;
     {
       Gil gil;
       out_.clear();
+      idle_ = false;
       {
         detail::ScopedTimer timer(instance_.metrics().busy_ns);
         instance_.run([&] { more = fill(max_records, deadline); });
       }
+      produced = out_.size();
       output_.prepare(out_);
     }
     output_.send(out_);
+    back_off(produced);
     return more;
   }
 
@@ -345,7 +390,10 @@ class SourceOperator final : public detail::SourceOperator {
         const int stop = PyObject_IsInstance(value.get(), stop_type_.get());
         if (stop < 0) throw_python_error();
         if (stop == 1) return false;
-        if (value.get() == Py_None) return true;  // nothing now: poll again
+        if (value.get() == Py_None) {  // nothing now: poll again, after a while
+          idle_ = true;
+          return true;
+        }
       }
       out_.push_back(std::move(value));
       if (out_.size() % kRecordsPerClockCheck == 0 &&
@@ -356,7 +404,24 @@ class SourceOperator final : public detail::SourceOperator {
     return true;
   }
 
+  // GIL not held. A SourceFunction that has had nothing for `idle_polls_`
+  // calls in a row is called again after 50 us, doubling up to 10 ms: an idle
+  // source costs no core, and a new record waits at most 10 ms.
+  void back_off(std::size_t produced) {
+    constexpr std::chrono::microseconds kFirst(50), kLongest(10'000);
+    if (!idle_ || produced > 0) {
+      idle_polls_ = 0;
+      return;
+    }
+    const auto wait =
+        std::min<std::chrono::microseconds>(kFirst * (1 << std::min(idle_polls_, 8)), kLongest);
+    ++idle_polls_;
+    std::this_thread::sleep_for(wait);
+  }
+
   SourceKind kind_;
+  bool idle_ = false;  // the last call returned None
+  int idle_polls_ = 0;
   Instance instance_;
   Object list_;
   Object stop_type_;
@@ -367,7 +432,10 @@ class SourceOperator final : public detail::SourceOperator {
 
 // The writer of key_by and partition_custom: the target of every record of
 // a batch under one GIL acquisition (the key's stable hash, or the user's
-// partition()), then the records to their instances without it.
+// partition()), then the records to their instances without it. The key
+// function (or partitioner) is built before the first batch, its open(ctx)
+// getting the producing instance's identity and metrics (no keyed state), and
+// closed at the end of the stream.
 class SelectingWriter final : public detail::ChannelWriterCommon<Object> {
  public:
   SelectingWriter(detail::WriterSetup setup, detail::Partitioning partitioning,
@@ -375,7 +443,13 @@ class SelectingWriter final : public detail::ChannelWriterCommon<Object> {
       : ChannelWriterCommon<Object>(std::move(setup)),
         partitioning_(partitioning),
         selector_factory_(std::move(selector_factory)),
-        max_parallelism_(max_parallelism) {
+        max_parallelism_(max_parallelism),
+        ctx_(RuntimeContext::Identity{.operator_name = this->setup().blame.operator_name,
+                                      .parallel_index = this->setup().blame.parallel_index,
+                                      .parallelism = this->setup().blame.parallelism,
+                                      .node_id = this->setup().blame.node_id},
+             this->setup().producer_metrics->user, nullptr),
+        handle_(std::make_shared<ContextHandle>(ContextHandle{&ctx_})) {
     const auto parallelism = static_cast<int>(target_count());
     for (int group = 0; group < max_parallelism; ++group) {
       instance_of_group_.push_back(
@@ -387,24 +461,42 @@ class SelectingWriter final : public detail::ChannelWriterCommon<Object> {
     targets_.resize(batch.size());
     {
       Gil gil;
-      const char* what = partitioning_ == detail::Partitioning::kHash ? "key_by: the key function"
-                                                                      : "partition_custom: the "
-                                                                        "partitioner";
-      if (!selector_) {
-        selector_ = Object::steal(PyObject_CallNoArgs(selector_factory_.get()));
-        if (!selector_) fail(std::string(what) + " could not be built:\n" + take_python_error());
+      const char* what = subject();
+      if (!built_) {
+        built_ = true;
+        try {
+          selector_.build(selector_factory_.get(), handle_);
+        } catch (const PythonError& e) {
+          fail(std::string(what) + " could not be built or opened:\n" + e.what());
+        }
       }
       for (std::size_t i = 0; i < batch.size(); ++i) targets_[i] = select(batch[i].get(), what);
     }
     for (std::size_t i = 0; i < batch.size(); ++i) append(targets_[i], std::move(batch[i]));
   }
+  void finish() override {
+    if (built_) {
+      Gil gil;
+      try {
+        selector_.finish();
+      } catch (const PythonError& e) {
+        fail(std::string(subject()) + "'s close() raised:\n" + e.what());
+      }
+    }
+    ChannelWriterCommon<Object>::finish();
+  }
+  ~SelectingWriter() override { handle_->ctx = nullptr; }
 
  private:
+  const char* subject() const {
+    return partitioning_ == detail::Partitioning::kHash ? "key_by: the key function"
+                                                        : "partition_custom: the partitioner";
+  }
   // GIL held.
   std::size_t select(PyObject* record, const char* what) {
     const auto n = static_cast<long long>(target_count());
     if (partitioning_ == detail::Partitioning::kHash) {
-      Object key = Object::steal(PyObject_CallOneArg(selector_.get(), record));
+      Object key = Object::steal(PyObject_CallOneArg(selector_.call(), record));
       if (!key) fail(std::string(what) + " raised:\n" + take_python_error());
       std::uint64_t hash = 0;
       if (!stable_key_hash(key.get(), hash)) fail(take_python_error());
@@ -413,7 +505,7 @@ class SelectingWriter final : public detail::ChannelWriterCommon<Object> {
     }
     Object count = Object::steal(PyLong_FromLongLong(n));
     Object index =
-        Object::steal(PyObject_CallFunctionObjArgs(selector_.get(), record, count.get(), nullptr));
+        Object::steal(PyObject_CallFunctionObjArgs(selector_.call(), record, count.get(), nullptr));
     if (!index) fail(std::string(what) + " raised:\n" + take_python_error());
     if (!PyLong_Check(index.get())) {
       fail(std::string(what) + " returned a '" + Py_TYPE(index.get())->tp_name +
@@ -439,8 +531,11 @@ class SelectingWriter final : public detail::ChannelWriterCommon<Object> {
 
   detail::Partitioning partitioning_;
   Object selector_factory_;
-  Object selector_;
+  BoundFunction selector_;
+  bool built_ = false;
   int max_parallelism_;
+  RuntimeContext ctx_;
+  std::shared_ptr<ContextHandle> handle_;
   std::vector<int> instance_of_group_;
   std::vector<std::size_t> targets_;
 };

@@ -86,13 +86,18 @@ def comap_factory(function, args, kwargs, inputs):
 
 
 def partitioner_factory(partitioner):
-    """A factory of the callable (record, num_partitions) -> index of partition_custom."""
+    """A factory of (call, open, close) whose call (record, num_partitions) returns the index
+    of partition_custom."""
     if isinstance(partitioner, type):
         partitioner = partitioner()
     if callable(getattr(partitioner, "partition", None)):
-        return lambda: copy.deepcopy(partitioner).partition
+        def make():
+            instance = copy.deepcopy(partitioner)
+            return _bind(instance, instance.partition)
+
+        return make
     if callable(partitioner):
-        return lambda: partitioner
+        return lambda: (partitioner, None, None)
     raise TypeError(
         f"partition_custom: expected a Partitioner (partition(record, num_partitions)) or a "
         f"function (record, num_partitions), got {type(partitioner).__name__}"
@@ -100,9 +105,10 @@ def partitioner_factory(partitioner):
 
 
 def key_factory(function, args, kwargs):
-    """A factory of the key function of keyby: the callable returning a record's key."""
+    """A factory of the key function of keyby as (call, open, close): a KeyByFunction gets
+    open(ctx) before its first key and close() at the end of the stream."""
     make, _ = function_factory(function, args, kwargs, "keyby")
-    return lambda: make()[0]
+    return make
 
 
 class _PrintSink(BaseFunction):
