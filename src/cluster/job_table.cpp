@@ -350,6 +350,7 @@ void JobTable::start_processes(Job& job) {
     start->set_program_sha256(job.request.program_sha256());
     *start->mutable_args() = job.request.args();
     start->set_working_directory(job.request.working_directory());
+    *start->mutable_environment() = job.request.environment();
     start->set_assignment(assignment.encode());
     for (int g : job.processes[p].gpus) start->add_gpu_indices(g);
     start->set_memory_limit_bytes(job.processes[p].memory);

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <sstream>
@@ -50,8 +51,12 @@ std::vector<std::string> task_process_environment(const TaskProcessLaunch& launc
       for (std::string gpu; std::getline(list, gpu, ',');) node_gpus.push_back(gpu);
     }
     if (entry.rfind("SAGE_", 0) == 0 || entry.starts_with(kCuda)) continue;
+    const std::string name = entry.substr(0, entry.find('=') + 1);
+    const auto forwarded = [&](const std::string& f) { return f.starts_with(name); };
+    if (std::any_of(launch.environment.begin(), launch.environment.end(), forwarded)) continue;
     env.push_back(entry);
   }
+  env.insert(env.end(), launch.environment.begin(), launch.environment.end());
   env.push_back(std::string(kAssignmentVariable) + "=" + launch.assignment);
   // The task process's data plane uses this node's TLS files.
   for (auto& entry : launch.tls.environment()) env.push_back(std::move(entry));

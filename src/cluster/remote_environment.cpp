@@ -145,6 +145,11 @@ std::string RemoteEnvironment::submit(bool autostop) {
   request.set_name(name());
   for (const auto& arg : program_arguments()) request.add_args(arg);
   request.set_working_directory(working_directory());
+  for (const std::string& name : cluster_.forward_environment) {
+    if (const char* value = std::getenv(name.c_str()); value != nullptr) {
+      request.add_environment(name + "=" + value);
+    }
+  }
   request.set_fingerprint(plan.fingerprint());
   if (config_.checkpoint_interval.count() > 0) {
     auto* checkpoints = request.mutable_checkpoints();

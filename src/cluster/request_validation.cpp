@@ -96,6 +96,38 @@ std::string cut_text(std::string_view text, std::size_t max_bytes) {
          fmt::format("... ({} more bytes cut)", text.size() - end);
 }
 
+namespace {
+
+// The forwarded environment: "NAME=value" entries whose values (maybe keys)
+// no message repeats.
+Problem check_environment(const rpc::SubmitRequest& request) {
+  if (static_cast<std::size_t>(request.environment_size()) > kMaxArgs) {
+    return fmt::format("environment has {} variables; it must have at most {}",
+                       request.environment_size(), kMaxArgs);
+  }
+  std::size_t bytes = 0;
+  for (int i = 0; i < request.environment_size(); ++i) {
+    const std::string& entry = request.environment(i);
+    bytes += entry.size();
+    const std::string field = fmt::format("environment[{}]", i);
+    if (entry.find('\0') != std::string::npos) return field + " contains a NUL byte";
+    const std::string name = entry.substr(0, entry.find('='));
+    const bool named = !name.empty() && name.size() < entry.size() &&
+                       name.find_first_not_of(
+                           "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                           "0123456789_") == std::string::npos &&
+                       !(name[0] >= '0' && name[0] <= '9');
+    if (!named) return field + " is not NAME=value with a name of letters, digits and '_'";
+    if (name.starts_with("SAGE_") || name == "CUDA_VISIBLE_DEVICES") {
+      return field + " sets " + name + ", which task processes take only from their worker";
+    }
+  }
+  if (bytes > kMaxArgsBytes) return too_long("environment", bytes, kMaxArgsBytes);
+  return std::nullopt;
+}
+
+}  // namespace
+
 Problem problem_in(const rpc::SubmitRequest& request, int max_instances_per_job) {
   if (auto problem = check_text("name", request.name(), kMaxNameBytes)) return problem;
   if (auto problem = check_hash("program_sha256", request.program_sha256())) return problem;
@@ -114,6 +146,7 @@ Problem problem_in(const rpc::SubmitRequest& request, int max_instances_per_job)
   if (auto problem = check_text("working_directory", request.working_directory(), kMaxPathBytes)) {
     return problem;
   }
+  if (auto problem = check_environment(request)) return problem;
   const auto& fingerprint = request.fingerprint();
   if (fingerprint.size() != 16 ||
       fingerprint.find_first_not_of("0123456789abcdef") != std::string::npos) {

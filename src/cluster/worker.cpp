@@ -361,6 +361,7 @@ class Worker::Impl {
           .program = programs_.path_of(start.program_sha256()),
           .args = {start.args().begin(), start.args().end()},
           .working_directory = start.working_directory(),
+          .environment = {start.environment().begin(), start.environment().end()},
           .assignment = start.assignment(),
           .gpu_indices = {start.gpu_indices().begin(), start.gpu_indices().end()},
           .tls = options_.tls,
