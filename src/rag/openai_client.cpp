@@ -45,8 +45,7 @@ struct OpenAIClient::Call {
 // One HTTP attempt of a call, owned by the loop while curl runs it.
 struct OpenAIClient::Transfer {
   Call call;
-  CURL* easy = nullptr;
-  curl_slist* headers = nullptr;
+  CURL* easy = nullptr;  // back to the loop's spares when the attempt ends
   std::string response;
   std::size_t max_bytes = 0;
   bool too_large = false;
@@ -57,7 +56,6 @@ struct OpenAIClient::Transfer {
 
   ~Transfer() {
     if (easy != nullptr) curl_easy_cleanup(easy);
-    curl_slist_free_all(headers);
   }
   static std::size_t on_body(char* data, std::size_t size, std::size_t count, void* user);
   static std::size_t on_header(char* data, std::size_t size, std::size_t count, void* user);
@@ -76,6 +74,11 @@ struct OpenAIClient::Loop {
     curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS,
                       static_cast<long>(settings.max_in_flight));
     curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, static_cast<long>(settings.max_in_flight));
+    headers = curl_slist_append(headers, "Content-Type: application/json");
+    headers = curl_slist_append(headers, "Accept: application/json");
+    headers = curl_slist_append(headers, "Expect:");  // no 100-continue round trip
+    if (!settings.api_key.empty())
+      headers = curl_slist_append(headers, ("Authorization: Bearer " + settings.api_key).c_str());
     if (metrics != nullptr) {
       m.requests = &metrics->counter("openai_requests");
       m.retries = &metrics->counter("openai_retries");
@@ -90,6 +93,8 @@ struct OpenAIClient::Loop {
   }
   ~Loop() {
     active.clear();  // easy handles first: they must leave the multi handle before it goes
+    for (CURL* easy : spares) curl_easy_cleanup(easy);
+    curl_slist_free_all(headers);
     curl_multi_cleanup(multi);
   }
 
@@ -189,23 +194,22 @@ struct OpenAIClient::Loop {
     t.deadline_bounded = timeout < settings.request_timeout;
     timeout = std::max(std::chrono::milliseconds(1), std::min(timeout, settings.request_timeout));
 
-    t.easy = curl_easy_init();
+    if (!spares.empty()) {
+      t.easy = spares.back();
+      spares.pop_back();
+    } else {
+      t.easy = curl_easy_init();
+    }
     if (t.easy == nullptr) {
       fail(std::move(t.call), 0, "curl_easy_init failed");
       return;
     }
-    t.headers = curl_slist_append(t.headers, "Content-Type: application/json");
-    t.headers = curl_slist_append(t.headers, "Accept: application/json");
-    t.headers = curl_slist_append(t.headers, "Expect:");  // no 100-continue round trip
-    if (!settings.api_key.empty())
-      t.headers =
-          curl_slist_append(t.headers, ("Authorization: Bearer " + settings.api_key).c_str());
     curl_easy_setopt(t.easy, CURLOPT_URL, t.call.url.c_str());
     curl_easy_setopt(t.easy, CURLOPT_POST, 1L);
     curl_easy_setopt(t.easy, CURLOPT_POSTFIELDS, t.call.body.data());
     curl_easy_setopt(t.easy, CURLOPT_POSTFIELDSIZE_LARGE,
                      static_cast<curl_off_t>(t.call.body.size()));
-    curl_easy_setopt(t.easy, CURLOPT_HTTPHEADER, t.headers);
+    curl_easy_setopt(t.easy, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(t.easy, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
     curl_easy_setopt(t.easy, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(timeout.count()));
     curl_easy_setopt(t.easy, CURLOPT_NOSIGNAL, 1L);
@@ -242,6 +246,10 @@ struct OpenAIClient::Loop {
       curl_multi_remove_handle(multi, transfer->easy);
       if (m.in_flight) m.in_flight->set(static_cast<double>(active.size()));
       finish(*transfer, message->data.result);
+      // Kept for the next attempt: curl_easy_reset clears the options, not the
+      // connection cache (the multi handle's) nor the easy handle's buffers.
+      curl_easy_reset(transfer->easy);
+      spares.push_back(std::exchange(transfer->easy, nullptr));
     }
   }
 
@@ -360,6 +368,8 @@ struct OpenAIClient::Loop {
 
   const ClientSettings& settings;
   CURLM* multi = nullptr;
+  curl_slist* headers = nullptr;  // the same for every request
+  std::vector<CURL*> spares;      // easy handles of ended attempts, for the next ones
   struct {
     Counter* requests = nullptr;
     Counter* retries = nullptr;
@@ -408,32 +418,13 @@ std::size_t OpenAIClient::Transfer::on_header(char* data, std::size_t size, std:
                                               void* user) {
   auto& t = *static_cast<Transfer*>(user);
   const std::size_t bytes = size * count;
-  const std::string line(data, bytes);
-  const auto colon = line.find(':');
-  if (colon == std::string::npos) return bytes;
-  const std::string name = lower(trim(line.substr(0, colon)));
-  const std::string value = trim(line.substr(colon + 1));
-  try {
-    if (name == "retry-after-ms") {
-      t.retry_after = std::chrono::duration_cast<Clock::duration>(
-          std::chrono::duration<double, std::milli>(std::max(0.0, std::stod(value))));
-    } else if (name == "retry-after" && !t.retry_after_ms_seen) {
-      if (!value.empty() && std::isdigit(static_cast<unsigned char>(value[0]))) {
-        t.retry_after = std::chrono::duration_cast<Clock::duration>(
-            std::chrono::duration<double>(std::max(0.0, std::stod(value))));
-      } else {
-        const time_t when = curl_getdate(value.c_str(), nullptr);
-        if (when != -1) {
-          const auto delta =
-              std::chrono::system_clock::from_time_t(when) - std::chrono::system_clock::now();
-          t.retry_after =
-              std::max(Clock::duration::zero(), std::chrono::duration_cast<Clock::duration>(delta));
-        }
-      }
+  if (const auto header = retry_after_header(std::string(data, bytes))) {
+    if (header->in_ms) {
+      t.retry_after = header->delay;
+      t.retry_after_ms_seen = true;
+    } else if (!t.retry_after_ms_seen) {
+      t.retry_after = header->delay;
     }
-    if (name == "retry-after-ms") t.retry_after_ms_seen = true;
-  } catch (const std::exception&) {
-    // An unreadable Retry-After falls back to the backoff.
   }
   return bytes;
 }

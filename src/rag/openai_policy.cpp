@@ -1,8 +1,10 @@
 #include "rag/openai_policy.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdlib>
+#include <exception>
 
 #include <nlohmann/json.hpp>
 
@@ -93,6 +95,34 @@ Clock::duration backoff(const ClientSettings& settings, int retries, std::mt1993
   std::uniform_real_distribution<double> jitter(0.5, 1.0);
   return std::chrono::duration_cast<Clock::duration>(
       std::chrono::duration<double, std::milli>(capped * jitter(random)));
+}
+
+std::optional<RetryAfterHeader> retry_after_header(const std::string& line) {
+  const auto colon = line.find(':');
+  if (colon == std::string::npos) return std::nullopt;
+  const std::string name = lower(trim(line.substr(0, colon)));
+  const std::string value = trim(line.substr(colon + 1));
+  try {
+    if (name == "retry-after-ms") {
+      return RetryAfterHeader{
+          .in_ms = true,
+          .delay = std::chrono::duration_cast<Clock::duration>(
+              std::chrono::duration<double, std::milli>(std::max(0.0, std::stod(value))))};
+    }
+    if (name != "retry-after") return std::nullopt;
+    if (!value.empty() && std::isdigit(static_cast<unsigned char>(value[0]))) {
+      return RetryAfterHeader{.delay = std::chrono::duration_cast<Clock::duration>(
+                                  std::chrono::duration<double>(std::max(0.0, std::stod(value))))};
+    }
+    const time_t when = curl_getdate(value.c_str(), nullptr);
+    if (when == -1) return std::nullopt;
+    const auto delta =
+        std::chrono::system_clock::from_time_t(when) - std::chrono::system_clock::now();
+    return RetryAfterHeader{.delay = std::max(Clock::duration::zero(),
+                                              std::chrono::duration_cast<Clock::duration>(delta))};
+  } catch (const std::exception&) {
+    return std::nullopt;  // unreadable: the backoff applies
+  }
 }
 
 std::string one_line(const std::string& text, std::size_t limit) {

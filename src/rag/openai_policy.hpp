@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <optional>
 #include <random>
 #include <string>
 
@@ -67,6 +68,15 @@ bool retryable_transport(CURLcode code);
 // The wait before retry number `retries` + 1 without Retry-After:
 // backoff_initial * 2^retries, capped at backoff_max, jittered down to half.
 Clock::duration backoff(const ClientSettings& settings, int retries, std::mt19937_64& random);
+
+// A response header that says when to retry: retry-after-ms (in_ms) or
+// Retry-After (seconds or an HTTP date). nullopt for other headers and for
+// values that cannot be read (the backoff applies then).
+struct RetryAfterHeader {
+  bool in_ms = false;
+  Clock::duration delay{};
+};
+std::optional<RetryAfterHeader> retry_after_header(const std::string& line);
 
 double seconds_between(Clock::time_point from, Clock::time_point to);
 
