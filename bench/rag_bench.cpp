@@ -1,10 +1,11 @@
 // sage::rag benchmarks with same-run baselines (docs/performance.md, "RAG"):
 //   R1 HashEmbedder: chunks/s on one core, against a loop that only splits the
 //      text into tokens and SHA-256es each one (the work it cannot avoid).
-//   R2 OpenAIGenerator against the local test server answering in 50 ms:
+//   R2 OpenAIGenerator against the test server (its own process) answering in 50 ms:
 //      answers/s of `instances` generators with max_in_flight 32, against the
 //      bound instances x 32 / 50 ms; the same generators with max_in_flight 1
-//      (one blocking call per instance, as SAGE makes) run beside as baseline.
+//      (one blocking call per instance, as SAGE makes) run beside as baseline;
+//      CPU per answer of the client (this process) and of the server.
 //   R3 Retrieval on --records clustered unit vectors of dimension 384 (default
 //      100 000; 1000 Gaussian clusters, like text embeddings, not uniform noise):
 //      HnswIndex queries/s at top_k 10 and default ef against raw hnswlib
@@ -13,7 +14,10 @@
 //   build/bench/rag_bench [--records N] [--repeat R] [--json FILE]
 #include <openssl/evp.h>
 #include <openssl/sha.h>
+#include <signal.h>
+#include <spawn.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -26,16 +30,19 @@
 #include <functional>
 #include <mutex>
 #include <random>
+#include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include <hnswlib/hnswlib.h>
 #include <sage/rag.hpp>
 
 #include "bench_options.hpp"
 #include "measure.hpp"
-#include "rag/openai_test_server.hpp"
+#include "rag/raw_hnswlib.hpp"
+
+extern char** environ;
 
 namespace {
 
@@ -180,25 +187,75 @@ double generate(const std::string& base_url, int instances, int max_in_flight, i
   return calls / instances * instances / elapsed;
 }
 
+// The test server as a process of its own (sage-openai-test-server), so that
+// its CPU time and the client's can be told apart.
+class ServerProcess {
+ public:
+  explicit ServerProcess(const std::vector<std::string>& flags) {
+    int out[2];
+    if (pipe(out) != 0) throw std::runtime_error("R2: pipe failed");
+    std::vector<std::string> args{SAGE_OPENAI_TEST_SERVER_BINARY};
+    args.insert(args.end(), flags.begin(), flags.end());
+    std::vector<char*> argv;
+    for (auto& arg : args) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
+    posix_spawn_file_actions_addclose(&actions, out[0]);
+    const int rc = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    close(out[1]);
+    if (rc != 0) throw std::runtime_error(std::string("R2: cannot start ") + argv[0]);
+    FILE* stream = fdopen(out[0], "r");
+    if (std::fscanf(stream, "%d", &port_) != 1) throw std::runtime_error("R2: no port printed");
+    std::fclose(stream);
+  }
+  ~ServerProcess() {
+    kill(pid_, SIGTERM);
+    waitpid(pid_, nullptr, 0);
+  }
+  std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/v1"; }
+  // Its CPU time so far, user and system.
+  double cpu_seconds() const {
+    std::ifstream stat("/proc/" + std::to_string(pid_) + "/stat");
+    std::string line;
+    std::getline(stat, line);
+    std::istringstream fields(line.substr(line.rfind(')') + 2));
+    std::string field;
+    double ticks = 0;
+    for (int i = 3; i <= 15 && fields >> field; ++i) {
+      if (i == 14 || i == 15) ticks += std::stod(field);  // utime, stime
+    }
+    return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+
 Figure generator_throughput(int repeat) {
   constexpr int kInstances = 2, kInFlight = 32;
   constexpr auto kLatency = 50ms;
-  sage::rag::OpenAITestServer server(
-      sage::rag::OpenAITestServerOptions{.latency = kLatency, .threads = 512});
+  const ServerProcess server({"--port", "0", "--latency-ms", "50", "--threads", "512"});
   constexpr int kCalls = 4000;
-  std::vector<double> rates, blocking, cpu_ms;
+  std::vector<double> rates, blocking, client_ms, server_ms;
   for (int r = 0; r < repeat; ++r) {
-    const double cpu = cpu_seconds();
+    const double client = cpu_seconds();
+    const double served = server.cpu_seconds();
     rates.push_back(generate(server.base_url(), kInstances, kInFlight, kCalls));
-    cpu_ms.push_back((cpu_seconds() - cpu) * 1000 / kCalls);
+    client_ms.push_back((cpu_seconds() - client) * 1000 / kCalls);
+    server_ms.push_back((server.cpu_seconds() - served) * 1000 / kCalls);
     blocking.push_back(generate(server.base_url(), kInstances, 1, 100));
   }
   const double bound = kInstances * kInFlight / std::chrono::duration<double>(kLatency).count();
-  char note[300];
+  char note[400];
   std::snprintf(note, sizeof note,
-                "bound %d x %d / 50 ms = %.0f answers/s; sage reaches %.2f of it; %.2f ms of CPU "
-                "per answer, client and server together",
-                kInstances, kInFlight, bound, median(rates) / bound, median(cpu_ms));
+                "bound %d x %d / 50 ms = %.0f answers/s; sage reaches %.2f of it; CPU per answer "
+                "%.3f ms in the client, %.3f ms in the test server (its own process)",
+                kInstances, kInFlight, bound, median(rates) / bound, median(client_ms),
+                median(server_ms));
   return Figure{.workload = "R2 generator, 2 instances x max_in_flight 32, 50 ms server",
                 .unit = "answers/s",
                 .sage = median(rates),
@@ -248,25 +305,14 @@ std::vector<Figure> retrieval(std::size_t count, int repeat) {
   // HnswIndex inserts one at a time), saved, and loaded by both sides.
   const auto file = std::filesystem::temp_directory_path() /
                     ("rag_bench_" + std::to_string(::getpid()) + ".hnsw");
-  hnswlib::InnerProductSpace space(kDim);
   const double build_s = seconds_of([&] {
-    hnswlib::HierarchicalNSW<float> graph(&space, count, static_cast<std::size_t>(config.m),
-                                          static_cast<std::size_t>(config.ef_construction));
-    std::atomic<std::size_t> next{0};
-    std::vector<std::thread> threads;
-    for (unsigned t = 0; t < std::max(1u, std::thread::hardware_concurrency()); ++t) {
-      threads.emplace_back([&] {
-        for (std::size_t i; (i = next++) < count;) graph.addPoint(&data[i * kDim], i);
-      });
-    }
-    for (auto& thread : threads) thread.join();
-    graph.saveIndex(file.string());
+    sage::rag::detail::build_raw_hnsw(data.data(), count, kDim, config,
+                                      std::thread::hardware_concurrency(), file);
   });
   std::printf("  (HNSW of %zu vectors built in %.1f s on %u threads)\n", count, build_s,
               std::thread::hardware_concurrency());
   const auto index = sage::rag::HnswIndex::load(file, kDim, config.ef);
-  hnswlib::HierarchicalNSW<float> raw(&space, file.string());
-  raw.setEf(static_cast<std::size_t>(config.ef));
+  const sage::rag::detail::RawHnsw raw(file, kDim, config.ef);
   std::filesystem::remove(file);
 
   sage::rag::ExactIndex exact(kDim);
@@ -290,7 +336,7 @@ std::vector<Figure> retrieval(std::size_t count, int repeat) {
                          }));
     raw_rates.push_back(kQueries / seconds_of([&] {
                           for (std::size_t q = 0; q < kQueries; ++q)
-                            checksum += raw.searchKnn(&queries[q * kDim], kTopK).top().second;
+                            checksum += raw.search_top(&queries[q * kDim], kTopK);
                         }));
   }
   std::printf("  (checksum %llu)\n", static_cast<unsigned long long>(checksum));

@@ -34,6 +34,15 @@ struct ClusterConfig {
   std::string state_dir;
   // Print the output of task processes as it arrives (with autostop or wait()).
   bool stream_output = true;
+  // Variables of this process's environment that the job's task processes get
+  // too, with the values they have at submit(), over the worker's own (one not
+  // set here leaves the worker's). The default carries the endpoint that
+  // sage::rag's OpenAI operators read, so that the submitter's configuration
+  // reaches the task processes. They travel with the job to the head (kept in
+  // memory, never logged) and to the workers; names SAGE_* and
+  // CUDA_VISIBLE_DEVICES are the worker's own and cannot be forwarded.
+  std::vector<std::string> forward_environment = {"OPENAI_API_KEY", "OPENAI_BASE_URL",
+                                                  "OPENAI_MODEL"};
 };
 
 // What the task processes of a job run when not this program with its own

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <condition_variable>
 #include <cstdio>
@@ -176,6 +177,16 @@ std::string RemoteEnvironment::submit(bool autostop) {
   const TaskProgram program = task_program_.value_or(TaskProgram{.args = program_arguments()});
   for (const auto& arg : program.args) request.add_args(arg);
   for (const auto& entry : program.environment) request.add_environment(entry);
+  // The submitter's values of the forwarded variables the program does not set itself.
+  for (const std::string& variable : cluster_.forward_environment) {
+    const auto set_by_program = [&](const std::string& entry) {
+      return entry.starts_with(variable + "=");
+    };
+    if (std::ranges::any_of(program.environment, set_by_program)) continue;
+    if (const char* value = std::getenv(variable.c_str()); value != nullptr) {
+      request.add_environment(variable + "=" + value);
+    }
+  }
   // A job with a bundle runs in it, unpacked on each node.
   if (program.bundle_directory.empty()) request.set_working_directory(working_directory());
   std::optional<TemporaryBundle> bundle;

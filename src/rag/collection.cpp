@@ -14,6 +14,7 @@
 
 #include "sage/rag/hash_embedder.hpp"
 #include "sage/rag/merge_hits.hpp"
+#include "sage/rag/openai.hpp"
 #include "sage/serialization.hpp"
 
 namespace sage::rag {
@@ -134,7 +135,7 @@ class CollectionReader {
            std::to_string(requirements_.dim != 0 ? requirements_.dim : dim) +
            " is required; build it with that embedder or change the requirement");
     }
-    if (name != HashEmbedder::kName) {
+    if (name != HashEmbedder::kName && !name.starts_with(OpenAIEmbedder::kNamePrefix)) {
       fail("it was built by " + built + ", which sage::rag cannot run to embed queries");
     }
   }
@@ -268,7 +269,14 @@ std::vector<Hit> Collection::search(std::span<const float> query, std::size_t k)
   return top_hits(std::move(hits), k);
 }
 
-std::vector<float> Collection::embed(std::string_view text) const { return hash_embed(text, dim_); }
+std::vector<float> Collection::embed(std::string_view text) const {
+  if (embedder_ != HashEmbedder::kName) {
+    throw CollectionError("collection of embedder '" + embedder_ +
+                          "': its queries are embedded over HTTP (OpenAIQueryEmbedder), not by "
+                          "Collection::embed");
+  }
+  return hash_embed(text, dim_);
+}
 
 std::size_t Collection::size() const {
   std::size_t total = 0;

@@ -1,31 +1,20 @@
 #include "sage/rag/openai.hpp"
 
 #include <algorithm>
+#include <future>
+#include <stdexcept>
 #include <utility>
 
-#include <nlohmann/json.hpp>
-
 #include "rag/openai_client.hpp"
+#include "rag/openai_json.hpp"
 #include "sage/error.hpp"
 
 namespace sage::rag {
 namespace {
 
-using json = nlohmann::json;
-
 // The engine's own per-call timeout is a backstop behind the client's
 // total_timeout, which fails a call with a better message first.
 constexpr std::chrono::milliseconds kEngineTimeoutMargin{30000};
-// Tokens are estimated at one per 4 bytes of text until the server reports usage.
-constexpr std::int64_t kBytesPerToken = 4;
-
-std::int64_t usage_of(const json& response, const char* field) {
-  if (!response.contains("usage") || !response["usage"].is_object()) return 0;
-  const json& usage = response["usage"];
-  return usage.contains(field) && usage[field].is_number_integer()
-             ? usage[field].get<std::int64_t>()
-             : 0;
-}
 
 std::string malformed(const detail::OpenAIClient& client, const std::string& path,
                       const std::string& why) {
@@ -72,20 +61,11 @@ void OpenAIGenerator::invoke(const Prompt& prompt, AsyncResult<Answer> result) {
     result.fail("OpenAIGenerator: invoke() before open(); the engine opens operators first");
     return;
   }
-  json messages = json::array();
-  std::int64_t bytes = 0;
-  for (const Message& message : prompt.messages) {
-    messages.push_back({{"role", message.role}, {"content", message.content}});
-    bytes += static_cast<std::int64_t>(message.content.size());
-  }
-  json body{{"model", config_.model}, {"messages", std::move(messages)}};
-  if (config_.max_tokens) body["max_tokens"] = *config_.max_tokens;
-  if (config_.temperature) body["temperature"] = *config_.temperature;
-  const std::int64_t estimated = bytes / kBytesPerToken + config_.max_tokens.value_or(0);
-
+  detail::RequestBody request = detail::chat_request(config_, prompt);
+  const std::int64_t estimated = request.estimated_tokens;
   detail::OpenAIClient* client = client_.get();
   client_->post(
-      kChatPath, body.dump(-1, ' ', false, json::error_handler_t::replace), estimated,
+      kChatPath, std::move(request.json), estimated,
       [client, estimated, query = prompt.query, hits = prompt.hits,
        result](detail::PostOutcome outcome) {
         if (!outcome.ok) {
@@ -94,12 +74,8 @@ void OpenAIGenerator::invoke(const Prompt& prompt, AsyncResult<Answer> result) {
         }
         Answer answer{.query = query, .hits = hits, .latency_s = outcome.latency_s};
         try {
-          const json response = json::parse(outcome.body);
-          const json& content = response.at("choices").at(0).at("message").at("content");
-          answer.text = content.is_null() ? std::string() : content.get<std::string>();
-          answer.prompt_tokens = usage_of(response, "prompt_tokens");
-          answer.completion_tokens = usage_of(response, "completion_tokens");
-        } catch (const json::exception& e) {
+          detail::read_chat_response(outcome.body, answer);
+        } catch (const std::exception& e) {
           result.fail(std::make_exception_ptr(Error(malformed(*client, kChatPath, e.what()))));
           return;
         }
@@ -180,21 +156,16 @@ void OpenAIEmbedder::flush(std::uint64_t batch) {
 }
 
 void OpenAIEmbedder::send(std::vector<Pending> batch) {
-  json input = json::array();
-  std::int64_t bytes = 0;
-  for (const Pending& pending : batch) {
-    input.push_back(pending.chunk.text);
-    bytes += static_cast<std::int64_t>(pending.chunk.text.size());
-  }
-  json body{{"model", config_.model}, {"input", std::move(input)}, {"encoding_format", "float"}};
-  if (config_.dimensions > 0) body["dimensions"] = config_.dimensions;
-  const std::int64_t estimated = bytes / kBytesPerToken;
+  std::vector<std::string> texts;
+  for (const Pending& pending : batch) texts.push_back(pending.chunk.text);
+  detail::RequestBody request = detail::embeddings_request(config_, texts);
+  const std::int64_t estimated = request.estimated_tokens;
 
   auto shared = std::make_shared<std::vector<Pending>>(std::move(batch));
   detail::OpenAIClient* client = client_.get();
   const int dimensions = config_.dimensions;
-  client_->post(kEmbeddingsPath, body.dump(-1, ' ', false, json::error_handler_t::replace),
-                estimated, [client, estimated, dimensions, shared](detail::PostOutcome outcome) {
+  client_->post(kEmbeddingsPath, std::move(request.json), estimated,
+                [client, estimated, dimensions, shared](detail::PostOutcome outcome) {
                   std::vector<Pending>& pending = *shared;
                   const auto fail_all = [&](const std::string& error) {
                     for (Pending& p : pending) p.result.fail(std::make_exception_ptr(Error(error)));
@@ -203,31 +174,11 @@ void OpenAIEmbedder::send(std::vector<Pending> batch) {
                     fail_all(outcome.error);
                     return;
                   }
-                  std::vector<std::vector<float>> vectors(pending.size());
+                  std::vector<std::vector<float>> vectors;
                   std::int64_t prompt_tokens = 0;
                   try {
-                    const json response = json::parse(outcome.body);
-                    const json& data = response.at("data");
-                    if (!data.is_array() || data.size() != pending.size()) {
-                      throw std::runtime_error("it has " + std::to_string(data.size()) +
-                                               " embeddings for " + std::to_string(pending.size()) +
-                                               " inputs");
-                    }
-                    std::size_t dim = 0;
-                    for (std::size_t i = 0; i < data.size(); ++i) {
-                      const std::size_t index =
-                          data[i].contains("index") ? data[i]["index"].get<std::size_t>() : i;
-                      if (index >= vectors.size() || !vectors[index].empty())
-                        throw std::runtime_error("embedding index " + std::to_string(index) +
-                                                 " is out of range or repeated");
-                      vectors[index] = data[i].at("embedding").get<std::vector<float>>();
-                      if (vectors[index].empty()) throw std::runtime_error("an embedding is empty");
-                      if (dim == 0) dim = vectors[index].size();
-                      if (vectors[index].size() != dim ||
-                          (dimensions > 0 && dim != static_cast<std::size_t>(dimensions)))
-                        throw std::runtime_error("the embeddings' dimensions differ");
-                    }
-                    prompt_tokens = usage_of(response, "prompt_tokens");
+                    vectors = detail::read_embeddings(outcome.body, pending.size(), dimensions,
+                                                      prompt_tokens);
                   } catch (const std::exception& e) {
                     fail_all(malformed(*client, kEmbeddingsPath, e.what()));
                     return;
@@ -238,6 +189,44 @@ void OpenAIEmbedder::send(std::vector<Pending> batch) {
                                                         .vector = std::move(vectors[i])});
                   }
                 });
+}
+
+// --- OpenAIQueryEmbedder
+
+OpenAIQueryEmbedder::OpenAIQueryEmbedder(OpenAIConfig config, Metrics* metrics)
+    : config_(std::move(config)),
+      client_(std::make_unique<detail::OpenAIClient>(
+          detail::client_settings("OpenAIQueryEmbedder", config_), metrics)) {
+  if (config_.dimensions < 0)
+    throw Error("OpenAIQueryEmbedder: dimensions must be >= 0 (0: the model's)");
+  config_.base_url = client_->settings().base_url;  // as resolved, for messages
+}
+
+OpenAIQueryEmbedder::~OpenAIQueryEmbedder() = default;
+
+std::vector<std::vector<float>> OpenAIQueryEmbedder::embed(
+    const std::vector<std::string>& texts) const {
+  detail::RequestBody request = detail::embeddings_request(config_, texts);
+  std::promise<detail::PostOutcome> promise;
+  std::future<detail::PostOutcome> done = promise.get_future();
+  client_->post(kEmbeddingsPath, std::move(request.json), request.estimated_tokens,
+                [&promise](detail::PostOutcome outcome) { promise.set_value(std::move(outcome)); });
+  detail::PostOutcome outcome = done.get();
+  if (!outcome.ok) throw Error(outcome.error);
+  std::int64_t prompt_tokens = 0;
+  std::vector<std::vector<float>> vectors;
+  try {
+    vectors =
+        detail::read_embeddings(outcome.body, texts.size(), config_.dimensions, prompt_tokens);
+  } catch (const std::exception& e) {
+    throw Error(malformed(*client_, kEmbeddingsPath, e.what()));
+  }
+  // record_usage runs on the client's thread: hand it over.
+  client_->after(std::chrono::milliseconds(0),
+                 [client = client_.get(), prompt_tokens, estimated = request.estimated_tokens] {
+                   client->record_usage(prompt_tokens, 0, estimated);
+                 });
+  return vectors;
 }
 
 }  // namespace sage::rag

@@ -21,170 +21,14 @@
 namespace sage::rag::detail {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-using json = nlohmann::json;
-
-constexpr const char* kDefaultBaseUrl = "https://api.openai.com/v1";
 // How long curl_multi_poll waits at most when nothing is due: new requests wake it anyway.
 constexpr std::chrono::milliseconds kIdlePoll{1000};
-
-double seconds_between(Clock::time_point from, Clock::time_point to) {
-  return std::chrono::duration<double>(to - from).count();
-}
-
-std::string env_or(const char* name, const std::string& fallback) {
-  const char* value = std::getenv(name);
-  return value != nullptr && *value != '\0' ? std::string(value) : fallback;
-}
-
-// A token bucket that holds one second's worth of a per-minute rate (at least
-// one unit). A take larger than the bucket goes through when the bucket is full
-// and leaves a debt, so nothing waits forever.
-class TokenBucket {
- public:
-  explicit TokenBucket(double per_minute)
-      : rate_(per_minute / 60.0),
-        capacity_(std::max(1.0, per_minute / 60.0)),
-        tokens_(capacity_),
-        last_(Clock::now()) {}
-
-  bool unlimited() const { return rate_ <= 0; }
-
-  // How long until `n` can be taken (zero: now).
-  Clock::duration wait(Clock::time_point now, double n) {
-    if (unlimited()) return Clock::duration::zero();
-    refill(now);
-    const double needed = std::min(n, capacity_);
-    if (tokens_ >= needed) return Clock::duration::zero();
-    return std::chrono::duration_cast<Clock::duration>(
-        std::chrono::duration<double>((needed - tokens_) / rate_));
-  }
-  void take(double n) {
-    if (!unlimited()) tokens_ -= n;
-  }
-  // Gives back (or, negative, charges) tokens after the fact.
-  void adjust(double n) {
-    if (!unlimited()) tokens_ = std::min(capacity_, tokens_ + n);
-  }
-
- private:
-  void refill(Clock::time_point now) {
-    tokens_ = std::min(capacity_, tokens_ + seconds_between(last_, now) * rate_);
-    last_ = now;
-  }
-  double rate_, capacity_, tokens_;
-  Clock::time_point last_;
-};
-
-bool retryable_status(long status) {
-  return status == 408 || status == 409 || status == 429 || status >= 500;
-}
-
-bool retryable_transport(CURLcode code) {
-  switch (code) {
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_OPERATION_TIMEDOUT:
-    case CURLE_SEND_ERROR:
-    case CURLE_RECV_ERROR:
-    case CURLE_GOT_NOTHING:
-    case CURLE_PARTIAL_FILE:
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_HTTP2:
-    case CURLE_HTTP2_STREAM:
-      return true;
-    default:
-      return false;
-  }
-}
-
-std::string lower(std::string text) {
-  std::transform(text.begin(), text.end(), text.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return text;
-}
-
-std::string trim(const std::string& text) {
-  const auto begin = text.find_first_not_of(" \t\r\n");
-  if (begin == std::string::npos) return "";
-  const auto end = text.find_last_not_of(" \t\r\n");
-  return text.substr(begin, end - begin + 1);
-}
 
 struct CurlGlobal {
   CurlGlobal() { curl_global_init(CURL_GLOBAL_DEFAULT); }
 };
 
 }  // namespace
-
-std::string one_line(const std::string& text, std::size_t limit) {
-  std::string line;
-  for (char c : text) {
-    if (line.size() >= limit) {
-      line += "...";
-      break;
-    }
-    line += (c == '\n' || c == '\r' || c == '\t') ? ' ' : c;
-  }
-  return trim(line);
-}
-
-std::string server_message(const std::string& body) {
-  try {
-    const json parsed = json::parse(body);
-    if (parsed.is_object() && parsed.contains("error")) {
-      const json& error = parsed["error"];
-      if (error.is_object() && error.contains("message") && error["message"].is_string())
-        return one_line(error["message"].get<std::string>());
-      if (error.is_string()) return one_line(error.get<std::string>());
-    }
-  } catch (const json::exception&) {
-  }
-  return body.empty() ? "(empty body)" : one_line(body);
-}
-
-template <class Config>
-ClientSettings client_settings(const std::string& who, const Config& config) {
-  const auto require = [&](bool ok, const std::string& problem) {
-    if (!ok) throw Error(who + ": " + problem);
-  };
-  require(!config.model.empty(), "the model is empty; set .model (e.g. \"gpt-4o-mini\")");
-  require(config.max_in_flight >= 1, "max_in_flight is " + std::to_string(config.max_in_flight) +
-                                         "; allow at least 1 request in flight");
-  require(config.requests_per_minute >= 0 && config.tokens_per_minute >= 0,
-          "requests_per_minute and tokens_per_minute must be >= 0 (0: unlimited)");
-  require(config.max_retries >= 0, "max_retries is negative; use 0 for no retries");
-  require(config.backoff_initial.count() >= 0 && config.backoff_max >= config.backoff_initial,
-          "backoff_initial must be >= 0 and backoff_max >= backoff_initial");
-  require(config.request_timeout.count() > 0 && config.total_timeout.count() > 0,
-          "request_timeout and total_timeout must be positive");
-  require(config.max_response_bytes > 0, "max_response_bytes is 0; allow some bytes");
-  ClientSettings settings{
-      .who = who,
-      .base_url =
-          config.base_url.empty() ? env_or("OPENAI_BASE_URL", kDefaultBaseUrl) : config.base_url,
-      .api_key = config.api_key.empty() ? env_or("OPENAI_API_KEY", "") : config.api_key,
-      .max_in_flight = config.max_in_flight,
-      .requests_per_minute = config.requests_per_minute,
-      .tokens_per_minute = config.tokens_per_minute,
-      .max_retries = config.max_retries,
-      .backoff_initial = config.backoff_initial,
-      .backoff_max = config.backoff_max,
-      .request_timeout = config.request_timeout,
-      .total_timeout = config.total_timeout,
-      .max_response_bytes = config.max_response_bytes,
-      .price_per_1k_prompt_tokens = config.price_per_1k_prompt_tokens,
-      .price_per_1k_completion_tokens = config.price_per_1k_completion_tokens};
-  while (!settings.base_url.empty() && settings.base_url.back() == '/')
-    settings.base_url.pop_back();
-  require(settings.base_url.starts_with("http://") || settings.base_url.starts_with("https://"),
-          "base_url '" + settings.base_url +
-              "' is not an http:// or https:// URL; set .base_url or $OPENAI_BASE_URL");
-  return settings;
-}
-
-template ClientSettings client_settings(const std::string&, const GeneratorConfig&);
-template ClientSettings client_settings(const std::string&, const OpenAIConfig&);
 
 // One post(): its request and what its attempts found so far.
 struct OpenAIClient::Call {
@@ -201,8 +45,7 @@ struct OpenAIClient::Call {
 // One HTTP attempt of a call, owned by the loop while curl runs it.
 struct OpenAIClient::Transfer {
   Call call;
-  CURL* easy = nullptr;
-  curl_slist* headers = nullptr;
+  CURL* easy = nullptr;  // back to the loop's spares when the attempt ends
   std::string response;
   std::size_t max_bytes = 0;
   bool too_large = false;
@@ -213,7 +56,6 @@ struct OpenAIClient::Transfer {
 
   ~Transfer() {
     if (easy != nullptr) curl_easy_cleanup(easy);
-    curl_slist_free_all(headers);
   }
   static std::size_t on_body(char* data, std::size_t size, std::size_t count, void* user);
   static std::size_t on_header(char* data, std::size_t size, std::size_t count, void* user);
@@ -232,6 +74,11 @@ struct OpenAIClient::Loop {
     curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS,
                       static_cast<long>(settings.max_in_flight));
     curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, static_cast<long>(settings.max_in_flight));
+    headers = curl_slist_append(headers, "Content-Type: application/json");
+    headers = curl_slist_append(headers, "Accept: application/json");
+    headers = curl_slist_append(headers, "Expect:");  // no 100-continue round trip
+    if (!settings.api_key.empty())
+      headers = curl_slist_append(headers, ("Authorization: Bearer " + settings.api_key).c_str());
     if (metrics != nullptr) {
       m.requests = &metrics->counter("openai_requests");
       m.retries = &metrics->counter("openai_retries");
@@ -246,6 +93,8 @@ struct OpenAIClient::Loop {
   }
   ~Loop() {
     active.clear();  // easy handles first: they must leave the multi handle before it goes
+    for (CURL* easy : spares) curl_easy_cleanup(easy);
+    curl_slist_free_all(headers);
     curl_multi_cleanup(multi);
   }
 
@@ -345,23 +194,22 @@ struct OpenAIClient::Loop {
     t.deadline_bounded = timeout < settings.request_timeout;
     timeout = std::max(std::chrono::milliseconds(1), std::min(timeout, settings.request_timeout));
 
-    t.easy = curl_easy_init();
+    if (!spares.empty()) {
+      t.easy = spares.back();
+      spares.pop_back();
+    } else {
+      t.easy = curl_easy_init();
+    }
     if (t.easy == nullptr) {
       fail(std::move(t.call), 0, "curl_easy_init failed");
       return;
     }
-    t.headers = curl_slist_append(t.headers, "Content-Type: application/json");
-    t.headers = curl_slist_append(t.headers, "Accept: application/json");
-    t.headers = curl_slist_append(t.headers, "Expect:");  // no 100-continue round trip
-    if (!settings.api_key.empty())
-      t.headers =
-          curl_slist_append(t.headers, ("Authorization: Bearer " + settings.api_key).c_str());
     curl_easy_setopt(t.easy, CURLOPT_URL, t.call.url.c_str());
     curl_easy_setopt(t.easy, CURLOPT_POST, 1L);
     curl_easy_setopt(t.easy, CURLOPT_POSTFIELDS, t.call.body.data());
     curl_easy_setopt(t.easy, CURLOPT_POSTFIELDSIZE_LARGE,
                      static_cast<curl_off_t>(t.call.body.size()));
-    curl_easy_setopt(t.easy, CURLOPT_HTTPHEADER, t.headers);
+    curl_easy_setopt(t.easy, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(t.easy, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
     curl_easy_setopt(t.easy, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(timeout.count()));
     curl_easy_setopt(t.easy, CURLOPT_NOSIGNAL, 1L);
@@ -398,6 +246,10 @@ struct OpenAIClient::Loop {
       curl_multi_remove_handle(multi, transfer->easy);
       if (m.in_flight) m.in_flight->set(static_cast<double>(active.size()));
       finish(*transfer, message->data.result);
+      // Kept for the next attempt: curl_easy_reset clears the options, not the
+      // connection cache (the multi handle's) nor the easy handle's buffers.
+      curl_easy_reset(transfer->easy);
+      spares.push_back(std::exchange(transfer->easy, nullptr));
     }
   }
 
@@ -442,7 +294,8 @@ struct OpenAIClient::Loop {
                std::to_string(settings.max_retries) + ")");
       return;
     }
-    const Clock::duration delay = t.retry_after ? *t.retry_after : backoff(t.call.retries);
+    const Clock::duration delay =
+        t.retry_after ? *t.retry_after : backoff(settings, t.call.retries, random);
     if (now + delay >= t.call.deadline) {
       fail(std::move(t.call), status,
            why + " (after " + std::to_string(t.call.retries) +
@@ -455,15 +308,6 @@ struct OpenAIClient::Loop {
     spdlog::debug("{}: {} ({}), retry {} in {:.3f} s", settings.who, t.call.url, why,
                   t.call.retries, std::chrono::duration<double>(delay).count());
     waiting.emplace(now + delay, std::move(t.call));
-  }
-
-  Clock::duration backoff(int retries) {
-    const double base = static_cast<double>(settings.backoff_initial.count()) *
-                        std::pow(2.0, std::min(retries, 30));
-    const double capped = std::min(base, static_cast<double>(settings.backoff_max.count()));
-    std::uniform_real_distribution<double> jitter(0.5, 1.0);
-    return std::chrono::duration_cast<Clock::duration>(
-        std::chrono::duration<double, std::milli>(capped * jitter(random)));
   }
 
   void succeed(Call call, long status, std::string body) {
@@ -524,6 +368,8 @@ struct OpenAIClient::Loop {
 
   const ClientSettings& settings;
   CURLM* multi = nullptr;
+  curl_slist* headers = nullptr;  // the same for every request
+  std::vector<CURL*> spares;      // easy handles of ended attempts, for the next ones
   struct {
     Counter* requests = nullptr;
     Counter* retries = nullptr;
@@ -572,32 +418,13 @@ std::size_t OpenAIClient::Transfer::on_header(char* data, std::size_t size, std:
                                               void* user) {
   auto& t = *static_cast<Transfer*>(user);
   const std::size_t bytes = size * count;
-  const std::string line(data, bytes);
-  const auto colon = line.find(':');
-  if (colon == std::string::npos) return bytes;
-  const std::string name = lower(trim(line.substr(0, colon)));
-  const std::string value = trim(line.substr(colon + 1));
-  try {
-    if (name == "retry-after-ms") {
-      t.retry_after = std::chrono::duration_cast<Clock::duration>(
-          std::chrono::duration<double, std::milli>(std::max(0.0, std::stod(value))));
-    } else if (name == "retry-after" && !t.retry_after_ms_seen) {
-      if (!value.empty() && std::isdigit(static_cast<unsigned char>(value[0]))) {
-        t.retry_after = std::chrono::duration_cast<Clock::duration>(
-            std::chrono::duration<double>(std::max(0.0, std::stod(value))));
-      } else {
-        const time_t when = curl_getdate(value.c_str(), nullptr);
-        if (when != -1) {
-          const auto delta =
-              std::chrono::system_clock::from_time_t(when) - std::chrono::system_clock::now();
-          t.retry_after =
-              std::max(Clock::duration::zero(), std::chrono::duration_cast<Clock::duration>(delta));
-        }
-      }
+  if (const auto header = retry_after_header(std::string(data, bytes))) {
+    if (header->in_ms) {
+      t.retry_after = header->delay;
+      t.retry_after_ms_seen = true;
+    } else if (!t.retry_after_ms_seen) {
+      t.retry_after = header->delay;
     }
-    if (name == "retry-after-ms") t.retry_after_ms_seen = true;
-  } catch (const std::exception&) {
-    // An unreadable Retry-After falls back to the backoff.
   }
   return bytes;
 }

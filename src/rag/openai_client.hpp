@@ -19,31 +19,10 @@
 #include <thread>
 #include <vector>
 
+#include "rag/openai_policy.hpp"
 #include "sage/metrics.hpp"
 
 namespace sage::rag::detail {
-
-struct ClientSettings {
-  std::string who;       // "OpenAIGenerator", for errors
-  std::string base_url;  // without a trailing '/'
-  std::string api_key;   // empty: no Authorization header
-  int max_in_flight = 32;
-  double requests_per_minute = 0;
-  double tokens_per_minute = 0;
-  int max_retries = 5;
-  std::chrono::milliseconds backoff_initial{500};
-  std::chrono::milliseconds backoff_max{30000};
-  std::chrono::milliseconds request_timeout{60000};
-  std::chrono::milliseconds total_timeout{300000};
-  std::size_t max_response_bytes = 16u << 20;
-  double price_per_1k_prompt_tokens = 0;
-  double price_per_1k_completion_tokens = 0;
-};
-
-// Checks the settings common to both operators and fills base_url / api_key
-// from $OPENAI_BASE_URL / $OPENAI_API_KEY; throws sage::Error naming the field.
-template <class Config>
-ClientSettings client_settings(const std::string& who, const Config& config);
 
 // The outcome of one post(): the 2xx body, or a one-line error.
 struct PostOutcome {
@@ -88,12 +67,5 @@ class OpenAIClient {
   std::unique_ptr<Loop> loop_;
   std::thread thread_;
 };
-
-// The "error.message" of an OpenAI-style error body (or the body itself,
-// shortened), on one line.
-std::string server_message(const std::string& body);
-
-// `text` on one line and at most `limit` bytes.
-std::string one_line(const std::string& text, std::size_t limit = 300);
 
 }  // namespace sage::rag::detail

@@ -23,12 +23,47 @@ void Retriever::open(RuntimeContext& context) {
   collection_.emplace(Collection::open(
       config_.collection, config_.ef,
       CollectionRequirements{.embedder = config_.embedder, .dim = config_.dim}, selection));
+  const std::string& built_by = collection_->embedder();
+  const std::string& asked = config_.query_embedder.model;
+  const std::string where = "Retriever: collection " + config_.collection + " was built by '" +
+                            built_by + "' of dimension " + std::to_string(collection_->dim());
+  if (!built_by.starts_with(OpenAIEmbedder::kNamePrefix)) {
+    if (!asked.empty()) {
+      throw CollectionError(where + ", but RetrieverConfig::query_embedder.model is '" + asked +
+                            "'; queries must be embedded by the collection's embedder: leave "
+                            "query_embedder empty");
+    }
+    return;
+  }
+  OpenAIConfig embedder = config_.query_embedder;
+  const std::string model = built_by.substr(OpenAIEmbedder::kNamePrefix.size());
+  if (!asked.empty() && asked != model) {
+    throw CollectionError(where + ", but RetrieverConfig::query_embedder.model is '" + asked +
+                          "'; set it to '" + model + "' or leave it empty");
+  }
+  embedder.model = model;
+  query_embedder_ = std::make_unique<OpenAIQueryEmbedder>(std::move(embedder), &context.metrics());
 }
 
+void Retriever::close() { query_embedder_.reset(); }
+
 Retrieved Retriever::map(const std::string& query) const {
+  std::vector<float> vector;
+  if (query_embedder_) {
+    vector = std::move(query_embedder_->embed({query}).front());
+    if (vector.size() != static_cast<std::size_t>(collection_->dim())) {
+      throw CollectionError(
+          "Retriever: " + query_embedder_->config().model + " at " +
+          query_embedder_->config().base_url + " embedded a query in " +
+          std::to_string(vector.size()) + " dimensions, but collection " + config_.collection +
+          " has " + std::to_string(collection_->dim()) +
+          "; set RetrieverConfig::query_embedder.dimensions as when the collection was built");
+    }
+  } else {
+    vector = collection_->embed(query);
+  }
   return Retrieved{.query = query,
-                   .hits = collection_->search(collection_->embed(query),
-                                               static_cast<std::size_t>(config_.top_k))};
+                   .hits = collection_->search(vector, static_cast<std::size_t>(config_.top_k))};
 }
 
 }  // namespace sage::rag

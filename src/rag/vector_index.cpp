@@ -3,12 +3,16 @@
 #include <hnswlib/hnswlib.h>
 
 #include <algorithm>
+#include <atomic>
 #include <fstream>
 #include <iterator>
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <thread>
+#include <vector>
 
+#include "rag/raw_hnswlib.hpp"
 #include "sage/serialization.hpp"
 
 namespace sage::rag {
@@ -140,5 +144,46 @@ void ExactIndex::save(const std::filesystem::path& file) const {
   out << serialize(std::tuple(dim_, labels_, vectors_));
   if (!out.flush()) throw std::runtime_error("cannot write " + file.string());
 }
+
+// --- raw hnswlib, for rag_bench (rag/raw_hnswlib.hpp)
+
+namespace detail {
+
+void build_raw_hnsw(const float* data, std::size_t count, int dim, const HnswConfig& config,
+                    unsigned threads, const std::filesystem::path& file) {
+  hnswlib::InnerProductSpace space(static_cast<std::size_t>(dim));
+  hnswlib::HierarchicalNSW<float> graph(&space, count, static_cast<std::size_t>(config.m),
+                                        static_cast<std::size_t>(config.ef_construction));
+  std::atomic<std::size_t> next{0};
+  std::vector<std::thread> workers;
+  for (unsigned t = 0; t < std::max(1u, threads); ++t) {
+    workers.emplace_back([&] {
+      for (std::size_t i; (i = next++) < count;)
+        graph.addPoint(&data[i * static_cast<std::size_t>(dim)], i);
+    });
+  }
+  for (auto& worker : workers) worker.join();
+  graph.saveIndex(file.string());
+}
+
+struct RawHnsw::Graph {
+  explicit Graph(int dim) : space(static_cast<std::size_t>(dim)) {}
+  hnswlib::InnerProductSpace space;
+  std::unique_ptr<hnswlib::HierarchicalNSW<float>> hnsw;
+};
+
+RawHnsw::RawHnsw(const std::filesystem::path& file, int dim, int ef)
+    : graph_(std::make_unique<Graph>(dim)) {
+  graph_->hnsw = std::make_unique<hnswlib::HierarchicalNSW<float>>(&graph_->space, file.string());
+  graph_->hnsw->setEf(static_cast<std::size_t>(ef));
+}
+
+RawHnsw::~RawHnsw() = default;
+
+std::uint64_t RawHnsw::search_top(const float* query, std::size_t k) const {
+  return graph_->hnsw->searchKnn(query, k).top().second;
+}
+
+}  // namespace detail
 
 }  // namespace sage::rag

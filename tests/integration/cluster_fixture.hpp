@@ -182,7 +182,7 @@ class ClusterTest : public ::testing::Test {
     for (const std::string& arg :
          {std::string("cluster"), std::string("start"), std::string("--worker"),
           "--head-address=" + head_field("cluster"), std::string("--node-id"), node_id,
-          std::string("--num-cpus"), std::string("2"), std::string("--memory"),
+          std::string("--num-cpus"), worker_cpus_, std::string("--memory"),
           std::string("4GB")}) {
       flags.push_back(arg);
     }
@@ -247,7 +247,8 @@ class ClusterTest : public ::testing::Test {
   }
 
   std::string state_dir_;
-  std::string head_cpus_ = "2";  // the head node's --num-cpus
+  std::string head_cpus_ = "2";    // the head node's --num-cpus
+  std::string worker_cpus_ = "2";  // each worker's --num-cpus
   std::optional<NetworkNamespace> network_namespace_;
 };
 

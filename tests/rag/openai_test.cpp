@@ -132,6 +132,19 @@ Outcomes<Answer>& generate(OpenAIGenerator& generator, Outcomes<Answer>& outcome
   return outcomes;
 }
 
+// A generator opened with a context of its own, and what its calls delivered.
+struct OpenedGenerator {
+  explicit OpenedGenerator(GeneratorConfig config) : generator(std::move(config)) {
+    generator.open(ctx.context);
+  }
+  // Runs `calls` prompts and waits for all of them.
+  Outcomes<Answer>& generate(int calls) { return rag::generate(generator, outcomes, calls); }
+
+  Context ctx;
+  OpenAIGenerator generator;
+  Outcomes<Answer> outcomes;
+};
+
 void expect_own_answer(const Outcomes<Answer>& outcomes, int call) {
   const auto outcome = outcomes.at(call);
   ASSERT_EQ(outcome.deliveries, 1) << "call " << call;
@@ -153,31 +166,25 @@ TEST(OpenAIGenerator, KeepsMaxInFlightRequestsOpenAtOnce) {
   // Each request waits at the server until 32 are open (or 10 s): fewer than
   // 32 at once from the client would show as a peak below 32.
   OpenAITestServer server(OpenAITestServerOptions{.hold_until_concurrent = 32});
-  Context ctx;
-  OpenAIGenerator generator(config_for(server));
-  EXPECT_EQ(generator.async_options().capacity, 32u);
-  generator.open(ctx.context);
-  Outcomes<Answer> outcomes;
-  generate(generator, outcomes, 96);
+  OpenedGenerator run(config_for(server));
+  EXPECT_EQ(run.generator.async_options().capacity, 32u);
+  run.generate(96);
   EXPECT_EQ(server.peak_concurrent(), 32);
-  for (int i = 0; i < 96; ++i) expect_own_answer(outcomes, i);
+  for (int i = 0; i < 96; ++i) expect_own_answer(run.outcomes, i);
 }
 
 TEST(OpenAIGenerator, EveryCallCompletesOnceWithItsOwnAnswerDespite429sAnd500s) {
   OpenAITestServer server(
       OpenAITestServerOptions{.seed = 7, .rate_429 = 0.10, .rate_500 = 0.05, .retry_after_ms = 5});
-  Context ctx;
   GeneratorConfig config = config_for(server);
   config.max_retries = 10;
-  OpenAIGenerator generator(config);
-  generator.open(ctx.context);
-  Outcomes<Answer> outcomes;
+  OpenedGenerator run(config);
   constexpr int kCalls = 400;
-  generate(generator, outcomes, kCalls);
+  run.generate(kCalls);
   std::int64_t prompt_tokens = 0, completion_tokens = 0;
   for (int i = 0; i < kCalls; ++i) {
-    expect_own_answer(outcomes, i);
-    const auto value = outcomes.at(i).value;
+    expect_own_answer(run.outcomes, i);
+    const auto value = run.outcomes.at(i).value;
     if (value) {
       prompt_tokens += value->prompt_tokens;
       completion_tokens += value->completion_tokens;
@@ -193,12 +200,12 @@ TEST(OpenAIGenerator, EveryCallCompletesOnceWithItsOwnAnswerDespite429sAnd500s) 
   EXPECT_GT(status_429, kCalls / 20) << "the server should have injected about 10 % 429s";
   EXPECT_GT(status_500, kCalls / 50) << "the server should have injected about 5 % 500s";
   EXPECT_EQ(static_cast<int>(log.size()), kCalls + faults);
-  EXPECT_EQ(ctx.counter("openai_requests"), kCalls + faults);
-  EXPECT_EQ(ctx.counter("openai_retries"), faults);
-  EXPECT_EQ(ctx.counter("openai_failures"), 0);
-  EXPECT_EQ(ctx.counter("openai_prompt_tokens"), prompt_tokens);
-  EXPECT_EQ(ctx.counter("openai_completion_tokens"), completion_tokens);
-  const auto histograms = ctx.metrics.snapshot().histograms;
+  EXPECT_EQ(run.ctx.counter("openai_requests"), kCalls + faults);
+  EXPECT_EQ(run.ctx.counter("openai_retries"), faults);
+  EXPECT_EQ(run.ctx.counter("openai_failures"), 0);
+  EXPECT_EQ(run.ctx.counter("openai_prompt_tokens"), prompt_tokens);
+  EXPECT_EQ(run.ctx.counter("openai_completion_tokens"), completion_tokens);
+  const auto histograms = run.ctx.metrics.snapshot().histograms;
   EXPECT_EQ(histograms.at("openai_call_latency_s").count, static_cast<std::uint64_t>(kCalls));
   EXPECT_EQ(histograms.at("openai_request_latency_s").count,
             static_cast<std::uint64_t>(kCalls + faults));
@@ -226,25 +233,19 @@ void expect_retried_after(const OpenAITestServer& server, int calls, double at_l
 
 TEST(OpenAIGenerator, HonoursRetryAfterInSeconds) {
   OpenAITestServer server(refuse_first_attempt(OpenAITestServerOptions{.retry_after_s = 1}));
-  Context ctx;
-  OpenAIGenerator generator(config_for(server));  // backoff alone would wait <= 10 ms
-  generator.open(ctx.context);
-  Outcomes<Answer> outcomes;
-  generate(generator, outcomes, 4);
-  for (int i = 0; i < 4; ++i) expect_own_answer(outcomes, i);
+  OpenedGenerator run(config_for(server));  // backoff alone would wait <= 10 ms
+  run.generate(4);
+  for (int i = 0; i < 4; ++i) expect_own_answer(run.outcomes, i);
   expect_retried_after(server, 4, 1.0, 30.0);
-  EXPECT_EQ(ctx.counter("openai_retries"), 4);
+  EXPECT_EQ(run.ctx.counter("openai_retries"), 4);
 }
 
 TEST(OpenAIGenerator, RetryAfterMsWinsOverRetryAfter) {
   OpenAITestServer server(
       refuse_first_attempt(OpenAITestServerOptions{.retry_after_s = 20, .retry_after_ms = 300}));
-  Context ctx;
-  OpenAIGenerator generator(config_for(server));
-  generator.open(ctx.context);
-  Outcomes<Answer> outcomes;
-  generate(generator, outcomes, 4);
-  for (int i = 0; i < 4; ++i) expect_own_answer(outcomes, i);
+  OpenedGenerator run(config_for(server));
+  run.generate(4);
+  for (int i = 0; i < 4; ++i) expect_own_answer(run.outcomes, i);
   expect_retried_after(server, 4, 0.3, 20.0);
 }
 
@@ -252,53 +253,44 @@ TEST(OpenAIGenerator, AHungResponseTimesOutAndIsRetried) {
   OpenAITestServer server(OpenAITestServerOptions{.script = [](const OpenAITestRequest& request) {
     return request.attempt == 0 ? OpenAITestFault::hang : OpenAITestFault::none;
   }});
-  Context ctx;
   GeneratorConfig config = config_for(server);
   config.request_timeout = 300ms;
-  OpenAIGenerator generator(config);
-  generator.open(ctx.context);
-  Outcomes<Answer> outcomes;
-  generate(generator, outcomes, 3);
+  OpenedGenerator run(config);
+  run.generate(3);
   for (int i = 0; i < 3; ++i) {
-    expect_own_answer(outcomes, i);
+    expect_own_answer(run.outcomes, i);
     const auto attempts = attempts_of(server, query_of(i));
     ASSERT_GE(attempts.size(), 2u);
     EXPECT_EQ(attempts[0].fault, OpenAITestFault::hang);
     // The attempt's timeout runs on the client's clock, from before the
     // connection: the server sees the attempt later by a varying amount.
     EXPECT_EQ(attempts[1].fault, OpenAITestFault::none);
-    EXPECT_GE(outcomes.at(i).value->latency_s, 0.3);
+    EXPECT_GE(run.outcomes.at(i).value->latency_s, 0.3);
   }
-  EXPECT_EQ(ctx.counter("openai_retries"), 3);
+  EXPECT_EQ(run.ctx.counter("openai_retries"), 3);
 }
 
 TEST(OpenAIGenerator, ADroppedConnectionIsRetried) {
   OpenAITestServer server(OpenAITestServerOptions{.script = [](const OpenAITestRequest& request) {
     return request.attempt == 0 ? OpenAITestFault::drop : OpenAITestFault::none;
   }});
-  Context ctx;
-  OpenAIGenerator generator(config_for(server));
-  generator.open(ctx.context);
-  Outcomes<Answer> outcomes;
-  generate(generator, outcomes, 5);
+  OpenedGenerator run(config_for(server));
+  run.generate(5);
   for (int i = 0; i < 5; ++i) {
-    expect_own_answer(outcomes, i);
+    expect_own_answer(run.outcomes, i);
     EXPECT_EQ(attempts_of(server, query_of(i)).size(), 2u);
   }
-  EXPECT_EQ(ctx.counter("openai_retries"), 5);
+  EXPECT_EQ(run.ctx.counter("openai_retries"), 5);
 }
 
 TEST(OpenAIGenerator, ACallThatStillFailsAfterItsRetriesNamesTheStatusAndTheServersMessage) {
   OpenAITestServer server(OpenAITestServerOptions{
       .script = [](const OpenAITestRequest&) { return OpenAITestFault::server_error; }});
-  Context ctx;
   GeneratorConfig config = config_for(server);
   config.max_retries = 2;
-  OpenAIGenerator generator(config);
-  generator.open(ctx.context);
-  Outcomes<Answer> outcomes;
-  generate(generator, outcomes, 1);
-  const auto outcome = outcomes.at(0);
+  OpenedGenerator run(config);
+  run.generate(1);
+  const auto outcome = run.outcomes.at(0);
   EXPECT_EQ(outcome.deliveries, 1);
   EXPECT_FALSE(outcome.value.has_value());
   EXPECT_NE(outcome.error.find("POST " + server.base_url() + "/chat/completions"),
@@ -310,20 +302,17 @@ TEST(OpenAIGenerator, ACallThatStillFailsAfterItsRetriesNamesTheStatusAndTheServ
   EXPECT_NE(outcome.error.find("after 2 retries"), std::string::npos) << outcome.error;
   EXPECT_EQ(outcome.error.find('\n'), std::string::npos) << "one line";
   EXPECT_EQ(server.requests().size(), 3u);
-  EXPECT_EQ(ctx.counter("openai_failures"), 1);
+  EXPECT_EQ(run.ctx.counter("openai_failures"), 1);
 }
 
 TEST(OpenAIGenerator, TheRateLimiterBoundsTheRequestRate) {
   OpenAITestServer server;
-  Context ctx;
   GeneratorConfig config = config_for(server);
   config.requests_per_minute = 1200;  // 20/s, at most 20 at once after a pause
-  OpenAIGenerator generator(config);
-  generator.open(ctx.context);
-  Outcomes<Answer> outcomes;
+  OpenedGenerator run(config);
   constexpr int kCalls = 50;
-  generate(generator, outcomes, kCalls);
-  for (int i = 0; i < kCalls; ++i) expect_own_answer(outcomes, i);
+  run.generate(kCalls);
+  for (int i = 0; i < kCalls; ++i) expect_own_answer(run.outcomes, i);
   auto log = server.requests();
   ASSERT_EQ(log.size(), static_cast<std::size_t>(kCalls));
   std::vector<Clock::time_point> arrivals;
@@ -346,14 +335,11 @@ TEST(OpenAIGenerator, TheRateLimiterBoundsTheRequestRate) {
 
 TEST(OpenAIGenerator, AWrongApiKeyFailsAtOnceWith401) {
   OpenAITestServer server(OpenAITestServerOptions{.api_key = "the-right-key"});
-  Context ctx;
   GeneratorConfig config = config_for(server);
   config.api_key = "a-wrong-key";
-  OpenAIGenerator generator(config);
-  generator.open(ctx.context);
-  Outcomes<Answer> outcomes;
-  generate(generator, outcomes, 1);
-  const auto outcome = outcomes.at(0);
+  OpenedGenerator run(config);
+  run.generate(1);
+  const auto outcome = run.outcomes.at(0);
   ASSERT_FALSE(outcome.value.has_value());
   EXPECT_NE(outcome.error.find("HTTP 401: Incorrect API key provided"), std::string::npos)
       << outcome.error;
@@ -365,26 +351,20 @@ TEST(OpenAIGenerator, TakesTheKeyAndEndpointFromTheEnvironment) {
   OpenAITestServer server(OpenAITestServerOptions{.api_key = "the-right-key"});
   ::setenv("OPENAI_API_KEY", "the-right-key", 1);
   ::setenv("OPENAI_BASE_URL", server.base_url().c_str(), 1);
-  Context ctx;
-  OpenAIGenerator generator(GeneratorConfig{.model = "test-model"});
-  generator.open(ctx.context);  // reads both when the client starts
+  OpenedGenerator run(GeneratorConfig{.model = "test-model"});  // reads both when the client starts
   ::unsetenv("OPENAI_API_KEY");
   ::unsetenv("OPENAI_BASE_URL");
-  Outcomes<Answer> outcomes;
-  generate(generator, outcomes, 2);
-  expect_own_answer(outcomes, 0);
-  expect_own_answer(outcomes, 1);
+  run.generate(2);
+  expect_own_answer(run.outcomes, 0);
+  expect_own_answer(run.outcomes, 1);
 }
 
 TEST(OpenAIGenerator, RefusesAnOversizedResponse) {
   OpenAITestServer server(OpenAITestServerOptions{
       .script = [](const OpenAITestRequest&) { return OpenAITestFault::huge; }});
-  Context ctx;
-  OpenAIGenerator generator(config_for(server));  // 16 MiB by default, the server sends 50 MB
-  generator.open(ctx.context);
-  Outcomes<Answer> outcomes;
-  generate(generator, outcomes, 1);
-  const auto outcome = outcomes.at(0);
+  OpenedGenerator run(config_for(server));  // 16 MiB by default, the server sends 50 MB
+  run.generate(1);
+  const auto outcome = run.outcomes.at(0);
   ASSERT_FALSE(outcome.value.has_value());
   EXPECT_NE(outcome.error.find("larger than max_response_bytes (16777216 bytes)"),
             std::string::npos)
@@ -395,12 +375,9 @@ TEST(OpenAIGenerator, RefusesAnOversizedResponse) {
 TEST(OpenAIGenerator, RefusesMalformedJsonNamingTheEndpoint) {
   OpenAITestServer server(OpenAITestServerOptions{
       .script = [](const OpenAITestRequest&) { return OpenAITestFault::malformed; }});
-  Context ctx;
-  OpenAIGenerator generator(config_for(server));
-  generator.open(ctx.context);
-  Outcomes<Answer> outcomes;
-  generate(generator, outcomes, 1);
-  const auto outcome = outcomes.at(0);
+  OpenedGenerator run(config_for(server));
+  run.generate(1);
+  const auto outcome = run.outcomes.at(0);
   ASSERT_FALSE(outcome.value.has_value());
   EXPECT_NE(outcome.error.find(server.base_url() + "/chat/completions answered HTTP 200 with a "
                                                    "body that is not an OpenAI response"),
@@ -422,34 +399,28 @@ int closed_port() {
 
 TEST(OpenAIGenerator, AnUnreachableEndpointFailsAfterItsRetries) {
   const std::string url = "http://127.0.0.1:" + std::to_string(closed_port()) + "/v1";
-  Context ctx;
-  OpenAIGenerator generator(
+  OpenedGenerator run(
       GeneratorConfig{.model = "m", .base_url = url, .max_retries = 2, .backoff_initial = 10ms});
-  generator.open(ctx.context);
-  Outcomes<Answer> outcomes;
-  generate(generator, outcomes, 1);
-  const auto outcome = outcomes.at(0);
+  run.generate(1);
+  const auto outcome = run.outcomes.at(0);
   ASSERT_FALSE(outcome.value.has_value());
   EXPECT_NE(outcome.error.find("POST " + url + "/chat/completions failed: Couldn't connect"),
             std::string::npos)
       << outcome.error;
   EXPECT_NE(outcome.error.find("after 2 retries"), std::string::npos) << outcome.error;
-  EXPECT_EQ(ctx.counter("openai_retries"), 2);
+  EXPECT_EQ(run.ctx.counter("openai_retries"), 2);
 }
 
 TEST(OpenAIGenerator, GivesUpAtTheTotalTimeout) {
   OpenAITestServer server(OpenAITestServerOptions{
       .script = [](const OpenAITestRequest&) { return OpenAITestFault::hang; }});
-  Context ctx;
   GeneratorConfig config = config_for(server);
   config.request_timeout = 200ms;
   config.total_timeout = 700ms;
   config.max_retries = 100;
-  OpenAIGenerator generator(config);
-  generator.open(ctx.context);
-  Outcomes<Answer> outcomes;
-  generate(generator, outcomes, 1);
-  const auto outcome = outcomes.at(0);
+  OpenedGenerator run(config);
+  run.generate(1);
+  const auto outcome = run.outcomes.at(0);
   ASSERT_FALSE(outcome.value.has_value());
   EXPECT_TRUE(outcome.error.find("total timeout of 700 ms") != std::string::npos ||
               outcome.error.find("Timeout was reached") != std::string::npos)
@@ -460,33 +431,27 @@ TEST(OpenAIGenerator, GivesUpAtTheTotalTimeout) {
 TEST(OpenAIGenerator, ClosingFailsTheCallsStillOutOnce) {
   OpenAITestServer server(OpenAITestServerOptions{
       .script = [](const OpenAITestRequest&) { return OpenAITestFault::hang; }});
-  Context ctx;
-  OpenAIGenerator generator(config_for(server));
-  generator.open(ctx.context);
-  Outcomes<Answer> outcomes;
-  for (int i = 0; i < 3; ++i) generator.invoke(prompt_of(i), outcomes.result(i));
-  generator.close();
-  ASSERT_TRUE(outcomes.wait(3));
+  OpenedGenerator run(config_for(server));
+  for (int i = 0; i < 3; ++i) run.generator.invoke(prompt_of(i), run.outcomes.result(i));
+  run.generator.close();
+  ASSERT_TRUE(run.outcomes.wait(3));
   for (int i = 0; i < 3; ++i) {
-    EXPECT_EQ(outcomes.at(i).deliveries, 1);
-    EXPECT_NE(outcomes.at(i).error.find("closed before the call completed"), std::string::npos);
+    EXPECT_EQ(run.outcomes.at(i).deliveries, 1);
+    EXPECT_NE(run.outcomes.at(i).error.find("closed before the call completed"), std::string::npos);
   }
 }
 
 TEST(OpenAIGenerator, EstimatesCostAndRefusesBadConfigs) {
   OpenAITestServer server;
-  Context ctx;
   GeneratorConfig config = config_for(server);
   config.price_per_1k_prompt_tokens = 2;
   config.price_per_1k_completion_tokens = 5;
-  OpenAIGenerator generator(config);
-  generator.open(ctx.context);
-  Outcomes<Answer> outcomes;
-  generate(generator, outcomes, 10);
-  const double expected = ctx.counter("openai_prompt_tokens") * 2 / 1000.0 +
-                          ctx.counter("openai_completion_tokens") * 5 / 1000.0;
+  OpenedGenerator run(config);
+  run.generate(10);
+  const double expected = run.ctx.counter("openai_prompt_tokens") * 2 / 1000.0 +
+                          run.ctx.counter("openai_completion_tokens") * 5 / 1000.0;
   EXPECT_GT(expected, 0);
-  EXPECT_DOUBLE_EQ(ctx.metrics.snapshot().gauges.at("openai_estimated_cost"), expected);
+  EXPECT_DOUBLE_EQ(run.ctx.metrics.snapshot().gauges.at("openai_estimated_cost"), expected);
 
   EXPECT_THROW(OpenAIGenerator(GeneratorConfig{.model = ""}), Error);
   EXPECT_THROW(OpenAIGenerator(GeneratorConfig{.model = "m", .max_in_flight = 0}), Error);

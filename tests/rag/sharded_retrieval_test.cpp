@@ -39,6 +39,17 @@ std::vector<std::string> queries() {
   return result;
 }
 
+// The documents, chunked and hash-embedded, as a collection of 4 shards.
+void ingest_four_shards(const std::string& collection) {
+  LocalEnvironment env("ingest");
+  env.from_collection(documents())
+      .flat_map<Chunker>(Options{.name = "chunker"}, ChunkerConfig{.size = 120, .overlap = 30})
+      .map<HashEmbedder>(Options{.name = "embedder"}, HashEmbedderConfig{})
+      .sink<IndexWriter>(Options{.name = "writer", .parallelism = 4},
+                         IndexWriterConfig{.collection = collection});
+  env.execute();
+}
+
 Ranked ranked(const Retrieved& retrieved) {
   Ranked result{retrieved.query, {}};
   for (const Hit& hit : retrieved.hits) result.second.emplace_back(hit.id, hit.score);
@@ -75,15 +86,7 @@ std::vector<Ranked> retrieve_sharded(const std::string& collection, int instance
 
 TEST(ShardedRetrieval, MergedHitsEqualThoseOfOneRetrieverOverTheWholeCollection) {
   testing::TempDir dir;
-  {
-    LocalEnvironment env("ingest");
-    env.from_collection(documents())
-        .flat_map<Chunker>(Options{.name = "chunker"}, ChunkerConfig{.size = 120, .overlap = 30})
-        .map<HashEmbedder>(Options{.name = "embedder"}, HashEmbedderConfig{})
-        .sink<IndexWriter>(Options{.name = "writer", .parallelism = 4},
-                           IndexWriterConfig{.collection = dir.path()});
-    env.execute();
-  }
+  ingest_four_shards(dir.path());
   const auto expected = retrieve_unsharded(dir.path());
   ASSERT_EQ(expected.size(), queries().size());
   for (const auto& [query, hits] : expected) ASSERT_EQ(hits.size(), 5u) << query;
@@ -93,15 +96,7 @@ TEST(ShardedRetrieval, MergedHitsEqualThoseOfOneRetrieverOverTheWholeCollection)
 
 TEST(ShardedRetrieval, AShardedCollectionLoadsOnlyItsShards) {
   testing::TempDir dir;
-  {
-    LocalEnvironment env("ingest");
-    env.from_collection(documents())
-        .flat_map<Chunker>(Options{.name = "chunker"}, ChunkerConfig{.size = 120, .overlap = 30})
-        .map<HashEmbedder>(Options{.name = "embedder"}, HashEmbedderConfig{})
-        .sink<IndexWriter>(Options{.name = "writer", .parallelism = 4},
-                           IndexWriterConfig{.collection = dir.path()});
-    env.execute();
-  }
+  ingest_four_shards(dir.path());
   const Collection all = Collection::open(dir.path());
   std::size_t total = 0;
   for (int i = 0; i < 3; ++i) {

@@ -60,7 +60,9 @@ class Collection {
 
   // The k chunks nearest to `query` over the loaded shards, best first.
   std::vector<Hit> search(std::span<const float> query, std::size_t k) const;
-  // `text` embedded by the embedder that built the collection.
+  // `text` embedded by the embedder that built the collection, when that is
+  // HashEmbedder; a collection built by OpenAIEmbedder ("openai:<model>")
+  // throws CollectionError: its queries go to the endpoint (Retriever does that).
   std::vector<float> embed(std::string_view text) const;
 
   const std::string& embedder() const { return embedder_; }

@@ -15,9 +15,11 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "sage/async_function.hpp"
+#include "sage/metrics.hpp"
 #include "sage/rag/records.hpp"
 
 namespace sage::rag {
@@ -113,7 +115,8 @@ class OpenAIGenerator : public sage::AsyncFunction<Prompt, Answer> {
 class OpenAIEmbedder : public sage::AsyncFunction<Chunk, Embedded> {
  public:
   // How collections name this embedder in their manifest: "openai:<model>".
-  static std::string name_of(const std::string& model) { return "openai:" + model; }
+  static constexpr std::string_view kNamePrefix = "openai:";
+  static std::string name_of(const std::string& model) { return std::string(kNamePrefix) + model; }
 
   // Throws sage::Error when the config is out of range.
   explicit OpenAIEmbedder(OpenAIConfig config);
@@ -141,6 +144,29 @@ class OpenAIEmbedder : public sage::AsyncFunction<Chunk, Embedded> {
   std::mutex mutex_;  // guards filling_ and batch_number_ (task thread and HTTP thread)
   std::vector<Pending> filling_;
   std::uint64_t batch_number_ = 0;
+};
+
+// Embeds queries the way OpenAIEmbedder embedded a collection, for a Retriever
+// over that collection: one POST <base_url>/embeddings per embed() (all its
+// texts in one request), which blocks until the vectors come, with the same
+// retries, limits, timeouts and metrics as the operators.
+class OpenAIQueryEmbedder {
+ public:
+  // Starts the HTTP thread; `metrics` (may be null) must outlive this. Throws
+  // sage::Error when the config is out of range.
+  OpenAIQueryEmbedder(OpenAIConfig config, Metrics* metrics);
+  ~OpenAIQueryEmbedder();
+
+  // The vectors of `texts`, in order. Throws sage::Error, one line naming the
+  // endpoint and the status, when the call fails. Safe from many threads.
+  std::vector<std::vector<float>> embed(const std::vector<std::string>& texts) const;
+
+  // The config, with base_url as resolved (from $OPENAI_BASE_URL or the default).
+  const OpenAIConfig& config() const { return config_; }
+
+ private:
+  OpenAIConfig config_;
+  std::unique_ptr<detail::OpenAIClient> client_;
 };
 
 }  // namespace sage::rag

@@ -3,15 +3,20 @@
 // collection in open() and merges their results into the global top_k; or,
 // with `sharded`, instance i of n loads only the shards s with s % n == i and
 // returns its own top_k, for MergeHits to merge (rag/merge_hits.hpp). The
-// query is embedded by the collection's own embedder. A collection that cannot
-// be read fails the job with a CollectionError naming the path and the problem.
+// query is embedded by the collection's own embedder: HashEmbedder in the
+// instance, OpenAIEmbedder's model over HTTP (`query_embedder` names the
+// endpoint). A collection that cannot be read, or whose embedder differs from
+// the one asked for, fails the job with a one-line error naming the path and
+// the problem.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "sage/functions.hpp"
 #include "sage/rag/collection.hpp"
+#include "sage/rag/openai.hpp"
 #include "sage/rag/records.hpp"
 
 namespace sage::rag {
@@ -26,6 +31,11 @@ struct RetrieverConfig {
   // Instance i of n searches only shards i, i+n, ...; broadcast the queries to
   // it and merge with MergeHits{.parts = n}.
   bool sharded = false;
+  // For a collection built by OpenAIEmbedder: the endpoint, key, limits and
+  // `dimensions` that embed the queries, as when the collection was built.
+  // `model` empty: the collection's; another model than the collection's is
+  // an error. Unused for a HashEmbedder collection (a model set is an error).
+  OpenAIConfig query_embedder;
 };
 
 class Retriever : public Function {
@@ -34,11 +44,13 @@ class Retriever : public Function {
   explicit Retriever(RetrieverConfig config);
 
   void open(RuntimeContext& context) override;
+  void close() override;
   Retrieved map(const std::string& query) const;
 
  private:
   RetrieverConfig config_;
   std::optional<Collection> collection_;
+  std::unique_ptr<OpenAIQueryEmbedder> query_embedder_;  // for an OpenAIEmbedder collection
 };
 
 }  // namespace sage::rag
