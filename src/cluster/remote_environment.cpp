@@ -146,6 +146,7 @@ std::string RemoteEnvironment::submit(bool autostop) {
   for (const auto& arg : program_arguments()) request.add_args(arg);
   request.set_working_directory(working_directory());
   request.set_fingerprint(plan.fingerprint());
+  request.set_processes_per_node(config_.task_processes_per_node);
   if (config_.checkpoint_interval.count() > 0) {
     auto* checkpoints = request.mutable_checkpoints();
     checkpoints->set_interval_ms(config_.checkpoint_interval.count());
