@@ -92,7 +92,11 @@ void JobTable::schedule_pending() {
     job->info.set_last_progress_ms(job->info.started_at_ms());
     job->info.clear_nodes();
     for (std::size_t p = 0; p < job->processes.size(); ++p) {
-      job->info.add_nodes(job->processes[p].node_id);
+      const std::string& node = job->processes[p].node_id;
+      if (std::find(job->info.nodes().begin(), job->info.nodes().end(), node) ==
+          job->info.nodes().end()) {
+        job->info.add_nodes(node);
+      }
       rpc::WorkerCommand command;
       command.mutable_prepare()->set_job_id(job->info.job_id());
       command.mutable_prepare()->set_process_index(static_cast<int>(p));
@@ -109,7 +113,7 @@ std::optional<std::string> JobTable::place(Job& job) {
   if (!nodes_.any_alive()) return "no worker node has joined the cluster";
   Assignment assignment = assign(job.request, nodes_.free_rooms());
   if (!assignment.placed()) return "waiting for " + assignment.stuck;
-  ProcessLayout layout = lay_out_processes(assignment.holds);
+  ProcessLayout layout = lay_out_processes(assignment.holds, job.request);
   for (auto& process : layout.processes) {
     job.processes.push_back(Process{.node_id = std::move(process.node_id),
                                     .gpus = std::move(process.gpus),

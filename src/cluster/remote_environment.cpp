@@ -197,6 +197,7 @@ std::string RemoteEnvironment::submit(bool autostop) {
                                          .how_to_raise = program.how_to_raise_limits});
   }
   request.set_fingerprint(plan.fingerprint());
+  request.set_processes_per_node(config_.task_processes_per_node);
   if (config_.checkpoint_interval.count() > 0) {
     auto* checkpoints = request.mutable_checkpoints();
     checkpoints->set_interval_ms(config_.checkpoint_interval.count());

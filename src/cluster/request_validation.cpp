@@ -9,6 +9,7 @@
 #include "cluster/task_output.hpp"
 #include "net/socket.hpp"
 #include "sage/error.hpp"
+#include "sage/options.hpp"
 
 namespace sage::cluster {
 namespace {
@@ -153,6 +154,10 @@ Problem problem_in(const rpc::SubmitRequest& request, int max_instances_per_job)
   if (fingerprint.size() != 16 ||
       fingerprint.find_first_not_of("0123456789abcdef") != std::string::npos) {
     return "fingerprint " + quoted(fingerprint) + " is not a plan fingerprint (16 hex digits)";
+  }
+  if (request.processes_per_node() < 0 || request.processes_per_node() > kMaxTaskProcessesPerNode) {
+    return fmt::format("processes_per_node is {}; it must be 0 to {} (0 means 1)",
+                       request.processes_per_node(), kMaxTaskProcessesPerNode);
   }
   if (request.chains().empty()) return std::string("chains is empty; a job needs an operator");
   std::int64_t instances = 0;

@@ -168,11 +168,13 @@ class Environment {
     graph_ = env->graph();
     env_ = std::move(env);
   }
-  // A RemoteEnvironment: the cluster at host:port ($SAGE_ADDRESS overrides).
+  // A RemoteEnvironment: the cluster at host:port ($SAGE_ADDRESS overrides),
+  // with up to `processes_per_node` task processes on each node.
   Environment(const std::string& name, const std::string& host, int port, const std::string& token,
-              const std::string& state_dir) {
-    auto env = std::make_unique<RemoteEnv>(name, host, port,
-                                           ClusterConfig{.token = token, .state_dir = state_dir});
+              const std::string& state_dir, int processes_per_node) {
+    auto env = std::make_unique<RemoteEnv>(
+        name, host, port, ClusterConfig{.token = token, .state_dir = state_dir},
+        ExecutionConfig{.task_processes_per_node = processes_per_node});
     graph_ = env->graph();
     remote_ = env.get();
     env_ = std::move(env);
@@ -415,9 +417,9 @@ PYBIND11_MODULE(_native, m) {
   py::class_<Environment>(m, "Environment")
       .def(py::init<const std::string&>())
       .def(py::init<const std::string&, const std::string&, int, const std::string&,
-                    const std::string&>(),
+                    const std::string&, int>(),
            py::arg("name"), py::arg("host"), py::arg("port"), py::arg("token"),
-           py::arg("state_dir"))
+           py::arg("state_dir"), py::arg("processes_per_node") = 1)
       .def(
           "source",
           [](Environment& e, SourceKind kind, const py::object& payload,

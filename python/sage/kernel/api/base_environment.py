@@ -19,6 +19,21 @@ def _close_open_environments():
         env.close()
 
 
+MAX_PROCESSES = 64  # sage::kMaxTaskProcessesPerNode
+
+
+def count_setting(config, key, where):
+    """``config[key]``, a number of processes from 1 to 64 (default 1), or a ValueError that
+    names it."""
+    value = config.get(key, 1)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PROCESSES:
+        raise ValueError(
+            f"{where}: config[{key!r}] must be a whole number of processes from 1 to "
+            f"{MAX_PROCESSES}, got {value!r}"
+        )
+    return value
+
+
 def _result(values):
     """A job result dict from the engine as an object with attributes."""
     result = types.SimpleNamespace(**values)

@@ -17,7 +17,7 @@ import re
 import sys
 
 from sage import _native
-from sage.kernel.api.base_environment import BaseEnvironment
+from sage.kernel.api.base_environment import BaseEnvironment, count_setting
 
 DEFAULT_PORT = 19001
 
@@ -79,12 +79,16 @@ class RemoteEnvironment(BaseEnvironment):
     ``$SAGE_ADDRESS`` (host:port) overrides host and port; the token comes from
     ``config["token"]``, ``$SAGE_TOKEN`` or the head's token file in ``config["state_dir"]``
     (``$SAGE_STATE_DIR``, ``~/.sage``). ``config["max_bundle_size"]`` (``$SAGE_MAX_BUNDLE_SIZE``,
-    default 64 MiB) and ``config["max_bundle_files"]`` (10 000) cap the script's directory."""
+    default 64 MiB) and ``config["max_bundle_files"]`` (10 000) cap the script's directory.
+    ``config["processes_per_node"]`` (default 1): the most task processes the job runs on each
+    node, for CPU-bound Python operators (one GIL per process; docs/python.md, "The GIL and
+    processes")."""
 
     def __init__(self, name="remote_environment", config=None, host="127.0.0.1", port=DEFAULT_PORT):
         config = dict(config or {})
         native = _native.Environment(
-            name, host, int(port), str(config.get("token", "")), str(config.get("state_dir", ""))
+            name, host, int(port), str(config.get("token", "")), str(config.get("state_dir", "")),
+            count_setting(config, "processes_per_node", "RemoteEnvironment"),
         )
         super().__init__(name, config, native)
 
