@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "python/key_hash.hpp"
+#include "python/native_operator.hpp"
 #include "python/object.hpp"
 #include "python/operators.hpp"
 #include "sage/environment.hpp"
@@ -85,6 +86,12 @@ struct Stream {
 
   Stream transform(TransformKind kind, const py::object& factory, const Options& options) const {
     return attach({this}, kind, factory, options);
+  }
+  // A C++ operator over this stream's records (native_operator.hpp).
+  Stream native(const NativeOperator& op, const Options& options) const {
+    const int id = detail::add_operator(*graph, op.kind, options, default_parallelism, false,
+                                        {inputs}, detail::operator_factory(op.make));
+    return Stream{graph, {{id, detail::Partitioning::kDefault, forward_edge()}}, {}, {}};
   }
   Stream partitioned(detail::Partitioning p, std::shared_ptr<const detail::EdgeFactory> edge,
                      Object key_factory = {}) const {
@@ -385,7 +392,18 @@ PYBIND11_MODULE(_native, m) {
            [](const Stream& s) {
              return s.partitioned(sage::detail::Partitioning::kBroadcast, forward_edge());
            })
-      .def("union", &Stream::union_with);
+      .def("union", &Stream::union_with)
+      .def(
+          "native",
+          [](const Stream& s, const NativeOperator& op, const std::string& name,
+             std::optional<int> parallelism, const std::optional<py::dict>& resources) {
+            return s.native(op,
+                            make_options(name.empty() ? op.name : name, parallelism, resources));
+          },
+          py::arg("operator"), py::arg("name"), py::arg("parallelism"), py::arg("resources"));
+  py::class_<NativeOperator, std::shared_ptr<NativeOperator>>(m, "NativeOperator")
+      .def_readonly("name", &NativeOperator::name);
+  register_rag(m);
 
   m.def(
       "comap",

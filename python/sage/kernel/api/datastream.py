@@ -139,6 +139,11 @@ class DataStream:
 
     def map(self, function, *args, name=None, parallelism=None, resources=None, **kwargs):
         """One output per record: ``execute(data)``'s result; None drops the record."""
+        if callable(getattr(function, "sage_native_operator", None)):  # runs in C++ (rag.py)
+            made = function(*args, **kwargs) if isinstance(function, type) else function
+            native = self._native.native(made.sage_native_operator(), name or "", parallelism,
+                                         resources)
+            return DataStream(self._environment, native)
         options = dict(name=name, parallelism=parallelism, resources=resources)
         return self._transform(_native.TransformKind.MAP, function, args, kwargs, options, "map")
 
