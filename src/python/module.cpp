@@ -409,15 +409,14 @@ PYBIND11_MODULE(_native, m) {
       "comap",
       [](const std::vector<const Stream*>& streams, const py::object& factory,
          const std::string& name, std::optional<int> parallelism,
-         const std::optional<py::dict>& resources) {
+         const std::optional<py::dict>& resources, TransformKind kind) {
         if (streams.size() < 2) throw sage::InvalidPlanError("comap needs at least two streams");
-        return Stream::attach(streams, TransformKind::kMap, factory,
-                              make_options(name, parallelism, resources));
+        return Stream::attach(streams, kind, factory, make_options(name, parallelism, resources));
       },
       py::arg("streams"), py::arg("factory"), py::arg("name"), py::arg("parallelism"),
-      py::arg("resources"),
+      py::arg("resources"), py::arg("kind") = TransformKind::kMap,
       "An operator whose input i is streams[i]; the factory's call is a tuple of one callable per "
-      "input.");
+      "input (kind FLAT_MAP: join's, each returning a list).");
 
   m.def("is_task_process", &sage::is_task_process,
         "True in a task process a worker started for a RemoteEnvironment's job.");

@@ -85,6 +85,53 @@ def comap_factory(function, args, kwargs, inputs):
     return make, function.__name__
 
 
+def join_factory(function, args, kwargs):
+    """The factory of SAGE's join: execute(payload, key, tag) for records of stream ``tag``
+    (0: the first, 1: the second), returning a list of results; the key is the record's."""
+    if isinstance(function, type):
+        if not callable(getattr(function, "execute", None)):
+            raise TypeError(
+                f"join: class {function.__name__} has no execute(payload, key, tag); derive it "
+                f"from sage.common.core.BaseJoinFunction"
+            )
+
+        def build():
+            return function(*args, **kwargs)
+
+        name = function.__name__
+    elif callable(getattr(function, "execute", None)) and not (args or kwargs):
+
+        def build():
+            return copy.deepcopy(function)
+
+        name = type(function).__name__
+    else:
+        raise TypeError(
+            f"join: expected a BaseJoinFunction class or object, got {type(function).__name__}"
+        )
+
+    def make():
+        instance = build()
+        _, open_, close = _bind(instance, ())
+        handles = []
+
+        def join_open(handle):
+            handles.append(handle)
+            open_(handle)
+
+        execute = instance.execute
+
+        def left(payload):
+            return execute(payload, handles[0].current_key, 0)
+
+        def right(payload):
+            return execute(payload, handles[0].current_key, 1)
+
+        return (left, right), join_open, close
+
+    return make, name
+
+
 def partitioner_factory(partitioner):
     """A factory of the callable (record, num_partitions) -> index of partition_custom."""
     if isinstance(partitioner, type):
@@ -122,9 +169,10 @@ class _PrintSink(BaseFunction):
 class DataStream:
     """A stream of records; each transformation returns the stream of its output."""
 
-    def __init__(self, environment, native):
+    def __init__(self, environment, native, keyed=False):
         self._environment = environment
         self._native = native
+        self._keyed = keyed  # the output of keyby: the next operator sees each record's key
 
     def _transform(self, kind, function, args, kwargs, options, what):
         make, default_name = function_factory(function, args, kwargs, what)
@@ -185,7 +233,8 @@ class DataStream:
                 f"keyby: strategy {strategy!r} is not supported; keyby partitions by 'hash' "
                 f"(use rebalance() for round robin)"
             )
-        return DataStream(self._environment, self._native.key_by(key_factory(function, args, kwargs)))
+        native = self._native.key_by(key_factory(function, args, kwargs))
+        return DataStream(self._environment, native, keyed=True)
 
     key_by = keyby
 
@@ -235,6 +284,26 @@ class ConnectedStreams:
         make, default_name = comap_factory(function, args, kwargs, len(self._streams))
         native = _native.comap(
             [s._native for s in self._streams], make, name or default_name, parallelism, resources
+        )
+        return DataStream(self._environment, native)
+
+    def join(self, function, *args, name=None, parallelism=None, resources=None, **kwargs):
+        """SAGE's join of two keyed streams: a BaseJoinFunction class (constructed with the
+        arguments after it) whose execute(payload, key, tag) gets every record of the first
+        (tag 0) and the second (tag 1) stream with its key, and returns a list of results (None:
+        none). Records of a key reach one instance; the function keeps what it must remember
+        (its own members, or keyed state from its ctx)."""
+        if len(self._streams) != 2:
+            raise ValueError(f"join needs exactly two connected streams, got {len(self._streams)}")
+        if not all(s._keyed for s in self._streams):
+            raise ValueError(
+                "join needs two keyed streams: keyby(...) each stream before connect(), or call "
+                "keyby([key0, key1]) on the connected streams"
+            )
+        make, default_name = join_factory(function, args, kwargs)
+        native = _native.comap(
+            [s._native for s in self._streams], make, name or default_name, parallelism,
+            resources, _native.TransformKind.FLAT_MAP,
         )
         return DataStream(self._environment, native)
 
