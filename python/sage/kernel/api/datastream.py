@@ -17,8 +17,10 @@ from sage.kernel.api.runtime import RuntimeContext
 
 
 def _bind(instance, call=None):
-    """(call, open, close) of a function instance, as the engine wants them; ``call`` is
-    its execute() unless given."""
+    """(call, open, close, save_state, restore_state, notify_checkpoint_complete) of a function
+    instance, as the engine wants them (None for a method it lacks); ``call`` is its execute()
+    unless given. With checkpoints on, save_state() returns the function's own state (pickled
+    into the checkpoint) and restore_state(state) gets it back after a restart."""
     user_open = getattr(instance, "open", None)
 
     def open_(handle):
@@ -31,7 +33,8 @@ def _bind(instance, call=None):
             user_open(ctx)
 
     call = instance.execute if call is None else call
-    return call, open_, getattr(instance, "close", None)
+    methods = ("close", "save_state", "restore_state", "notify_checkpoint_complete")
+    return (call, open_) + tuple(getattr(instance, m, None) for m in methods)
 
 
 def function_factory(function, args, kwargs, what):
@@ -57,7 +60,7 @@ def function_factory(function, args, kwargs, what):
     ):
         return (lambda: _bind(copy.deepcopy(function))), type(function).__name__
     if callable(function):
-        return (lambda: (function, None, None)), ""
+        return (lambda: (function, None, None, None, None, None)), ""
     raise TypeError(
         f"{what}: expected a function class, a function object with execute(), a lambda or a "
         f"function, got {type(function).__name__}"
@@ -112,12 +115,12 @@ def join_factory(function, args, kwargs):
 
     def make():
         instance = build()
-        _, open_, close = _bind(instance, ())
+        bound = _bind(instance, ())
         handles = []
 
         def join_open(handle):
             handles.append(handle)
-            open_(handle)
+            bound[1](handle)
 
         execute = instance.execute
 
@@ -127,7 +130,7 @@ def join_factory(function, args, kwargs):
         def right(payload):
             return execute(payload, handles[0].current_key, 1)
 
-        return (left, right), join_open, close
+        return ((left, right), join_open) + bound[2:]
 
     return make, name
 

@@ -12,4 +12,4 @@ class LocalEnvironment(BaseEnvironment):
     def __init__(self, name="localenvironment", config=None, platform="local"):
         if platform != "local":
             raise ValueError(f"LocalEnvironment: platform {platform!r} is not supported; 'local'")
-        super().__init__(name, config, _native.Environment(name))
+        super().__init__(name, config, _native.Environment(name, dict(config or {})))

@@ -31,7 +31,8 @@ class RemoteEnvironment(BaseEnvironment):
     def __init__(self, name="remote_environment", config=None, host="127.0.0.1", port=DEFAULT_PORT):
         config = dict(config or {})
         native = _native.Environment(
-            name, host, int(port), str(config.get("token", "")), str(config.get("state_dir", ""))
+            name, host, int(port), str(config.get("token", "")), str(config.get("state_dir", "")),
+            config,
         )
         super().__init__(name, config, native)
 
