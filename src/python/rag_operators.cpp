@@ -9,7 +9,8 @@
 //   retriever  "q" or {"query": "q", ...} -> {..., "query", "results": [texts],
 //              "retrieval_results": [{"id", "text", "score"}]}, best first;
 //   promptor   that dict, (query, [texts]) or "q" -> [original, [system, user]];
-//   generator  [original, messages] -> {**original, "generated", "prompt_tokens",
+//   generator  [original, messages] (or the retriever's dict) -> {**original, "generated",
+//   "prompt_tokens",
 //              "completion_tokens", "latency_s"} for a dict, else (original, text).
 #include <pybind11/stl.h>
 
@@ -255,12 +256,18 @@ class PyGenerator final : public AsyncFunction<Object, Object> {
 
  private:
   // GIL held. The prompt's messages; returns the record's original part.
-  static Object parse(PyObject* record, rag::Prompt& prompt) {
+  // A retriever's dict (SAGE's snippet without a promptor) gets QAPromptor's messages.
+  Object parse(PyObject* record, rag::Prompt& prompt) {
     const py::handle r(record);
+    if (py::isinstance<py::dict>(r)) {
+      prompt = prompter_.promptor.map(prompter_.parse(record).retrieved);
+      return Object::borrow(record);
+    }
     if (!(py::isinstance<py::list>(r) || py::isinstance<py::tuple>(r)) || py::len(r) != 2) {
       throw PythonError(
           "OpenAIGeneratorOperator: a record must be [original, messages] as QAPromptor makes "
-          "it (messages: a list of {\"role\", \"content\"} dicts); got " +
+          "it (messages: a list of {\"role\", \"content\"} dicts), or a retriever's dict; "
+          "got " +
           type_name(r));
     }
     const py::sequence pair = py::reinterpret_borrow<py::sequence>(r);
@@ -296,6 +303,7 @@ class PyGenerator final : public AsyncFunction<Object, Object> {
   }
 
   rag::OpenAIGenerator generator_;
+  PromptorLogic prompter_;
 };
 
 template <class Logic>

@@ -3,9 +3,11 @@ the in-tree OpenAI-compatible test server (started on a port the system picks), 
 results; SAGE's record shapes; and one-line errors for a missing collection, an unreachable
 endpoint and a record of the wrong shape."""
 
+import json
 import os
 import socket
 import subprocess
+import sys
 import threading
 
 import pytest
@@ -20,6 +22,8 @@ from sage.middleware.operators.rag import (
     build_collection,
     collection_path,
 )
+
+from test_remote import cluster  # noqa: F401  (a head and a worker on free ports)
 
 out = []
 lock = threading.Lock()
@@ -183,3 +187,55 @@ def test_bad_records_and_options_are_refused_clearly(docs):
         LocalEnvironment("k").from_collection(["q"]).map(
             ChromaRetrieverOperator, collection="docs", top_k=0
         )
+
+
+RAG_JOB = '''
+import json, os, sys
+from sage.common.core import SinkFunction, SourceFunction, StopSignal
+from sage.kernel.api.remote_environment import RemoteEnvironment
+from sage.middleware.operators.rag import ChromaRetrieverOperator, OpenAIGeneratorOperator
+
+COLLECTION, N = sys.argv[1], int(sys.argv[2])
+os.environ.setdefault("OPENAI_BASE_URL", sys.argv[3])  # task processes get it from the job's args
+
+
+class QuerySource(SourceFunction):
+    def __init__(self):
+        super().__init__()
+        self.i = 0
+
+    def execute(self):
+        if self.i >= N:
+            return StopSignal("done")
+        self.i += 1
+        return f"what about topic{self.i - 1} alpha{self.i - 1}"
+
+
+class ResponseSink(SinkFunction):
+    def execute(self, data):
+        hit = data["retrieval_results"][0]["id"]
+        print("ANSWER", json.dumps([data["query"], hit, data["generated"]]), flush=True)
+
+
+# SAGE's snippet, as the page writes it.
+env = RemoteEnvironment("rag-cluster")
+env.from_source(QuerySource()).map(ChromaRetrieverOperator(collection=COLLECTION, top_k=5), parallelism=4).map(OpenAIGeneratorOperator(model="gpt-4"), parallelism=8).sink(ResponseSink())
+env.submit(autostop=True)
+'''
+
+
+def test_sage_rag_snippet_runs_on_a_cluster(server, docs, cluster, tmp_path):
+    script = tmp_path / "rag_job.py"
+    script.write_text(RAG_JOB)
+    run = subprocess.run([sys.executable, str(script), docs, str(TOPICS), server], env=cluster,
+                         capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, f"{run.stdout}\n{run.stderr}"
+    # Lines come as "(pid=..., node=...) ANSWER [...]" from the task processes.
+    answers = [json.loads(line.split("ANSWER ", 1)[1]) for line in run.stdout.splitlines()
+               if "ANSWER " in line]
+    assert sorted(q for q, _, _ in answers) == sorted(question(i) for i in range(TOPICS))
+    for query, hit, generated in answers:
+        i = int(query.split("topic")[1].split()[0])
+        assert hit == f"d{i}#0"
+        first_words = " ".join(doc_text(i).split()[:6])
+        assert generated == f'Answer to "{query}" from "{first_words}".'

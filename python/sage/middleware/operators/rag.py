@@ -17,7 +17,9 @@ generator instance keeps up to ``max_in_flight`` requests open. Records are SAGE
 - QAPromptor: that dict, a (query, [texts]) tuple or a string -> ``[original, messages]``:
   messages are SAGE's QA template, ``[{"role": "system", ...}, {"role": "user", "content":
   "Question: <query>"}]``; original is the input dict, or the query for a tuple or a string.
-- OpenAIGeneratorOperator: ``[original, messages]`` -> for a dict original, a copy with
+- OpenAIGeneratorOperator: ``[original, messages]``, or the retriever's dict directly (SAGE's
+  snippet without a promptor: it then makes QAPromptor's messages) -> for a dict original, a
+  copy with
   "generated" (the answer), "prompt_tokens", "completion_tokens" and "latency_s"; otherwise
   ``(original, answer)``.
 
