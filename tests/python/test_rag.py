@@ -189,7 +189,7 @@ def test_bad_records_and_options_are_refused_clearly(docs):
         )
 
 
-RAG_JOB = '''
+RAG_JOB = r'''
 import json, os, sys
 from sage.common.core import SinkFunction, SourceFunction, StopSignal
 from sage.kernel.api.remote_environment import RemoteEnvironment
@@ -214,7 +214,9 @@ class QuerySource(SourceFunction):
 class ResponseSink(SinkFunction):
     def execute(self, data):
         hit = data["retrieval_results"][0]["id"]
-        print("ANSWER", json.dumps([data["query"], hit, data["generated"]]), flush=True)
+        # One write per line: sinks of one process share stdout.
+        sys.stdout.write("ANSWER " + json.dumps([data["query"], hit, data["generated"]]) + "\n")
+        sys.stdout.flush()
 
 
 # SAGE's snippet, as the page writes it.
