@@ -1,8 +1,9 @@
 """Checkpoints of Python jobs: collection and batch sources replay, keyed state (value, list,
 map) and functions' own state (save_state / restore_state) go into snapshots as pickles, and
 notify_checkpoint_complete is called. On a cluster, a task process that dies once after a
-checkpoint is restarted from it: keyed counts are exact and a two-phase sink commits every
-line exactly once."""
+checkpoint is restarted from it (a BatchFunction replaying its record count, a SourceFunction
+restoring its saved position): keyed counts are exact and a two-phase sink commits every line
+exactly once."""
 
 import json
 import os
@@ -123,7 +124,7 @@ def test_bad_checkpoint_config_is_refused():
 JOB = textwrap.dedent(
     """
     import os, sys, time
-    from sage.common.core import BatchFunction, MapFunction, SinkFunction
+    from sage.common.core import BatchFunction, MapFunction, SinkFunction, SourceFunction, StopSignal
     from sage.kernel.api.remote_environment import RemoteEnvironment, is_task_process
 
     WORK = sys.argv[1]
@@ -140,6 +141,25 @@ JOB = textwrap.dedent(
             time.sleep(0.001)
             self.i += 1
             return self.i - 1
+
+    class Numbers(SourceFunction):
+        # N..2N-1; replayable through save_state / restore_state.
+        def __init__(self):
+            super().__init__()
+            self.next = N
+
+        def execute(self):
+            if self.next >= 2 * N:
+                return StopSignal("done")
+            time.sleep(0.001)
+            self.next += 1
+            return self.next - 1
+
+        def save_state(self):
+            return self.next
+
+        def restore_state(self, state):
+            self.next = state
 
     class Count(MapFunction):
         def open(self, ctx):
@@ -190,8 +210,8 @@ JOB = textwrap.dedent(
 
     config = {"checkpoint_interval": 0.1, "restart_delay": 0.2}
     env = RemoteEnvironment("py-exactly-once", config=config)
-    (env.from_batch(Paced).keyby(lambda n: n % 7).map(Count, parallelism=2)
-        .sink(TwoPhaseSink, parallelism=2))
+    (env.from_batch(Paced).union(env.from_source(Numbers)).keyby(lambda n: n % 7)
+        .map(Count, parallelism=2).sink(TwoPhaseSink, parallelism=2))
     env.submit(autostop=True)
     result = env.wait()
     print("RESTARTS", result.restarts, "CHECKPOINTS", result.checkpoints_completed)
@@ -214,5 +234,5 @@ def test_a_task_process_that_dies_is_restarted_from_the_checkpoint_exactly_once(
         assert not part.name.endswith(".tmp")
         lines += part.read_text().splitlines()
     # Every key's counts 1..n exactly once: no record lost, none counted twice.
-    expected = sorted(f"{k} {c}" for k in range(7) for c in range(1, len(range(k, 3000, 7)) + 1))
+    expected = sorted(f"{k} {c}" for k in range(7) for c in range(1, len(range(k, 6000, 7)) + 1))
     assert sorted(lines) == expected
