@@ -95,7 +95,16 @@ def test_join_refuses_unkeyed_streams_and_non_join_functions():
     with pytest.raises(ValueError, match="join needs two keyed streams"):
         a.connect(b).join(UserOrderInnerJoin)
     with pytest.raises(TypeError, match="has no execute"):
-        a.keyby(lambda x: x).connect(b.keyby(lambda x: x)).join(int.__class__("X", (), {}))
+        a.keyby(lambda x: x).connect(b.keyby(lambda x: x)).join(type("X", (), {}))
     c = env.from_collection([3]).keyby(lambda x: x)
     with pytest.raises(ValueError, match="exactly two"):
         a.keyby(lambda x: x).connect(b.keyby(lambda x: x)).connect(c).join(UserOrderInnerJoin)
+
+
+def test_join_with_a_plain_function():
+    env = LocalEnvironment("join-fn")
+    a = env.from_collection([1, 2, 3]).keyby(lambda x: x % 2)
+    b = env.from_collection([10, 11]).keyby(lambda x: x % 2)
+    a.connect(b).join(lambda payload, key, tag: [(key, tag, payload)]).sink(Collect)
+    env.execute()
+    assert sorted(out) == [(0, 0, 2), (0, 1, 10), (1, 0, 1), (1, 0, 3), (1, 1, 11)]

@@ -90,39 +90,19 @@ def comap_factory(function, args, kwargs, inputs):
 
 def join_factory(function, args, kwargs):
     """The factory of SAGE's join: execute(payload, key, tag) for records of stream ``tag``
-    (0: the first, 1: the second), returning a list of results; the key is the record's."""
-    if isinstance(function, type):
-        if not callable(getattr(function, "execute", None)):
-            raise TypeError(
-                f"join: class {function.__name__} has no execute(payload, key, tag); derive it "
-                f"from sage.common.core.BaseJoinFunction"
-            )
-
-        def build():
-            return function(*args, **kwargs)
-
-        name = function.__name__
-    elif callable(getattr(function, "execute", None)) and not (args or kwargs):
-
-        def build():
-            return copy.deepcopy(function)
-
-        name = type(function).__name__
-    else:
-        raise TypeError(
-            f"join: expected a BaseJoinFunction class or object, got {type(function).__name__}"
-        )
+    (0: the first, 1: the second), returning a list of results; the key is the record's. The
+    function is a class, an object or a function of (payload, key, tag)."""
+    make_function, name = function_factory(function, args, kwargs, "join")
 
     def make():
-        instance = build()
-        bound = _bind(instance, ())
+        bound = make_function()
+        execute = bound[0]
         handles = []
 
         def join_open(handle):
             handles.append(handle)
-            bound[1](handle)
-
-        execute = instance.execute
+            if bound[1] is not None:
+                bound[1](handle)
 
         def left(payload):
             return execute(payload, handles[0].current_key, 0)
@@ -132,7 +112,7 @@ def join_factory(function, args, kwargs):
 
         return ((left, right), join_open) + bound[2:]
 
-    return make, name
+    return make, name or "join"
 
 
 def partitioner_factory(partitioner):
