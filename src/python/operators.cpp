@@ -6,6 +6,7 @@
 #include <chrono>
 #include <deque>
 #include <exception>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 
@@ -21,20 +22,27 @@ Object call_one(PyObject* fn, PyObject* arg) {
   return result;
 }
 
-// A function a factory built as (call, open, close): open(ctx) when it is
-// built, close() by finish(). Key functions and partitioners use it; so does
-// Instance, whose call may be a tuple (comap). GIL held throughout.
+// A function a factory built as (call, open, close, save_state,
+// restore_state, notify_checkpoint_complete), the last five None when the
+// function has no such method: open(ctx) when it is built, close() by
+// finish(). Key functions and partitioners use it; so does Instance, whose
+// call may be a tuple (comap). GIL held throughout.
 class BoundFunction {
  public:
   // Calls `factory`, then the function's open with `handle` when it has one.
   void build(PyObject* factory, const std::shared_ptr<ContextHandle>& handle) {
     Object made = Object::steal(PyObject_CallNoArgs(factory));
     if (!made) throw_python_error();
-    if (!PyTuple_Check(made.get()) || PyTuple_GET_SIZE(made.get()) != 3) {
-      throw PythonError("internal: a function factory must return (call, open, close)");
+    if (!PyTuple_Check(made.get()) || PyTuple_GET_SIZE(made.get()) != 6) {
+      throw PythonError(
+          "internal: a function factory must return (call, open, close, save_state, "
+          "restore_state, notify_checkpoint_complete)");
     }
     call_ = Object::borrow(PyTuple_GET_ITEM(made.get(), 0));
     close_ = Object::borrow(PyTuple_GET_ITEM(made.get(), 2));
+    save_ = Object::borrow(PyTuple_GET_ITEM(made.get(), 3));
+    restore_ = Object::borrow(PyTuple_GET_ITEM(made.get(), 4));
+    notify_ = Object::borrow(PyTuple_GET_ITEM(made.get(), 5));
     PyObject* open = PyTuple_GET_ITEM(made.get(), 1);
     if (open != Py_None) {
       pybind11::object ctx = pybind11::cast(handle);
@@ -51,8 +59,32 @@ class BoundFunction {
     }
   }
 
+  // The function's save_state(), pickled; nothing when it has none.
+  std::optional<std::string> save_state() const {
+    if (!save_ || save_.get() == Py_None) return std::nullopt;
+    std::vector<Object> state{Object::steal(PyObject_CallNoArgs(save_.get()))};
+    if (!state.front()) throw_python_error();
+    return encode_batch(state);
+  }
+  // restore_state(state) with what save_state() returned.
+  void restore_state(std::string_view bytes) const {
+    std::vector<Object> state = decode_batch(bytes);
+    if (state.size() != 1 || !restore_ || restore_.get() == Py_None) {
+      throw PythonError(
+          "a checkpoint holds state of a function that cannot restore it; give it "
+          "restore_state(state) beside save_state()");
+    }
+    call_one(restore_.get(), state.front().get());
+  }
+  // notify_checkpoint_complete(checkpoint_id), when the function has it.
+  void notify(std::uint64_t checkpoint_id) const {
+    if (!notify_ || notify_.get() == Py_None) return;
+    Object id = Object::steal(PyLong_FromUnsignedLongLong(checkpoint_id));
+    call_one(notify_.get(), id.get());
+  }
+
  private:
-  Object call_, close_;
+  Object call_, close_, save_, restore_, notify_;
 };
 
 // Hands an operator's output downstream: every target but the last gets a
@@ -144,6 +176,11 @@ class Instance {
   }
   const std::shared_ptr<ContextHandle>& shared_handle() const { return handle_; }
 
+  // GIL held. The function's own state in checkpoints (BoundFunction).
+  std::optional<std::string> save_state() const { return function_.save_state(); }
+  void restore_state(std::string_view bytes) const { function_.restore_state(bytes); }
+  void notify(std::uint64_t checkpoint_id) const { function_.notify(checkpoint_id); }
+
   // The callable for records of input `input`: the only one, or (comap) the input's own.
   PyObject* call(std::size_t input = 0) const {
     if (calls_.size() == 1) return calls_.front().get();
@@ -168,19 +205,11 @@ class Instance {
   std::shared_ptr<ContextHandle> handle_;
 };
 
-// Python functions keep no checkpointed state yet: their snapshot is empty.
-class PythonOperator : public detail::Operator {
- public:
-  void snapshot(detail::OperatorSnapshot&, std::uint64_t) override {}
-  void restore(const detail::OperatorSnapshot&) override {}
-  void notify_checkpoint_complete(std::uint64_t) override {}
-};
-
 // map, filter, flat_map and sink over one or more inputs: records of input i
 // go to the function's callable i (comap's map<i>), and the records of every
 // input (a union) to the one callable of the other functions.
 template <TransformKind kKind>
-class TransformOperator final : public PythonOperator {
+class TransformOperator final : public detail::Operator {
  public:
   TransformOperator(const Object& factory, const std::vector<Object>& key_factories,
                     detail::OperatorSetup& setup)
@@ -189,7 +218,8 @@ class TransformOperator final : public PythonOperator {
                            [](const Object& f) { return static_cast<bool>(f); })),
         instance_(factory, setup, keyed_ ? &state_ : nullptr),
         output_(setup),
-        batch_size_(setup.config->batch_size) {}
+        batch_size_(setup.config->batch_size),
+        max_parallelism_(setup.config->max_parallelism) {}
 
   void open() override {
     Gil gil;
@@ -206,6 +236,27 @@ class TransformOperator final : public PythonOperator {
   void finish() override {
     Gil gil;
     instance_.run([&] { instance_.close(key_fns_); });
+  }
+  // Checkpoints: the function's save_state() and the keyed state, both pickled.
+  void snapshot(detail::OperatorSnapshot& out, std::uint64_t) override {
+    Gil gil;
+    instance_.run([&] {
+      out.function_state = instance_.save_state();
+      if (keyed_) state_.snapshot(max_parallelism_, out.key_groups);
+    });
+  }
+  void restore(const detail::OperatorSnapshot& in) override {
+    Gil gil;
+    instance_.run([&] {
+      if (in.function_state) instance_.restore_state(*in.function_state);
+      if (keyed_) {
+        for (const auto& [group, bytes] : in.key_groups) state_.restore(bytes);
+      }
+    });
+  }
+  void notify_checkpoint_complete(std::uint64_t id) override {
+    Gil gil;
+    instance_.run([&] { instance_.notify(id); });
   }
   // Called while the task is built, once per input the plan connects.
   detail::BatchReceiverBase& input(int index) override {
@@ -260,12 +311,8 @@ class TransformOperator final : public PythonOperator {
   // GIL held: makes the record's key the current key of the keyed state.
   void select_key(PyObject* key_fn, PyObject* record) {
     current_key_ = call_one(key_fn, record);
-    std::uint64_t hash = 0;
-    if (!stable_key_hash(current_key_.get(), hash) ||
-        !key_identity(current_key_.get(), key_bytes_)) {
-      throw_python_error();
-    }
-    state_.set_current_key(key_bytes_, hash);
+    if (!key_identity(current_key_.get(), key_bytes_)) throw_python_error();
+    state_.set_current_key(key_bytes_);
     instance_.handle().current_key = current_key_.get();
   }
 
@@ -299,7 +346,8 @@ class TransformOperator final : public PythonOperator {
     out_.clear();
   }
 
-  // Keyed state: keys by their key_identity, hashed as key_by routes them.
+  // Keyed state: keys by their key_identity (and its stable hash, which a
+  // restore computes again).
   std::vector<Object> key_factories_;
   std::vector<BoundFunction> key_fns_;
   bool keyed_;
@@ -311,6 +359,7 @@ class TransformOperator final : public PythonOperator {
   std::deque<Port> ports_;  // stable addresses: the task holds them
   std::vector<Object> out_;
   std::size_t batch_size_;
+  int max_parallelism_;
 };
 
 class SourceOperator final : public detail::SourceOperator {
@@ -344,9 +393,58 @@ class SourceOperator final : public detail::SourceOperator {
   detail::BatchReceiverBase& input(int) override {
     throw std::logic_error("a source has no input");
   }
-  void snapshot(detail::OperatorSnapshot&, std::uint64_t) override {}
-  void restore(const detail::OperatorSnapshot&) override {}
-  void notify_checkpoint_complete(std::uint64_t) override {}
+  // Checkpoints: the position in a collection; a function's save_state(),
+  // or else (a BatchFunction) how many records it returned, which a restore
+  // skips by calling it as often again (it must return the same records).
+  void snapshot(detail::OperatorSnapshot& out, std::uint64_t) override {
+    Writer position;
+    if (kind_ == SourceKind::kCollection) {
+      position.write_varint(next_);
+    } else {
+      Gil gil;
+      instance_.run([&] {
+        const auto state = instance_.save_state();
+        position.write_varint(state ? kSavedState : kRecordCount);
+        if (state) {
+          position.write(*state);
+        } else {
+          position.write_varint(emitted_);
+        }
+      });
+    }
+    out.function_state = position.take();
+  }
+  void restore(const detail::OperatorSnapshot& in) override {
+    if (!in.function_state) return;
+    Reader position(*in.function_state);
+    if (kind_ == SourceKind::kCollection) {
+      next_ = position.read_varint();
+      return;
+    }
+    Gil gil;
+    instance_.run([&] {
+      if (position.read_varint() == kSavedState) {
+        instance_.restore_state(position.read<std::string>());
+        return;
+      }
+      const std::uint64_t count = position.read_varint();
+      for (emitted_ = 0; emitted_ < count; ++emitted_) {
+        Object skipped = Object::steal(PyObject_CallNoArgs(instance_.call()));
+        if (!skipped) throw_python_error();
+        if (skipped.get() == Py_None) {
+          throw PythonError("the BatchFunction ended after " + std::to_string(emitted_) +
+                            " records while replaying the " + std::to_string(count) +
+                            " before the checkpoint; it must return the same records on every "
+                            "run, or give it save_state() and restore_state(state)");
+        }
+      }
+    });
+  }
+  void notify_checkpoint_complete(std::uint64_t id) override {
+    if (kind_ == SourceKind::kCollection) return;
+    Gil gil;
+    instance_.run([&] { instance_.notify(id); });
+  }
 
   bool produce(std::size_t max_records, std::chrono::steady_clock::time_point deadline) override {
     bool more = true;
@@ -358,6 +456,7 @@ class SourceOperator final : public detail::SourceOperator {
       {
         detail::ScopedTimer timer(instance_.metrics().busy_ns);
         instance_.run([&] { more = fill(max_records, deadline); });
+        emitted_ += out_.size();
       }
       produced = out_.size();
       output_.prepare(out_);
@@ -428,6 +527,9 @@ class SourceOperator final : public detail::SourceOperator {
   Output output_;
   std::vector<Object> out_;
   std::size_t next_ = 0, step_ = 1;
+  std::uint64_t emitted_ = 0;  // records this instance's function returned
+  // What a function source's snapshot holds.
+  static constexpr std::uint64_t kRecordCount = 0, kSavedState = 1;
 };
 
 // The writer of key_by and partition_custom: the target of every record of

@@ -43,11 +43,11 @@ class LocalEnvironment(BaseEnvironment):
         self._cluster = None
         self._remote = None
         if processes == 1:
-            super().__init__(name, config, _native.Environment(name))
+            super().__init__(name, config, _native.Environment(name, config))
             return
         if is_task_process():
             # A task process of the local cluster: it runs its share at submit().
-            self._remote = RemoteEnvironment(name, {"processes_per_node": processes})
+            self._remote = RemoteEnvironment(name, {**config, "processes_per_node": processes})
         else:
             script_of_this_run()  # before anything starts: the task processes re-run it
             self._cluster = LocalCluster()
@@ -56,6 +56,7 @@ class LocalEnvironment(BaseEnvironment):
                     self._remote = RemoteEnvironment(
                         name,
                         {
+                            **config,
                             "token": self._cluster.token,
                             "state_dir": self._cluster.state_dir,
                             "processes_per_node": processes,

@@ -88,6 +88,7 @@ class RemoteEnvironment(BaseEnvironment):
         config = dict(config or {})
         native = _native.Environment(
             name, host, int(port), str(config.get("token", "")), str(config.get("state_dir", "")),
+            config,
             count_setting(config, "processes_per_node", "RemoteEnvironment"),
         )
         super().__init__(name, config, native)
