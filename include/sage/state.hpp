@@ -5,6 +5,7 @@
 // can store them; keys must be Serializable only when checkpoints are on.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -29,7 +30,8 @@ namespace sage {
 namespace detail {
 
 // One named state of one operator instance: an entry per key slot. The backend
-// keeps every table as long as its key slots, so handles index without a check.
+// keeps every table at least as long as its key slots, so handles index
+// without a check.
 // Checkpoints reach the entries through the virtuals, one call per table and
 // key group.
 class StateTable {
@@ -145,7 +147,7 @@ class KeyedStateBackend {
     auto it = tables_.find(name);
     if (it == tables_.end()) {
       auto created = std::make_unique<Table>();
-      created->resize(slot_count_);
+      created->resize(table_size_);
       it = tables_.emplace(name, Registered{std::move(created), typeid(Table)}).first;
       read_pending_entries(name, *it->second.table);
     } else if (it->second.type != typeid(Table)) {
@@ -165,12 +167,20 @@ class KeyedStateBackend {
   };
 
   void invalidate_slot() { slot_valid_ = false; }
+  // The current record's slot is known already.
+  void set_slot(std::size_t slot) {
+    slot_ = slot;
+    slot_valid_ = true;
+  }
   virtual std::size_t resolve_current_slot() = 0;
 
-  // A key got the next slot: every table grows by one entry.
+  // A key got the next slot. Tables grow ahead of the slots, doubling, so
+  // that a new key costs no call per table.
   void add_slot() {
-    ++slot_count_;
-    for (auto& [name, registered] : tables_) registered.table->resize(slot_count_);
+    if (++slot_count_ > table_size_) {
+      table_size_ = std::max(2 * table_size_, kMinTableSize);
+      for (auto& [name, registered] : tables_) registered.table->resize(table_size_);
+    }
   }
   const std::map<std::string, Registered>& tables() const { return tables_; }
 
@@ -220,7 +230,9 @@ class KeyedStateBackend {
 
   std::map<std::string, Registered> tables_;
   std::map<std::string, std::vector<PendingEntries>> pending_;
+  static constexpr std::size_t kMinTableSize = 64;
   std::size_t slot_count_ = 0;
+  std::size_t table_size_ = 0;  // of every table: at least slot_count_
   std::size_t slot_ = 0;
   bool slot_valid_ = false;
 };
@@ -236,10 +248,25 @@ class TypedKeyedStateBackend final : public KeyedStateBackend {
     invalidate_slot();
   }
   void set_current_key(const K& key) { set_current_key(key, stable_hash(key)); }
-  // Starts loading what the slot lookup of a key with stable hash `hash`
-  // reads first, so that a lookup of a batch's key a little later finds it in
-  // the cache rather than waiting for memory.
-  void prefetch_slot(std::uint64_t hash) const { index_.prefetch(hash); }
+  // The same, with the key's slot as find_slots() gave it (kNoSlot: a key
+  // without one yet, which gets one if the record uses state).
+  void set_current_key(const K& key, std::uint64_t hash, std::uint32_t slot) {
+    current_ = &key;
+    current_hash_ = hash;
+    if (slot != kNoSlot) {
+      set_slot(slot);
+    } else {
+      invalidate_slot();
+    }
+  }
+  static constexpr std::uint32_t kNoSlot = KeySlotIndex<K>::kNoSlot;
+  // The slots of a batch's keys (with their stable hashes), looked up
+  // together, before its first record: kNoSlot for a key that has none. This
+  // adds no key, so a record that does not use state leaves none behind.
+  void find_slots(std::span<const K> keys, std::span<const std::uint64_t> hashes,
+                  std::uint32_t* slots) const {
+    index_.find_all(keys, hashes, slots);
+  }
   void clear_current_key() {
     current_ = nullptr;
     invalidate_slot();

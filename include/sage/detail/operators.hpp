@@ -102,38 +102,34 @@ struct Unkeyed {
   void clear() {}
 };
 
-// The keys of the batch being processed and their stable hashes, taken
-// before its first record is processed, so that the slot lookup of each key
-// can be prefetched kLookahead records ahead of it: the lookups then wait for
-// memory a few at a time rather than one after another (the lookup was a
-// cache miss per record).
+// The keys of the batch being processed, their stable hashes and their
+// slots in the keyed state, all taken before its first record is processed:
+// the slot lookups of a batch run together, a tight loop whose cache misses
+// overlap (one after another, each record waited for its own), and a record
+// then finds its slot ready. A key new to the state gets its slot only when
+// its record uses the state.
 template <class K>
 class BatchKeys {
  public:
   template <class T, class KeyFn>
   void take(const std::vector<T>& batch, KeyFn& key_fn, const TypedKeyedStateBackend<K>& state) {
     keys_.clear();
-    hashes_.clear();
-    for (const T& record : batch) {
-      keys_.push_back(key_fn(record));
-      hashes_.push_back(stable_hash(keys_.back()));
+    hashes_.resize(batch.size());
+    slots_.resize(batch.size());
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      keys_.push_back(key_fn(batch[i]));
+      hashes_[i] = stable_hash(keys_.back());
     }
-    for (std::size_t i = 0; i < std::min(kLookahead, hashes_.size()); ++i) {
-      state.prefetch_slot(hashes_[i]);
-    }
+    state.find_slots(keys_, hashes_, slots_.data());
   }
   void select(std::size_t i, TypedKeyedStateBackend<K>& state) const {
-    if (i + kLookahead < hashes_.size()) state.prefetch_slot(hashes_[i + kLookahead]);
-    state.set_current_key(keys_[i], hashes_[i]);
+    state.set_current_key(keys_[i], hashes_[i], slots_[i]);
   }
 
  private:
-  // Far enough ahead to hide a miss to memory behind the records in between,
-  // near enough that the prefetched buckets are still in L1 when read.
-  static constexpr std::size_t kLookahead = 16;
-
   std::vector<K> keys_;
   std::vector<std::uint64_t> hashes_;
+  std::vector<std::uint32_t> slots_;
 };
 
 // The key of key_by, for a single-input operator (kInput is always 0).
