@@ -77,19 +77,6 @@ TEST(ProcessLauncherTest, EnvironmentReplacesWhatOnlyTheWorkerMaySay) {
   EXPECT_TRUE(contains(task_process_environment(launch, none), "CUDA_VISIBLE_DEVICES="));
 }
 
-TEST(ProcessLauncherTest, WhatTheSubmitterForwardedReplacesTheWorkersOwn) {
-  TaskProcessLaunch launch;
-  launch.environment = {"OPENAI_BASE_URL=http://127.0.0.1:9/v1", "OPENAI_API_KEY=sk-job"};
-  const char* inherited[] = {"PATH=/bin", "OPENAI_BASE_URL=http://worker/v1",
-                             "OPENAI_BASE=unrelated", nullptr};
-  const auto env = task_process_environment(launch, inherited);
-  EXPECT_TRUE(contains(env, "OPENAI_BASE_URL=http://127.0.0.1:9/v1"));
-  EXPECT_FALSE(contains(env, "OPENAI_BASE_URL=http://worker/v1"));
-  EXPECT_TRUE(contains(env, "OPENAI_API_KEY=sk-job"));
-  EXPECT_TRUE(contains(env, "OPENAI_BASE=unrelated"));
-  EXPECT_TRUE(contains(env, "PATH=/bin"));
-}
-
 // A worker that Slurm (or another resource manager) gave GPUs 4, 5 and 6:
 // the node's GPUs 0 and 2 are devices 4 and 6.
 TEST(ProcessLauncherTest, GpusAreThoseOfTheWorkersOwnVisibleDevices) {

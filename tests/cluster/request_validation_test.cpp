@@ -144,15 +144,6 @@ TEST(RequestValidationTest, SubmitJobFields) {
       {"a long working directory",
        [](auto& r) { r.set_working_directory("/" + std::string(5000, 'd')); },
        "working_directory has 5001 bytes"},
-      {"a forwarded variable", [](auto& r) { r.add_environment("OPENAI_API_KEY=sk-1"); }, ""},
-      {"a forwarded variable without a value", [](auto& r) { r.add_environment("OPENAI_API_KEY"); },
-       "environment[0] is not NAME=value with a name of letters, digits and '_'"},
-      {"a forwarded variable of the worker's own",
-       [](auto& r) { r.add_environment("SAGE_TOKEN=stolen"); },
-       "environment[0] sets SAGE_TOKEN, which task processes take only from their worker"},
-      {"a forwarded variable with a NUL",
-       [](auto& r) { r.add_environment(std::string("KEY=a\0b", 7)); },
-       "environment[0] contains a NUL byte"},
   };
   expect_cases<rpc::SubmitRequest>(
       good_submit(), cases, [](const rpc::SubmitRequest& r) { return problem_in(r, kLimit); });
