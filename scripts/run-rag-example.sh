@@ -6,35 +6,22 @@
 # The generator talks to $OPENAI_BASE_URL when it is set (with $OPENAI_API_KEY,
 # $OPENAI_MODEL); otherwise to sage's own test server (sage-openai-test-server,
 # deterministic answers, 50 ms per request) started here on a free port. The
-# cluster, the server and the temporary directory go away however the script
-# ends; the exit code is the example's.
+# cluster (scripts/lib/throwaway-cluster.sh), the server and the temporary
+# directory go away however the script ends; the exit code is the example's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh
 
-sage=build/bin/sage
+source scripts/lib/throwaway-cluster.sh
 example="$PWD/build/examples/rag_pipeline"
 
-# Only this cluster: no address, token or state directory from the caller.
-unset SAGE_ADDRESS SAGE_TOKEN
-SAGE_STATE_DIR="$(mktemp -d "${TMPDIR:-/tmp}/sage-rag-example.XXXXXX")"
-export SAGE_STATE_DIR
-server_pid=""
-
-# shellcheck disable=SC2317  # called by the EXIT trap
-cleanup() {
-  "$sage" cluster stop || true
-  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; fi
-  rm -rf "$SAGE_STATE_DIR"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+make_throwaway_state_dir sage-rag-example
 
 if [ -z "${OPENAI_BASE_URL:-}" ]; then
   build/bin/sage-openai-test-server --port 0 --latency-ms 50 >"$SAGE_STATE_DIR/server.port" &
   server_pid=$!
+  throwaway_pids+=("$server_pid")
   for _ in $(seq 100); do
     [ -s "$SAGE_STATE_DIR/server.port" ] && break
     if ! kill -0 "$server_pid" 2>/dev/null; then
@@ -52,16 +39,9 @@ if [ -z "${OPENAI_BASE_URL:-}" ]; then
   echo "== sage's OpenAI-compatible test server at $OPENAI_BASE_URL"
 fi
 
-echo "== a local cluster in $SAGE_STATE_DIR"
-"$sage" cluster start --head --port 0 --jobmanager-port 0 --dashboard-port 0
-cluster_address="$(sed -n 's/.*"cluster":"\([^"]*\)".*/\1/p' "$SAGE_STATE_DIR/head.json")"
-if [ -z "$cluster_address" ]; then
-  echo "run-rag-example: no cluster address in $SAGE_STATE_DIR/head.json" >&2
-  exit 1
-fi
 # The ask job has 18 instances (1 + 4 + 4 + 8 + 1), most of them waiting on
 # HTTP: the worker offers 32 CPU slots whatever the machine has.
-"$sage" cluster start --worker --head-address="$cluster_address" --node-id worker-1 --num-cpus 32
+start_throwaway_cluster --num-cpus 32
 
 collection="$SAGE_STATE_DIR/docs-collection"
 echo "== ingest docs/*.md into $collection"

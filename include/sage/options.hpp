@@ -42,6 +42,9 @@ struct Options {
   std::optional<Resources> resources;  // per instance; default: Resources{}
 };
 
+// The most task processes a job may ask each node for.
+inline constexpr int kMaxTaskProcessesPerNode = 64;
+
 // How a checkpoint treats an operator with several input channels.
 enum class CheckpointMode { kExactlyOnce, kAtLeastOnce };
 
@@ -89,6 +92,14 @@ struct ExecutionConfig {
   // each after restart_delay.
   int restart_attempts = 3;
   std::chrono::milliseconds restart_delay{1'000};
+
+  // On a cluster: how many task processes a node runs for this job at most.
+  // Each operator's instances on a node are dealt over that many processes
+  // (chains stay whole), so that CPU-bound Python operators, whose threads
+  // share one GIL per process, use several cores (docs/cluster.md, "Several
+  // task processes per node"). 1: one process per node. LocalEnvironment
+  // ignores it.
+  int task_processes_per_node = 1;
 
   // Throws InvalidPlanError for zero sizes, max_parallelism < 1 or negative
   // checkpoint settings.

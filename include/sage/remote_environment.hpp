@@ -9,6 +9,7 @@
 // guard them with sage::is_task_process().
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -44,6 +45,21 @@ struct ClusterConfig {
                                                   "OPENAI_MODEL"};
 };
 
+// What the task processes of a job run when not this program with its own
+// arguments: an interpreted job (sage's Python API) names the interpreter,
+// the script's arguments, and the script's directory, which is uploaded as a
+// bundle by content hash (at most max_bundle_bytes in max_bundle_files
+// regular files) and unpacked on every node; task processes run in it.
+struct TaskProgram {
+  std::string executable = "/proc/self/exe";  // uploaded by content hash, argv[0]
+  std::vector<std::string> args;              // after it
+  std::string bundle_directory;               // empty: none, the working directory is sent
+  std::uint64_t max_bundle_bytes = std::uint64_t{64} << 20;
+  std::uint32_t max_bundle_files = 10'000;
+  std::string how_to_raise_limits;       // for the error of a directory over them
+  std::vector<std::string> environment;  // "NAME=value" the task processes get
+};
+
 class RemoteEnvironment : public Environment {
  public:
   // $SAGE_ADDRESS ("host:port"), when set, overrides host and port, so a
@@ -64,11 +80,14 @@ class RemoteEnvironment : public Environment {
   void stop() override;
 
   const std::string& address() const { return address_; }
+  // Replaces this program and its arguments as the job's task program.
+  void set_task_program(TaskProgram program) { task_program_ = std::move(program); }
 
  private:
   std::string address_;
   std::string where_;  // address_ for errors, with where it came from
   ClusterConfig cluster_;
+  std::optional<TaskProgram> task_program_;
   std::string job_id_;
   std::optional<JobResult> final_;                     // once wait() has seen the job end
   std::unique_ptr<cluster::JobManagerClient> client_;  // from submit() on

@@ -99,12 +99,35 @@ class TemporaryFile {
   std::string path_;
 };
 
+#ifndef SAGE_PYTHON_EXECUTABLE
+#define SAGE_PYTHON_EXECUTABLE "python3"
+#endif
+
+// Whether `path` is a Python script: its name ends in .py, or its first line
+// is a #! line naming python.
+bool is_python_script(const std::string& path) {
+  if (path.ends_with(".py")) return true;
+  std::ifstream file(path, std::ios::binary);
+  std::string first_line;
+  if (!file || !std::getline(file, first_line)) return false;
+  return first_line.starts_with("#!") && first_line.find("python") != std::string::npos;
+}
+
 }  // namespace
 
-int job_submit(const GlobalOptions& global, const std::vector<std::string>& command) {
-  if (command.empty()) {
+int job_submit(const GlobalOptions& global, const std::vector<std::string>& given) {
+  if (given.empty()) {
     throw CLI::ValidationError(
-        "sage job submit needs a program: sage job submit ./my_job [args...]");
+        "sage job submit needs a program: sage job submit ./my_job [args...] (or script.py)");
+  }
+  // A Python script runs with the interpreter sage was built for ($SAGE_PYTHON
+  // overrides) and a fixed hash seed, so that every run builds the same plan.
+  std::vector<std::string> command = given;
+  if (is_python_script(given[0])) {
+    const char* python = std::getenv("SAGE_PYTHON");
+    command.insert(command.begin(),
+                   python != nullptr && *python != '\0' ? python : SAGE_PYTHON_EXECUTABLE);
+    setenv("PYTHONHASHSEED", "0", 0);
   }
   setenv("SAGE_ADDRESS", global.address.c_str(), 1);
   setenv("SAGE_TOKEN", global.cluster_token().c_str(), 1);
@@ -132,7 +155,8 @@ int job_submit(const GlobalOptions& global, const std::vector<std::string>& comm
   if (spawned != 0) {
     pthread_sigmask(SIG_SETMASK, &before, nullptr);
     throw Error("cannot run '" + command[0] + "': " + std::strerror(spawned) +
-                "; pass the path of a program built with sage");
+                "; pass the path of a program built with sage or of a Python script (.py), or "
+                "set $SAGE_PYTHON to the python3 that imports sage");
   }
   submitting_program = pid;
   struct sigaction action {};
@@ -150,12 +174,14 @@ int job_submit(const GlobalOptions& global, const std::vector<std::string>& comm
   std::ifstream jobs(submitted.path());
   std::string job_id;
   if (jobs >> job_id) return code;
-  std::cerr << "sage: error: " << command[0] << " ended ("
-            << (WIFEXITED(status) ? "exit code " + std::to_string(code)
-                                  : std::string("signal ") + strsignal(WTERMSIG(status)))
-            << ") without submitting a job; a program run by `sage job submit` submits "
-               "its dataflow with sage::RemoteEnvironment (execute() or submit())"
-            << std::endl;
+  std::cerr
+      << "sage: error: " << command[0] << " ended ("
+      << (WIFEXITED(status) ? "exit code " + std::to_string(code)
+                            : std::string("signal ") + strsignal(WTERMSIG(status)))
+      << ") without submitting a job; a program run by `sage job submit` submits "
+         "its dataflow with sage::RemoteEnvironment (execute() or submit()), a Python script with "
+         "sage.kernel.api.remote_environment.RemoteEnvironment"
+      << std::endl;
   return code != 0 ? code : kExitError;
 }
 

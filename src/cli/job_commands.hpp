@@ -19,7 +19,10 @@ int job_stop(const GlobalOptions& global, const std::string& job_id);
 // Runs `command` (a program and its arguments) with the cluster's address and
 // token in its environment, so that its RemoteEnvironment submits to this
 // cluster, and passes on the signals sent to this command. Returns its exit
-// code; a program that ends without submitting a job is an error.
+// code; a program that ends without submitting a job is an error. A Python
+// script (.py, or a #! line naming python) runs as `python3 script args`
+// with the interpreter sage was built for ($SAGE_PYTHON overrides) and
+// PYTHONHASHSEED=0 unless set.
 int job_submit(const GlobalOptions& global, const std::vector<std::string>& command);
 
 }  // namespace sage::cli

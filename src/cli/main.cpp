@@ -193,8 +193,8 @@ int run(int argc, char** argv) {
   auto* submit_cmd = job->add_subcommand(
       "submit",
       "Run a program (and its arguments) whose RemoteEnvironment submits to this cluster: "
-      "sage [options] job submit ./my_job [args...]; everything after `submit` goes to the "
-      "program");
+      "sage [options] job submit ./my_job [args...] (or script.py [args...], run with python3); "
+      "everything after `submit` goes to the program");
   // What follows `job submit` is the program and its own arguments, passed on
   // untouched (CLI11 would parse their --flags as sage's).
   std::vector<std::string> submitted;

@@ -92,7 +92,11 @@ void JobTable::schedule_pending() {
     job->info.set_last_progress_ms(job->info.started_at_ms());
     job->info.clear_nodes();
     for (std::size_t p = 0; p < job->processes.size(); ++p) {
-      job->info.add_nodes(job->processes[p].node_id);
+      const std::string& node = job->processes[p].node_id;
+      if (std::find(job->info.nodes().begin(), job->info.nodes().end(), node) ==
+          job->info.nodes().end()) {
+        job->info.add_nodes(node);
+      }
       rpc::WorkerCommand command;
       command.mutable_prepare()->set_job_id(job->info.job_id());
       command.mutable_prepare()->set_process_index(static_cast<int>(p));
@@ -109,7 +113,7 @@ std::optional<std::string> JobTable::place(Job& job) {
   if (!nodes_.any_alive()) return "no worker node has joined the cluster";
   Assignment assignment = assign(job.request, nodes_.free_rooms());
   if (!assignment.placed()) return "waiting for " + assignment.stuck;
-  ProcessLayout layout = lay_out_processes(assignment.holds);
+  ProcessLayout layout = lay_out_processes(assignment.holds, job.request);
   for (auto& process : layout.processes) {
     job.processes.push_back(Process{.node_id = std::move(process.node_id),
                                     .gpus = std::move(process.gpus),
@@ -350,6 +354,7 @@ void JobTable::start_processes(Job& job) {
     start->set_program_sha256(job.request.program_sha256());
     *start->mutable_args() = job.request.args();
     start->set_working_directory(job.request.working_directory());
+    start->set_bundle_sha256(job.request.bundle_sha256());
     *start->mutable_environment() = job.request.environment();
     start->set_assignment(assignment.encode());
     for (int g : job.processes[p].gpus) start->add_gpu_indices(g);
@@ -424,7 +429,9 @@ void JobTable::release(Job& job) {
   // The programs of jobs that are over may go, beyond the most recent few.
   std::set<std::string> in_use;
   for (const auto& [id, other] : jobs_) {
-    if (!is_final(other->info.state())) in_use.insert(other->request.program_sha256());
+    if (is_final(other->info.state())) continue;
+    in_use.insert(other->request.program_sha256());
+    if (!other->request.bundle_sha256().empty()) in_use.insert(other->request.bundle_sha256());
   }
   if (const auto removed = programs_.prune(kKeptPrograms, in_use); removed > 0) {
     spdlog::info("removed {} stored programs no job needs", removed);

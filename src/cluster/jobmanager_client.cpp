@@ -77,11 +77,15 @@ rpc::JobInfo JobManagerClient::stop_job(const std::string& job_id) const {
   return call("cannot stop job " + job_id, &rpc::JobManager::Stub::StopJob, ref);
 }
 
-std::string JobManagerClient::submit_job(rpc::SubmitRequest request,
-                                         const std::string& program) const {
+std::string JobManagerClient::submit_job(rpc::SubmitRequest request, const std::string& program,
+                                         const std::string& bundle) const {
   const std::string what = "cannot submit job '" + request.name() + "'";
   request.set_program_sha256(sha256_of_file(program));
   upload_program(program, request.program_sha256(), what);
+  if (!bundle.empty()) {
+    request.set_bundle_sha256(sha256_of_file(bundle));
+    upload_program(bundle, request.bundle_sha256(), what);
+  }
   return call(what, &rpc::JobManager::Stub::SubmitJob, request).job_id();
 }
 

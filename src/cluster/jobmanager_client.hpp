@@ -55,9 +55,11 @@ class JobManagerClient {
   // Asks the head to stop the job; returns its state right after (its
   // processes may still be ending).
   rpc::JobInfo stop_job(const std::string& job_id) const;
-  // Uploads `program` unless the head has its content already, fills in
-  // request.program_sha256 and submits; returns the new job's id.
-  std::string submit_job(rpc::SubmitRequest request, const std::string& program) const;
+  // Uploads `program` (and the job's `bundle` file, if given) unless the
+  // head has its content already, fills in request.program_sha256 (and
+  // bundle_sha256) and submits; returns the new job's id.
+  std::string submit_job(rpc::SubmitRequest request, const std::string& program,
+                         const std::string& bundle = "") const;
 
   // Passes the job's output lines to `on_line` as they arrive (with `follow`
   // until the job ends, else those kept so far) and returns the job's state

@@ -77,6 +77,10 @@ Status JobManagerService::SubmitJob(ServerContext* context, const rpc::SubmitReq
       return {StatusCode::FAILED_PRECONDITION,
               "program " + request->program_sha256() + " was not uploaded"};
     }
+    if (!request->bundle_sha256().empty() && !programs_.contains(request->bundle_sha256())) {
+      return {StatusCode::FAILED_PRECONDITION,
+              "bundle " + request->bundle_sha256() + " was not uploaded"};
+    }
     MutexLock lock(state_.mutex);
     if (auto never = never_fits(*request, state_.nodes.idle_rooms())) {
       return {StatusCode::RESOURCE_EXHAUSTED, *never};

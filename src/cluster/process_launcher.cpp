@@ -6,9 +6,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <array>
 #include <cerrno>
+#include <set>
 #include <sstream>
 #include <string_view>
 #include <utility>
@@ -44,6 +44,9 @@ std::vector<std::string> task_process_environment(const TaskProcessLaunch& launc
   // node's GPU i is its i-th entry.
   std::vector<std::string> node_gpus;
   constexpr std::string_view kCuda = "CUDA_VISIBLE_DEVICES=";
+  const auto name_of = [](const std::string& entry) { return entry.substr(0, entry.find('=')); };
+  std::set<std::string> set_by_job;
+  for (const auto& entry : launch.environment) set_by_job.insert(name_of(entry));
   for (const char* const* e = inherited; *e != nullptr; ++e) {
     const std::string entry = *e;
     if (entry.starts_with(kCuda)) {
@@ -51,12 +54,13 @@ std::vector<std::string> task_process_environment(const TaskProcessLaunch& launc
       for (std::string gpu; std::getline(list, gpu, ',');) node_gpus.push_back(gpu);
     }
     if (entry.rfind("SAGE_", 0) == 0 || entry.starts_with(kCuda)) continue;
-    const std::string name = entry.substr(0, entry.find('=') + 1);
-    const auto forwarded = [&](const std::string& f) { return f.starts_with(name); };
-    if (std::any_of(launch.environment.begin(), launch.environment.end(), forwarded)) continue;
+    if (set_by_job.count(name_of(entry)) > 0) continue;
     env.push_back(entry);
   }
-  env.insert(env.end(), launch.environment.begin(), launch.environment.end());
+  for (const auto& entry : launch.environment) {
+    if (entry.rfind("SAGE_", 0) == 0 || entry.starts_with(kCuda)) continue;  // the head refuses
+    env.push_back(entry);
+  }
   env.push_back(std::string(kAssignmentVariable) + "=" + launch.assignment);
   // The task process's data plane uses this node's TLS files.
   for (auto& entry : launch.tls.environment()) env.push_back(std::move(entry));

@@ -21,21 +21,21 @@ struct TaskProcessLaunch {
   std::vector<std::string> args;  // after it
   // Where it runs: empty for the worker's directory; "/" when it cannot be entered.
   std::string working_directory;
-  // "NAME=value" the job's submitter forwarded; each replaces the worker's own.
-  std::vector<std::string> environment;
   std::string assignment;        // TaskAssignment::encode() of its share
   std::vector<int> gpu_indices;  // its CUDA_VISIBLE_DEVICES, empty for none
   net::TlsFiles tls;             // for its data plane and its calls to the head
   std::string head_address;      // the cluster service, for its checkpoints
   int data_fd = -1;              // its data-plane socket, listening (borrowed)
   int lease_fd = -1;             // the worker's lease (borrowed; cluster/lease.hpp)
+  // "NAME=value" the job sets (SubmitRequest.environment), over the worker's own.
+  std::vector<std::string> environment;
 };
 
 // The environment ("NAME=value") of the task process `launch` describes: the
 // worker's own (`inherited`, null-terminated, as environ), less what a task
-// process must take only from its worker (SAGE_*, CUDA_VISIBLE_DEVICES) and
-// what the submitter forwarded (launch.environment, which replaces it), plus
-// its assignment, its descriptors' numbers, its GPUs and TLS files. When the
+// process must take only from its worker (SAGE_*, CUDA_VISIBLE_DEVICES), plus
+// the job's own entries, its assignment, its descriptors' numbers, its GPUs
+// and TLS files. When the
 // worker itself has CUDA_VISIBLE_DEVICES (GPUs a resource manager gave it),
 // the node's GPU i is the i-th device that lists.
 std::vector<std::string> task_process_environment(const TaskProcessLaunch& launch,

@@ -1,15 +1,21 @@
 #include "sage/remote_environment.hpp"
 
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <optional>
 #include <thread>
 
+#include "cluster/bundle.hpp"
 #include "cluster/cluster_config.hpp"
 #include "cluster/job_info.hpp"
 #include "cluster/jobmanager_client.hpp"
@@ -31,6 +37,31 @@ std::string working_directory() {
   char buffer[4096];
   return getcwd(buffer, sizeof buffer) != nullptr ? buffer : "/";
 }
+
+// A bundle of `directory` (cluster/bundle.hpp) in a file of this user's,
+// removed with this object.
+class TemporaryBundle {
+ public:
+  TemporaryBundle(const std::string& directory, const cluster::BundleLimits& limits) {
+    path_ = (std::filesystem::temp_directory_path() / "sage-bundle-XXXXXX").string();
+    const int fd = mkostemp(path_.data(), O_CLOEXEC);
+    if (fd < 0) throw Error("cannot create a file in " + path_ + ": " + std::strerror(errno));
+    ::close(fd);
+    try {
+      cluster::write_bundle(directory, path_, limits);
+    } catch (...) {
+      ::unlink(path_.c_str());
+      throw;
+    }
+  }
+  ~TemporaryBundle() { ::unlink(path_.c_str()); }
+  TemporaryBundle(const TemporaryBundle&) = delete;
+  TemporaryBundle& operator=(const TemporaryBundle&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
 
 // The host RemoteEnvironment's constructor defaults to.
 constexpr const char* kDefaultHost = "127.0.0.1";
@@ -143,14 +174,30 @@ std::string RemoteEnvironment::submit(bool autostop) {
   });
   rpc::SubmitRequest request;
   request.set_name(name());
-  for (const auto& arg : program_arguments()) request.add_args(arg);
-  request.set_working_directory(working_directory());
-  for (const std::string& name : cluster_.forward_environment) {
-    if (const char* value = std::getenv(name.c_str()); value != nullptr) {
-      request.add_environment(name + "=" + value);
+  const TaskProgram program = task_program_.value_or(TaskProgram{.args = program_arguments()});
+  for (const auto& arg : program.args) request.add_args(arg);
+  for (const auto& entry : program.environment) request.add_environment(entry);
+  // The submitter's values of the forwarded variables the program does not set itself.
+  for (const std::string& variable : cluster_.forward_environment) {
+    const auto set_by_program = [&](const std::string& entry) {
+      return entry.starts_with(variable + "=");
+    };
+    if (std::ranges::any_of(program.environment, set_by_program)) continue;
+    if (const char* value = std::getenv(variable.c_str()); value != nullptr) {
+      request.add_environment(variable + "=" + value);
     }
   }
+  // A job with a bundle runs in it, unpacked on each node.
+  if (program.bundle_directory.empty()) request.set_working_directory(working_directory());
+  std::optional<TemporaryBundle> bundle;
+  if (!program.bundle_directory.empty()) {
+    bundle.emplace(program.bundle_directory,
+                   cluster::BundleLimits{.max_bytes = program.max_bundle_bytes,
+                                         .max_files = program.max_bundle_files,
+                                         .how_to_raise = program.how_to_raise_limits});
+  }
   request.set_fingerprint(plan.fingerprint());
+  request.set_processes_per_node(config_.task_processes_per_node);
   if (config_.checkpoint_interval.count() > 0) {
     auto* checkpoints = request.mutable_checkpoints();
     checkpoints->set_interval_ms(config_.checkpoint_interval.count());
@@ -183,7 +230,8 @@ std::string RemoteEnvironment::submit(bool autostop) {
     spec->set_partitioning(detail::to_string(plan.partitioning(static_cast<int>(e))));
     spec->set_chained(plan.is_chained(static_cast<int>(e)));
   }
-  job_id_ = client_->submit_job(std::move(request), "/proc/self/exe");
+  job_id_ = client_->submit_job(std::move(request), program.executable,
+                                bundle ? bundle->path() : std::string());
   if (const char* file = std::getenv(cluster::kSubmittedJobsVariable); file != nullptr) {
     std::ofstream(file, std::ios::app) << job_id_ << '\n';  // tells `sage job submit`
   }

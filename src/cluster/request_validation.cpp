@@ -9,6 +9,7 @@
 #include "cluster/task_output.hpp"
 #include "net/socket.hpp"
 #include "sage/error.hpp"
+#include "sage/options.hpp"
 
 namespace sage::cluster {
 namespace {
@@ -68,6 +69,37 @@ Problem check_hash(const std::string& field, std::string_view sha256) {
   return field + " " + quoted(sha256) + " is not a SHA-256 (64 lowercase hex digits)";
 }
 
+// SubmitRequest.environment: "NAME=value" entries a task process gets, none
+// of which may be what only its worker sets.
+Problem check_environment(const google::protobuf::RepeatedPtrField<std::string>& environment) {
+  constexpr int kMaxEntries = 64;
+  constexpr std::size_t kMaxEntryBytes = 4096;
+  if (environment.size() > kMaxEntries) {
+    return fmt::format("environment has {} entries; it must have at most {}", environment.size(),
+                       kMaxEntries);
+  }
+  for (int i = 0; i < environment.size(); ++i) {
+    const std::string field = fmt::format("environment[{}]", i);
+    const std::string& entry = environment.Get(i);
+    if (auto problem = check_text(field, entry, kMaxEntryBytes)) return problem;
+    const std::size_t equals = entry.find('=');
+    const std::string name = entry.substr(0, equals);
+    const bool valid_name =
+        equals != std::string::npos && !name.empty() && !(name[0] >= '0' && name[0] <= '9') &&
+        name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") ==
+            std::string::npos;
+    if (!valid_name) {
+      return field + " " + quoted(entry) +
+             " is not NAME=value with a name of letters, digits "
+             "and '_'";
+    }
+    if (name.starts_with("SAGE_") || name == "CUDA_VISIBLE_DEVICES") {
+      return field + " sets " + name + ", which only the worker sets";
+    }
+  }
+  return std::nullopt;
+}
+
 Problem check_resources(const std::string& field, const rpc::Resources& resources) {
   const double cpus = resources.num_cpus();
   if (!std::isfinite(cpus) || cpus < 0 || cpus > kMaxCpus) {
@@ -96,38 +128,6 @@ std::string cut_text(std::string_view text, std::size_t max_bytes) {
          fmt::format("... ({} more bytes cut)", text.size() - end);
 }
 
-namespace {
-
-// The forwarded environment: "NAME=value" entries whose values (maybe keys)
-// no message repeats.
-Problem check_environment(const rpc::SubmitRequest& request) {
-  if (static_cast<std::size_t>(request.environment_size()) > kMaxArgs) {
-    return fmt::format("environment has {} variables; it must have at most {}",
-                       request.environment_size(), kMaxArgs);
-  }
-  std::size_t bytes = 0;
-  for (int i = 0; i < request.environment_size(); ++i) {
-    const std::string& entry = request.environment(i);
-    bytes += entry.size();
-    const std::string field = fmt::format("environment[{}]", i);
-    if (entry.find('\0') != std::string::npos) return field + " contains a NUL byte";
-    const std::string name = entry.substr(0, entry.find('='));
-    const bool named = !name.empty() && name.size() < entry.size() &&
-                       name.find_first_not_of(
-                           "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                           "0123456789_") == std::string::npos &&
-                       !(name[0] >= '0' && name[0] <= '9');
-    if (!named) return field + " is not NAME=value with a name of letters, digits and '_'";
-    if (name.starts_with("SAGE_") || name == "CUDA_VISIBLE_DEVICES") {
-      return field + " sets " + name + ", which task processes take only from their worker";
-    }
-  }
-  if (bytes > kMaxArgsBytes) return too_long("environment", bytes, kMaxArgsBytes);
-  return std::nullopt;
-}
-
-}  // namespace
-
 Problem problem_in(const rpc::SubmitRequest& request, int max_instances_per_job) {
   if (auto problem = check_text("name", request.name(), kMaxNameBytes)) return problem;
   if (auto problem = check_hash("program_sha256", request.program_sha256())) return problem;
@@ -146,11 +146,18 @@ Problem problem_in(const rpc::SubmitRequest& request, int max_instances_per_job)
   if (auto problem = check_text("working_directory", request.working_directory(), kMaxPathBytes)) {
     return problem;
   }
-  if (auto problem = check_environment(request)) return problem;
+  if (!request.bundle_sha256().empty()) {
+    if (auto problem = check_hash("bundle_sha256", request.bundle_sha256())) return problem;
+  }
+  if (auto problem = check_environment(request.environment())) return problem;
   const auto& fingerprint = request.fingerprint();
   if (fingerprint.size() != 16 ||
       fingerprint.find_first_not_of("0123456789abcdef") != std::string::npos) {
     return "fingerprint " + quoted(fingerprint) + " is not a plan fingerprint (16 hex digits)";
+  }
+  if (request.processes_per_node() < 0 || request.processes_per_node() > kMaxTaskProcessesPerNode) {
+    return fmt::format("processes_per_node is {}; it must be 0 to {} (0 means 1)",
+                       request.processes_per_node(), kMaxTaskProcessesPerNode);
   }
   if (request.chains().empty()) return std::string("chains is empty; a job needs an operator");
   std::int64_t instances = 0;

@@ -161,23 +161,30 @@ std::optional<std::string> never_fits(const rpc::SubmitRequest& request, const R
          "); add nodes or lower the operators' parallelism or resources";
 }
 
-ProcessLayout lay_out_processes(const std::vector<Hold>& holds) {
+ProcessLayout lay_out_processes(const std::vector<Hold>& holds, const rpc::SubmitRequest& request) {
+  const int per_node = std::max(1, request.processes_per_node());
   ProcessLayout layout;
-  std::map<std::string, int> process_of_node;
-  for (const Hold& hold : holds) {
-    auto [it, added] =
-        process_of_node.try_emplace(hold.node_id, static_cast<int>(layout.processes.size()));
-    if (added) layout.processes.push_back({.node_id = hold.node_id});
-    ProcessLayout::Process& process = layout.processes[it->second];
-    // The process sees its GPUs in this order (CUDA_VISIBLE_DEVICES), so
-    // the task's are the next ones CUDA numbers.
-    std::vector<int>& ordinals = layout.gpus_of_task.emplace_back();
-    for (std::size_t g = 0; g < hold.gpus.size(); ++g) {
-      ordinals.push_back(static_cast<int>(process.gpus.size() + g));
+  std::map<std::pair<std::string, int>, int> process_of_slot;    // (node, slot)
+  std::map<std::pair<std::string, int>, int> instances_on_node;  // (node, chain)
+  std::size_t task = 0;
+  for (int chain = 0; chain < request.chains_size(); ++chain) {
+    for (int i = 0; i < request.chains(chain).parallelism(); ++i) {
+      const Hold& hold = holds[task++];
+      const int slot = instances_on_node[{hold.node_id, chain}]++ % per_node;
+      auto [it, added] = process_of_slot.try_emplace({hold.node_id, slot},
+                                                     static_cast<int>(layout.processes.size()));
+      if (added) layout.processes.push_back({.node_id = hold.node_id});
+      ProcessLayout::Process& process = layout.processes[it->second];
+      // The process sees its GPUs in this order (CUDA_VISIBLE_DEVICES), so
+      // the task's are the next ones CUDA numbers.
+      std::vector<int>& ordinals = layout.gpus_of_task.emplace_back();
+      for (std::size_t g = 0; g < hold.gpus.size(); ++g) {
+        ordinals.push_back(static_cast<int>(process.gpus.size() + g));
+      }
+      process.gpus.insert(process.gpus.end(), hold.gpus.begin(), hold.gpus.end());
+      process.memory_bytes += hold.held.memory_bytes;
+      layout.process_of_task.push_back(it->second);
     }
-    process.gpus.insert(process.gpus.end(), hold.gpus.begin(), hold.gpus.end());
-    process.memory_bytes += hold.held.memory_bytes;
-    layout.process_of_task.push_back(it->second);
   }
   return layout;
 }

@@ -78,8 +78,14 @@ Assignment assign(const rpc::SubmitRequest& request, const Rooms& rooms);
 // jobs end. Also nullopt when there are no nodes: the job waits for them.
 std::optional<std::string> never_fits(const rpc::SubmitRequest& request, const Rooms& idle);
 
-// The task processes of a job placed by `holds`: one per node used, in the
-// order the nodes were first used.
+// The task processes of a job placed by `holds` (in task order: the chains
+// of `request`, then their instances). A node runs up to
+// request.processes_per_node() of them (0 counts as 1): the instances of
+// each chain on a node are dealt over its processes in turn, the k-th to
+// process k mod N, so that a node runs as many processes as its most
+// numerous chain has instances there, at most N, and none without a task.
+// Processes are numbered in the order they are first used. REQUIRES: one
+// hold per instance of `request`, as assign() gives them.
 struct ProcessLayout {
   struct Process {
     std::string node_id;
@@ -91,6 +97,6 @@ struct ProcessLayout {
   // Per task, its GPUs as CUDA numbers them inside its process.
   std::vector<std::vector<int>> gpus_of_task;
 };
-ProcessLayout lay_out_processes(const std::vector<Hold>& holds);
+ProcessLayout lay_out_processes(const std::vector<Hold>& holds, const rpc::SubmitRequest& request);
 
 }  // namespace sage::cluster

@@ -126,17 +126,26 @@ TaskAssignment TaskAssignment::decode(std::string_view text) {
   return deserialize<TaskAssignment>(bytes);
 }
 
+namespace {
+std::string& plan_mismatch_advice() {
+  static std::string advice =
+      "building the graph must be deterministic; keep code that depends on time, randomness or "
+      "input files after submit(), or guard it with sage::is_task_process()";
+  return advice;
+}
+}  // namespace
+
+void set_plan_mismatch_advice(std::string advice) { plan_mismatch_advice() = std::move(advice); }
+
 TaskProcessResult run_task_process(std::shared_ptr<const detail::LogicalGraph> graph,
                                    const ExecutionConfig& config, const TaskAssignment& assignment,
                                    net::Socket listener, const net::TlsFiles& tls,
                                    const std::function<void(const RunningTasks*)>& on_running) {
   const graph::PhysicalPlan plan = graph::PhysicalPlan::build(*graph, config);
   if (plan.fingerprint() != assignment.fingerprint) {
-    throw InvalidPlanError(
-        "this process built a different dataflow (plan " + plan.fingerprint() +
-        ") than the one submitted (plan " + assignment.fingerprint +
-        "): building the graph must be deterministic; keep code that depends on time, "
-        "randomness or input files after submit(), or guard it with sage::is_task_process()");
+    throw InvalidPlanError("this process built a different dataflow (plan " + plan.fingerprint() +
+                           ") than the one submitted (plan " + assignment.fingerprint +
+                           "): " + plan_mismatch_advice());
   }
   std::vector<int> first_task_of_chain;
   int tasks = 0;

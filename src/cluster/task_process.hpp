@@ -73,11 +73,17 @@ struct TaskProcessResult : JobResult {
 // called with the RunningTasks once the tasks have started, and with null
 // once they have all ended, before anything is torn down: from then on the
 // functions must not be called.
-// Throws InvalidPlanError if the graph plans to another fingerprint.
+// Throws InvalidPlanError if the graph plans to another fingerprint, with
+// the advice below.
 TaskProcessResult run_task_process(std::shared_ptr<const detail::LogicalGraph> graph,
                                    const ExecutionConfig& config, const TaskAssignment& assignment,
                                    net::Socket listener, const net::TlsFiles& tls = {},
                                    const std::function<void(const RunningTasks*)>& on_running = {});
+
+// What the error for a dataflow that a task process builds differently from
+// the one submitted advises; a language binding (Python) replaces the C++
+// advice with its own before any job runs.
+void set_plan_mismatch_advice(std::string advice);
 
 // The entry point of a task process, from RemoteEnvironment::submit in the
 // user's program rebuilt by a worker (the assignment, data socket, result

@@ -17,6 +17,7 @@
 #include <set>
 #include <thread>
 
+#include "cluster/bundle.hpp"
 #include "cluster/cluster_config.hpp"
 #include "cluster/lease.hpp"
 #include "cluster/memory_watch.hpp"
@@ -36,6 +37,9 @@ namespace {
 constexpr auto kRejoinPause = std::chrono::milliseconds(500);
 // Programs cached beyond those of running processes.
 constexpr std::size_t kCachedPrograms = 8;
+// What a worker unpacks of a job's bundle at most: as much as a head takes
+// by default (--max-program-size), in as many files as anyone needs.
+const BundleLimits kUnpackLimits{.max_bytes = std::uint64_t{1} << 30, .max_files = 100'000};
 // How long a stopped job's processes may take to drain before they are killed.
 constexpr auto kDrainTimeout = std::chrono::seconds(10);
 
@@ -68,7 +72,9 @@ std::uint64_t machine_memory() {
 class Worker::Impl {
  public:
   explicit Impl(WorkerOptions options)
-      : options_(std::move(options)), programs_(options_.state_dir + "/programs") {
+      : options_(std::move(options)),
+        programs_(options_.state_dir + "/programs"),
+        bundles_(options_.state_dir + "/bundles") {
     if (options_.num_cpus <= 0) options_.num_cpus = std::thread::hardware_concurrency();
     if (options_.num_gpus < 0) options_.num_gpus = count_gpus();
     if (options_.memory_bytes == 0) options_.memory_bytes = machine_memory();
@@ -106,6 +112,7 @@ class Worker::Impl {
     pid_t pid = 0;
     std::string job_id;
     std::string program;  // its SHA-256
+    std::string bundle;   // its bundle's SHA-256, if it has one
     MemoryWatch memory;
   };
 
@@ -274,18 +281,35 @@ class Worker::Impl {
     return job_id + "/" + std::to_string(process);
   }
 
-  // Fetches the program unless cached, and keeps the cache to the programs
-  // of running processes and the most recently used few.
-  void ensure_program(const std::string& sha256) {
+  // Fetches the program and the bundle (if any) unless cached, unpacks the
+  // bundle, and keeps the cache to the programs and bundles of running
+  // processes and the most recently used few. Returns the unpacked bundle's
+  // directory, empty without one.
+  std::string ensure_program(const std::string& sha256, const std::string& bundle) {
     std::lock_guard fetch_lock(fetch_mutex_);
-    programs_.touch(sha256);
-    if (!programs_.contains(sha256)) fetch_program(sha256);
     std::set<std::string> in_use = {sha256};
+    std::string unpacked;
+    for (const std::string& needed : {sha256, bundle}) {
+      if (needed.empty()) continue;
+      programs_.touch(needed);
+      if (!programs_.contains(needed)) fetch_program(needed);
+    }
+    if (!bundle.empty()) {
+      unpacked = bundles_.ensure(bundle, programs_.path_of(bundle), kUnpackLimits);
+      in_use.insert(bundle);
+    }
     {
       std::lock_guard lock(mutex_);
-      for (const auto& [pid, running] : processes_) in_use.insert(running.program);
+      for (const auto& [pid, running] : processes_) {
+        in_use.insert(running.program);
+        if (!running.bundle.empty()) in_use.insert(running.bundle);
+      }
     }
     programs_.prune(kCachedPrograms, in_use);
+    bundles_.prune([&](const std::string& hash) {
+      return in_use.count(hash) > 0 || programs_.contains(hash);
+    });
+    return unpacked;
   }
 
   void fetch_program(const std::string& sha256) {
@@ -349,8 +373,11 @@ class Worker::Impl {
                   nullptr);
       return;
     }
+    std::string working_directory = start.working_directory();
     try {
-      ensure_program(start.program_sha256());
+      // A job with a bundle runs in it (and nowhere its submitter named).
+      const std::string unpacked = ensure_program(start.program_sha256(), start.bundle_sha256());
+      if (!unpacked.empty()) working_directory = unpacked;
     } catch (const Error& e) {
       report_exit(start, 1, "node '" + options_.node_id + "': " + e.what(), nullptr);
       return;
@@ -360,14 +387,14 @@ class Worker::Impl {
       process.emplace(launch_task_process({
           .program = programs_.path_of(start.program_sha256()),
           .args = {start.args().begin(), start.args().end()},
-          .working_directory = start.working_directory(),
-          .environment = {start.environment().begin(), start.environment().end()},
+          .working_directory = working_directory,
           .assignment = start.assignment(),
           .gpu_indices = {start.gpu_indices().begin(), start.gpu_indices().end()},
           .tls = options_.tls,
           .head_address = options_.head_address,
           .data_fd = listener.fd(),
           .lease_fd = lease_.fd(),
+          .environment = {start.environment().begin(), start.environment().end()},
       }));
     } catch (const Error& e) {
       report_exit(start, 1, "node '" + options_.node_id + "' " + e.what(), nullptr);
@@ -378,7 +405,7 @@ class Worker::Impl {
     {
       std::lock_guard lock(mutex_);
       processes_.emplace(pid,
-                         Running{pid, start.job_id(), start.program_sha256(),
+                         Running{pid, start.job_id(), start.program_sha256(), start.bundle_sha256(),
                                  MemoryWatch(pid, start.memory_limit_bytes(), options_.node_id)});
       // The session ended (or the job was stopped) while this process started.
       if (generation_ != generation ||
@@ -541,6 +568,7 @@ class Worker::Impl {
 
   WorkerOptions options_;
   ProgramStore programs_;
+  UnpackedBundles bundles_;
   Lease lease_;                                      // of this session's task processes
   std::unique_ptr<rpc::ClusterService::Stub> stub_;  // of this session
   std::mutex fetch_mutex_;

@@ -85,6 +85,11 @@ void ExecutionConfig::validate() const {
   not_negative(min_pause_between_checkpoints.count(), "min_pause_between_checkpoints");
   not_negative(restart_attempts, "restart_attempts");
   not_negative(restart_delay.count(), "restart_delay");
+  if (task_processes_per_node < 1 || task_processes_per_node > kMaxTaskProcessesPerNode) {
+    throw InvalidPlanError("ExecutionConfig::task_processes_per_node must be 1 to " +
+                           std::to_string(kMaxTaskProcessesPerNode) + ", got " +
+                           std::to_string(task_processes_per_node));
+  }
   if (checkpoint_timeout.count() <= 0) {
     throw InvalidPlanError("ExecutionConfig::checkpoint_timeout must be positive");
   }

@@ -10,7 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "python/job_control.hpp"
 #include "python/key_hash.hpp"
+#include "python/native_operator.hpp"
 #include "python/object.hpp"
 #include "python/operators.hpp"
 #include "sage/environment.hpp"
@@ -53,6 +55,41 @@ Options make_options(const std::string& name, std::optional<int> parallelism,
   return options;
 }
 
+// The engine settings a job's config dict may hold (the other keys are the
+// user's own): checkpoints and restarts, times in seconds.
+ExecutionConfig execution_config(const py::dict& config) {
+  ExecutionConfig execution;
+  const auto millis = [](const py::handle& seconds) {
+    return std::chrono::milliseconds(static_cast<std::int64_t>(seconds.cast<double>() * 1000));
+  };
+  for (const auto& [key, value] : config) {
+    const auto field = py::str(key).cast<std::string>();
+    if (field == "checkpoint_interval") {
+      execution.checkpoint_interval = millis(value);
+    } else if (field == "checkpoint_timeout") {
+      execution.checkpoint_timeout = millis(value);
+    } else if (field == "checkpoint_directory") {
+      execution.checkpoint_directory = py::str(value).cast<std::string>();
+    } else if (field == "checkpoint_mode") {
+      const auto mode = py::str(value).cast<std::string>();
+      if (mode != "exactly_once" && mode != "at_least_once") {
+        throw InvalidPlanError("config checkpoint_mode: '" + mode +
+                               "'; use \"exactly_once\" or \"at_least_once\"");
+      }
+      execution.checkpoint_mode =
+          mode == "exactly_once" ? CheckpointMode::kExactlyOnce : CheckpointMode::kAtLeastOnce;
+    } else if (field == "retained_checkpoints") {
+      execution.retained_checkpoints = value.cast<int>();
+    } else if (field == "restart_attempts") {
+      execution.restart_attempts = value.cast<int>();
+    } else if (field == "restart_delay") {
+      execution.restart_delay = millis(value);
+    }
+  }
+  execution.validate();
+  return execution;
+}
+
 // A stream of Python records in the graph being built.
 struct Stream {
   std::shared_ptr<detail::LogicalGraph> graph;
@@ -85,6 +122,12 @@ struct Stream {
 
   Stream transform(TransformKind kind, const py::object& factory, const Options& options) const {
     return attach({this}, kind, factory, options);
+  }
+  // A C++ operator over this stream's records (native_operator.hpp).
+  Stream native(const NativeOperator& op, const Options& options) const {
+    const int id = detail::add_operator(*graph, op.kind, options, default_parallelism, false,
+                                        {inputs}, detail::operator_factory(op.make));
+    return Stream{graph, {{id, detail::Partitioning::kDefault, forward_edge()}}, {}, {}};
   }
   Stream partitioned(detail::Partitioning p, std::shared_ptr<const detail::EdgeFactory> edge,
                      Object key_factory = {}) const {
@@ -153,6 +196,11 @@ py::dict result_to_dict(const JobResult& r) {
     instances.append(i);
   }
   d["instances"] = instances;
+  d["restarts"] = r.restarts;
+  d["restart_causes"] = r.restart_causes;
+  d["checkpoints_completed"] = r.checkpoints_completed;
+  d["checkpoints_failed"] = r.checkpoints_failed;
+  d["last_checkpoint_id"] = r.last_checkpoint_id;
   d["statistics_table"] = r.statistics_table();
   return d;
 }
@@ -162,23 +210,37 @@ py::dict result_to_dict(const JobResult& r) {
 class Environment {
  public:
   // A LocalEnvironment.
-  explicit Environment(const std::string& name) {
-    auto env = std::make_unique<LocalEnv>(name);
+  Environment(const std::string& name, const py::dict& config) {
+    auto env = std::make_unique<LocalEnv>(name, execution_config(config));
     graph_ = env->graph();
     env_ = std::move(env);
   }
-  // A RemoteEnvironment: the cluster at host:port ($SAGE_ADDRESS overrides).
+  // A RemoteEnvironment: the cluster at host:port ($SAGE_ADDRESS overrides),
+  // with up to `processes_per_node` task processes on each node.
   Environment(const std::string& name, const std::string& host, int port, const std::string& token,
-              const std::string& state_dir) {
-    auto env = std::make_unique<RemoteEnv>(name, host, port,
-                                           ClusterConfig{.token = token, .state_dir = state_dir});
+              const std::string& state_dir, const py::dict& config, int processes_per_node) {
+    ExecutionConfig execution = execution_config(config);
+    execution.task_processes_per_node = processes_per_node;
+    execution.validate();
+    auto env = std::make_unique<RemoteEnv>(
+        name, host, port, ClusterConfig{.token = token, .state_dir = state_dir}, execution);
     graph_ = env->graph();
+    remote_ = env.get();
     env_ = std::move(env);
+  }
+  // A RemoteEnvironment's job runs `program` (the script in its bundle).
+  void set_task_program(sage::TaskProgram program) {
+    live();
+    if (remote_ == nullptr) throw InvalidPlanError("only a RemoteEnvironment has a task program");
+    remote_->set_task_program(std::move(program));
   }
   ~Environment() { close(); }
 
+  // `replayable`: the source can save its position (collections, batch
+  // functions, functions with save_state and restore_state); a job with
+  // checkpoints and a source that cannot is refused at submit.
   Stream source(SourceKind kind, const py::object& payload, const py::object& stop_type,
-                const Options& options) {
+                bool replayable, const Options& options) {
     live();
     Object p = to_object(payload), stop = to_object(stop_type);
     const int id = detail::add_operator(
@@ -186,28 +248,24 @@ class Environment {
         detail::operator_factory([kind, p, stop](detail::OperatorSetup& setup) {
           return make_source(kind, p, stop, setup);
         }));
-    // Python sources cannot save their position yet: a job with
-    // checkpoints is refused at submit.
-    graph_->nodes[static_cast<std::size_t>(id)].replayable = false;
+    graph_->nodes[static_cast<std::size_t>(id)].replayable = replayable;
     return Stream{graph_, {{id, detail::Partitioning::kDefault, forward_edge()}}, {}, {}};
   }
 
   // In a task process of a RemoteEnvironment's job, runs this process's
-  // share of the instances and exits the process.
+  // share of the instances and exits the process. With autostop, waits as
+  // wait() does.
   std::string submit(bool autostop) {
     sage::Environment& env = live();
-    py::gil_scoped_release unlocked;
-    return env.submit(autostop);
-  }
-  py::dict wait() {
-    sage::Environment& env = live();
-    JobResult result;
+    std::string id;
     {
       py::gil_scoped_release unlocked;
-      result = env.wait();
+      id = env.submit(false);
     }
-    return result_to_dict(result);
+    if (autostop) wait_interruptibly(env);
+    return id;
   }
+  py::dict wait() { return result_to_dict(wait_interruptibly(live())); }
   void stop() {
     sage::Environment& env = live();
     py::gil_scoped_release unlocked;
@@ -226,6 +284,7 @@ class Environment {
     return *env_;
   }
   std::unique_ptr<sage::Environment> env_;
+  RemoteEnv* remote_ = nullptr;  // env_, when it is a RemoteEnvironment
   std::shared_ptr<detail::LogicalGraph> graph_;
 };
 
@@ -385,40 +444,66 @@ PYBIND11_MODULE(_native, m) {
            [](const Stream& s) {
              return s.partitioned(sage::detail::Partitioning::kBroadcast, forward_edge());
            })
-      .def("union", &Stream::union_with);
+      .def("union", &Stream::union_with)
+      .def(
+          "native",
+          [](const Stream& s, const NativeOperator& op, const std::string& name,
+             std::optional<int> parallelism, const std::optional<py::dict>& resources) {
+            return s.native(op,
+                            make_options(name.empty() ? op.name : name, parallelism, resources));
+          },
+          py::arg("operator"), py::arg("name"), py::arg("parallelism"), py::arg("resources"));
+  py::class_<NativeOperator, std::shared_ptr<NativeOperator>>(m, "NativeOperator")
+      .def_readonly("name", &NativeOperator::name);
+  register_rag(m);
 
   m.def(
       "comap",
       [](const std::vector<const Stream*>& streams, const py::object& factory,
          const std::string& name, std::optional<int> parallelism,
-         const std::optional<py::dict>& resources) {
+         const std::optional<py::dict>& resources, TransformKind kind) {
         if (streams.size() < 2) throw sage::InvalidPlanError("comap needs at least two streams");
-        return Stream::attach(streams, TransformKind::kMap, factory,
-                              make_options(name, parallelism, resources));
+        return Stream::attach(streams, kind, factory, make_options(name, parallelism, resources));
       },
       py::arg("streams"), py::arg("factory"), py::arg("name"), py::arg("parallelism"),
-      py::arg("resources"),
+      py::arg("resources"), py::arg("kind") = TransformKind::kMap,
       "An operator whose input i is streams[i]; the factory's call is a tuple of one callable per "
-      "input.");
+      "input (kind FLAT_MAP: join's, each returning a list).");
 
+  set_python_plan_advice();
   m.def("is_task_process", &sage::is_task_process,
         "True in a task process a worker started for a RemoteEnvironment's job.");
 
   py::class_<Environment>(m, "Environment")
-      .def(py::init<const std::string&>())
+      .def(py::init<const std::string&, const py::dict&>(), py::arg("name"), py::arg("config"))
       .def(py::init<const std::string&, const std::string&, int, const std::string&,
-                    const std::string&>(),
+                    const std::string&, const py::dict&, int>(),
            py::arg("name"), py::arg("host"), py::arg("port"), py::arg("token"),
-           py::arg("state_dir"))
+           py::arg("state_dir"), py::arg("config"), py::arg("processes_per_node") = 1)
       .def(
           "source",
           [](Environment& e, SourceKind kind, const py::object& payload,
-             const py::object& stop_type, const std::string& name, std::optional<int> parallelism,
-             const std::optional<py::dict>& resources) {
-            return e.source(kind, payload, stop_type, make_options(name, parallelism, resources));
+             const py::object& stop_type, bool replayable, const std::string& name,
+             std::optional<int> parallelism, const std::optional<py::dict>& resources) {
+            return e.source(kind, payload, stop_type, replayable,
+                            make_options(name, parallelism, resources));
           },
-          py::arg("kind"), py::arg("payload"), py::arg("stop_type"), py::arg("name"),
-          py::arg("parallelism"), py::arg("resources"))
+          py::arg("kind"), py::arg("payload"), py::arg("stop_type"), py::arg("replayable"),
+          py::arg("name"), py::arg("parallelism"), py::arg("resources"))
+      .def(
+          "set_task_program",
+          [](Environment& e, const std::vector<std::string>& args, const std::string& bundle,
+             std::uint64_t max_bytes, std::uint32_t max_files, const std::string& how_to_raise,
+             const std::vector<std::string>& environment) {
+            e.set_task_program(sage::TaskProgram{.args = args,
+                                                 .bundle_directory = bundle,
+                                                 .max_bundle_bytes = max_bytes,
+                                                 .max_bundle_files = max_files,
+                                                 .how_to_raise_limits = how_to_raise,
+                                                 .environment = environment});
+          },
+          py::arg("args"), py::arg("bundle_directory"), py::arg("max_bundle_bytes"),
+          py::arg("max_bundle_files"), py::arg("how_to_raise"), py::arg("environment"))
       .def("submit", &Environment::submit, py::arg("autostop"))
       .def("wait", &Environment::wait)
       .def("stop", &Environment::stop)

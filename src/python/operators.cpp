@@ -5,7 +5,10 @@
 #include <algorithm>
 #include <chrono>
 #include <deque>
+#include <exception>
+#include <optional>
 #include <stdexcept>
+#include <thread>
 
 #include "python/key_hash.hpp"
 
@@ -18,6 +21,71 @@ Object call_one(PyObject* fn, PyObject* arg) {
   if (!result) throw_python_error();
   return result;
 }
+
+// A function a factory built as (call, open, close, save_state,
+// restore_state, notify_checkpoint_complete), the last five None when the
+// function has no such method: open(ctx) when it is built, close() by
+// finish(). Key functions and partitioners use it; so does Instance, whose
+// call may be a tuple (comap). GIL held throughout.
+class BoundFunction {
+ public:
+  // Calls `factory`, then the function's open with `handle` when it has one.
+  void build(PyObject* factory, const std::shared_ptr<ContextHandle>& handle) {
+    Object made = Object::steal(PyObject_CallNoArgs(factory));
+    if (!made) throw_python_error();
+    if (!PyTuple_Check(made.get()) || PyTuple_GET_SIZE(made.get()) != 6) {
+      throw PythonError(
+          "internal: a function factory must return (call, open, close, save_state, "
+          "restore_state, notify_checkpoint_complete)");
+    }
+    call_ = Object::borrow(PyTuple_GET_ITEM(made.get(), 0));
+    close_ = Object::borrow(PyTuple_GET_ITEM(made.get(), 2));
+    save_ = Object::borrow(PyTuple_GET_ITEM(made.get(), 3));
+    restore_ = Object::borrow(PyTuple_GET_ITEM(made.get(), 4));
+    notify_ = Object::borrow(PyTuple_GET_ITEM(made.get(), 5));
+    PyObject* open = PyTuple_GET_ITEM(made.get(), 1);
+    if (open != Py_None) {
+      pybind11::object ctx = pybind11::cast(handle);
+      call_one(open, ctx.ptr());
+    }
+  }
+  PyObject* call() const { return call_.get(); }
+  // Calls close() once, if the function was built and has one.
+  void finish() {
+    Object close = std::move(close_);
+    if (close && close.get() != Py_None) {
+      Object result = Object::steal(PyObject_CallNoArgs(close.get()));
+      if (!result) throw_python_error();
+    }
+  }
+
+  // The function's save_state(), pickled; nothing when it has none.
+  std::optional<std::string> save_state() const {
+    if (!save_ || save_.get() == Py_None) return std::nullopt;
+    std::vector<Object> state{Object::steal(PyObject_CallNoArgs(save_.get()))};
+    if (!state.front()) throw_python_error();
+    return encode_batch(state);
+  }
+  // restore_state(state) with what save_state() returned.
+  void restore_state(std::string_view bytes) const {
+    std::vector<Object> state = decode_batch(bytes);
+    if (state.size() != 1 || !restore_ || restore_.get() == Py_None) {
+      throw PythonError(
+          "a checkpoint holds state of a function that cannot restore it; give it "
+          "restore_state(state) beside save_state()");
+    }
+    call_one(restore_.get(), state.front().get());
+  }
+  // notify_checkpoint_complete(checkpoint_id), when the function has it.
+  void notify(std::uint64_t checkpoint_id) const {
+    if (!notify_ || notify_.get() == Py_None) return;
+    Object id = Object::steal(PyLong_FromUnsignedLongLong(checkpoint_id));
+    call_one(notify_.get(), id.get());
+  }
+
+ private:
+  Object call_, close_, save_, restore_, notify_;
+};
 
 // Hands an operator's output downstream: every target but the last gets a
 // copy, made under the GIL by prepare(); send() runs without it, since a
@@ -72,12 +140,8 @@ class Instance {
 
   // GIL held. Builds the function and calls its open(ctx).
   void open() {
-    Object made = Object::steal(PyObject_CallNoArgs(factory_.get()));
-    if (!made) throw_python_error();
-    if (!PyTuple_Check(made.get()) || PyTuple_GET_SIZE(made.get()) != 3) {
-      throw PythonError("internal: a function factory must return (call, open, close)");
-    }
-    PyObject* call = PyTuple_GET_ITEM(made.get(), 0);
+    function_.build(factory_.get(), handle_);
+    PyObject* call = function_.call();
     calls_.clear();
     if (PyTuple_Check(call)) {  // comap: one callable per input
       for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(call); ++i) {
@@ -86,24 +150,36 @@ class Instance {
     } else {
       calls_.push_back(Object::borrow(call));
     }
-    PyObject* open = PyTuple_GET_ITEM(made.get(), 1);
-    close_ = Object::borrow(PyTuple_GET_ITEM(made.get(), 2));
-    if (open != Py_None) {
-      pybind11::object ctx = pybind11::cast(handle_);
-      call_one(open, ctx.ptr());
-    }
   }
-  // GIL held. Calls the function's close(); the context is invalid after.
-  void close() {
+  // GIL held. Calls the close() of the function and of `others` (its key
+  // functions), all of them even when one raises; the context is invalid after.
+  void close(std::vector<BoundFunction>& others) {
     struct Invalidate {
       ContextHandle& handle;
       ~Invalidate() { handle.ctx = nullptr; }
     } invalidate{*handle_};
-    if (close_ && close_.get() != Py_None) {
-      Object result = Object::steal(PyObject_CallNoArgs(close_.get()));
-      if (!result) throw_python_error();
-    }
+    std::exception_ptr first;  // the error reported
+    auto finish = [&](BoundFunction& function) {
+      try {
+        function.finish();
+      } catch (...) {
+        if (!first) first = std::current_exception();
+      }
+    };
+    finish(function_);
+    for (auto& other : others) finish(other);
+    if (first) std::rethrow_exception(first);
   }
+  void close() {
+    std::vector<BoundFunction> none;
+    close(none);
+  }
+  const std::shared_ptr<ContextHandle>& shared_handle() const { return handle_; }
+
+  // GIL held. The function's own state in checkpoints (BoundFunction).
+  std::optional<std::string> save_state() const { return function_.save_state(); }
+  void restore_state(std::string_view bytes) const { function_.restore_state(bytes); }
+  void notify(std::uint64_t checkpoint_id) const { function_.notify(checkpoint_id); }
 
   // The callable for records of input `input`: the only one, or (comap) the input's own.
   PyObject* call(std::size_t input = 0) const {
@@ -122,26 +198,18 @@ class Instance {
 
  private:
   Object factory_;
+  BoundFunction function_;
   std::vector<Object> calls_;
-  Object close_;
   detail::InstanceMetrics* metrics_;
   RuntimeContext ctx_;
   std::shared_ptr<ContextHandle> handle_;
-};
-
-// Python functions keep no checkpointed state yet: their snapshot is empty.
-class PythonOperator : public detail::Operator {
- public:
-  void snapshot(detail::OperatorSnapshot&, std::uint64_t) override {}
-  void restore(const detail::OperatorSnapshot&) override {}
-  void notify_checkpoint_complete(std::uint64_t) override {}
 };
 
 // map, filter, flat_map and sink over one or more inputs: records of input i
 // go to the function's callable i (comap's map<i>), and the records of every
 // input (a union) to the one callable of the other functions.
 template <TransformKind kKind>
-class TransformOperator final : public PythonOperator {
+class TransformOperator final : public detail::Operator {
  public:
   TransformOperator(const Object& factory, const std::vector<Object>& key_factories,
                     detail::OperatorSetup& setup)
@@ -150,21 +218,45 @@ class TransformOperator final : public PythonOperator {
                            [](const Object& f) { return static_cast<bool>(f); })),
         instance_(factory, setup, keyed_ ? &state_ : nullptr),
         output_(setup),
-        batch_size_(setup.config->batch_size) {}
+        batch_size_(setup.config->batch_size),
+        max_parallelism_(setup.config->max_parallelism) {}
 
   void open() override {
     Gil gil;
     instance_.run([&] {
-      for (const auto& factory : key_factories_) {
-        key_fns_.push_back(factory ? Object::steal(PyObject_CallNoArgs(factory.get())) : Object{});
-        if (factory && !key_fns_.back()) throw_python_error();
-      }
       instance_.open();
+      // Key functions share the instance's context: open(ctx) after its own.
+      key_fns_.resize(key_factories_.size());
+      for (std::size_t i = 0; i < key_factories_.size(); ++i) {
+        if (key_factories_[i])
+          key_fns_[i].build(key_factories_[i].get(), instance_.shared_handle());
+      }
     });
   }
   void finish() override {
     Gil gil;
-    instance_.run([&] { instance_.close(); });
+    instance_.run([&] { instance_.close(key_fns_); });
+  }
+  // Checkpoints: the function's save_state() and the keyed state, both pickled.
+  void snapshot(detail::OperatorSnapshot& out, std::uint64_t) override {
+    Gil gil;
+    instance_.run([&] {
+      out.function_state = instance_.save_state();
+      if (keyed_) state_.snapshot(max_parallelism_, out.key_groups);
+    });
+  }
+  void restore(const detail::OperatorSnapshot& in) override {
+    Gil gil;
+    instance_.run([&] {
+      if (in.function_state) instance_.restore_state(*in.function_state);
+      if (keyed_) {
+        for (const auto& [group, bytes] : in.key_groups) state_.restore(bytes);
+      }
+    });
+  }
+  void notify_checkpoint_complete(std::uint64_t id) override {
+    Gil gil;
+    instance_.run([&] { instance_.notify(id); });
   }
   // Called while the task is built, once per input the plan connects.
   detail::BatchReceiverBase& input(int index) override {
@@ -192,7 +284,7 @@ class TransformOperator final : public PythonOperator {
         detail::ScopedTimer timer(metrics.busy_ns);
         instance_.run([&] {
           PyObject* fn = instance_.call(port);
-          PyObject* key_fn = port < key_fns_.size() ? key_fns_[port].get() : nullptr;
+          PyObject* key_fn = port < key_fns_.size() ? key_fns_[port].call() : nullptr;
           if (key_fn == nullptr) {
             for (auto& record : batch) process(fn, std::move(record));
             return;
@@ -219,12 +311,8 @@ class TransformOperator final : public PythonOperator {
   // GIL held: makes the record's key the current key of the keyed state.
   void select_key(PyObject* key_fn, PyObject* record) {
     current_key_ = call_one(key_fn, record);
-    std::uint64_t hash = 0;
-    if (!stable_key_hash(current_key_.get(), hash) ||
-        !key_identity(current_key_.get(), key_bytes_)) {
-      throw_python_error();
-    }
-    state_.set_current_key(key_bytes_, hash);
+    if (!key_identity(current_key_.get(), key_bytes_)) throw_python_error();
+    state_.set_current_key(key_bytes_);
     instance_.handle().current_key = current_key_.get();
   }
 
@@ -258,9 +346,10 @@ class TransformOperator final : public PythonOperator {
     out_.clear();
   }
 
-  // Keyed state: keys by their key_identity, hashed as key_by routes them.
+  // Keyed state: keys by their key_identity (and its stable hash, which a
+  // restore computes again).
   std::vector<Object> key_factories_;
-  std::vector<Object> key_fns_;
+  std::vector<BoundFunction> key_fns_;
   bool keyed_;
   detail::TypedKeyedStateBackend<std::string> state_;
   Object current_key_;
@@ -270,6 +359,7 @@ class TransformOperator final : public PythonOperator {
   std::deque<Port> ports_;  // stable addresses: the task holds them
   std::vector<Object> out_;
   std::size_t batch_size_;
+  int max_parallelism_;
 };
 
 class SourceOperator final : public detail::SourceOperator {
@@ -303,22 +393,76 @@ class SourceOperator final : public detail::SourceOperator {
   detail::BatchReceiverBase& input(int) override {
     throw std::logic_error("a source has no input");
   }
-  void snapshot(detail::OperatorSnapshot&, std::uint64_t) override {}
-  void restore(const detail::OperatorSnapshot&) override {}
-  void notify_checkpoint_complete(std::uint64_t) override {}
+  // Checkpoints: the position in a collection; a function's save_state(),
+  // or else (a BatchFunction) how many records it returned, which a restore
+  // skips by calling it as often again (it must return the same records).
+  void snapshot(detail::OperatorSnapshot& out, std::uint64_t) override {
+    Writer position;
+    if (kind_ == SourceKind::kCollection) {
+      position.write_varint(next_);
+    } else {
+      Gil gil;
+      instance_.run([&] {
+        const auto state = instance_.save_state();
+        position.write_varint(state ? kSavedState : kRecordCount);
+        if (state) {
+          position.write(*state);
+        } else {
+          position.write_varint(emitted_);
+        }
+      });
+    }
+    out.function_state = position.take();
+  }
+  void restore(const detail::OperatorSnapshot& in) override {
+    if (!in.function_state) return;
+    Reader position(*in.function_state);
+    if (kind_ == SourceKind::kCollection) {
+      next_ = position.read_varint();
+      return;
+    }
+    Gil gil;
+    instance_.run([&] {
+      if (position.read_varint() == kSavedState) {
+        instance_.restore_state(position.read<std::string>());
+        return;
+      }
+      const std::uint64_t count = position.read_varint();
+      for (emitted_ = 0; emitted_ < count; ++emitted_) {
+        Object skipped = Object::steal(PyObject_CallNoArgs(instance_.call()));
+        if (!skipped) throw_python_error();
+        if (skipped.get() == Py_None) {
+          throw PythonError("the BatchFunction ended after " + std::to_string(emitted_) +
+                            " records while replaying the " + std::to_string(count) +
+                            " before the checkpoint; it must return the same records on every "
+                            "run, or give it save_state() and restore_state(state)");
+        }
+      }
+    });
+  }
+  void notify_checkpoint_complete(std::uint64_t id) override {
+    if (kind_ == SourceKind::kCollection) return;
+    Gil gil;
+    instance_.run([&] { instance_.notify(id); });
+  }
 
   bool produce(std::size_t max_records, std::chrono::steady_clock::time_point deadline) override {
     bool more = true;
+    std::size_t produced = 0;
     {
       Gil gil;
       out_.clear();
+      idle_ = false;
       {
         detail::ScopedTimer timer(instance_.metrics().busy_ns);
         instance_.run([&] { more = fill(max_records, deadline); });
+        emitted_ += out_.size();
       }
+      produced = out_.size();
       output_.prepare(out_);
     }
     output_.send(out_);
+    back_off(produced);
     return more;
   }
 
@@ -345,7 +489,10 @@ class SourceOperator final : public detail::SourceOperator {
         const int stop = PyObject_IsInstance(value.get(), stop_type_.get());
         if (stop < 0) throw_python_error();
         if (stop == 1) return false;
-        if (value.get() == Py_None) return true;  // nothing now: poll again
+        if (value.get() == Py_None) {  // nothing now: poll again, after a while
+          idle_ = true;
+          return true;
+        }
       }
       out_.push_back(std::move(value));
       if (out_.size() % kRecordsPerClockCheck == 0 &&
@@ -356,18 +503,41 @@ class SourceOperator final : public detail::SourceOperator {
     return true;
   }
 
+  // GIL not held. A SourceFunction that has had nothing for `idle_polls_`
+  // calls in a row is called again after 50 us, doubling up to 10 ms: an idle
+  // source costs no core, and a new record waits at most 10 ms.
+  void back_off(std::size_t produced) {
+    constexpr std::chrono::microseconds kFirst(50), kLongest(10'000);
+    if (!idle_ || produced > 0) {
+      idle_polls_ = 0;
+      return;
+    }
+    const auto wait =
+        std::min<std::chrono::microseconds>(kFirst * (1 << std::min(idle_polls_, 8)), kLongest);
+    ++idle_polls_;
+    std::this_thread::sleep_for(wait);
+  }
+
   SourceKind kind_;
+  bool idle_ = false;  // the last call returned None
+  int idle_polls_ = 0;
   Instance instance_;
   Object list_;
   Object stop_type_;
   Output output_;
   std::vector<Object> out_;
   std::size_t next_ = 0, step_ = 1;
+  std::uint64_t emitted_ = 0;  // records this instance's function returned
+  // What a function source's snapshot holds.
+  static constexpr std::uint64_t kRecordCount = 0, kSavedState = 1;
 };
 
 // The writer of key_by and partition_custom: the target of every record of
 // a batch under one GIL acquisition (the key's stable hash, or the user's
-// partition()), then the records to their instances without it.
+// partition()), then the records to their instances without it. The key
+// function (or partitioner) is built before the first batch, its open(ctx)
+// getting the producing instance's identity and metrics (no keyed state), and
+// closed at the end of the stream.
 class SelectingWriter final : public detail::ChannelWriterCommon<Object> {
  public:
   SelectingWriter(detail::WriterSetup setup, detail::Partitioning partitioning,
@@ -375,7 +545,13 @@ class SelectingWriter final : public detail::ChannelWriterCommon<Object> {
       : ChannelWriterCommon<Object>(std::move(setup)),
         partitioning_(partitioning),
         selector_factory_(std::move(selector_factory)),
-        max_parallelism_(max_parallelism) {
+        max_parallelism_(max_parallelism),
+        ctx_(RuntimeContext::Identity{.operator_name = this->setup().blame.operator_name,
+                                      .parallel_index = this->setup().blame.parallel_index,
+                                      .parallelism = this->setup().blame.parallelism,
+                                      .node_id = this->setup().blame.node_id},
+             this->setup().producer_metrics->user, nullptr),
+        handle_(std::make_shared<ContextHandle>(ContextHandle{&ctx_})) {
     const auto parallelism = static_cast<int>(target_count());
     for (int group = 0; group < max_parallelism; ++group) {
       instance_of_group_.push_back(
@@ -387,24 +563,42 @@ class SelectingWriter final : public detail::ChannelWriterCommon<Object> {
     targets_.resize(batch.size());
     {
       Gil gil;
-      const char* what = partitioning_ == detail::Partitioning::kHash ? "key_by: the key function"
-                                                                      : "partition_custom: the "
-                                                                        "partitioner";
-      if (!selector_) {
-        selector_ = Object::steal(PyObject_CallNoArgs(selector_factory_.get()));
-        if (!selector_) fail(std::string(what) + " could not be built:\n" + take_python_error());
+      const char* what = subject();
+      if (!built_) {
+        built_ = true;
+        try {
+          selector_.build(selector_factory_.get(), handle_);
+        } catch (const PythonError& e) {
+          fail(std::string(what) + " could not be built or opened:\n" + e.what());
+        }
       }
       for (std::size_t i = 0; i < batch.size(); ++i) targets_[i] = select(batch[i].get(), what);
     }
     for (std::size_t i = 0; i < batch.size(); ++i) append(targets_[i], std::move(batch[i]));
   }
+  void finish() override {
+    if (built_) {
+      Gil gil;
+      try {
+        selector_.finish();
+      } catch (const PythonError& e) {
+        fail(std::string(subject()) + "'s close() raised:\n" + e.what());
+      }
+    }
+    ChannelWriterCommon<Object>::finish();
+  }
+  ~SelectingWriter() override { handle_->ctx = nullptr; }
 
  private:
+  const char* subject() const {
+    return partitioning_ == detail::Partitioning::kHash ? "key_by: the key function"
+                                                        : "partition_custom: the partitioner";
+  }
   // GIL held.
   std::size_t select(PyObject* record, const char* what) {
     const auto n = static_cast<long long>(target_count());
     if (partitioning_ == detail::Partitioning::kHash) {
-      Object key = Object::steal(PyObject_CallOneArg(selector_.get(), record));
+      Object key = Object::steal(PyObject_CallOneArg(selector_.call(), record));
       if (!key) fail(std::string(what) + " raised:\n" + take_python_error());
       std::uint64_t hash = 0;
       if (!stable_key_hash(key.get(), hash)) fail(take_python_error());
@@ -413,7 +607,7 @@ class SelectingWriter final : public detail::ChannelWriterCommon<Object> {
     }
     Object count = Object::steal(PyLong_FromLongLong(n));
     Object index =
-        Object::steal(PyObject_CallFunctionObjArgs(selector_.get(), record, count.get(), nullptr));
+        Object::steal(PyObject_CallFunctionObjArgs(selector_.call(), record, count.get(), nullptr));
     if (!index) fail(std::string(what) + " raised:\n" + take_python_error());
     if (!PyLong_Check(index.get())) {
       fail(std::string(what) + " returned a '" + Py_TYPE(index.get())->tp_name +
@@ -439,8 +633,11 @@ class SelectingWriter final : public detail::ChannelWriterCommon<Object> {
 
   detail::Partitioning partitioning_;
   Object selector_factory_;
-  Object selector_;
+  BoundFunction selector_;
+  bool built_ = false;
   int max_parallelism_;
+  RuntimeContext ctx_;
+  std::shared_ptr<ContextHandle> handle_;
   std::vector<int> instance_of_group_;
   std::vector<std::size_t> targets_;
 };

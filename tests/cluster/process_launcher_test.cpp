@@ -77,6 +77,21 @@ TEST(ProcessLauncherTest, EnvironmentReplacesWhatOnlyTheWorkerMaySay) {
   EXPECT_TRUE(contains(task_process_environment(launch, none), "CUDA_VISIBLE_DEVICES="));
 }
 
+TEST(ProcessLauncherTest, TheJobsEntriesReplaceTheWorkersButNeverWhatOnlyTheWorkerSays) {
+  TaskProcessLaunch launch;
+  launch.assignment = "0abc";
+  launch.environment = {"PYTHONHASHSEED=0", "SAGE_TASK_ASSIGNMENT=forged",
+                        "CUDA_VISIBLE_DEVICES=7"};
+  const char* inherited[] = {"PATH=/bin", "PYTHONHASHSEED=random", nullptr};
+  const auto env = task_process_environment(launch, inherited);
+  EXPECT_TRUE(contains(env, "PYTHONHASHSEED=0"));
+  EXPECT_FALSE(contains(env, "PYTHONHASHSEED=random"));
+  EXPECT_TRUE(contains(env, "PATH=/bin"));
+  EXPECT_TRUE(contains(env, "SAGE_TASK_ASSIGNMENT=0abc"));
+  EXPECT_FALSE(contains(env, "SAGE_TASK_ASSIGNMENT=forged"));
+  EXPECT_FALSE(contains(env, "CUDA_VISIBLE_DEVICES=7"));
+}
+
 // A worker that Slurm (or another resource manager) gave GPUs 4, 5 and 6:
 // the node's GPUs 0 and 2 are devices 4 and 6.
 TEST(ProcessLauncherTest, GpusAreThoseOfTheWorkersOwnVisibleDevices) {

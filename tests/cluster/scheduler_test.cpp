@@ -198,7 +198,7 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST(SchedulerTest, ProcessesAreOnePerNodeInTheOrderOfFirstUse) {
   std::vector<Hold> holds = {{"b", {1, 1, kGiB}, {3}}, {"a", {}, {}}, {"b", {1, 2, kGiB}, {0, 1}}};
-  const ProcessLayout layout = lay_out_processes(holds);
+  const ProcessLayout layout = lay_out_processes(holds, request_of({{"map", 3}}));
   ASSERT_EQ(layout.processes.size(), 2u);
   EXPECT_EQ(layout.processes[0].node_id, "b");
   EXPECT_EQ(layout.processes[0].gpus, (std::vector<int>{3, 0, 1}));
@@ -207,6 +207,48 @@ TEST(SchedulerTest, ProcessesAreOnePerNodeInTheOrderOfFirstUse) {
   EXPECT_EQ(layout.process_of_task, (std::vector<int>{0, 1, 0}));
   // CUDA numbers the process's devices in CUDA_VISIBLE_DEVICES order.
   EXPECT_EQ(layout.gpus_of_task, (std::vector<std::vector<int>>{{0}, {}, {1, 2}}));
+}
+
+// Holds on `nodes`, one per instance in task order.
+std::vector<Hold> holds_on(const std::vector<std::string>& nodes) {
+  std::vector<Hold> holds;
+  for (const auto& node : nodes) holds.push_back({node, {}, {}});
+  return holds;
+}
+
+TEST(SchedulerTest, SeveralProcessesPerNodeShareEachOperatorsInstancesOnTheNode) {
+  rpc::SubmitRequest request = request_of({{"source", 1}, {"map", 4}, {"sink", 1}});
+  request.set_processes_per_node(2);
+  const ProcessLayout layout = lay_out_processes(holds_on({"a", "a", "b", "a", "b", "a"}), request);
+  ASSERT_EQ(layout.processes.size(), 4u);
+  std::vector<std::string> nodes;
+  for (const auto& process : layout.processes) nodes.push_back(process.node_id);
+  EXPECT_EQ(nodes, (std::vector<std::string>{"a", "b", "a", "b"}));
+  // The source, the first map instance of each node and the sink share the
+  // node's first process; the second map instance of each node has its own.
+  EXPECT_EQ(layout.process_of_task, (std::vector<int>{0, 0, 1, 2, 3, 0}));
+}
+
+TEST(SchedulerTest, InstancesAreDealtOverTheProcessesOfTheirNodeInTurn) {
+  rpc::SubmitRequest request = request_of({{"map", 5}});
+  request.set_processes_per_node(2);
+  const ProcessLayout layout = lay_out_processes(holds_on({"a", "a", "a", "a", "a"}), request);
+  ASSERT_EQ(layout.processes.size(), 2u);
+  EXPECT_EQ(layout.process_of_task, (std::vector<int>{0, 1, 0, 1, 0}));
+}
+
+TEST(SchedulerTest, NoProcessIsStartedWithoutATask) {
+  // Three processes per node are allowed, but no operator has more than two
+  // instances on a node.
+  rpc::SubmitRequest request = request_of({{"source", 1}, {"map", 4}});
+  request.set_processes_per_node(3);
+  const ProcessLayout layout = lay_out_processes(holds_on({"a", "a", "b", "a", "b"}), request);
+  EXPECT_EQ(layout.processes.size(), 4u);
+  EXPECT_EQ(layout.process_of_task, (std::vector<int>{0, 0, 1, 2, 3}));
+  // 0 means one process per node, as 1 does.
+  request.set_processes_per_node(0);
+  EXPECT_EQ(lay_out_processes(holds_on({"a", "a", "b", "a", "b"}), request).process_of_task,
+            (std::vector<int>{0, 0, 1, 0, 1}));
 }
 
 TEST(SchedulerTest, ResourcesNeverGoBelowZero) {

@@ -44,16 +44,7 @@ class AsyncMapClusterTest : public ClusterTest {
   // Waits for the job's end: finished after `restarts` restarts, every
   // result committed once. Returns the job's logs.
   std::string expect_exactly_once(ChildProcess& job, const TempDir& out, int restarts) {
-    EXPECT_TRUE(job.wait(120s)) << job.output();
-    EXPECT_EQ(job.exit_code(), 0) << job.output();
-    EXPECT_NE(job.output().find("FINISHED, " + std::to_string(restarts) + " restarts"),
-              std::string::npos)
-        << job.output();
-    int hidden = 0;
-    const auto lines = committed_lines(out.path(), &hidden);
-    EXPECT_EQ(hidden, 0) << "in-progress files left after the job finished";
-    EXPECT_EQ(lines.size(), reference().size()) << job.output();
-    EXPECT_TRUE(lines == reference()) << "the committed lines are not every result once";
+    expect_committed_exactly_once(job, out.path(), reference(), restarts);
     std::smatch id;
     const std::string output = job.output();
     if (!std::regex_search(output, id, std::regex(R"((job-[0-9a-f]+))"))) return "";

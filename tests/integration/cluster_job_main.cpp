@@ -1,6 +1,7 @@
 // Jobs the cluster tests submit, one program for all (the program is the job):
 //   keyed N     N numbers, key_by and parallelism on every stage; each sink
 //               prints the final count and sum of every key it saw
+//   keyed-2p N  the same, with two task processes per node
 //   unbounded   an endless source; submits and prints the job id
 //   reserving   the same, with 3 instances that each hold 2 CPUs
 //   shuffle N   N numbers rebalanced both ways between processes through tiny
@@ -273,6 +274,7 @@ int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
   const bool local = std::string(argv[argc - 1]) == "--local";
   sage::ExecutionConfig config;
+  if (mode == "keyed-2p") config.task_processes_per_node = 2;
   if (mode == "shuffle") {
     config.batch_size = 16;
     config.channel_capacity = 1;
@@ -285,7 +287,7 @@ int main(int argc, char** argv) {
                                                     sage::ClusterConfig{}, config);
   }
   try {
-    if (mode == "keyed") {
+    if (mode == "keyed" || mode == "keyed-2p") {
       keyed(*env, argc > 2 ? std::atoll(argv[2]) : 1000);
     } else if (mode == "diagnosable" || mode == "near-memory-limit") {
       if (mode == "diagnosable") {

@@ -106,6 +106,33 @@ TEST_F(ClusterTest, AMillionKeyedRecordsGiveExactlyTheLocalResultAcrossNodes) {
   EXPECT_EQ(nodes, (std::set<std::string>{"head", "w1", "w2"})) << job.dump();
 }
 
+TEST_F(ClusterTest, TwoTaskProcessesPerNodeGiveExactlyTheLocalResult) {
+  ASSERT_NO_FATAL_FAILURE(start_head());  // one node: every instance is on it
+  const Outcome local = run({SAGE_CLUSTER_JOB_BINARY, "keyed", "200000", "--local"});
+  ASSERT_EQ(local.code, 0) << local.output;
+  const Outcome remote = cli({"job", "submit", SAGE_CLUSTER_JOB_BINARY, "keyed-2p", "200000"});
+  ASSERT_EQ(remote.code, 0) << remote.output;
+  ASSERT_EQ(finals(local.output).size(), 1000u);
+  EXPECT_EQ(finals(remote.output), finals(local.output));
+  std::smatch id;
+  ASSERT_TRUE(std::regex_search(remote.output, id, std::regex(R"(job (job-\w+) FINISHED)")));
+  const auto job = job_json(id[1]);
+  // Each operator's instances on the node are dealt over its two processes.
+  std::map<std::string, std::set<long long>> pids_of_operator;
+  std::set<long long> pids;
+  for (const auto& instance : job.at("instances")) {
+    EXPECT_EQ(instance.at("node_id").get<std::string>(), "head") << instance.dump();
+    const long long pid = instance.at("process_id").get<long long>();
+    pids.insert(pid);
+    pids_of_operator[instance.at("operator_name").get<std::string>()].insert(pid);
+  }
+  EXPECT_EQ(pids.size(), 2u) << job.dump();
+  for (const auto& [name, operator_pids] : pids_of_operator) {
+    EXPECT_EQ(operator_pids.size(), 2u) << name << " in " << job.dump();
+  }
+  EXPECT_EQ(job.at("nodes"), nlohmann::json::array({"head"})) << job.dump();
+}
+
 // Records cross between two processes in both directions through queues of
 // one small batch: no task's full queue may hold up another task's records.
 TEST_F(ClusterTest, ExchangesBothWaysBetweenProcessesUnderBackpressureDoNotDeadlock) {

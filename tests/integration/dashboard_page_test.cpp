@@ -155,7 +155,7 @@ TEST_F(DashboardPageTest, ShowsTheJobGraphNodesBottleneckAndSkewInABrowser) {
 TEST_F(DashboardPageTest, WithoutTheTokenThePageSaysHowToOpenItAndShowsNoData) {
   ASSERT_NO_FATAL_FAILURE(start_head());
   const std::string id = submit_endless("unbounded");
-  for (const std::string fragment : {std::string(""), std::string("#token=not-the-token")}) {
+  for (const char* fragment : {"", "#token=not-the-token"}) {
     const std::string dom = page_dom(fragment);
     EXPECT_NE(dom.find("sage dashboard"), std::string::npos) << "fragment '" << fragment << "':\n"
                                                              << dom;

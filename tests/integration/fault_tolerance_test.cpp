@@ -80,21 +80,6 @@ class FaultToleranceTest : public ClusterTest {
     return id.is_string() ? std::stoull(id.get<std::string>()) : id.get<std::uint64_t>();
   }
 
-  // Waits for the job to end, then checks it finished after `restarts`
-  // restarts with exactly the reference's lines committed.
-  void expect_exactly_once(ChildProcess& job, const TempDir& out, int restarts) {
-    ASSERT_TRUE(job.wait(120s)) << job.output();
-    EXPECT_EQ(job.exit_code(), 0) << job.output();
-    EXPECT_NE(job.output().find("FINISHED, " + std::to_string(restarts) + " restarts"),
-              std::string::npos)
-        << job.output();
-    int hidden = 0;
-    const auto lines = committed_lines(out.path(), &hidden);
-    EXPECT_EQ(hidden, 0) << "in-progress files left after the job finished";
-    ASSERT_EQ(lines.size(), reference().size()) << job.output();
-    EXPECT_TRUE(lines == reference()) << "the committed lines differ from a failure-free run";
-  }
-
   // The submitted job's id and the pid of its task process on w1, once it
   // runs there and the job has completed a checkpoint or two.
   void wait_for_task_on_w1(ChildProcess& job, std::string* job_id, int* pid) {
@@ -132,7 +117,7 @@ TEST_F(FaultToleranceTest, WithoutFailuresTheClusterCommitsWhatALocalRunDoes) {
   const std::string checkpoints = state_dir_ + "/checkpoints/" + job_id_of(job->output());
   EXPECT_TRUE(eventually([&] { return has_complete_checkpoint(checkpoints); }, 30s))
       << "no complete checkpoint in " << checkpoints;
-  ASSERT_NO_FATAL_FAILURE(expect_exactly_once(*job, out, 0));
+  ASSERT_NO_FATAL_FAILURE(expect_committed_exactly_once(*job, out.path(), reference(), 0));
   EXPECT_TRUE(std::regex_search(job->output(), std::regex(R"(0 restarts, [1-9]\d* checkpoints)")))
       << job->output();
   // Its output committed, a finished job's checkpoints are of no more use.
@@ -147,7 +132,7 @@ TEST_F(FaultToleranceTest, AKilledTaskProcessRestartsTheJobFromItsLastCheckpoint
   int task = 0;
   ASSERT_NO_FATAL_FAILURE(wait_for_task_on_w1(*job, &job_id, &task));
   ASSERT_EQ(kill(task, SIGKILL), 0);
-  ASSERT_NO_FATAL_FAILURE(expect_exactly_once(*job, out, 1));
+  ASSERT_NO_FATAL_FAILURE(expect_committed_exactly_once(*job, out.path(), reference(), 1));
   const auto status = cli({"job", "status", job_id}).output;
   EXPECT_NE(status.find("restarts:  1"), std::string::npos) << status;
   EXPECT_NE(status.find("checkpoint: "), std::string::npos) << status;
@@ -162,7 +147,7 @@ TEST_F(FaultToleranceTest, AKilledWorkerAndItsTaskProcessRestartTheJobOnTheNodes
   ASSERT_NO_FATAL_FAILURE(wait_for_task_on_w1(*job, &job_id, &task));
   ASSERT_EQ(kill(pid_of("worker-w1"), SIGKILL), 0);
   ASSERT_EQ(kill(task, SIGKILL), 0);
-  ASSERT_NO_FATAL_FAILURE(expect_exactly_once(*job, out, 1));
+  ASSERT_NO_FATAL_FAILURE(expect_committed_exactly_once(*job, out.path(), reference(), 1));
   const auto status = job_json(job_id);
   for (const auto& node : status.at("nodes")) EXPECT_EQ(node, "w2") << status.dump();
 }
@@ -179,7 +164,7 @@ TEST_F(FaultToleranceTest, AJobThatNamesACheckpointDirectoryKeepsAndRestoresItsC
   EXPECT_TRUE(has_complete_checkpoint(shared.path() + "/" + job_id)) << shared.path();
   EXPECT_FALSE(std::filesystem::exists(state_dir_ + "/checkpoints/" + job_id));
   ASSERT_EQ(kill(task, SIGKILL), 0);
-  ASSERT_NO_FATAL_FAILURE(expect_exactly_once(*job, out, 1));
+  ASSERT_NO_FATAL_FAILURE(expect_committed_exactly_once(*job, out.path(), reference(), 1));
   EXPECT_FALSE(std::filesystem::exists(shared.path() + "/" + job_id));
 }
 
@@ -201,7 +186,7 @@ TEST_P(CrashPointTest, TheJobRestartsOnceAndCommitsEveryLineOnce) {
   TempDir out;
   auto job = submit(out, "crash=" + std::string(where) + ":" + std::to_string(checkpoint) + ":" +
                              std::to_string(instance));
-  ASSERT_NO_FATAL_FAILURE(expect_exactly_once(*job, out, 1));
+  ASSERT_NO_FATAL_FAILURE(expect_committed_exactly_once(*job, out.path(), reference(), 1));
 }
 
 INSTANTIATE_TEST_SUITE_P(Seeds, CrashPointTest,

@@ -99,7 +99,7 @@ class SlurmTest : public ::testing::Test {
         0)
         << read_file(dir_.file("munge/log"));
     write_slurm_conf();
-    for (const std::string& daemon :
+    for (const std::string daemon :
          {"/usr/sbin/slurmctld", "/usr/sbin/slurmd -N n1", "/usr/sbin/slurmd -N n2"}) {
       const Outcome started = slurm(daemon + " -f " + conf_);
       ASSERT_EQ(started.code, 0) << daemon << ": " << started.output;

@@ -48,6 +48,15 @@ def cluster(tmp_path):
         sage("cluster", "stop")
 
 
+def job_script(tmp_path, name, text):
+    """The script `name` in a directory of its own (its bundle), not the state directory."""
+    job = tmp_path / "job"
+    job.mkdir(exist_ok=True)
+    script = job / name
+    script.write_text(text)
+    return script
+
+
 def test_reference_example_runs_on_a_cluster(cluster):
     run = subprocess.run([sys.executable, str(EXAMPLE)], env=cluster, capture_output=True,
                          text=True, timeout=180)
@@ -97,8 +106,7 @@ env.execute()
     ],
 )
 def test_failures_on_a_cluster_carry_the_python_error(cluster, tmp_path, mode, expected):
-    script = tmp_path / "failing_job.py"
-    script.write_text(FAILING_JOB)
+    script = job_script(tmp_path, "failing_job.py", FAILING_JOB)
     run = subprocess.run([sys.executable, str(script), mode], env=cluster, capture_output=True,
                          text=True, timeout=180)
     assert run.returncode != 0
@@ -130,8 +138,7 @@ env.execute()
 def test_keyed_routing_across_processes_follows_the_stable_hash(cluster, tmp_path):
     from sage import _native
 
-    script = tmp_path / "keyed_job.py"
-    script.write_text(KEYED_JOB)
+    script = job_script(tmp_path, "keyed_job.py", KEYED_JOB)
     run = subprocess.run([sys.executable, str(script), "same"], env=cluster, capture_output=True,
                          text=True, timeout=180)
     assert run.returncode == 0, run.stderr
@@ -148,8 +155,7 @@ def test_keyed_routing_across_processes_follows_the_stable_hash(cluster, tmp_pat
 
 
 def test_a_plan_that_differs_in_a_task_process_is_refused(cluster, tmp_path):
-    script = tmp_path / "keyed_job.py"
-    script.write_text(KEYED_JOB)
+    script = job_script(tmp_path, "keyed_job.py", KEYED_JOB)
     run = subprocess.run([sys.executable, str(script), "differ"], env=cluster,
                          capture_output=True, text=True, timeout=180)
     assert run.returncode != 0

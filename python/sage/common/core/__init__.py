@@ -3,6 +3,7 @@
 from sage.common.core.functions import (  # noqa: F401
     BaseCoMapFunction,
     BaseFunction,
+    BaseJoinFunction,
     BatchFunction,
     FilterFunction,
     FlatMapFunction,
@@ -16,6 +17,7 @@ from sage.common.core.functions import (  # noqa: F401
 __all__ = [
     "BaseCoMapFunction",
     "BaseFunction",
+    "BaseJoinFunction",
     "BatchFunction",
     "FilterFunction",
     "FlatMapFunction",

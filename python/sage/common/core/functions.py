@@ -71,6 +71,17 @@ class BaseCoMapFunction(BaseFunction):
         raise NotImplementedError(f"{type(self).__name__} must implement map1()")
 
 
+class BaseJoinFunction(BaseFunction):
+    """For ``keyed.connect(other_keyed).join(F)``: execute(payload, key, tag) for every record,
+    tag 0 for the first stream and 1 for the second, returns a list of join results (empty or
+    None: none). It keeps what it must remember, e.g. in its members or keyed state."""
+
+    is_join = True
+
+    def execute(self, payload, key, tag):
+        raise NotImplementedError(f"{type(self).__name__} must implement execute(payload, key, tag)")
+
+
 class StopSignal:
     """Returned by a SourceFunction's execute() (the class or an instance) to end its stream."""
 

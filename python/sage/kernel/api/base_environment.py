@@ -19,6 +19,21 @@ def _close_open_environments():
         env.close()
 
 
+MAX_PROCESSES = 64  # sage::kMaxTaskProcessesPerNode
+
+
+def count_setting(config, key, where):
+    """``config[key]``, a number of processes from 1 to 64 (default 1), or a ValueError that
+    names it."""
+    value = config.get(key, 1)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PROCESSES:
+        raise ValueError(
+            f"{where}: config[{key!r}] must be a whole number of processes from 1 to "
+            f"{MAX_PROCESSES}, got {value!r}"
+        )
+    return value
+
+
 def _result(values):
     """A job result dict from the engine as an object with attributes."""
     result = types.SimpleNamespace(**values)
@@ -35,8 +50,10 @@ class BaseEnvironment:
         self._native = native
         _open_environments.add(self)
 
-    def _source(self, kind, payload, name, parallelism, resources):
-        native = self._native.source(kind, payload, StopSignal, name, parallelism, resources)
+    def _source(self, kind, payload, name, parallelism, resources, replayable=True):
+        native = self._native.source(
+            kind, payload, StopSignal, replayable, name, parallelism, resources
+        )
         return DataStream(self, native)
 
     def from_collection(self, data, *args, name=None, parallelism=None, resources=None, **kwargs):
@@ -80,8 +97,13 @@ class BaseEnvironment:
         after it), object or a function, whose execute() returns the next record, None when
         it has none right now, or a StopSignal to end the stream."""
         make, default_name = function_factory(function, args, kwargs, "from_source")
+        # Replayable (checkpoints) when it can save and restore its position.
+        replayable = all(
+            callable(getattr(function, m, None)) for m in ("save_state", "restore_state")
+        )
         return self._source(
-            _native.SourceKind.SOURCE, make, name or default_name, parallelism, resources
+            _native.SourceKind.SOURCE, make, name or default_name, parallelism, resources,
+            replayable,
         )
 
     def submit(self, autostop=False):

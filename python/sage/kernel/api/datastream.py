@@ -17,8 +17,10 @@ from sage.kernel.api.runtime import RuntimeContext
 
 
 def _bind(instance, call=None):
-    """(call, open, close) of a function instance, as the engine wants them; ``call`` is
-    its execute() unless given."""
+    """(call, open, close, save_state, restore_state, notify_checkpoint_complete) of a function
+    instance, as the engine wants them (None for a method it lacks); ``call`` is its execute()
+    unless given. With checkpoints on, save_state() returns the function's own state (pickled
+    into the checkpoint) and restore_state(state) gets it back after a restart."""
     user_open = getattr(instance, "open", None)
 
     def open_(handle):
@@ -31,7 +33,8 @@ def _bind(instance, call=None):
             user_open(ctx)
 
     call = instance.execute if call is None else call
-    return call, open_, getattr(instance, "close", None)
+    methods = ("close", "save_state", "restore_state", "notify_checkpoint_complete")
+    return (call, open_) + tuple(getattr(instance, m, None) for m in methods)
 
 
 def function_factory(function, args, kwargs, what):
@@ -57,7 +60,7 @@ def function_factory(function, args, kwargs, what):
     ):
         return (lambda: _bind(copy.deepcopy(function))), type(function).__name__
     if callable(function):
-        return (lambda: (function, None, None)), ""
+        return (lambda: (function, None, None, None, None, None)), ""
     raise TypeError(
         f"{what}: expected a function class, a function object with execute(), a lambda or a "
         f"function, got {type(function).__name__}"
@@ -85,14 +88,46 @@ def comap_factory(function, args, kwargs, inputs):
     return make, function.__name__
 
 
+def join_factory(function, args, kwargs):
+    """The factory of SAGE's join: execute(payload, key, tag) for records of stream ``tag``
+    (0: the first, 1: the second), returning a list of results; the key is the record's. The
+    function is a class, an object or a function of (payload, key, tag)."""
+    make_function, name = function_factory(function, args, kwargs, "join")
+
+    def make():
+        bound = make_function()
+        execute = bound[0]
+        handles = []
+
+        def join_open(handle):
+            handles.append(handle)
+            if bound[1] is not None:
+                bound[1](handle)
+
+        def left(payload):
+            return execute(payload, handles[0].current_key, 0)
+
+        def right(payload):
+            return execute(payload, handles[0].current_key, 1)
+
+        return ((left, right), join_open) + bound[2:]
+
+    return make, name or "join"
+
+
 def partitioner_factory(partitioner):
-    """A factory of the callable (record, num_partitions) -> index of partition_custom."""
+    """A factory of (call, open, close) whose call (record, num_partitions) returns the index
+    of partition_custom."""
     if isinstance(partitioner, type):
         partitioner = partitioner()
     if callable(getattr(partitioner, "partition", None)):
-        return lambda: copy.deepcopy(partitioner).partition
+        def make():
+            instance = copy.deepcopy(partitioner)
+            return _bind(instance, instance.partition)
+
+        return make
     if callable(partitioner):
-        return lambda: partitioner
+        return lambda: (partitioner, None, None)
     raise TypeError(
         f"partition_custom: expected a Partitioner (partition(record, num_partitions)) or a "
         f"function (record, num_partitions), got {type(partitioner).__name__}"
@@ -100,9 +135,10 @@ def partitioner_factory(partitioner):
 
 
 def key_factory(function, args, kwargs):
-    """A factory of the key function of keyby: the callable returning a record's key."""
+    """A factory of the key function of keyby as (call, open, close): a KeyByFunction gets
+    open(ctx) before its first key and close() at the end of the stream."""
     make, _ = function_factory(function, args, kwargs, "keyby")
-    return lambda: make()[0]
+    return make
 
 
 class _PrintSink(BaseFunction):
@@ -122,9 +158,10 @@ class _PrintSink(BaseFunction):
 class DataStream:
     """A stream of records; each transformation returns the stream of its output."""
 
-    def __init__(self, environment, native):
+    def __init__(self, environment, native, keyed=False):
         self._environment = environment
         self._native = native
+        self._keyed = keyed  # the output of keyby: the next operator sees each record's key
 
     def _transform(self, kind, function, args, kwargs, options, what):
         make, default_name = function_factory(function, args, kwargs, what)
@@ -139,6 +176,11 @@ class DataStream:
 
     def map(self, function, *args, name=None, parallelism=None, resources=None, **kwargs):
         """One output per record: ``execute(data)``'s result; None drops the record."""
+        if callable(getattr(function, "sage_native_operator", None)):  # runs in C++ (rag.py)
+            made = function(*args, **kwargs) if isinstance(function, type) else function
+            native = self._native.native(made.sage_native_operator(), name or "", parallelism,
+                                         resources)
+            return DataStream(self._environment, native)
         options = dict(name=name, parallelism=parallelism, resources=resources)
         return self._transform(_native.TransformKind.MAP, function, args, kwargs, options, "map")
 
@@ -180,7 +222,8 @@ class DataStream:
                 f"keyby: strategy {strategy!r} is not supported; keyby partitions by 'hash' "
                 f"(use rebalance() for round robin)"
             )
-        return DataStream(self._environment, self._native.key_by(key_factory(function, args, kwargs)))
+        native = self._native.key_by(key_factory(function, args, kwargs))
+        return DataStream(self._environment, native, keyed=True)
 
     key_by = keyby
 
@@ -230,6 +273,26 @@ class ConnectedStreams:
         make, default_name = comap_factory(function, args, kwargs, len(self._streams))
         native = _native.comap(
             [s._native for s in self._streams], make, name or default_name, parallelism, resources
+        )
+        return DataStream(self._environment, native)
+
+    def join(self, function, *args, name=None, parallelism=None, resources=None, **kwargs):
+        """SAGE's join of two keyed streams: a BaseJoinFunction class (constructed with the
+        arguments after it) whose execute(payload, key, tag) gets every record of the first
+        (tag 0) and the second (tag 1) stream with its key, and returns a list of results (None:
+        none). Records of a key reach one instance; the function keeps what it must remember
+        (its own members, or keyed state from its ctx)."""
+        if len(self._streams) != 2:
+            raise ValueError(f"join needs exactly two connected streams, got {len(self._streams)}")
+        if not all(s._keyed for s in self._streams):
+            raise ValueError(
+                "join needs two keyed streams: keyby(...) each stream before connect(), or call "
+                "keyby([key0, key1]) on the connected streams"
+            )
+        make, default_name = join_factory(function, args, kwargs)
+        native = _native.comap(
+            [s._native for s in self._streams], make, name or default_name, parallelism,
+            resources, _native.TransformKind.FLAT_MAP,
         )
         return DataStream(self._environment, native)
 

@@ -25,6 +25,50 @@ class Metrics:
         self._handle.set_gauge(name, float(value))
 
 
+class MapState:
+    """Keyed state, one dict per key: ``get(k, default)``, ``put(k, v)``, ``contains(k)``,
+    ``remove(k)``, ``keys()``, ``values()``, ``items()``, ``is_empty()``, ``clear()``. The
+    dict's own keys are any hashable Python values (they stay inside the instance); it is
+    pickled into checkpoints with the rest of the keyed state."""
+
+    def __init__(self, value_state):
+        self._state = value_state
+
+    def _map(self, create=False):
+        entries = self._state.value()
+        if entries is None and create:
+            entries = {}
+            self._state.update(entries)
+        return {} if entries is None else entries
+
+    def get(self, key, default=None):
+        return self._map().get(key, default)
+
+    def put(self, key, value):
+        self._map(create=True)[key] = value
+
+    def contains(self, key):
+        return key in self._map()
+
+    def remove(self, key):
+        self._map().pop(key, None)
+
+    def keys(self):
+        return list(self._map().keys())
+
+    def values(self):
+        return list(self._map().values())
+
+    def items(self):
+        return list(self._map().items())
+
+    def is_empty(self):
+        return not self._map()
+
+    def clear(self):
+        self._state.clear()
+
+
 class RuntimeContext:
     """The operator instance's identity and metrics."""
 
@@ -71,6 +115,10 @@ class RuntimeContext:
     def list_state(self, name):
         """Keyed state, one list per key: ``get()``, ``add(v)``, ``update(values)``, ``clear()``."""
         return self._handle.list_state(name)
+
+    def map_state(self, name):
+        """Keyed state, one dict per key (a MapState)."""
+        return MapState(self._handle.value_state(f"sage.map.{name}"))
 
     def get_metrics(self):
         """The instance's metrics: ``ctx.get_metrics().record("latency", seconds)``."""

@@ -1,0 +1,1 @@
+"""Built-in operators (rag: retrieval, prompting and generation)."""
