@@ -62,7 +62,10 @@ void send_json(httplib::Response& response, int status, const json& body) {
 
 struct OpenAITestServer::State {
   mutable std::mutex mutex;
-  std::condition_variable changed;  // open requests, stop
+  std::condition_variable stopped;  // the stop, for requests waiting out delays
+  // More requests open, for requests held until enough are (hold_until_concurrent):
+  // a condition of its own, so that arrivals do not wake every delayed request.
+  std::condition_variable opened;
   bool stopping = false;
   int open = 0;
   int peak = 0;
@@ -72,7 +75,7 @@ struct OpenAITestServer::State {
   // Waits until `until` or the stop; true if stopped.
   bool wait_until(Clock::time_point until) {
     std::unique_lock lock(mutex);
-    return changed.wait_until(lock, until, [&] { return stopping; });
+    return stopped.wait_until(lock, until, [&] { return stopping; });
   }
 };
 
@@ -110,7 +113,8 @@ OpenAITestServer::~OpenAITestServer() {
     std::lock_guard lock(state_->mutex);
     state_->stopping = true;
   }
-  state_->changed.notify_all();
+  state_->stopped.notify_all();
+  state_->opened.notify_all();
   server_->stop();
   listener_.join();
 }
@@ -139,7 +143,7 @@ void OpenAITestServer::install_routes() {
       logged.open_at_start = ++state.open;
       state.peak = std::max(state.peak, state.open);
     }
-    state.changed.notify_all();
+    if (options_.hold_until_concurrent > 0) state.opened.notify_all();
     // A request enters the log once its fault is known (so a hung one shows
     // while it hangs), and is completed there when it is answered.
     std::optional<std::size_t> logged_at;
@@ -249,7 +253,7 @@ void OpenAITestServer::install_routes() {
 
     if (options_.hold_until_concurrent > 0) {
       std::unique_lock lock(state.mutex);
-      state.changed.wait_for(lock, options_.hold_limit, [&] {
+      state.opened.wait_for(lock, options_.hold_limit, [&] {
         return state.stopping || state.peak >= options_.hold_until_concurrent;
       });
     }
