@@ -82,16 +82,17 @@ Problem check_environment(const google::protobuf::RepeatedPtrField<std::string>&
     const std::string field = fmt::format("environment[{}]", i);
     const std::string& entry = environment.Get(i);
     if (auto problem = check_text(field, entry, kMaxEntryBytes)) return problem;
+    // The value may be a secret (an API key): no message repeats it.
     const std::size_t equals = entry.find('=');
+    if (equals == std::string::npos) return field + " has no '='; it must be NAME=value";
     const std::string name = entry.substr(0, equals);
     const bool valid_name =
-        equals != std::string::npos && !name.empty() && !(name[0] >= '0' && name[0] <= '9') &&
+        !name.empty() && !(name[0] >= '0' && name[0] <= '9') &&
         name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") ==
             std::string::npos;
     if (!valid_name) {
-      return field + " " + quoted(entry) +
-             " is not NAME=value with a name of letters, digits "
-             "and '_'";
+      return field + " names " + quoted(name) +
+             ", which is not a variable name (letters, digits and '_', not starting with a digit)";
     }
     if (name.starts_with("SAGE_") || name == "CUDA_VISIBLE_DEVICES") {
       return field + " sets " + name + ", which only the worker sets";

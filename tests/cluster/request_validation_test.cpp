@@ -110,9 +110,9 @@ TEST(RequestValidationTest, SubmitJobFields) {
       {"a bundle", [](auto& r) { r.set_bundle_sha256(std::string(64, 'e')); }, ""},
       {"PYTHONHASHSEED", [](auto& r) { r.add_environment("PYTHONHASHSEED=0"); }, ""},
       {"an environment entry without =", [](auto& r) { r.add_environment("PYTHONHASHSEED"); },
-       "environment[0] 'PYTHONHASHSEED' is not NAME=value"},
-      {"an environment name with a space", [](auto& r) { r.add_environment("A B=1"); },
-       "environment[0] 'A B=1' is not NAME=value"},
+       "environment[0] has no '='; it must be NAME=value"},
+      {"an environment name with a space", [](auto& r) { r.add_environment("A B=secret"); },
+       "environment[0] names 'A B', which is not a variable name"},
       {"a SAGE_ variable", [](auto& r) { r.add_environment("SAGE_TASK_ASSIGNMENT=00"); },
        "environment[0] sets SAGE_TASK_ASSIGNMENT, which only the worker sets"},
       {"CUDA_VISIBLE_DEVICES", [](auto& r) { r.add_environment("CUDA_VISIBLE_DEVICES=0"); },
@@ -265,6 +265,19 @@ TEST(RequestValidationTest, ReportsAndReferences) {
   EXPECT_NE(problem_in(node), std::nullopt);
   rpc::JobRef job;
   EXPECT_NE(problem_in(job), std::nullopt);
+}
+
+TEST(RequestValidationTest, NoRefusalOfAnEnvironmentEntryRepeatsItsValue) {
+  const std::string secret = "sk-not-to-be-printed";
+  for (const std::string& entry :
+       {secret, "OPENAI_API_KEY " + secret, "1KEY=" + secret, "SAGE_TOKEN=" + secret,
+        "KEY=" + secret + std::string(5000, 'x')}) {
+    rpc::SubmitRequest request = good_submit();
+    request.add_environment(entry);
+    const auto problem = problem_in(request, kLimit);
+    ASSERT_NE(problem, std::nullopt) << "accepted: " << entry.substr(0, 40);
+    EXPECT_EQ(problem->find(secret), std::string::npos) << *problem;
+  }
 }
 
 TEST(RequestValidationTest, CutTextKeepsWholeCharacters) {
