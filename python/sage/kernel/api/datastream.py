@@ -116,7 +116,7 @@ def join_factory(function, args, kwargs):
 
 
 def partitioner_factory(partitioner):
-    """A factory of (call, open, close) whose call (record, num_partitions) returns the index
+    """A function factory (see _bind) whose call (record, num_partitions) returns the index
     of partition_custom."""
     if isinstance(partitioner, type):
         partitioner = partitioner()
@@ -127,7 +127,7 @@ def partitioner_factory(partitioner):
 
         return make
     if callable(partitioner):
-        return lambda: (partitioner, None, None)
+        return lambda: (partitioner, None, None, None, None, None)
     raise TypeError(
         f"partition_custom: expected a Partitioner (partition(record, num_partitions)) or a "
         f"function (record, num_partitions), got {type(partitioner).__name__}"
