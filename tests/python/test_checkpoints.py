@@ -5,36 +5,18 @@ checkpoint is restarted from it (a BatchFunction replaying its record count, a S
 restoring its saved position): keyed counts are exact and a two-phase sink commits every line
 exactly once."""
 
-import json
-import os
-import pathlib
 import subprocess
 import sys
 import textwrap
-import threading
 
 import pytest
 
 import sage
-from sage.common.core import BatchFunction, MapFunction, SinkFunction, SourceFunction
+from sage.common.core import BatchFunction, MapFunction, SourceFunction
 from sage.kernel.api.local_environment import LocalEnvironment
 
+from collect import Collect, lock, out
 from test_remote import cluster, sage_cli  # noqa: F401  (the cluster fixture)
-
-out = []
-lock = threading.Lock()
-
-
-@pytest.fixture(autouse=True)
-def fresh():
-    out.clear()
-    yield
-
-
-class Collect(SinkFunction):
-    def execute(self, data):
-        with lock:
-            out.append(data)
 
 
 class Paced(BatchFunction):

@@ -2,27 +2,12 @@
 execute(payload, key, tag) sees every record with its key and stream, on the engine's keyed
 connect; exact results at several parallelisms, and clear refusals."""
 
-import threading
-
 import pytest
 
-from sage.common.core import BaseJoinFunction, SinkFunction
+from sage.common.core import BaseJoinFunction
 from sage.kernel.api.local_environment import LocalEnvironment
 
-out = []
-lock = threading.Lock()
-
-
-@pytest.fixture(autouse=True)
-def fresh():
-    out.clear()
-    yield
-
-
-class Collect(SinkFunction):
-    def execute(self, data):
-        with lock:
-            out.append(data)
+from collect import Collect, out
 
 
 class UserOrderInnerJoin(BaseJoinFunction):

@@ -1,28 +1,13 @@
 """Keyed state from Python: value and list state per key, and the current key, in the operator
 right after keyby."""
 
-import threading
-
 import pytest
 
 import sage
-from sage.common.core import BaseCoMapFunction, MapFunction, SinkFunction
+from sage.common.core import BaseCoMapFunction, MapFunction
 from sage.kernel.api.local_environment import LocalEnvironment
 
-out = []
-lock = threading.Lock()
-
-
-@pytest.fixture(autouse=True)
-def fresh():
-    out.clear()
-    yield
-
-
-class Collect(SinkFunction):
-    def execute(self, data):
-        with lock:
-            out.append(data)
+from collect import Collect, out
 
 
 class CountPerUser(MapFunction):
