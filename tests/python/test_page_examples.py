@@ -21,8 +21,10 @@ from sage.kernel.api.remote_environment import RemoteEnvironment
 
 
 class Show(SinkFunction):
+    # One write per line: print() writes the text and its newline apart, so the lines of
+    # sink instances running on several threads of a process could interleave.
     def execute(self, data):
-        print("OUT " + json.dumps([self.ctx.parallel_index, data]), flush=True)
+        sys.stdout.write("OUT " + json.dumps([self.ctx.parallel_index, data]) + "\\n")
 
 
 class Tag(BaseCoMapFunction):
