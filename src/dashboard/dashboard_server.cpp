@@ -12,6 +12,7 @@
 #include "dashboard/api.hpp"
 #include "dashboard/page_files.hpp"
 #include "dashboard/prometheus.hpp"
+#include "net/http_bind.hpp"
 #include "net/rpc.hpp"
 #include "sage/error.hpp"
 
@@ -105,9 +106,12 @@ class DashboardServer::Impl {
       : options_(std::move(options)), view_(view), server_(make_server(options_)) {
     configure();
     route();
-    port_ = options_.port == 0
-                ? server_->bind_to_any_port(options_.host)
-                : (server_->bind_to_port(options_.host, options_.port) ? options_.port : -1);
+    // SO_REUSEADDR (a restarted head gets its port back) but not httplib's
+    // default SO_REUSEPORT, with which a second head would share a taken port.
+    port_ = net::bind_http_server(*server_, options_.host, options_.port, [](int socket) {
+      const int on = 1;
+      setsockopt(socket, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    });
     if (port_ <= 0) {
       throw Error("cannot listen on " + options_.host + ":" + std::to_string(options_.port) +
                   " (dashboard): the port is in use or the address is not local; stop the other "
@@ -131,12 +135,6 @@ class DashboardServer::Impl {
  private:
   void configure() {
     server_->new_task_queue = [] { return new httplib::ThreadPool(kThreads); };
-    // SO_REUSEADDR (a restarted head gets its port back) but not httplib's
-    // default SO_REUSEPORT, with which a second head would share a taken port.
-    server_->set_socket_options([](int socket) {
-      const int on = 1;
-      setsockopt(socket, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-    });
     server_->set_payload_max_length(kMaxRequestBytes);
     server_->set_read_timeout(kTimeoutSeconds);
     server_->set_write_timeout(kTimeoutSeconds);

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "net/http_bind.hpp"
 #include "sage/error.hpp"
 #include "sage/rag/hash_embedder.hpp"
 
@@ -101,9 +102,8 @@ OpenAITestServer::OpenAITestServer(OpenAITestServerOptions options)
   server_->set_keep_alive_timeout(2);
   server_->set_payload_max_length(kMaxRequestBytes);
   install_routes();
-  port_ = options_.port == 0
-              ? server_->bind_to_any_port(options_.host)
-              : (server_->bind_to_port(options_.host, options_.port) ? options_.port : -1);
+  port_ = net::bind_http_server(*server_, options_.host, options_.port,
+                                httplib::default_socket_options);
   if (port_ <= 0) {
     throw Error("OpenAI test server: cannot listen on " + options_.host + ":" +
                 std::to_string(options_.port) + "; pick another port (0: a free one)");
