@@ -20,6 +20,7 @@
 #include "cli/output_format.hpp"
 #include "cluster/cluster_config.hpp"
 #include "cluster/job_info.hpp"
+#include "cluster/temporary_file.hpp"
 #include "sage/error.hpp"
 
 namespace sage::cli {
@@ -81,24 +82,6 @@ void pass_signal_on(int signal, siginfo_t* info, void*) {
   if (info->si_code <= 0 && submitting_program > 0) ::kill(submitting_program, signal);
 }
 
-// An empty file of this user's, removed with this object.
-class TemporaryFile {
- public:
-  TemporaryFile() {
-    path_ = (std::filesystem::temp_directory_path() / "sage-submit-XXXXXX").string();
-    const int fd = mkostemp(path_.data(), O_CLOEXEC);
-    if (fd < 0) throw Error("cannot create a file in " + path_ + ": " + std::strerror(errno));
-    ::close(fd);
-  }
-  ~TemporaryFile() { ::unlink(path_.c_str()); }
-  TemporaryFile(const TemporaryFile&) = delete;
-  TemporaryFile& operator=(const TemporaryFile&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
 #ifndef SAGE_PYTHON_EXECUTABLE
 #define SAGE_PYTHON_EXECUTABLE "python3"
 #endif
@@ -132,7 +115,7 @@ int job_submit(const GlobalOptions& global, const std::vector<std::string>& give
   setenv("SAGE_ADDRESS", global.address.c_str(), 1);
   setenv("SAGE_TOKEN", global.cluster_token().c_str(), 1);
   setenv("SAGE_STATE_DIR", global.state_dir.c_str(), 1);
-  const TemporaryFile submitted;
+  const cluster::TemporaryFile submitted("sage-submit");
   setenv(cluster::kSubmittedJobsVariable, submitted.path().c_str(), 1);
 
   constexpr int kPassedOn[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};

@@ -1,15 +1,12 @@
 #include "sage/remote_environment.hpp"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <optional>
@@ -20,6 +17,7 @@
 #include "cluster/job_info.hpp"
 #include "cluster/jobmanager_client.hpp"
 #include "cluster/task_process.hpp"
+#include "cluster/temporary_file.hpp"
 #include "graph/physical_plan.hpp"
 
 namespace sage {
@@ -37,31 +35,6 @@ std::string working_directory() {
   char buffer[4096];
   return getcwd(buffer, sizeof buffer) != nullptr ? buffer : "/";
 }
-
-// A bundle of `directory` (cluster/bundle.hpp) in a file of this user's,
-// removed with this object.
-class TemporaryBundle {
- public:
-  TemporaryBundle(const std::string& directory, const cluster::BundleLimits& limits) {
-    path_ = (std::filesystem::temp_directory_path() / "sage-bundle-XXXXXX").string();
-    const int fd = mkostemp(path_.data(), O_CLOEXEC);
-    if (fd < 0) throw Error("cannot create a file in " + path_ + ": " + std::strerror(errno));
-    ::close(fd);
-    try {
-      cluster::write_bundle(directory, path_, limits);
-    } catch (...) {
-      ::unlink(path_.c_str());
-      throw;
-    }
-  }
-  ~TemporaryBundle() { ::unlink(path_.c_str()); }
-  TemporaryBundle(const TemporaryBundle&) = delete;
-  TemporaryBundle& operator=(const TemporaryBundle&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // The host RemoteEnvironment's constructor defaults to.
 constexpr const char* kDefaultHost = "127.0.0.1";
@@ -189,12 +162,13 @@ std::string RemoteEnvironment::submit(bool autostop) {
   }
   // A job with a bundle runs in it, unpacked on each node.
   if (program.bundle_directory.empty()) request.set_working_directory(working_directory());
-  std::optional<TemporaryBundle> bundle;
+  std::optional<cluster::TemporaryFile> bundle;
   if (!program.bundle_directory.empty()) {
-    bundle.emplace(program.bundle_directory,
-                   cluster::BundleLimits{.max_bytes = program.max_bundle_bytes,
-                                         .max_files = program.max_bundle_files,
-                                         .how_to_raise = program.how_to_raise_limits});
+    bundle.emplace("sage-bundle");
+    cluster::write_bundle(program.bundle_directory, bundle->path(),
+                          cluster::BundleLimits{.max_bytes = program.max_bundle_bytes,
+                                                .max_files = program.max_bundle_files,
+                                                .how_to_raise = program.how_to_raise_limits});
   }
   request.set_fingerprint(plan.fingerprint());
   request.set_processes_per_node(config_.task_processes_per_node);
