@@ -81,16 +81,16 @@ std::string JobManagerClient::submit_job(rpc::SubmitRequest request, const std::
                                          const std::string& bundle) const {
   const std::string what = "cannot submit job '" + request.name() + "'";
   request.set_program_sha256(sha256_of_file(program));
-  upload_program(program, request.program_sha256(), what);
+  upload_program(program, request.program_sha256(), what, "the program");
   if (!bundle.empty()) {
     request.set_bundle_sha256(sha256_of_file(bundle));
-    upload_program(bundle, request.bundle_sha256(), what);
+    upload_program(bundle, request.bundle_sha256(), what, "the script's bundle");
   }
   return call(what, &rpc::JobManager::Stub::SubmitJob, request).job_id();
 }
 
 void JobManagerClient::upload_program(const std::string& program, const std::string& sha256,
-                                      const std::string& what) const {
+                                      const std::string& what, const std::string& kind) const {
   rpc::ProgramRef ref;
   ref.set_sha256(sha256);
   if (call(what, &rpc::JobManager::Stub::HasProgram, ref).present()) return;
@@ -110,7 +110,7 @@ void JobManagerClient::upload_program(const std::string& program, const std::str
   writer->WritesDone();
   const grpc::Status uploaded = writer->Finish();
   if (!uploaded.ok()) {
-    throw Error(net::describe(uploaded, "cannot upload the program", options_.where));
+    throw Error(net::describe(uploaded, "cannot upload " + kind, options_.where));
   }
 }
 

@@ -79,8 +79,10 @@ class JobManagerClient {
              grpc::Status (rpc::JobManager::Stub::*method)(grpc::ClientContext*, const Request&,
                                                            Reply*),
              const Request& request) const;
+  // Uploads the file `program` unless the head has it; `kind` names it in errors
+  // ("the program", "the script's bundle").
   void upload_program(const std::string& program, const std::string& sha256,
-                      const std::string& what) const;
+                      const std::string& what, const std::string& kind) const;
 
   JobManagerClientOptions options_;
   std::string token_error_;  // why no token was found, if none was

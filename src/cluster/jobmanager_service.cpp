@@ -45,9 +45,11 @@ Status JobManagerService::UploadProgram(ServerContext* context,
         received += chunk.data().size();
         if (received > options_.max_program_bytes) {
           return {StatusCode::RESOURCE_EXHAUSTED,
-                  fmt::format("the program is larger than this head takes ({:.1f} MiB); start "
-                              "the head with a larger --max-program-size",
-                              static_cast<double>(options_.max_program_bytes) / (1 << 20))};
+                  fmt::format(
+                      "the upload (a program or a script's bundle) is larger than this head takes "
+                      "({:.1f} MiB); start "
+                      "the head with a larger --max-program-size",
+                      static_cast<double>(options_.max_program_bytes) / (1 << 20))};
         }
         if (!upload) {
           if (!ProgramStore::is_valid_hash(chunk.sha256())) {

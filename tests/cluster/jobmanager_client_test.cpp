@@ -86,8 +86,11 @@ class FakeJobManager final : public rpc::JobManager::Service {
     std::lock_guard lock(mutex);
     ++uploads;
     rpc::ProgramChunk chunk;
+    std::size_t received = 0;
     for (bool first = true; reader->Read(&chunk); first = false) {
       if (first) uploaded_sha256 = chunk.sha256();
+      received += chunk.data().size();
+      if (received > max_upload_bytes) return {grpc::StatusCode::RESOURCE_EXHAUSTED, "too large"};
       uploaded += chunk.data();
     }
     reply->set_sha256(uploaded_sha256);
@@ -122,6 +125,7 @@ class FakeJobManager final : public rpc::JobManager::Service {
 
   std::chrono::milliseconds answer_delay{0};
   bool has_program = false;
+  std::size_t max_upload_bytes = SIZE_MAX;  // larger uploads are refused
   std::mutex mutex;
   int uploads = 0;
   std::string uploaded;
@@ -231,6 +235,20 @@ TEST_F(JobManagerClientTest, SubmitUploadsTheProgramInChunksWhenTheHeadLacksIt) 
   service_.has_program = true;
   client().submit_job(request, program);
   EXPECT_EQ(service_.uploads, 1) << "a program the head has is not sent again";
+}
+
+TEST_F(JobManagerClientTest, AnUploadTheHeadRefusesNamesWhatWasUploaded) {
+  const std::string program = state_dir_.file("program");
+  const std::string bundle = state_dir_.file("bundle");
+  std::ofstream(program) << "small";
+  std::ofstream(bundle) << std::string(100, 'b');
+  service_.max_upload_bytes = 10;
+  rpc::SubmitRequest request;
+  request.set_name("job");
+  EXPECT_EQ(error_of([&] { client().submit_job(request, program, bundle); }),
+            "cannot upload the script's bundle at " + address() + ": too large");
+  EXPECT_EQ(error_of([&] { client().submit_job(request, bundle); }),
+            "cannot upload the program at " + address() + ": too large");
 }
 
 TEST_F(JobManagerClientTest, ASubmitTheHeadRefusesNamesTheJob) {
