@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "cluster/cluster_config.hpp"
+#include "cluster/request_validation.hpp"
 #include "sage/error.hpp"
 
 extern char** environ;
@@ -53,12 +54,12 @@ std::vector<std::string> task_process_environment(const TaskProcessLaunch& launc
       std::istringstream list(entry.substr(kCuda.size()));
       for (std::string gpu; std::getline(list, gpu, ',');) node_gpus.push_back(gpu);
     }
-    if (entry.rfind("SAGE_", 0) == 0 || entry.starts_with(kCuda)) continue;
+    if (set_only_by_worker(name_of(entry))) continue;
     if (set_by_job.count(name_of(entry)) > 0) continue;
     env.push_back(entry);
   }
   for (const auto& entry : launch.environment) {
-    if (entry.rfind("SAGE_", 0) == 0 || entry.starts_with(kCuda)) continue;  // the head refuses
+    if (set_only_by_worker(name_of(entry))) continue;  // the head refuses these
     env.push_back(entry);
   }
   env.push_back(std::string(kAssignmentVariable) + "=" + launch.assignment);

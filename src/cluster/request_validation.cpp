@@ -69,6 +69,15 @@ Problem check_hash(const std::string& field, std::string_view sha256) {
   return field + " " + quoted(sha256) + " is not a SHA-256 (64 lowercase hex digits)";
 }
 
+}  // namespace
+
+bool set_only_by_worker(std::string_view name) {
+  return (name.starts_with("SAGE_") && name != "SAGE_COLLECTIONS_DIR") ||
+         name == "CUDA_VISIBLE_DEVICES";
+}
+
+namespace {
+
 // SubmitRequest.environment: "NAME=value" entries a task process gets, none
 // of which may be what only its worker sets.
 Problem check_environment(const google::protobuf::RepeatedPtrField<std::string>& environment) {
@@ -94,7 +103,7 @@ Problem check_environment(const google::protobuf::RepeatedPtrField<std::string>&
       return field + " names " + quoted(name) +
              ", which is not a variable name (letters, digits and '_', not starting with a digit)";
     }
-    if (name.starts_with("SAGE_") || name == "CUDA_VISIBLE_DEVICES") {
+    if (set_only_by_worker(name)) {
       return field + " sets " + name + ", which only the worker sets";
     }
   }

@@ -43,6 +43,12 @@ constexpr double kMaxCpus = 1e6;
 constexpr int kMaxGpus = 1024;
 constexpr std::uint64_t kMaxMemoryBytes = std::uint64_t{1} << 46;  // 64 TiB
 
+// Whether a task process's environment variable `name` is the worker's to set
+// (SAGE_* and the GPUs it hands out), so that neither a job's environment nor
+// the worker's own environment passes it on; SAGE_COLLECTIONS_DIR, where a
+// Python job's bare RAG collection names live, is the job's own setting.
+bool set_only_by_worker(std::string_view name);
+
 std::optional<std::string> problem_in(const rpc::SubmitRequest& request, int max_instances_per_job);
 std::optional<std::string> problem_in(const rpc::JoinRequest& request);
 std::optional<std::string> problem_in(const rpc::NodeRef& request);

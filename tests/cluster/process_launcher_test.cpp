@@ -92,6 +92,19 @@ TEST(ProcessLauncherTest, TheJobsEntriesReplaceTheWorkersButNeverWhatOnlyTheWork
   EXPECT_FALSE(contains(env, "CUDA_VISIBLE_DEVICES=7"));
 }
 
+// A Python job's collections directory is its own setting: the worker's passes on
+// unless the job names one.
+TEST(ProcessLauncherTest, TheCollectionsDirectoryIsTheJobsOrElseTheWorkers) {
+  TaskProcessLaunch launch;
+  const char* inherited[] = {"SAGE_COLLECTIONS_DIR=/shared/collections", nullptr};
+  EXPECT_TRUE(contains(task_process_environment(launch, inherited),
+                       "SAGE_COLLECTIONS_DIR=/shared/collections"));
+  launch.environment = {"SAGE_COLLECTIONS_DIR=/home/me/.sage/collections"};
+  const auto env = task_process_environment(launch, inherited);
+  EXPECT_TRUE(contains(env, "SAGE_COLLECTIONS_DIR=/home/me/.sage/collections"));
+  EXPECT_FALSE(contains(env, "SAGE_COLLECTIONS_DIR=/shared/collections"));
+}
+
 // A worker that Slurm (or another resource manager) gave GPUs 4, 5 and 6:
 // the node's GPUs 0 and 2 are devices 4 and 6.
 TEST(ProcessLauncherTest, GpusAreThoseOfTheWorkersOwnVisibleDevices) {

@@ -115,6 +115,8 @@ TEST(RequestValidationTest, SubmitJobFields) {
        "environment[0] names 'A B', which is not a variable name"},
       {"a SAGE_ variable", [](auto& r) { r.add_environment("SAGE_TASK_ASSIGNMENT=00"); },
        "environment[0] sets SAGE_TASK_ASSIGNMENT, which only the worker sets"},
+      {"the job's own collections directory",
+       [](auto& r) { r.add_environment("SAGE_COLLECTIONS_DIR=/data/collections"); }, ""},
       {"CUDA_VISIBLE_DEVICES", [](auto& r) { r.add_environment("CUDA_VISIBLE_DEVICES=0"); },
        "which only the worker sets"},
       {"65 environment entries",

@@ -75,10 +75,12 @@ def docs(state_dir):
     return collection_path("docs")
 
 
-def test_collection_names_resolve_under_the_state_directory(state_dir):
+def test_collection_names_resolve_under_the_state_directory(state_dir, monkeypatch):
     assert collection_path("docs") == str(state_dir / "collections" / "docs")
     assert collection_path("./x/y") == os.path.abspath("x/y")
     assert collection_path("/abs/coll") == "/abs/coll"
+    monkeypatch.setenv("SAGE_COLLECTIONS_DIR", str(state_dir / "shared"))
+    assert collection_path("docs") == str(state_dir / "shared" / "docs")
 
 
 def test_sage_rag_snippet_answers_every_query_once_from_its_own_chunk(server, docs):
@@ -226,10 +228,21 @@ env.submit(autostop=True)
 '''
 
 
-def test_sage_rag_snippet_runs_on_a_cluster(server, docs, cluster, tmp_path):
-    script = tmp_path / "rag_job.py"
+@pytest.mark.parametrize("name", ["path", "bare name"])
+def test_sage_rag_snippet_runs_on_a_cluster(server, cluster, tmp_path, monkeypatch, name):
+    # The submitter keeps its collections in a state directory of its own, not the cluster's:
+    # a bare name must still mean that directory in the workers' task processes.
+    client_dir = tmp_path / "client"
+    monkeypatch.setenv("SAGE_STATE_DIR", str(client_dir))
+    assert build_collection("docs", [(f"d{i}", doc_text(i)) for i in range(TOPICS)]) == TOPICS
+    collection = collection_path("docs") if name == "path" else "docs"
+    head = json.loads((tmp_path / "head.json").read_text())
+    env = dict(cluster, SAGE_STATE_DIR=str(client_dir), SAGE_ADDRESS=head["jobmanager"],
+               SAGE_TOKEN=(tmp_path / "token").read_text().strip())
+    script = tmp_path / "job" / "rag_job.py"
+    script.parent.mkdir()
     script.write_text(RAG_JOB)
-    run = subprocess.run([sys.executable, str(script), docs, str(TOPICS), server], env=cluster,
+    run = subprocess.run([sys.executable, str(script), collection, str(TOPICS), server], env=env,
                          capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, f"{run.stdout}\n{run.stderr}"
     # Lines come as "(pid=..., node=...) ANSWER [...]" from the task processes.

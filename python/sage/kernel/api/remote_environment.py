@@ -18,6 +18,7 @@ import sys
 
 from sage import _native
 from sage.kernel.api.base_environment import BaseEnvironment, count_setting
+from sage.middleware.operators.rag import collections_dir
 
 DEFAULT_PORT = 19001
 
@@ -70,7 +71,11 @@ def _task_program(config):
         max_bundle_files=max_files,
         how_to_raise='raise the limits with RemoteEnvironment(..., config={"max_bundle_size": '
                      '"256MiB", "max_bundle_files": 50000}) or $SAGE_MAX_BUNDLE_SIZE',
-        environment=["PYTHONHASHSEED=" + os.environ.get("PYTHONHASHSEED", "0")],
+        environment=[
+            "PYTHONHASHSEED=" + os.environ.get("PYTHONHASHSEED", "0"),
+            # A bare RAG collection name means the submitter's directory in the task processes.
+            "SAGE_COLLECTIONS_DIR=" + collections_dir(),
+        ],
     )
 
 

@@ -24,8 +24,11 @@ generator instance keeps up to ``max_in_flight`` requests open. Records are SAGE
   ``(original, answer)``.
 
 A collection is named by a path (anything with a "/" in it, or starting with "."), or by a
-bare name, looked up as ``<state dir>/collections/<name>``, the state directory being
-``$SAGE_STATE_DIR`` or ``~/.sage`` (where ``build_collection`` puts a collection of that name).
+bare name, looked up in ``collections_dir()``: ``$SAGE_COLLECTIONS_DIR``, else
+``<state dir>/collections`` with the state directory ``$SAGE_STATE_DIR`` or ``~/.sage`` (where
+``build_collection`` puts a collection of that name). A job submitted with RemoteEnvironment
+takes the submitter's ``collections_dir()`` to its task processes, so a bare name means the same
+directory there (on a cluster of several machines it must be one every node can read).
 """
 
 import os
@@ -38,19 +41,28 @@ __all__ = [
     "OpenAIGeneratorOperator",
     "build_collection",
     "collection_path",
+    "collections_dir",
 ]
 
 
+def collections_dir():
+    """Where bare collection names live: ``$SAGE_COLLECTIONS_DIR``, else
+    ``<state dir>/collections`` (``$SAGE_STATE_DIR``, else ``~/.sage``), as an absolute path."""
+    explicit = os.environ.get("SAGE_COLLECTIONS_DIR")
+    if explicit:
+        return os.path.abspath(explicit)
+    state_dir = os.environ.get("SAGE_STATE_DIR") or os.path.join(os.path.expanduser("~"), ".sage")
+    return os.path.join(os.path.abspath(state_dir), "collections")
+
+
 def collection_path(collection):
-    """The directory of a collection: a path as it is, a bare name under
-    ``<state dir>/collections``."""
+    """The directory of a collection: a path as it is, a bare name under ``collections_dir()``."""
     collection = os.fspath(collection)
     if not collection:
         raise ValueError("collection: empty; give a collection's name or its directory")
     if os.sep in collection or collection.startswith("."):
         return os.path.abspath(collection)
-    state_dir = os.environ.get("SAGE_STATE_DIR") or os.path.join(os.path.expanduser("~"), ".sage")
-    return os.path.join(state_dir, "collections", collection)
+    return os.path.join(collections_dir(), collection)
 
 
 def build_collection(collection, documents, chunk_size=512, overlap=128, dim=384, shards=1,
