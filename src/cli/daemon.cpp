@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,9 +12,11 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <thread>
+#include <utility>
 
 #include "sage/error.hpp"
 
@@ -45,13 +48,53 @@ sigset_t termination_signals() {
   return signals;
 }
 
+// The pid written in the file `fd`, or 0.
+int pid_in(int fd) {
+  char text[32] = {};
+  const ssize_t n = ::pread(fd, text, sizeof text - 1, 0);
+  return n > 0 ? std::atoi(text) : 0;
+}
+
+// Names the process holding `path` in an error.
+[[noreturn]] void already_running(const std::string& path, int pid) {
+  throw Error("a sage process of this state directory is already running as pid " +
+              std::to_string(pid) + " (" + path +
+              "); stop it with `sage cluster stop`, or pass another --state-dir");
+}
+
 }  // namespace
 
+PidFile::PidFile(std::string path) : path_(std::move(path)) {
+  fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd_ < 0) throw Error("cannot open " + path_ + ": " + std::strerror(errno));
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int pid = pid_in(fd_);
+    ::close(fd_);
+    already_running(path_, pid);
+  }
+  const std::string text = std::to_string(getpid()) + "\n";
+  if (::ftruncate(fd_, 0) != 0 ||
+      ::pwrite(fd_, text.data(), text.size(), 0) != static_cast<ssize_t>(text.size())) {
+    const std::string reason = std::strerror(errno);
+    ::close(fd_);
+    throw Error("cannot write " + path_ + ": " + reason);
+  }
+}
+
+PidFile::~PidFile() {
+  ::unlink(path_.c_str());
+  ::close(fd_);
+}
+
 int running_pid(const std::string& pid_path) {
-  std::ifstream file(pid_path);
+  const int fd = ::open(pid_path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return 0;
+  // Locked: its process is running. Not locked: whoever wrote it has ended,
+  // and the pid in it may be anyone's now.
   int pid = 0;
-  if (file >> pid && alive(pid)) return pid;
-  return 0;
+  if (::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK) pid = pid_in(fd);
+  ::close(fd);
+  return pid > 0 && alive(pid) ? pid : 0;
 }
 
 bool terminate(int pid, int grace_seconds) {
@@ -69,11 +112,7 @@ bool terminate(int pid, int grace_seconds) {
 
 std::string start_daemon(const std::string& pid_path, const std::string& log_path,
                          const std::function<void(const ReadyFn&)>& serve) {
-  if (const int pid = running_pid(pid_path)) {
-    throw Error("a sage process of this state directory is already running as pid " +
-                std::to_string(pid) + " (" + pid_path +
-                "); stop it with `sage cluster stop`, or pass another --state-dir");
-  }
+  if (const int pid = running_pid(pid_path)) already_running(pid_path, pid);
   int report[2];
   if (pipe2(report, O_CLOEXEC) != 0)
     throw Error("cannot create a pipe: " + std::string(std::strerror(errno)));
@@ -91,13 +130,10 @@ std::string start_daemon(const std::string& pid_path, const std::string& log_pat
       dup2(log, STDERR_FILENO);
     }
     if (null >= 0) dup2(null, STDIN_FILENO);
-    {
-      std::ofstream file(pid_path, std::ios::trunc);
-      file << getpid() << '\n';
-    }
     int code = 0;
     bool reported = false;
     try {
+      const PidFile pid_file(pid_path);
       serve([&](const std::string& message) {
         if (reported) return;
         reported = true;
@@ -109,7 +145,6 @@ std::string start_daemon(const std::string& pid_path, const std::string& log_pat
       if (!reported) write_all(report[1], "-" + std::string(e.what()));
       code = 1;
     }
-    ::unlink(pid_path.c_str());
     std::fflush(stdout);
     std::fflush(stderr);
     _exit(code);

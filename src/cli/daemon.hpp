@@ -14,10 +14,28 @@ namespace sage::cli {
 // command prints.
 using ReadyFn = std::function<void(const std::string& message)>;
 
+// A pid file held for as long as its process serves: the file is locked
+// (flock), so that a process is running exactly while its file is locked,
+// whatever pid a file left by a crash (or a machine's restart) names.
+class PidFile {
+ public:
+  // Writes this process's pid to `path` and locks it; throws sage::Error when
+  // another process holds it.
+  explicit PidFile(std::string path);
+  // Removes the file and releases the lock.
+  ~PidFile();
+  PidFile(const PidFile&) = delete;
+  PidFile& operator=(const PidFile&) = delete;
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
 // Runs `serve` in a new session with stdout/stderr appended to `log_path` and
-// its pid in `pid_path`. Returns serve's ready message once it calls ready;
-// throws sage::Error with serve's error when it fails first. Throws when
-// `pid_path` names a process that is still running.
+// its pid in `pid_path` (a PidFile). Returns serve's ready message once it
+// calls ready; throws sage::Error with serve's error when it fails first.
+// Throws when `pid_path` names a process that is still running.
 std::string start_daemon(const std::string& pid_path, const std::string& log_path,
                          const std::function<void(const ReadyFn&)>& serve);
 
@@ -46,7 +64,7 @@ class TerminationHandler {
   std::thread thread_;
 };
 
-// The pid in `pid_path` if that process is alive, else 0.
+// The pid of the process that holds `pid_path` (a PidFile), else 0.
 int running_pid(const std::string& pid_path);
 
 // Sends SIGTERM to `pid`, waits up to `grace_seconds` for it to exit, then

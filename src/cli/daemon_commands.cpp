@@ -20,6 +20,7 @@
 
 #include "cli/daemon.hpp"
 #include "cli/output_format.hpp"
+#include "cluster/request_validation.hpp"
 #include "cluster/worker.hpp"
 #include "net/socket.hpp"
 #include "sage/error.hpp"
@@ -181,6 +182,8 @@ void serve_head(const GlobalOptions& global, const StartFlags& flags, const Read
   }
   if (!worker_error.empty()) {
     worker_thread.join();
+    // The head ends with its node: clients must not dial its ports.
+    std::filesystem::remove(cluster::head_info_path(global.state_dir));
     if (on_signal.signalled()) return;  // stopped while it joined: not an error
     throw Error(worker_error);
   }
@@ -244,6 +247,12 @@ int cluster_start(const GlobalOptions& global, StartFlags& flags) {
         "the head was started with --port)");
   }
   // Checked before anything is written, so a bad flag leaves no trace.
+  if (!flags.node.node_id.empty()) {
+    // It names the pid and log files, so it is checked here as the head would.
+    if (auto problem = cluster::problem_in_node_id("--node-id", flags.node.node_id)) {
+      throw CLI::ValidationError(*problem);
+    }
+  }
   if (flags.worker) {
     const net::Address head = parse_head_address(flags.head_address);
     if (flags.node.node_address.empty()) flags.node.node_address = address_towards_head(head);
@@ -269,7 +278,11 @@ int cluster_start(const GlobalOptions& global, StartFlags& flags) {
       serve_worker(global, flags, ready);
     }
   };
+  const std::string pid_path = global.state_dir + "/" + name + ".pid";
   if (flags.foreground) {
+    // Held like a daemon's: `sage cluster stop` finds it, and no second head or
+    // worker of the same name starts on this state directory meanwhile.
+    const PidFile pid_file(pid_path);
     bool announced = false;
     serve([&](const std::string& message) {
       if (!std::exchange(announced, true)) std::cout << message << std::endl;
@@ -277,7 +290,7 @@ int cluster_start(const GlobalOptions& global, StartFlags& flags) {
     return 0;
   }
   const std::string log = log_dir(global.state_dir) + "/" + name + ".log";
-  std::cout << start_daemon(global.state_dir + "/" + name + ".pid", log, serve) << "\n"
+  std::cout << start_daemon(pid_path, log, serve) << "\n"
             << "  log: " << log << std::endl;
   return 0;
 }

@@ -154,9 +154,30 @@ int job_submit(const GlobalOptions& global, const std::vector<std::string>& give
   }
   submitting_program = 0;
   const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  std::ifstream jobs(submitted.path());
-  std::string job_id;
-  if (jobs >> job_id) return code;
+  std::ifstream lines(submitted.path());
+  bool attempted = false;
+  std::vector<std::string> job_ids;
+  for (std::string line; std::getline(lines, line);) {
+    attempted = true;
+    if (line != cluster::kSubmittingLine) job_ids.push_back(line);
+  }
+  if (WIFSIGNALED(status)) {
+    // Interrupted (Ctrl-C, a kill): what it submitted goes with it, as its
+    // execute() would have seen to had it been a Python script.
+    for (const auto& id : job_ids) {
+      try {
+        const auto info = global.jobmanager().stop_job(id);
+        const auto state = info.state();
+        if (state == rpc::JobInfo::FINISHED || state == rpc::JobInfo::FAILED) continue;  // ended
+        std::cerr << "sage: stopped job " << id << ": " << command[0] << " ended by signal "
+                  << strsignal(WTERMSIG(status)) << std::endl;
+      } catch (const Error& e) {
+        std::cerr << "sage: error: " << e.what() << std::endl;
+      }
+    }
+  }
+  // A program that tried to submit said why it could not itself.
+  if (attempted) return code;
   std::cerr
       << "sage: error: " << command[0] << " ended ("
       << (WIFEXITED(status) ? "exit code " + std::to_string(code)

@@ -18,6 +18,9 @@
 #include "cli/slurm_commands.hpp"
 #include "cluster/cluster_config.hpp"
 #include "cluster/jobmanager_client.hpp"
+#include "net/rpc.hpp"
+#include "net/socket.hpp"
+#include "sage/error.hpp"
 
 namespace sage::cli {
 namespace {
@@ -96,11 +99,27 @@ int run(int argc, char** argv) {
                  "Where pid, log and token files live (default $SAGE_STATE_DIR, else ~/.sage)");
   app.add_option("--address", global.address,
                  "JobManager host:port (default $SAGE_ADDRESS, else the head started from this "
-                 "state directory, else 127.0.0.1:19001)");
+                 "state directory, else 127.0.0.1:19001)")
+      ->check([](const std::string& address) {
+        try {
+          if (net::Address::parse(address).port > 0) return std::string();
+        } catch (const Error&) {
+        }
+        return "--address '" + address +
+               "' is not <host>:<port> of a head's JobManager; e.g. --address=192.168.1.10:19001";
+      });
   app.add_option("--token", global.token,
                  "Cluster token (default $SAGE_TOKEN, else the token file in the state directory; "
                  "prefer those: sage blanks this flag's value in its process list entry, but "
-                 "other users may see it before that)");
+                 "other users may see it before that)")
+      ->check([](const std::string& token) {
+        try {
+          net::check_token_text(token, "--token");
+          return std::string();
+        } catch (const Error& e) {
+          return std::string(e.what());
+        }
+      });
   app.add_option("--tls-cert", global.tls.cert,
                  "This node's TLS certificate, PEM (head and workers; default $SAGE_TLS_CERT)");
   app.add_option("--tls-key", global.tls.key, "Its private key, PEM (default $SAGE_TLS_KEY)");

@@ -14,6 +14,7 @@
 #include <fstream>
 #include <random>
 
+#include "net/rpc.hpp"
 #include "sage/error.hpp"
 
 namespace sage::cluster {
@@ -62,11 +63,15 @@ void write_token(const std::string& path, const std::string& token) {
 
 std::string find_token(const std::string& state_dir) {
   if (const char* token = std::getenv("SAGE_TOKEN"); token != nullptr && *token != '\0') {
+    net::check_token_text(token, "SAGE_TOKEN");
     return token;
   }
   std::ifstream file(token_path(state_dir));
   std::string token;
-  if (file >> token && !token.empty()) return token;
+  if (file >> token && !token.empty()) {
+    net::check_token_text(token, "the token file " + token_path(state_dir));
+    return token;
+  }
   throw Error("no cluster token: SAGE_TOKEN is not set and " + token_path(state_dir) +
               " does not exist; copy the token file of the head (or its value into SAGE_TOKEN)");
 }

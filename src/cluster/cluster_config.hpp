@@ -26,8 +26,10 @@ constexpr const char* kResultFdVariable = "SAGE_RESULT_FD";
 // (by hand, or by a test) is not fenced.
 constexpr const char* kLeaseFdVariable = "SAGE_LEASE_FD";
 // Set by `sage job submit` for the program it runs: a file to which
-// RemoteEnvironment::submit appends the id of each job it submits.
+// RemoteEnvironment::submit appends kSubmittingLine as it starts a submit
+// (its own error then says why it failed) and the id of each job it submitted.
 constexpr const char* kSubmittedJobsVariable = "SAGE_SUBMITTED_JOBS";
+constexpr const char* kSubmittingLine = "submitting";
 
 using checkpoint::default_state_dir;
 // The token file of a head in `state_dir`.

@@ -36,6 +36,14 @@ std::string working_directory() {
   return getcwd(buffer, sizeof buffer) != nullptr ? buffer : "/";
 }
 
+// Appends `line` to the file of `sage job submit` that ran this program, if
+// it did (cluster::kSubmittedJobsVariable).
+void tell_sage_job_submit(const std::string& line) {
+  if (const char* file = std::getenv(cluster::kSubmittedJobsVariable); file != nullptr) {
+    std::ofstream(file, std::ios::app) << line << '\n';
+  }
+}
+
 // The host RemoteEnvironment's constructor defaults to.
 constexpr const char* kDefaultHost = "127.0.0.1";
 
@@ -138,6 +146,7 @@ std::string RemoteEnvironment::submit(bool autostop) {
   seal();
   if (is_task_process()) cluster::run_as_task_process(graph_, config_);
 
+  tell_sage_job_submit(cluster::kSubmittingLine);
   const graph::PhysicalPlan plan = graph::PhysicalPlan::build(*graph_, config_);
   client_ = std::make_unique<cluster::JobManagerClient>(cluster::JobManagerClientOptions{
       .address = address_,
@@ -206,9 +215,7 @@ std::string RemoteEnvironment::submit(bool autostop) {
   }
   job_id_ = client_->submit_job(std::move(request), program.executable,
                                 bundle ? bundle->path() : std::string());
-  if (const char* file = std::getenv(cluster::kSubmittedJobsVariable); file != nullptr) {
-    std::ofstream(file, std::ios::app) << job_id_ << '\n';  // tells `sage job submit`
-  }
+  tell_sage_job_submit(job_id_);
   if (autostop) wait();
   return job_id_;
 }

@@ -32,6 +32,22 @@ Problem check_text(const std::string& field, std::string_view value, std::size_t
   return std::nullopt;
 }
 
+// A job's or an operator's name: text without control characters, which
+// would forge lines and colours in the tables of `sage job list` and `status`.
+Problem check_name(const std::string& field, std::string_view value) {
+  if (auto problem = check_text(field, value, kMaxNameBytes)) return problem;
+  for (std::size_t i = 0; i < value.size(); ++i) {
+    const auto byte = static_cast<unsigned char>(value[i]);
+    if (byte < 0x20 || byte == 0x7f) {
+      return fmt::format(
+          "{} has the control character 0x{:02x} at byte {}; a name is shown in tables and "
+          "logs, so it must be printable (no newlines, tabs or escape sequences)",
+          field, byte, i);
+    }
+  }
+  return std::nullopt;
+}
+
 Problem check_required_text(const std::string& field, std::string_view value, std::size_t limit) {
   if (value.empty()) return field + " is empty; it must be given";
   return check_text(field, value, limit);
@@ -70,6 +86,10 @@ Problem check_hash(const std::string& field, std::string_view sha256) {
 }
 
 }  // namespace
+
+std::optional<std::string> problem_in_node_id(const std::string& field, std::string_view id) {
+  return check_node_id(field, id);
+}
 
 bool set_only_by_worker(std::string_view name) {
   return (name.starts_with("SAGE_") && name != "SAGE_COLLECTIONS_DIR") ||
@@ -139,7 +159,7 @@ std::string cut_text(std::string_view text, std::size_t max_bytes) {
 }
 
 Problem problem_in(const rpc::SubmitRequest& request, int max_instances_per_job) {
-  if (auto problem = check_text("name", request.name(), kMaxNameBytes)) return problem;
+  if (auto problem = check_name("name", request.name())) return problem;
   if (auto problem = check_hash("program_sha256", request.program_sha256())) return problem;
   if (static_cast<std::size_t>(request.args_size()) > kMaxArgs) {
     return fmt::format("args has {} arguments; it must have at most {}", request.args_size(),
@@ -182,8 +202,8 @@ Problem problem_in(const rpc::SubmitRequest& request, int max_instances_per_job)
     if (auto problem = check_resources(field + ".resources", chain.resources())) return problem;
     if (chain.operators().empty()) return field + ".operators is empty; a chain has an operator";
     for (int o = 0; o < chain.operators_size(); ++o) {
-      if (auto problem = check_text(fmt::format("{}.operators[{}]", field, o), chain.operators(o),
-                                    kMaxNameBytes)) {
+      if (auto problem =
+              check_name(fmt::format("{}.operators[{}]", field, o), chain.operators(o))) {
         return problem;
       }
     }

@@ -49,6 +49,10 @@ constexpr std::uint64_t kMaxMemoryBytes = std::uint64_t{1} << 46;  // 64 TiB
 // Python job's bare RAG collection names live, is the job's own setting.
 bool set_only_by_worker(std::string_view name);
 
+// Why `id` cannot be a node id (letters, digits, '.', '_' and '-', at most
+// kMaxIdBytes), naming it as `field`; nullopt when it can.
+std::optional<std::string> problem_in_node_id(const std::string& field, std::string_view id);
+
 std::optional<std::string> problem_in(const rpc::SubmitRequest& request, int max_instances_per_job);
 std::optional<std::string> problem_in(const rpc::JoinRequest& request);
 std::optional<std::string> problem_in(const rpc::NodeRef& request);

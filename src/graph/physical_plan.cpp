@@ -55,11 +55,15 @@ PhysicalPlan PhysicalPlan::build(const detail::LogicalGraph& graph, const Execut
   if (config.checkpoint_interval.count() > 0) {
     for (const auto& node : graph.nodes) {
       if (node.replayable) continue;
-      throw InvalidPlanError(
-          "source '" + node.name +
-          "' cannot replay its records after a failure, and the job has checkpoints on; give "
-          "its class save_state(sage::Writer&) and restore_state(sage::Reader&) for its "
-          "position (docs/fault-tolerance.md), or set checkpoint_interval to 0");
+      const std::string how =
+          node.how_to_replay.empty()
+              ? "give its class save_state(sage::Writer&) and restore_state(sage::Reader&) for "
+                "its position (docs/fault-tolerance.md)"
+              : node.how_to_replay;
+      throw InvalidPlanError("source '" + node.name +
+                             "' cannot replay its records after a failure, and the job has "
+                             "checkpoints on; " +
+                             how + ", or set checkpoint_interval to 0");
     }
   }
   PhysicalPlan plan;

@@ -1,6 +1,9 @@
 #include "net/rpc.hpp"
 
 #include <cstdint>
+#include <cstdio>
+
+#include "sage/error.hpp"
 
 namespace sage::net {
 
@@ -32,7 +35,29 @@ std::shared_ptr<grpc::ServerCredentials> server_credentials(const TlsFiles& tls)
   return grpc::SslServerCredentials(options);  // clients prove themselves with the token
 }
 
+void check_token_text(std::string_view token, const std::string& where) {
+  const std::string what_a_token_is =
+      "; a cluster token is printable ASCII without spaces, like the 32 hex digits of the token "
+      "file a head writes in its state directory";
+  if (token.empty()) throw Error(where + " is empty" + what_a_token_is);
+  if (token.size() > kMaxTokenBytes) {
+    throw Error(where + " has " + std::to_string(token.size()) + " bytes, over the " +
+                std::to_string(kMaxTokenBytes) + " a token may have" + what_a_token_is);
+  }
+  for (std::size_t i = 0; i < token.size(); ++i) {
+    const auto byte = static_cast<unsigned char>(token[i]);
+    if (byte <= 0x20 || byte >= 0x7f) {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "0x%02x", byte);
+      throw Error(where + " has the byte " + hex + " at position " + std::to_string(i) +
+                  what_a_token_is);
+    }
+  }
+}
+
 std::unique_ptr<grpc::ClientContext> make_context(const std::string& token) {
+  // No token is the head's to refuse (the caller then says why it had none).
+  if (!token.empty()) check_token_text(token, "the cluster token");
   auto context = std::make_unique<grpc::ClientContext>();
   context->AddMetadata(kTokenMetadata, token);
   return context;
@@ -86,6 +111,14 @@ std::string describe(const grpc::Status& status, const std::string& what,
                 ? " (with TLS on, also that the head uses TLS, with a certificate that names "
                   "this address, signed by the CA)"
                 : " (a head started with TLS needs --tls-ca or SAGE_TLS_CA here)");
+  }
+  if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+    // gRPC's own message is empty: the service there lacks the method.
+    return what + " at " + address +
+           ": the server there does not serve this call, so it is another port of a sage head or "
+           "another program; clients (sage job, RemoteEnvironment) use the head's JobManager "
+           "port (19001 unless --jobmanager-port, \"jobmanager\" in head.json), workers join "
+           "its cluster port (10001 unless --port, \"cluster\" in head.json)";
   }
   return what + " at " + address + ": " + status.error_message();
 }

@@ -34,7 +34,16 @@ std::shared_ptr<grpc::ServerCredentials> server_credentials(const TlsFiles& tls)
 // UTF-8, and program output or an exception's message may be anything.
 std::string valid_utf8(std::string_view text);
 
-// A client context carrying the token, with an optional deadline.
+// The longest cluster token: it travels in every call's metadata.
+constexpr std::size_t kMaxTokenBytes = 1024;
+
+// Throws sage::Error, naming `where` the token came from ("SAGE_TOKEN", a
+// file, "--token"), unless `token` is 1 to kMaxTokenBytes printable ASCII
+// characters without spaces: gRPC refuses other metadata by aborting.
+void check_token_text(std::string_view token, const std::string& where);
+
+// A client context carrying the token (checked with check_token_text unless
+// empty).
 std::unique_ptr<grpc::ClientContext> make_context(const std::string& token);
 
 // Whether `given` is `token`, compared in constant time (in the token's length).

@@ -31,19 +31,55 @@ std::shared_ptr<const detail::EdgeFactory> forward_edge() {
   return edge;
 }
 
+// The type and value of a Python object, for errors ("str '4'").
+std::string described(const py::handle& value) {
+  return std::string(Py_TYPE(value.ptr())->tp_name) + " " + py::repr(value).cast<std::string>();
+}
+
+// An operator's parallelism as given: None (the default) or a whole number; the
+// engine checks its range.
+std::optional<int> parallelism_of(const py::handle& parallelism) {
+  if (parallelism.is_none()) return std::nullopt;
+  if (!PyLong_Check(parallelism.ptr()) || PyBool_Check(parallelism.ptr())) {
+    throw InvalidPlanError("parallelism must be a whole number of instances (1 or more), got " +
+                           described(parallelism));
+  }
+  const auto number = parallelism.cast<py::int_>();
+  if (number < py::int_(-1) || number > py::int_(1 << 20)) {
+    throw InvalidPlanError("parallelism is " + described(parallelism) +
+                           "; it must be a whole number of instances (1 or more)");
+  }
+  return number.cast<int>();
+}
+
 // name, parallelism and resources as the engine's Options.
-Options make_options(const std::string& name, std::optional<int> parallelism,
-                     const std::optional<py::dict>& resources) {
-  Options options{.name = name, .parallelism = parallelism, .resources = std::nullopt};
-  if (resources) {
+Options make_options(const std::string& name, const py::handle& parallelism,
+                     const py::handle& resources_given) {
+  Options options{
+      .name = name, .parallelism = parallelism_of(parallelism), .resources = std::nullopt};
+  if (!resources_given.is_none()) {
+    if (!PyDict_Check(resources_given.ptr())) {
+      throw InvalidPlanError(
+          "resources must be a dict of num_cpus, memory (e.g. \"8GB\") and num_gpus, got " +
+          described(resources_given));
+    }
+    const auto resources = py::reinterpret_borrow<py::dict>(resources_given);
     Resources r;
-    for (const auto& [key, value] : *resources) {
+    for (const auto& [key, value] : resources) {
       const auto field = py::str(key).cast<std::string>();
       if (field == "num_cpus") {
+        if ((!PyLong_Check(value.ptr()) && !PyFloat_Check(value.ptr())) ||
+            PyBool_Check(value.ptr())) {
+          throw InvalidPlanError("resources: num_cpus must be a number, got " + described(value));
+        }
         r.num_cpus = value.cast<double>();
       } else if (field == "memory") {
         r.memory = py::str(value).cast<std::string>();
       } else if (field == "num_gpus") {
+        if (!PyLong_Check(value.ptr()) || PyBool_Check(value.ptr())) {
+          throw InvalidPlanError("resources: num_gpus must be a whole number, got " +
+                                 described(value));
+        }
         r.num_gpus = value.cast<int>();
       } else {
         throw InvalidPlanError("resources: unknown field '" + field +
@@ -55,19 +91,53 @@ Options make_options(const std::string& name, std::optional<int> parallelism,
   return options;
 }
 
+// config[field] as a number of seconds (an int or a float, 0 or more).
+double seconds_in(const std::string& field, const py::handle& value) {
+  const bool number =
+      (PyLong_Check(value.ptr()) || PyFloat_Check(value.ptr())) && !PyBool_Check(value.ptr());
+  const double seconds = number ? value.cast<double>() : -1;
+  if (!number || !(seconds >= 0) || seconds > 1e9) {
+    throw InvalidPlanError("config['" + field + "'] must be a number of seconds (0 or more), got " +
+                           described(value));
+  }
+  return seconds;
+}
+
+// config[field] as a whole number from `least` up.
+std::int64_t whole_in(const std::string& field, const py::handle& value, std::int64_t least) {
+  if (!PyLong_Check(value.ptr()) || PyBool_Check(value.ptr())) {
+    throw InvalidPlanError("config['" + field + "'] must be a whole number, got " +
+                           described(value));
+  }
+  const auto number = value.cast<py::int_>();
+  if (number < py::int_(least) || number > py::int_(std::int64_t{1} << 40)) {
+    throw InvalidPlanError("config['" + field + "'] is " + described(value) +
+                           "; it must be a whole number from " + std::to_string(least) + " up");
+  }
+  return number.cast<std::int64_t>();
+}
+
 // The engine settings a job's config dict may hold (the other keys are the
-// user's own): checkpoints and restarts, times in seconds.
+// user's own): the data plane's batches, checkpoints and restarts; times in
+// seconds.
 ExecutionConfig execution_config(const py::dict& config) {
   ExecutionConfig execution;
-  const auto millis = [](const py::handle& seconds) {
-    return std::chrono::milliseconds(static_cast<std::int64_t>(seconds.cast<double>() * 1000));
+  const auto millis = [](const std::string& field, const py::handle& seconds) {
+    return std::chrono::milliseconds(static_cast<std::int64_t>(seconds_in(field, seconds) * 1e3));
   };
   for (const auto& [key, value] : config) {
     const auto field = py::str(key).cast<std::string>();
-    if (field == "checkpoint_interval") {
-      execution.checkpoint_interval = millis(value);
+    if (field == "batch_size") {
+      execution.batch_size = static_cast<std::size_t>(whole_in(field, value, 1));
+    } else if (field == "channel_capacity") {
+      execution.channel_capacity = static_cast<std::size_t>(whole_in(field, value, 1));
+    } else if (field == "linger") {
+      execution.linger =
+          std::chrono::microseconds(static_cast<std::int64_t>(seconds_in(field, value) * 1e6));
+    } else if (field == "checkpoint_interval") {
+      execution.checkpoint_interval = millis(field, value);
     } else if (field == "checkpoint_timeout") {
-      execution.checkpoint_timeout = millis(value);
+      execution.checkpoint_timeout = millis(field, value);
     } else if (field == "checkpoint_directory") {
       execution.checkpoint_directory = py::str(value).cast<std::string>();
     } else if (field == "checkpoint_mode") {
@@ -79,11 +149,11 @@ ExecutionConfig execution_config(const py::dict& config) {
       execution.checkpoint_mode =
           mode == "exactly_once" ? CheckpointMode::kExactlyOnce : CheckpointMode::kAtLeastOnce;
     } else if (field == "retained_checkpoints") {
-      execution.retained_checkpoints = value.cast<int>();
+      execution.retained_checkpoints = static_cast<int>(whole_in(field, value, 1));
     } else if (field == "restart_attempts") {
-      execution.restart_attempts = value.cast<int>();
+      execution.restart_attempts = static_cast<int>(whole_in(field, value, 0));
     } else if (field == "restart_delay") {
-      execution.restart_delay = millis(value);
+      execution.restart_delay = millis(field, value);
     }
   }
   execution.validate();
@@ -248,7 +318,11 @@ class Environment {
         detail::operator_factory([kind, p, stop](detail::OperatorSetup& setup) {
           return make_source(kind, p, stop, setup);
         }));
-    graph_->nodes[static_cast<std::size_t>(id)].replayable = replayable;
+    auto& node = graph_->nodes[static_cast<std::size_t>(id)];
+    node.replayable = replayable;
+    node.how_to_replay =
+        "give its class save_state(self) (returning its position, picklable) and "
+        "restore_state(self, state) (docs/python.md, \"Checkpoints\")";
     return Stream{graph_, {{id, detail::Partitioning::kDefault, forward_edge()}}, {}, {}};
   }
 
@@ -415,8 +489,7 @@ PYBIND11_MODULE(_native, m) {
       .def(
           "transform",
           [](const Stream& s, TransformKind kind, const py::object& factory,
-             const std::string& name, std::optional<int> parallelism,
-             const std::optional<py::dict>& resources) {
+             const std::string& name, const py::object& parallelism, const py::object& resources) {
             return s.transform(kind, factory, make_options(name, parallelism, resources));
           },
           py::arg("kind"), py::arg("factory"), py::arg("name"), py::arg("parallelism"),
@@ -429,11 +502,11 @@ PYBIND11_MODULE(_native, m) {
            })
       .def("partition_custom",
            [](const Stream& s, const py::object& partitioner_factory,
-              std::optional<int> parallelism) {
+              const py::object& parallelism) {
              Stream result = s.partitioned(
                  sage::detail::Partitioning::kCustom,
                  std::make_shared<const PyEdgeFactory>(to_object(partitioner_factory)));
-             result.default_parallelism = parallelism;
+             result.default_parallelism = parallelism_of(parallelism);
              return result;
            })
       .def("rebalance",
@@ -448,7 +521,7 @@ PYBIND11_MODULE(_native, m) {
       .def(
           "native",
           [](const Stream& s, const NativeOperator& op, const std::string& name,
-             std::optional<int> parallelism, const std::optional<py::dict>& resources) {
+             const py::object& parallelism, const py::object& resources) {
             return s.native(op,
                             make_options(name.empty() ? op.name : name, parallelism, resources));
           },
@@ -460,8 +533,8 @@ PYBIND11_MODULE(_native, m) {
   m.def(
       "comap",
       [](const std::vector<const Stream*>& streams, const py::object& factory,
-         const std::string& name, std::optional<int> parallelism,
-         const std::optional<py::dict>& resources, TransformKind kind) {
+         const std::string& name, const py::object& parallelism, const py::object& resources,
+         TransformKind kind) {
         if (streams.size() < 2) throw sage::InvalidPlanError("comap needs at least two streams");
         return Stream::attach(streams, kind, factory, make_options(name, parallelism, resources));
       },
@@ -484,7 +557,7 @@ PYBIND11_MODULE(_native, m) {
           "source",
           [](Environment& e, SourceKind kind, const py::object& payload,
              const py::object& stop_type, bool replayable, const std::string& name,
-             std::optional<int> parallelism, const std::optional<py::dict>& resources) {
+             const py::object& parallelism, const py::object& resources) {
             return e.source(kind, payload, stop_type, replayable,
                             make_options(name, parallelism, resources));
           },

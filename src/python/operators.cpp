@@ -12,6 +12,7 @@
 
 #include "python/bound_function.hpp"
 #include "python/key_hash.hpp"
+#include "sage/detail/linger_clock.hpp"
 
 namespace sage::python {
 namespace {
@@ -406,8 +407,9 @@ class SourceOperator final : public detail::SourceOperator {
       }
       return next_ < size;
     }
-    // A slow function must not hold records back: check the clock now and then.
-    constexpr std::size_t kRecordsPerClockCheck = 64;
+    // A slow function must not hold records back past the linger; a call of
+    // Python costs far more than reading the clock, so after every record.
+    detail::LingerClock linger(deadline, /*max_stride=*/1);
     while (out_.size() < max_records) {
       Object value = Object::steal(PyObject_CallNoArgs(instance_.call()));
       if (!value) throw_python_error();
@@ -424,10 +426,7 @@ class SourceOperator final : public detail::SourceOperator {
         }
       }
       out_.push_back(std::move(value));
-      if (out_.size() % kRecordsPerClockCheck == 0 &&
-          std::chrono::steady_clock::now() >= deadline) {
-        break;
-      }
+      if (linger.due()) break;
     }
     return true;
   }

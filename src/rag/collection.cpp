@@ -220,12 +220,19 @@ Collection Collection::open(const fs::path& directory, int ef,
   collection.dim_ = first["embedder"]["dim"].get<int>();
   for (int shard = 0; shard < shards; ++shard) {
     const json manifest = shard == 0 ? first : reader.manifest(shard);
-    if (manifest["build"] != first["build"] || manifest["shards"] != first["shards"] ||
-        manifest["embedder"] != first["embedder"]) {
+    if (manifest["build"] != first["build"]) {
       reader.fail(shard_name(shard) + " belongs to another build (job " +
                   manifest["build"].get<std::string>() + ") than shard-0 (job " +
                   first["build"].get<std::string>() +
                   "), whose IndexWriter did not finish; build the collection again");
+    }
+    for (const char* field : {"shards", "embedder"}) {
+      if (manifest[field] != first[field]) {
+        reader.fail(shard_name(shard) + "/manifest.json says " + field + " " +
+                    manifest[field].dump() + ", shard-0's says " + first[field].dump() +
+                    ", though both come from build " + first["build"].get<std::string>() +
+                    "; the files were changed after the build: build the collection again");
+      }
     }
     if (shard % selection.instances != selection.instance) continue;
     const std::string kind = manifest["index"].get<std::string>();

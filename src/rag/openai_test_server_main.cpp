@@ -16,12 +16,17 @@
 
 namespace {
 
-[[noreturn]] void usage(const char* program, const std::string& problem) {
-  std::fprintf(stderr,
-               "%s: %s\nusage: %s [--port N] [--api-key KEY] [--latency-ms N] "
+void print_usage(std::FILE* to, const char* program) {
+  std::fprintf(to,
+               "usage: %s [--port N] [--api-key KEY] [--latency-ms N] "
                "[--token-delay-ms N] [--rate-429 F] [--rate-500 F] [--retry-after-ms N] "
                "[--retry-after-s N] [--seed N] [--threads N]\n",
-               program, problem.c_str(), program);
+               program);
+}
+
+[[noreturn]] void usage(const char* program, const std::string& problem) {
+  std::fprintf(stderr, "%s: %s\n", program, problem.c_str());
+  print_usage(stderr, program);
   std::exit(2);
 }
 
@@ -31,6 +36,10 @@ int main(int argc, char** argv) {
   sage::rag::OpenAITestServerOptions options;
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
+    if (flag == "--help" || flag == "-h") {
+      print_usage(stdout, argv[0]);
+      return 0;
+    }
     if (i + 1 >= argc) usage(argv[0], flag + " needs a value");
     const std::string value = argv[++i];
     try {

@@ -1,10 +1,14 @@
 // Backpressure and end-of-stream: a slow consumer slows its producers with
 // bounded queues, nothing is lost when instances run at very different speeds,
-// and stop() ends an unbounded job after draining it.
+// stop() ends an unbounded job after draining it, and a slow source's records
+// do not wait for its later ones.
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
 #include <thread>
 
 #include "support/collect.hpp"
@@ -14,6 +18,40 @@ namespace {
 
 using testing::Collected;
 using testing::CollectSink;
+
+// A source that gives record n only once the sink has seen record n - 1 (as a
+// source waiting for replies to what it sent would): with a linger of 0 every
+// record must leave at once, not wait in a partly filled batch for the next.
+TEST(FlowControlTest, ASourceThatWaitsForItsDataSendsEachRecordWithinTheLinger) {
+  constexpr long long kRecords = 200;
+  std::mutex mutex;
+  std::condition_variable seen_changed;
+  long long seen = 0;
+  bool stuck = false;
+  ExecutionConfig config;
+  config.linger = std::chrono::microseconds(0);
+  LocalEnvironment env("waiting-source", config);
+  long long next = 0;
+  env.from_source([&]() -> std::optional<long long> {
+       std::unique_lock lock(mutex);
+       if (next == kRecords) return std::nullopt;
+       // The deadline only ends a failing run: a held record is never seen.
+       if (!seen_changed.wait_for(lock, std::chrono::seconds(5), [&] { return seen == next; })) {
+         stuck = true;
+         return std::nullopt;
+       }
+       return next++;
+     })
+      .rebalance()
+      .sink([&](long long) {
+        std::lock_guard lock(mutex);
+        ++seen;
+        seen_changed.notify_all();
+      });
+  env.execute();
+  EXPECT_FALSE(stuck) << "record " << seen << " waited in the source's batch for the next one";
+  EXPECT_EQ(seen, kRecords);
+}
 
 TEST(FlowControlTest, SlowSinkBlocksSourceWithBoundedQueues) {
   ExecutionConfig config;

@@ -237,6 +237,18 @@ TEST_F(JobManagerClientTest, SubmitUploadsTheProgramInChunksWhenTheHeadLacksIt) 
   EXPECT_EQ(service_.uploads, 1) << "a program the head has is not sent again";
 }
 
+// A server without the call (FakeJobManager has no StopJob), as the head's
+// cluster port is to a client: the error says which port is which.
+TEST_F(JobManagerClientTest, AServerWithoutTheCallIsCalledAnotherPort) {
+  const std::string error = error_of([&] { client().stop_job("j1"); });
+  EXPECT_EQ(error.find("cannot stop job j1 at " + address() +
+                       ": the server there does not serve this call, so it is another port"),
+            0u)
+      << error;
+  EXPECT_NE(error.find("JobManager port (19001 unless --jobmanager-port"), std::string::npos)
+      << error;
+}
+
 TEST_F(JobManagerClientTest, AnUploadTheHeadRefusesNamesWhatWasUploaded) {
   const std::string program = state_dir_.file("program");
   const std::string bundle = state_dir_.file("bundle");

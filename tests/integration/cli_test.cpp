@@ -49,23 +49,73 @@ TEST_F(CliTest, HeadsStoppedBySigtermExitCleanlyEveryTime) {
 
 TEST_F(CliTest, StopSaysWhenADaemonDidNotEndCleanly) {
   // A process that dies of SIGTERM without the daemon's clean exit, as a
-  // crashing head would, standing in for the head of this state directory.
-  ChildProcess crashing({"/bin/sleep", "600"}, {});
-  {
-    std::ofstream pid_file(state_dir_ + "/head.pid");
-    pid_file << crashing.pid() << '\n';
-  }
+  // crashing head would, standing in for the head of this state directory:
+  // flock(1) holds head.pid locked while the sleep whose pid it holds runs.
+  const std::string pid_path = state_dir_ + "/head.pid";
+  ChildProcess crashing(
+      {"/usr/bin/flock", pid_path, "/bin/sh", "-c", "echo $$ > " + pid_path + "; exec sleep 600"},
+      {});
+  ASSERT_TRUE(eventually([&] { return pid_of("head") > 0; }, 10s)) << "no pid in " << pid_path;
+  const int sleeping = pid_of("head");
   std::thread reaper([&] { crashing.wait(30s); });  // so that it does not stay a zombie
   const Outcome stop = cli({"cluster", "stop"});
   reaper.join();
   EXPECT_EQ(stop.code, 1) << stop.output;
-  EXPECT_NE(stop.output.find("head (pid " + std::to_string(crashing.pid()) +
+  EXPECT_NE(stop.output.find("head (pid " + std::to_string(sleeping) +
                              ") did not stop cleanly: it crashed or was killed while stopping; "
                              "see its log " +
                              state_dir_ + "/logs/head.log"),
             std::string::npos)
       << stop.output;
   EXPECT_EQ(stop.output.find("stopped head"), std::string::npos) << stop.output;
+}
+
+// A pid file that no process holds (its head was killed, or the machine
+// restarted) names a pid that may be anyone's now: stop leaves it alone.
+TEST_F(CliTest, StopLeavesAloneTheProcessAStalePidFileNames) {
+  ChildProcess bystander({"/bin/sleep", "600"}, {});
+  {
+    std::ofstream pid_file(state_dir_ + "/head.pid");
+    pid_file << bystander.pid() << '\n';
+  }
+  const Outcome stop = cli({"cluster", "stop"});
+  EXPECT_EQ(stop.code, 0) << stop.output;
+  EXPECT_NE(stop.output.find("no sage head or worker of " + state_dir_ + " is running"),
+            std::string::npos)
+      << stop.output;
+  EXPECT_TRUE(process_alive(bystander.pid())) << "stop killed a process no head of it held";
+  EXPECT_FALSE(std::filesystem::exists(state_dir_ + "/head.pid")) << "the stale file stayed";
+  kill(bystander.pid(), SIGKILL);
+  bystander.wait(30s);
+
+  // Nor does a stale file keep a head from starting.
+  {
+    std::ofstream pid_file(state_dir_ + "/head.pid");
+    pid_file << getpid() << '\n';
+  }
+  ASSERT_NO_FATAL_FAILURE(start_head());
+}
+
+// A foreground head holds its pid file as a daemon does: a second head on the
+// same state directory is refused, and `sage cluster stop` stops it.
+TEST_F(CliTest, AForegroundHeadHoldsItsStateDirectory) {
+  ChildProcess head({SAGE_CLI_BINARY, "cluster", "start", "--head", "--foreground", "--port", "0",
+                     "--jobmanager-port", "0", "--dashboard-port", "0", "--num-cpus", "0"},
+                    env());
+  ASSERT_TRUE(head.wait_for_output("Stop it with: sage cluster stop", 20s)) << head.output();
+  const Outcome second = cli({"cluster", "start", "--head", "--port", "0", "--jobmanager-port", "0",
+                              "--dashboard-port", "0", "--num-cpus", "0"});
+  EXPECT_EQ(second.code, 1) << second.output;
+  EXPECT_NE(second.output.find("is already running as pid " + std::to_string(head.pid())),
+            std::string::npos)
+      << second.output;
+  const Outcome stop = cli({"cluster", "stop"});
+  EXPECT_EQ(stop.code, 0) << stop.output;
+  EXPECT_NE(stop.output.find("stopped head (pid " + std::to_string(head.pid()) + ")"),
+            std::string::npos)
+      << stop.output;
+  ASSERT_TRUE(head.wait(20s)) << head.output();
+  EXPECT_EQ(head.exit_code(), 0) << head.output();
 }
 
 TEST_F(CliTest, ATokenGivenAsAFlagLeavesTheProcessListAndTheBannerPointsElsewhere) {
@@ -182,6 +232,37 @@ TEST_F(CliTest, SubmitPassesSignalsOnToTheProgram) {
       << submit.output();
 }
 
+// Ctrl-C on `sage job submit` ends the program, and the job it submitted goes
+// with it rather than run on (here: start once a node has room) unwatched.
+TEST_F(CliTest, AnInterruptedProgramTakesItsJobWithIt) {
+  head_cpus_ = "0";  // no room: the job waits
+  ASSERT_NO_FATAL_FAILURE(start_head());
+  ChildProcess waiting({SAGE_CLI_BINARY, "job", "submit", SAGE_CLUSTER_JOB_BINARY, "pair"}, env());
+  ASSERT_TRUE(waiting.wait_for_output("is waiting", 20s)) << waiting.output();
+  const std::string job_id = job_id_in(waiting.output());
+  ASSERT_EQ(kill(waiting.pid(), SIGINT), 0);
+  ASSERT_TRUE(waiting.wait(20s)) << waiting.output();
+  EXPECT_EQ(waiting.exit_code(), 128 + SIGINT) << waiting.output();
+  EXPECT_NE(waiting.output().find("sage: stopped job " + job_id + ": " + SAGE_CLUSTER_JOB_BINARY +
+                                  " ended by signal Interrupt"),
+            std::string::npos)
+      << waiting.output();
+  EXPECT_EQ(waiting.output().find("without submitting a job"), std::string::npos)
+      << waiting.output();
+  EXPECT_EQ(job_state(job_id), "STOPPED");
+}
+
+// A program that tried to submit and was refused has said why: no second
+// error claims it never submitted.
+TEST_F(CliTest, ARefusedSubmitIsTheOnlyError) {
+  ASSERT_NO_FATAL_FAILURE(start_head());
+  const Outcome refused = cli({"job", "submit", SAGE_CLUSTER_JOB_BINARY, "pair"},
+                              {"SAGE_TOKEN=f00dfeedf00dfeedf00dfeedf00dfeed"});
+  EXPECT_EQ(refused.code, 1) << refused.output;
+  EXPECT_NE(refused.output.find("wrong cluster token"), std::string::npos) << refused.output;
+  EXPECT_EQ(refused.output.find("without submitting a job"), std::string::npos) << refused.output;
+}
+
 TEST_F(CliTest, AProgramWaitingForResourcesSaysWhyAndWhenItStarts) {
   ASSERT_NO_FATAL_FAILURE(start_cluster());
   const std::string holder = submit_endless("reserving");  // 2 CPUs on each of the 3 nodes
@@ -253,6 +334,20 @@ TEST_F(CliTest, BadFlagValuesAreRefusedWithTheFix) {
                  "--num-gpus: must be a number of 0 or more, got '-2'");
   EXPECT_EQ(cli({"cluster", "start", "--head", "--num-cpus", "-1"}).output.find("e+308"),
             std::string::npos);
+  // The node id names the pid and log files: checked before they are made.
+  expect_refused(
+      {"cluster", "start", "--worker", "--head-address=127.0.0.1:10001", "--node-id", "a/b"}, 2,
+      "--node-id 'a/b' has a character other than letters, digits, '.', '_' and '-'");
+  expect_refused({"--token", "abc def", "job", "list"}, 2,
+                 "--token has the byte 0x20 at position 3; a cluster token is printable ASCII");
+  expect_refused({"--address", "127.0.0.1:99999", "job", "list"}, 2,
+                 "--address '127.0.0.1:99999' is not <host>:<port> of a head's JobManager");
+  // A token that cannot travel in a call is one line, not an abort inside gRPC.
+  ASSERT_NO_FATAL_FAILURE(start_head());
+  const Outcome control = cli({"job", "list"}, {"SAGE_TOKEN=abc\ndef"});
+  EXPECT_EQ(control.code, 1) << control.output;
+  EXPECT_NE(control.output.find("SAGE_TOKEN has the byte 0x0a at position 3"), std::string::npos)
+      << control.output;
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
 #include <sage/rag.hpp>
 
 #include "support/temp_dir.hpp"
@@ -114,6 +115,19 @@ TEST(Collection, RefusesShardsOfDifferentBuilds) {
   fs::copy(other.file("shard-1"), dir.file("shard-1"));
   EXPECT_NE(open_error(dir.path()).find("shard-1 belongs to another build (job job-2)"),
             std::string::npos);
+}
+
+TEST(Collection, RefusesShardsOfOneBuildThatDisagreeNamingTheField) {
+  testing::TempDir dir;
+  write_collection(dir.path(), sample_chunks(10), 2);
+  nlohmann::json manifest = nlohmann::json::parse(std::ifstream(dir.file("shard-1/manifest.json")));
+  manifest["embedder"]["dim"] = 7;
+  std::ofstream(dir.file("shard-1/manifest.json")) << manifest.dump();
+  const std::string error = open_error(dir.path());
+  EXPECT_NE(error.find("shard-1/manifest.json says embedder {\"dim\":7,"), std::string::npos)
+      << error;
+  EXPECT_NE(error.find("the files were changed after the build"), std::string::npos) << error;
+  EXPECT_EQ(error.find("belongs to another build"), std::string::npos) << error;
 }
 
 TEST(Collection, RefusesCorruptFiles) {

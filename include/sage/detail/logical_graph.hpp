@@ -161,8 +161,10 @@ struct LogicalNode {
   int num_inputs = 0;  // 0 for sources, 2 for connect
   bool keyed = false;
   // A source that can save and restore its position (always true for other
-  // operators); a job with checkpoints needs every source to be.
+  // operators); a job with checkpoints needs every source to be. How a source
+  // that cannot is made to, in its language's terms (empty: C++'s).
   bool replayable = true;
+  std::string how_to_replay;
   std::shared_ptr<const OperatorFactory> factory;
 };
 

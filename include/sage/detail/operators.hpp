@@ -15,6 +15,7 @@
 
 #include "sage/detail/batch.hpp"
 #include "sage/detail/instance_metrics.hpp"
+#include "sage/detail/linger_clock.hpp"
 #include "sage/functions.hpp"
 #include "sage/options.hpp"
 #include "sage/runtime_context.hpp"
@@ -402,13 +403,12 @@ class SourceOperatorImpl final : public SourceOperator, private FunctionHolder<S
   void notify_checkpoint_complete(std::uint64_t id) override { this->notify_function(id); }
 
   bool produce(std::size_t max_records, std::chrono::steady_clock::time_point deadline) override {
-    // Reading the clock costs about as much as a cheap record, so check it
-    // once per this many records.
-    constexpr std::size_t kRecordsPerClockCheck = 64;
     bool more = true;
     out_.clear();
     {
       ScopedTimer timer(this->metrics_->busy_ns);
+      // Cheap records: the clock costs about as much as one of them.
+      LingerClock linger(deadline, /*max_stride=*/64);
       run_user_code(this->ctx_, *this->metrics_, [&] {
         while (out_.size() < max_records) {
           std::optional<T> next = call_next(this->function_);
@@ -417,10 +417,7 @@ class SourceOperatorImpl final : public SourceOperator, private FunctionHolder<S
             break;
           }
           out_.push_back(std::move(*next));
-          if (out_.size() % kRecordsPerClockCheck == 0 &&
-              std::chrono::steady_clock::now() >= deadline) {
-            break;
-          }
+          if (linger.due()) break;
         }
       });
     }
