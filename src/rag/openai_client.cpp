@@ -246,6 +246,7 @@ struct OpenAIClient::Loop {
       return;
     }
     if (m.requests) m.requests->inc();
+    if (t.call.readers) ++streaming;
     active.emplace(t.easy, std::move(transfer));
     if (m.in_flight) m.in_flight->set(static_cast<double>(active.size()));
   }
@@ -262,6 +263,7 @@ struct OpenAIClient::Loop {
   void end(std::map<CURL*, std::unique_ptr<Transfer>>::iterator found, CURLcode code) {
     std::unique_ptr<Transfer> transfer = std::move(found->second);
     active.erase(found);
+    if (transfer->call.readers) --streaming;
     curl_multi_remove_handle(multi, transfer->easy);
     if (m.in_flight) m.in_flight->set(static_cast<double>(active.size()));
     finish(*transfer, code);
@@ -277,6 +279,7 @@ struct OpenAIClient::Loop {
   // returns when the next one would be.
   Clock::time_point end_silent(Clock::time_point now) {
     Clock::time_point next = now + kIdlePoll;
+    if (streaming == 0) return next;
     for (auto it = active.begin(); it != active.end();) {
       const Transfer& t = *it->second;
       const auto current = it++;
@@ -460,6 +463,7 @@ struct OpenAIClient::Loop {
   std::multimap<Clock::time_point, Call> waiting;  // retries, by when they are due
   std::multimap<Clock::time_point, std::function<void()>> timers;
   std::map<CURL*, std::unique_ptr<Transfer>> active;
+  std::size_t streaming = 0;  // streamed calls among `active`
   TokenBucket requests;
   TokenBucket tokens;
   Clock::time_point paced_until{};
