@@ -84,11 +84,14 @@ struct OpenAIClient::Loop {
     curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS,
                       static_cast<long>(settings.max_in_flight));
     curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, static_cast<long>(settings.max_in_flight));
-    headers = curl_slist_append(headers, "Content-Type: application/json");
-    headers = curl_slist_append(headers, "Accept: application/json");
-    headers = curl_slist_append(headers, "Expect:");  // no 100-continue round trip
-    if (!settings.api_key.empty())
-      headers = curl_slist_append(headers, ("Authorization: Bearer " + settings.api_key).c_str());
+    for (auto [list, accept] : {std::pair{&headers, "Accept: application/json"},
+                                std::pair{&stream_headers, "Accept: text/event-stream"}}) {
+      *list = curl_slist_append(*list, "Content-Type: application/json");
+      *list = curl_slist_append(*list, accept);
+      *list = curl_slist_append(*list, "Expect:");  // no 100-continue round trip
+      if (!settings.api_key.empty())
+        *list = curl_slist_append(*list, ("Authorization: Bearer " + settings.api_key).c_str());
+    }
     if (metrics != nullptr) {
       m.requests = &metrics->counter("openai_requests");
       m.retries = &metrics->counter("openai_retries");
@@ -106,6 +109,7 @@ struct OpenAIClient::Loop {
     active.clear();  // easy handles first: they must leave the multi handle before it goes
     for (CURL* easy : spares) curl_easy_cleanup(easy);
     curl_slist_free_all(headers);
+    curl_slist_free_all(stream_headers);
     curl_multi_cleanup(multi);
   }
 
@@ -224,7 +228,7 @@ struct OpenAIClient::Loop {
     curl_easy_setopt(t.easy, CURLOPT_POSTFIELDS, t.call.body.data());
     curl_easy_setopt(t.easy, CURLOPT_POSTFIELDSIZE_LARGE,
                      static_cast<curl_off_t>(t.call.body.size()));
-    curl_easy_setopt(t.easy, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(t.easy, CURLOPT_HTTPHEADER, t.call.readers ? stream_headers : headers);
     curl_easy_setopt(t.easy, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
     curl_easy_setopt(t.easy, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(timeout.count()));
     curl_easy_setopt(t.easy, CURLOPT_NOSIGNAL, 1L);
@@ -436,8 +440,9 @@ struct OpenAIClient::Loop {
 
   const ClientSettings& settings;
   CURLM* multi = nullptr;
-  curl_slist* headers = nullptr;  // the same for every request
-  std::vector<CURL*> spares;      // easy handles of ended attempts, for the next ones
+  curl_slist* headers = nullptr;         // the same for every request
+  curl_slist* stream_headers = nullptr;  // the same, accepting an event stream
+  std::vector<CURL*> spares;             // easy handles of ended attempts, for the next ones
   struct {
     Counter* requests = nullptr;
     Counter* retries = nullptr;
