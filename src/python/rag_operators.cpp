@@ -76,8 +76,9 @@ py::list hits_to_python(const std::vector<rag::Hit>& hits) {
 }
 
 // A map whose work is C++ code over C++ records: per batch, Logic::parse reads
-// each record (GIL held), Logic::run maps it (GIL released) and Logic::build
-// makes the output record from the result and the input record (GIL held).
+// each record (GIL held), Logic::run maps it (GIL released; or Logic::run_batch
+// maps them all) and Logic::build makes the output record from the result and
+// the input record (GIL held).
 template <class Logic>
 class BatchMapOperator final : public detail::Operator, public detail::BatchReceiver<Object> {
  public:
@@ -111,7 +112,11 @@ class BatchMapOperator final : public detail::Operator, public detail::BatchRece
           for (const auto& record : batch) inputs_.push_back(logic_.parse(record.get()));
         });
         results_.clear();
-        for (auto& in : inputs_) results_.push_back(logic_.run(in));
+        if constexpr (requires { logic_.run_batch(inputs_); }) {
+          results_ = logic_.run_batch(inputs_);
+        } else {
+          for (auto& in : inputs_) results_.push_back(logic_.run(in));
+        }
         with_gil([&] {
           out_.clear();
           for (std::size_t i = 0; i < batch.size(); ++i) {
@@ -145,7 +150,10 @@ struct RetrieverLogic {
     retriever->open(ctx);
   }
   In parse(PyObject* record) { return query_of(record, "ChromaRetrieverOperator"); }
-  Out run(const In& query) { return retriever->map(query); }
+  // A whole batch: one /embeddings request per batch_size queries for an OpenAI collection.
+  std::vector<Out> run_batch(const std::vector<In>& queries) {
+    return retriever->map_batch(queries);
+  }
   Object build(Out retrieved, Object original) {
     py::dict out = PyDict_Check(original.get()) ? copy_of(original.get()) : py::dict();
     out["query"] = retrieved.query;

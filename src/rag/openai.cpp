@@ -237,6 +237,9 @@ OpenAIQueryEmbedder::OpenAIQueryEmbedder(OpenAIConfig config, Metrics* metrics)
           detail::client_settings("OpenAIQueryEmbedder", config_), metrics)) {
   if (config_.dimensions < 0)
     throw Error("OpenAIQueryEmbedder: dimensions must be >= 0 (0: the model's)");
+  if (config_.batch_size < 1)
+    throw Error("OpenAIQueryEmbedder: batch_size is " + std::to_string(config_.batch_size) +
+                "; embed at least 1 query per request");
   config_.base_url = client_->settings().base_url;  // as resolved, for messages
 }
 
