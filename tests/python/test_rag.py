@@ -186,6 +186,26 @@ def test_a_failed_call_goes_to_the_error_output_instead_of_failing_the_job(state
             OpenAIGeneratorOperator(model="m", on_failure="skip"))
 
 
+def test_a_hung_stream_ends_at_the_idle_timeout(state_dir):
+    # Every answer stops after half its words; the server would hold it for 60 s.
+    with openai_test_server("--rate-hang", "1") as url:
+        env = LocalEnvironment("rag-hung")
+        (
+            env.from_collection([{"query": "q"}])
+            .map(QAPromptor)
+            .map(OpenAIGeneratorOperator(model="m", base_url=url, stream=True,
+                                         stream_idle_timeout=0.3, max_retries=0,
+                                         on_failure="emit_error"))
+            .sink(ResponseSink)
+        )
+        env.execute()
+    [record] = out
+    assert record["generated"] == "" and record["error_status"] == 0
+    assert record["error"].startswith(f"OpenAIGenerator: POST {url}/chat/completions failed: "
+                                      "the stream sent nothing for stream_idle_timeout (300 ms)")
+    assert record["latency_s"] < 10
+
+
 def test_promptor_makes_sage_qa_messages(docs):
     env = LocalEnvironment("prompt")
     (
