@@ -6,6 +6,10 @@
 //      bound instances x 32 / 50 ms; the same generators with max_in_flight 1
 //      (one blocking call per instance, as SAGE makes) run beside as baseline;
 //      CPU per answer of the client (this process) and of the server.
+//   R2s The same generators with GeneratorConfig::stream (answers read as
+//      server-sent events, a word per event) against the same generators
+//      reading whole answers, alternating in the same run: answers/s and the
+//      client's CPU per answer.
 //   R3 Retrieval on --records clustered unit vectors of dimension 384 (default
 //      100 000; 1000 Gaussian clusters, like text embeddings, not uniform noise):
 //      HnswIndex queries/s at top_k 10 and default ef against raw hnswlib
@@ -133,7 +137,8 @@ Figure hash_embedder(int repeat) {
 
 // --- R2
 
-double generate(const std::string& base_url, int instances, int max_in_flight, int calls) {
+double generate(const std::string& base_url, int instances, int max_in_flight, int calls,
+                bool stream = false) {
   std::vector<sage::Metrics> metrics(static_cast<std::size_t>(instances));
   std::vector<std::unique_ptr<sage::RuntimeContext>> contexts;
   std::vector<std::unique_ptr<sage::rag::OpenAIGenerator>> generators;
@@ -143,7 +148,7 @@ double generate(const std::string& base_url, int instances, int max_in_flight, i
             .operator_name = "generator", .parallel_index = i, .parallelism = instances},
         metrics[static_cast<std::size_t>(i)], nullptr));
     generators.push_back(std::make_unique<sage::rag::OpenAIGenerator>(sage::rag::GeneratorConfig{
-        .model = "bench", .base_url = base_url, .max_in_flight = max_in_flight}));
+        .model = "bench", .base_url = base_url, .max_in_flight = max_in_flight, .stream = stream}));
     generators.back()->open(*contexts.back());
   }
   std::mutex mutex;
@@ -264,6 +269,32 @@ Figure generator_throughput(int repeat) {
                 .note = note};
 }
 
+Figure streamed_generator(int repeat) {
+  constexpr int kInstances = 2, kInFlight = 32, kCalls = 4000;
+  const ServerProcess server({"--port", "0", "--latency-ms", "50", "--threads", "512"});
+  std::vector<double> streamed, whole, streamed_ms, whole_ms;
+  for (int r = 0; r < repeat; ++r) {
+    for (const bool stream : {true, false}) {
+      const double client = cpu_seconds();
+      const double rate = generate(server.base_url(), kInstances, kInFlight, kCalls, stream);
+      const double ms = (cpu_seconds() - client) * 1000 / kCalls;
+      (stream ? streamed : whole).push_back(rate);
+      (stream ? streamed_ms : whole_ms).push_back(ms);
+    }
+  }
+  char note[300];
+  std::snprintf(note, sizeof note,
+                "client CPU per answer %.3f ms streamed, %.3f ms whole (%.2fx); answers of ~6 "
+                "words, a word per event",
+                median(streamed_ms), median(whole_ms), median(streamed_ms) / median(whole_ms));
+  return Figure{.workload = "R2s generator streamed, 2 x max_in_flight 32, 50 ms server",
+                .unit = "answers/s",
+                .sage = median(streamed),
+                .baseline = median(whole),
+                .baseline_name = "the same generators reading whole answers, alternating",
+                .note = note};
+}
+
 // --- R3
 
 std::vector<float> clustered_vectors(std::size_t count, std::uint64_t seed,
@@ -360,6 +391,8 @@ int main(int argc, char** argv) {
   figures.push_back(hash_embedder(options.repeat));
   std::printf("R2 ...\n");
   figures.push_back(generator_throughput(options.repeat));
+  std::printf("R2s ...\n");
+  figures.push_back(streamed_generator(options.repeat));
   std::printf("R3 ...\n");
   for (auto& figure : retrieval(static_cast<std::size_t>(options.records), options.repeat))
     figures.push_back(figure);

@@ -10,8 +10,9 @@
 //              "retrieval_results": [{"id", "text", "score"}]}, best first;
 //   promptor   that dict, (query, [texts]) or "q" -> [original, [system, user]];
 //   generator  [original, messages] (or the retriever's dict) -> {**original, "generated",
-//   "prompt_tokens",
-//              "completion_tokens", "latency_s"} for a dict, else (original, text).
+//              "prompt_tokens", "completion_tokens", "latency_s", "time_to_first_token_s"}
+//              for a dict, else (original, text); with on_failure="emit_error" also
+//              "error" and "error_status" ("" and 0 when fine), or (original, text, error).
 #include <pybind11/stl.h>
 
 #include <chrono>
@@ -44,6 +45,14 @@ auto with_gil(Body&& body) {
 
 std::string type_name(py::handle h) { return Py_TYPE(h.ptr())->tp_name; }
 
+// GIL held. A shallow copy of a dict record: the operators add keys to the copy,
+// never to the user's dict (which a source may hand out more than once).
+py::dict copy_of(PyObject* dict) {
+  PyObject* copy = PyDict_Copy(dict);
+  if (copy == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::dict>(copy);
+}
+
 // GIL held. The query of a record: a string, or a dict's "query" (or "question").
 std::string query_of(py::handle record, const char* what) {
   if (py::isinstance<py::str>(record)) return record.cast<std::string>();
@@ -67,8 +76,9 @@ py::list hits_to_python(const std::vector<rag::Hit>& hits) {
 }
 
 // A map whose work is C++ code over C++ records: per batch, Logic::parse reads
-// each record (GIL held), Logic::run maps it (GIL released) and Logic::build
-// makes the output record from the result and the input record (GIL held).
+// each record (GIL held), Logic::run maps it (GIL released; or Logic::run_batch
+// maps them all) and Logic::build makes the output record from the result and
+// the input record (GIL held).
 template <class Logic>
 class BatchMapOperator final : public detail::Operator, public detail::BatchReceiver<Object> {
  public:
@@ -102,7 +112,11 @@ class BatchMapOperator final : public detail::Operator, public detail::BatchRece
           for (const auto& record : batch) inputs_.push_back(logic_.parse(record.get()));
         });
         results_.clear();
-        for (auto& in : inputs_) results_.push_back(logic_.run(in));
+        if constexpr (requires { logic_.run_batch(inputs_); }) {
+          results_ = logic_.run_batch(inputs_);
+        } else {
+          for (auto& in : inputs_) results_.push_back(logic_.run(in));
+        }
         with_gil([&] {
           out_.clear();
           for (std::size_t i = 0; i < batch.size(); ++i) {
@@ -136,11 +150,12 @@ struct RetrieverLogic {
     retriever->open(ctx);
   }
   In parse(PyObject* record) { return query_of(record, "ChromaRetrieverOperator"); }
-  Out run(const In& query) { return retriever->map(query); }
+  // A whole batch: one /embeddings request per batch_size queries for an OpenAI collection.
+  std::vector<Out> run_batch(const std::vector<In>& queries) {
+    return retriever->map_batch(queries);
+  }
   Object build(Out retrieved, Object original) {
-    py::dict out = PyDict_Check(original.get())
-                       ? py::dict(py::reinterpret_borrow<py::dict>(original.get()))
-                       : py::dict();
+    py::dict out = PyDict_Check(original.get()) ? copy_of(original.get()) : py::dict();
     out["query"] = retrieved.query;
     py::list texts;
     for (const auto& hit : retrieved.hits) texts.append(hit.text);
@@ -233,25 +248,13 @@ class PyGenerator final : public AsyncFunction<Object, Object> {
   void invoke(const Object& record, AsyncResult<Object> result) override {
     rag::Prompt prompt;
     Object original = with_gil([&] { return parse(record.get(), prompt); });
-    generator_.invoke(prompt,
-                      AsyncResult<rag::Answer>([result, original](std::optional<rag::Answer> answer,
-                                                                  std::exception_ptr error) {
-                        if (!answer) {
-                          result.fail(error);
-                          return;
-                        }
-                        Object built;
-                        {
-                          Gil gil;
-                          try {
-                            built = build(original, *answer);
-                          } catch (py::error_already_set& e) {
-                            result.fail(std::string("OpenAIGeneratorOperator: ") + e.what());
-                            return;
-                          }
-                        }
-                        result.complete(std::move(built));
-                      }));
+    generator_.invoke(prompt, answer_to(std::move(original), std::move(result)));
+  }
+  // With on_failure="emit_error", the timed-out record goes out with its error.
+  void timeout(const Object& record, AsyncResult<Object> result) override {
+    rag::Prompt prompt;
+    Object original = with_gil([&] { return parse(record.get(), prompt); });
+    generator_.timeout(prompt, answer_to(std::move(original), std::move(result)));
   }
 
  private:
@@ -287,18 +290,47 @@ class PyGenerator final : public AsyncFunction<Object, Object> {
                                                 : py::str(original).cast<std::string>();
     return Object::borrow(original.ptr());
   }
+  // The generator's completion, which completes `result` with the Python record.
+  AsyncResult<rag::Answer> answer_to(Object original, AsyncResult<Object> result) const {
+    const bool errors = generator_.config().on_failure == rag::OnFailure::emit_error;
+    return AsyncResult<rag::Answer>(
+        [result, original = std::move(original), errors](std::optional<rag::Answer> answer,
+                                                         std::exception_ptr error) {
+          if (!answer) {
+            result.fail(error);
+            return;
+          }
+          Object built;
+          {
+            Gil gil;
+            try {
+              built = build(original, *answer, errors);
+            } catch (py::error_already_set& e) {
+              result.fail(std::string("OpenAIGeneratorOperator: ") + e.what());
+              return;
+            }
+          }
+          result.complete(std::move(built));
+        });
+  }
   // GIL held.
-  static Object build(const Object& original, const rag::Answer& answer) {
+  static Object build(const Object& original, const rag::Answer& answer, bool errors) {
     const py::handle o(original.get());
     if (PyDict_Check(o.ptr())) {
-      py::dict out(py::reinterpret_borrow<py::dict>(o));
+      py::dict out = copy_of(o.ptr());
       out["generated"] = answer.text;
       out["prompt_tokens"] = answer.prompt_tokens;
       out["completion_tokens"] = answer.completion_tokens;
       out["latency_s"] = answer.latency_s;
+      out["time_to_first_token_s"] = answer.time_to_first_token_s;
+      if (errors) {
+        out["error"] = answer.error;
+        out["error_status"] = answer.error_status;
+      }
       return Object::steal(out.release().ptr());
     }
-    py::tuple out = py::make_tuple(o, answer.text);
+    py::tuple out =
+        errors ? py::make_tuple(o, answer.text, answer.error) : py::make_tuple(o, answer.text);
     return Object::steal(out.release().ptr());
   }
 
@@ -373,6 +405,22 @@ void register_rag(py::module_& m) {
             config.max_tokens = value.cast<int>();
           } else if (field == "temperature") {
             config.temperature = value.cast<double>();
+          } else if (field == "stream") {
+            config.stream = value.cast<bool>();
+          } else if (field == "stream_idle_timeout") {
+            config.stream_idle_timeout = millis(value.cast<double>());
+          } else if (field == "max_response_bytes") {
+            config.max_response_bytes = value.cast<std::size_t>();
+          } else if (field == "on_failure") {
+            const auto policy = value.cast<std::string>();
+            if (policy == "fail_job") {
+              config.on_failure = rag::OnFailure::fail_job;
+            } else if (policy == "emit_error") {
+              config.on_failure = rag::OnFailure::emit_error;
+            } else {
+              throw InvalidPlanError("OpenAIGeneratorOperator: on_failure is '" + policy +
+                                     "'; use \"fail_job\" (the default) or \"emit_error\"");
+            }
           } else {
             throw InvalidPlanError("OpenAIGeneratorOperator: unknown option '" + field + "'");
           }

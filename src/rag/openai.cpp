@@ -48,12 +48,33 @@ OpenAIGenerator::~OpenAIGenerator() { close(); }
 void OpenAIGenerator::open(RuntimeContext& context) {
   client_ = std::make_unique<detail::OpenAIClient>(
       detail::client_settings("OpenAIGenerator", config_), &context.metrics());
+  error_answers_ = &context.metrics().counter("openai_error_answers");
 }
 
 void OpenAIGenerator::close() { client_.reset(); }
 
 AsyncOptions OpenAIGenerator::async_options() const {
   return options_of(config_, static_cast<std::size_t>(config_.max_in_flight));
+}
+
+void OpenAIGenerator::failed(Answer answer, const AsyncResult<Answer>& result, std::string error,
+                             long status) const {
+  if (config_.on_failure == OnFailure::fail_job) {
+    result.fail(std::make_exception_ptr(Error(error)));
+    return;
+  }
+  answer.text.clear();
+  answer.error = std::move(error);
+  answer.error_status = status;
+  if (error_answers_ != nullptr) error_answers_->inc();
+  result.complete(std::move(answer));
+}
+
+void OpenAIGenerator::timeout(const Prompt& prompt, AsyncResult<Answer> result) {
+  failed(Answer{.query = prompt.query, .hits = prompt.hits}, result,
+         "OpenAIGenerator: no answer within the engine's timeout (total_timeout + " +
+             std::to_string(kEngineTimeoutMargin.count()) + " ms)",
+         0);
 }
 
 void OpenAIGenerator::invoke(const Prompt& prompt, AsyncResult<Answer> result) {
@@ -64,24 +85,41 @@ void OpenAIGenerator::invoke(const Prompt& prompt, AsyncResult<Answer> result) {
   detail::RequestBody request = detail::chat_request(config_, prompt);
   const std::int64_t estimated = request.estimated_tokens;
   detail::OpenAIClient* client = client_.get();
+  detail::StreamReaders readers;
+  if (config_.stream) readers = [] { return std::make_unique<detail::ChatStream>(); };
   client_->post(
       kChatPath, std::move(request.json), estimated,
-      [client, estimated, query = prompt.query, hits = prompt.hits,
+      [this, client, estimated, query = prompt.query, hits = prompt.hits,
        result](detail::PostOutcome outcome) {
+        Answer answer{.query = query, .hits = hits, .latency_s = outcome.latency_s};
         if (!outcome.ok) {
-          result.fail(std::make_exception_ptr(Error(outcome.error)));
+          if (outcome.abandoned) {
+            result.fail(std::make_exception_ptr(Error(outcome.error)));
+          } else {
+            failed(std::move(answer), result, std::move(outcome.error), outcome.status);
+          }
           return;
         }
-        Answer answer{.query = query, .hits = hits, .latency_s = outcome.latency_s};
+        answer.time_to_first_token_s = outcome.latency_s;
         try {
-          detail::read_chat_response(outcome.body, answer);
+          if (outcome.stream) {
+            const auto& stream = static_cast<const detail::ChatStream&>(*outcome.stream);
+            stream.read_into(answer);
+            if (const auto first = stream.first_token())
+              answer.time_to_first_token_s = detail::seconds_between(outcome.started, *first);
+          } else {
+            detail::read_chat_response(outcome.body, answer);
+          }
         } catch (const std::exception& e) {
-          result.fail(std::make_exception_ptr(Error(malformed(*client, kChatPath, e.what()))));
+          failed(std::move(answer), result, malformed(*client, kChatPath, e.what()),
+                 outcome.status);
           return;
         }
         client->record_usage(answer.prompt_tokens, answer.completion_tokens, estimated);
+        client->record_time_to_first_token(answer.time_to_first_token_s);
         result.complete(std::move(answer));
-      });
+      },
+      std::move(readers));
 }
 
 // --- OpenAIEmbedder
@@ -199,6 +237,9 @@ OpenAIQueryEmbedder::OpenAIQueryEmbedder(OpenAIConfig config, Metrics* metrics)
           detail::client_settings("OpenAIQueryEmbedder", config_), metrics)) {
   if (config_.dimensions < 0)
     throw Error("OpenAIQueryEmbedder: dimensions must be >= 0 (0: the model's)");
+  if (config_.batch_size < 1)
+    throw Error("OpenAIQueryEmbedder: batch_size is " + std::to_string(config_.batch_size) +
+                "; embed at least 1 query per request");
   config_.base_url = client_->settings().base_url;  // as resolved, for messages
 }
 

@@ -36,6 +36,7 @@ struct OpenAIClient::Call {
   std::string body;
   std::int64_t estimated_tokens = 0;
   OpenAIClient::Done done;
+  StreamReaders readers;  // set: the response may be streamed
   Clock::time_point started;
   Clock::time_point deadline;
   Clock::time_point attempt_started;
@@ -48,7 +49,16 @@ struct OpenAIClient::Transfer {
   CURL* easy = nullptr;  // back to the loop's spares when the attempt ends
   std::string response;
   std::size_t max_bytes = 0;
+  std::size_t received = 0;  // body bytes, streamed or not
   bool too_large = false;
+  // A streamed call: the body so far went to `reader` (when the response is
+  // an event stream), and the attempt fails when it is silent too long.
+  bool body_started = false;
+  bool headers_started = false;
+  Clock::time_point last_activity;
+  std::unique_ptr<StreamReader> reader;
+  std::optional<StreamFault> stream_fault;
+  bool idle = false;                 // ended by the loop for its silence
   bool retry_after_ms_seen = false;  // retry-after-ms wins over Retry-After
   bool deadline_bounded = false;     // the attempt's timeout is the call's remaining time
   std::optional<Clock::duration> retry_after;
@@ -74,11 +84,14 @@ struct OpenAIClient::Loop {
     curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS,
                       static_cast<long>(settings.max_in_flight));
     curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, static_cast<long>(settings.max_in_flight));
-    headers = curl_slist_append(headers, "Content-Type: application/json");
-    headers = curl_slist_append(headers, "Accept: application/json");
-    headers = curl_slist_append(headers, "Expect:");  // no 100-continue round trip
-    if (!settings.api_key.empty())
-      headers = curl_slist_append(headers, ("Authorization: Bearer " + settings.api_key).c_str());
+    for (auto [list, accept] : {std::pair{&headers, "Accept: application/json"},
+                                std::pair{&stream_headers, "Accept: text/event-stream"}}) {
+      *list = curl_slist_append(*list, "Content-Type: application/json");
+      *list = curl_slist_append(*list, accept);
+      *list = curl_slist_append(*list, "Expect:");  // no 100-continue round trip
+      if (!settings.api_key.empty())
+        *list = curl_slist_append(*list, ("Authorization: Bearer " + settings.api_key).c_str());
+    }
     if (metrics != nullptr) {
       m.requests = &metrics->counter("openai_requests");
       m.retries = &metrics->counter("openai_retries");
@@ -87,6 +100,7 @@ struct OpenAIClient::Loop {
       m.completion_tokens = &metrics->counter("openai_completion_tokens");
       m.request_latency = &metrics->histogram("openai_request_latency_s");
       m.call_latency = &metrics->histogram("openai_call_latency_s");
+      m.time_to_first_token = &metrics->histogram("openai_time_to_first_token_s");
       m.in_flight = &metrics->gauge("openai_in_flight");
       m.cost = &metrics->gauge("openai_estimated_cost");
     }
@@ -95,6 +109,7 @@ struct OpenAIClient::Loop {
     active.clear();  // easy handles first: they must leave the multi handle before it goes
     for (CURL* easy : spares) curl_easy_cleanup(easy);
     curl_slist_free_all(headers);
+    curl_slist_free_all(stream_headers);
     curl_multi_cleanup(multi);
   }
 
@@ -115,9 +130,10 @@ struct OpenAIClient::Loop {
       int running = 0;
       curl_multi_perform(multi, &running);
       finish_done();
+      const Clock::time_point silent_until = end_silent(Clock::now());
       start_ready(Clock::now());
       const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
-          next_due(Clock::now()) - Clock::now());
+          std::min(next_due(Clock::now()), silent_until) - Clock::now());
       curl_multi_poll(
           multi, nullptr, 0,
           static_cast<int>(std::clamp<std::int64_t>(wait.count(), 0, kIdlePoll.count())), nullptr);
@@ -189,10 +205,13 @@ struct OpenAIClient::Loop {
     t.call = std::move(call);
     t.call.attempt_started = now;
     t.max_bytes = settings.max_response_bytes;
+    t.last_activity = now;
     const auto remaining = t.call.deadline - now;
     auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(remaining);
-    t.deadline_bounded = timeout < settings.request_timeout;
-    timeout = std::max(std::chrono::milliseconds(1), std::min(timeout, settings.request_timeout));
+    // A streamed attempt may last as long as its call: the loop ends it when it falls silent.
+    const auto attempt_limit = t.call.readers ? timeout : settings.request_timeout;
+    t.deadline_bounded = timeout < attempt_limit || t.call.readers;
+    timeout = std::max(std::chrono::milliseconds(1), std::min(timeout, attempt_limit));
 
     if (!spares.empty()) {
       t.easy = spares.back();
@@ -209,7 +228,7 @@ struct OpenAIClient::Loop {
     curl_easy_setopt(t.easy, CURLOPT_POSTFIELDS, t.call.body.data());
     curl_easy_setopt(t.easy, CURLOPT_POSTFIELDSIZE_LARGE,
                      static_cast<curl_off_t>(t.call.body.size()));
-    curl_easy_setopt(t.easy, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(t.easy, CURLOPT_HTTPHEADER, t.call.readers ? stream_headers : headers);
     curl_easy_setopt(t.easy, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
     curl_easy_setopt(t.easy, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(timeout.count()));
     curl_easy_setopt(t.easy, CURLOPT_NOSIGNAL, 1L);
@@ -231,6 +250,7 @@ struct OpenAIClient::Loop {
       return;
     }
     if (m.requests) m.requests->inc();
+    if (t.call.readers) ++streaming;
     active.emplace(t.easy, std::move(transfer));
     if (m.in_flight) m.in_flight->set(static_cast<double>(active.size()));
   }
@@ -240,17 +260,45 @@ struct OpenAIClient::Loop {
     while (CURLMsg* message = curl_multi_info_read(multi, &left)) {
       if (message->msg != CURLMSG_DONE) continue;
       auto found = active.find(message->easy_handle);
-      if (found == active.end()) continue;
-      std::unique_ptr<Transfer> transfer = std::move(found->second);
-      active.erase(found);
-      curl_multi_remove_handle(multi, transfer->easy);
-      if (m.in_flight) m.in_flight->set(static_cast<double>(active.size()));
-      finish(*transfer, message->data.result);
-      // Kept for the next attempt: curl_easy_reset clears the options, not the
-      // connection cache (the multi handle's) nor the easy handle's buffers.
-      curl_easy_reset(transfer->easy);
-      spares.push_back(std::exchange(transfer->easy, nullptr));
+      if (found != active.end()) end(found, message->data.result);
     }
+  }
+
+  void end(std::map<CURL*, std::unique_ptr<Transfer>>::iterator found, CURLcode code) {
+    std::unique_ptr<Transfer> transfer = std::move(found->second);
+    active.erase(found);
+    if (transfer->call.readers) --streaming;
+    curl_multi_remove_handle(multi, transfer->easy);
+    if (m.in_flight) m.in_flight->set(static_cast<double>(active.size()));
+    finish(*transfer, code);
+    // Kept for the next attempt: curl_easy_reset clears the options, not the
+    // connection cache (the multi handle's) nor the easy handle's buffers. A
+    // connection ended mid-response is not reused (curl closes it on removal).
+    curl_easy_reset(transfer->easy);
+    spares.push_back(std::exchange(transfer->easy, nullptr));
+  }
+
+  // Streamed attempts: ends those silent for too long (request_timeout until
+  // the response starts, stream_idle_timeout between its bytes after), and
+  // returns when the next one would be.
+  Clock::time_point end_silent(Clock::time_point now) {
+    Clock::time_point next = now + kIdlePoll;
+    if (streaming == 0) return next;
+    for (auto it = active.begin(); it != active.end();) {
+      const Transfer& t = *it->second;
+      const auto current = it++;
+      if (!t.call.readers) continue;
+      const Clock::time_point due =
+          t.last_activity + (t.headers_started ? Clock::duration(settings.stream_idle_timeout)
+                                               : Clock::duration(settings.request_timeout));
+      if (due > now) {
+        next = std::min(next, due);
+        continue;
+      }
+      current->second->idle = true;
+      end(current, CURLE_OPERATION_TIMEDOUT);
+    }
+    return next;
   }
 
   void finish(Transfer& t, CURLcode code) {
@@ -265,13 +313,32 @@ struct OpenAIClient::Loop {
                " bytes); raise it if the endpoint's answers are that large");
       return;
     }
-    if (code == CURLE_OK && status >= 200 && status < 300) {
-      succeed(std::move(t.call), status, std::move(t.response));
+    const bool ended_early = code == CURLE_OK && t.reader && !t.reader->complete();
+    // A stream that said it was finished is whole, whatever happened to the connection after.
+    const bool streamed_whole = t.reader && t.reader->complete() && !t.stream_fault;
+    if (streamed_whole || (code == CURLE_OK && status >= 200 && status < 300 && !ended_early)) {
+      succeed(std::move(t.call), status, std::move(t.response), std::move(t.reader));
       return;
     }
     std::string why;
     bool retry = false;
-    if (code == CURLE_OK) {
+    if (t.stream_fault) {
+      why = t.stream_fault->what();
+      retry = t.stream_fault->retryable;
+      if (t.stream_fault->status != 0) status = t.stream_fault->status;
+    } else if (t.idle) {
+      why = t.headers_started ? "the stream sent nothing for stream_idle_timeout (" +
+                                    std::to_string(settings.stream_idle_timeout.count()) +
+                                    " ms) after " + std::to_string(t.received) + " bytes"
+                              : "no response within request_timeout (" +
+                                    std::to_string(settings.request_timeout.count()) + " ms)";
+      retry = true;
+      status = 0;
+    } else if (ended_early) {
+      why = "the stream ended after " + std::to_string(t.received) +
+            " bytes without finishing (no finish_reason, no data: [DONE])";
+      retry = true;
+    } else if (code == CURLE_OK) {
       why = "HTTP " + std::to_string(status) + ": " + server_message(t.response);
       retry = retryable_status(status);
     } else {
@@ -281,6 +348,7 @@ struct OpenAIClient::Loop {
         why = "no response within request_timeout (" +
               std::to_string(settings.request_timeout.count()) + " ms): " + why;
       }
+      if (t.reader) why += " after " + std::to_string(t.received) + " bytes of the stream";
       retry = retryable_transport(code);
       status = 0;
     }
@@ -310,21 +378,25 @@ struct OpenAIClient::Loop {
     waiting.emplace(now + delay, std::move(t.call));
   }
 
-  void succeed(Call call, long status, std::string body) {
+  void succeed(Call call, long status, std::string body, std::unique_ptr<StreamReader> stream) {
     PostOutcome outcome{.ok = true,
                         .status = status,
                         .body = std::move(body),
+                        .stream = std::move(stream),
                         .retries = call.retries,
+                        .started = call.started,
                         .latency_s = seconds_between(call.started, Clock::now())};
     deliver(call, std::move(outcome));
   }
 
-  void fail(Call call, long status, const std::string& why) {
+  void fail(Call call, long status, const std::string& why, bool abandoned = false) {
     if (m.failures) m.failures->inc();
     PostOutcome outcome{.ok = false,
                         .status = status,
                         .error = settings.who + ": POST " + call.url + " failed: " + why,
+                        .abandoned = abandoned,
                         .retries = call.retries,
+                        .started = call.started,
                         .latency_s = seconds_between(call.started, Clock::now())};
     deliver(call, std::move(outcome));
   }
@@ -363,13 +435,14 @@ struct OpenAIClient::Loop {
       for (auto& call : submitted) calls.push_back(std::move(call));
       submitted.clear();
     }
-    for (auto& call : calls) fail(std::move(call), 0, why);
+    for (auto& call : calls) fail(std::move(call), 0, why, true);
   }
 
   const ClientSettings& settings;
   CURLM* multi = nullptr;
-  curl_slist* headers = nullptr;  // the same for every request
-  std::vector<CURL*> spares;      // easy handles of ended attempts, for the next ones
+  curl_slist* headers = nullptr;         // the same for every request
+  curl_slist* stream_headers = nullptr;  // the same, accepting an event stream
+  std::vector<CURL*> spares;             // easy handles of ended attempts, for the next ones
   struct {
     Counter* requests = nullptr;
     Counter* retries = nullptr;
@@ -378,6 +451,7 @@ struct OpenAIClient::Loop {
     Counter* completion_tokens = nullptr;
     Histogram* request_latency = nullptr;
     Histogram* call_latency = nullptr;
+    Histogram* time_to_first_token = nullptr;
     Gauge* in_flight = nullptr;
     Gauge* cost = nullptr;
   } m;
@@ -394,6 +468,7 @@ struct OpenAIClient::Loop {
   std::multimap<Clock::time_point, Call> waiting;  // retries, by when they are due
   std::multimap<Clock::time_point, std::function<void()>> timers;
   std::map<CURL*, std::unique_ptr<Transfer>> active;
+  std::size_t streaming = 0;  // streamed calls among `active`
   TokenBucket requests;
   TokenBucket tokens;
   Clock::time_point paced_until{};
@@ -404,13 +479,40 @@ std::size_t OpenAIClient::Transfer::on_body(char* data, std::size_t size, std::s
                                             void* user) {
   auto& t = *static_cast<Transfer*>(user);
   const std::size_t bytes = size * count;
+  t.last_activity = Clock::now();
+  if (!t.body_started) {
+    t.body_started = true;
+    if (t.call.readers) {
+      long status = 0;
+      const char* type = nullptr;
+      curl_easy_getinfo(t.easy, CURLINFO_RESPONSE_CODE, &status);
+      curl_easy_getinfo(t.easy, CURLINFO_CONTENT_TYPE, &type);
+      // An error, or a server that answers whole despite "stream": the body as usual.
+      if (status >= 200 && status < 300 && type != nullptr &&
+          std::string_view(type).starts_with("text/event-stream"))
+        t.reader = t.call.readers();
+    }
+  }
   // CURLOPT_MAXFILESIZE_LARGE refuses a long Content-Length up front; a body
-  // without one (chunked) is cut here.
-  if (t.response.size() + bytes > t.max_bytes) {
+  // without one (chunked, every stream) is cut here.
+  if (t.received + bytes > t.max_bytes) {
     t.too_large = true;
     return 0;
   }
-  t.response.append(data, bytes);
+  t.received += bytes;
+  if (!t.reader) {
+    t.response.append(data, bytes);
+    return bytes;
+  }
+  try {
+    t.reader->feed(std::string_view(data, bytes));
+  } catch (const StreamFault& fault) {
+    t.stream_fault = fault;
+    return 0;
+  } catch (const std::exception& e) {
+    t.stream_fault = StreamFault(one_line(e.what()), false);
+    return 0;
+  }
   return bytes;
 }
 
@@ -418,6 +520,8 @@ std::size_t OpenAIClient::Transfer::on_header(char* data, std::size_t size, std:
                                               void* user) {
   auto& t = *static_cast<Transfer*>(user);
   const std::size_t bytes = size * count;
+  t.headers_started = true;
+  t.last_activity = Clock::now();
   if (const auto header = retry_after_header(std::string(data, bytes))) {
     if (header->in_ms) {
       t.retry_after = header->delay;
@@ -444,12 +548,13 @@ OpenAIClient::~OpenAIClient() {
 }
 
 void OpenAIClient::post(const std::string& path, std::string body, std::int64_t estimated_tokens,
-                        Done done) {
+                        Done done, StreamReaders readers) {
   const auto now = Clock::now();
   Call call{.url = url(path),
             .body = std::move(body),
             .estimated_tokens = estimated_tokens,
             .done = std::move(done),
+            .readers = std::move(readers),
             .started = now,
             .deadline = now + settings_.total_timeout};
   {
@@ -477,6 +582,10 @@ void OpenAIClient::record_usage(std::int64_t prompt_tokens, std::int64_t complet
       static_cast<double>(prompt_tokens) / 1000.0 * settings_.price_per_1k_prompt_tokens +
       static_cast<double>(completion_tokens) / 1000.0 * settings_.price_per_1k_completion_tokens;
   if (loop.m.cost) loop.m.cost->set(loop.cost);
+}
+
+void OpenAIClient::record_time_to_first_token(double seconds) {
+  if (loop_->m.time_to_first_token) loop_->m.time_to_first_token->record(seconds);
 }
 
 }  // namespace sage::rag::detail

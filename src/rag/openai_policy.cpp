@@ -183,6 +183,11 @@ ClientSettings client_settings(const std::string& who, const Config& config) {
       .max_response_bytes = config.max_response_bytes,
       .price_per_1k_prompt_tokens = config.price_per_1k_prompt_tokens,
       .price_per_1k_completion_tokens = config.price_per_1k_completion_tokens};
+  if constexpr (requires { config.stream_idle_timeout; }) {
+    require(config.stream_idle_timeout.count() > 0,
+            "stream_idle_timeout must be positive (the longest silence of a streamed answer)");
+    settings.stream_idle_timeout = config.stream_idle_timeout;
+  }
   while (!settings.base_url.empty() && settings.base_url.back() == '/')
     settings.base_url.pop_back();
   require(settings.base_url.starts_with("http://") || settings.base_url.starts_with("https://"),

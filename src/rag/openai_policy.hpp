@@ -30,6 +30,8 @@ struct ClientSettings {
   std::chrono::milliseconds request_timeout{60000};
   std::chrono::milliseconds total_timeout{300000};
   std::size_t max_response_bytes = 16u << 20;
+  // The longest silence of a streamed response once it has started.
+  std::chrono::milliseconds stream_idle_timeout{30000};
   double price_per_1k_prompt_tokens = 0;
   double price_per_1k_completion_tokens = 0;
 };

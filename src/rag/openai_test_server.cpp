@@ -266,7 +266,10 @@ void OpenAITestServer::install_routes() {
       return finish(503);
     }
 
-    switch (logged.fault) {
+    const bool stream = chat && body.value("stream", false);
+    const bool mid_stream = stream && logged.fault != OpenAITestFault::too_many_requests &&
+                            logged.fault != OpenAITestFault::server_error;
+    switch (mid_stream ? OpenAITestFault::none : logged.fault) {
       case OpenAITestFault::too_many_requests:
         if (options_.retry_after_s >= 0)
           response.set_header(
@@ -279,6 +282,7 @@ void OpenAITestServer::install_routes() {
                              "requests"));
         return finish(429);
       case OpenAITestFault::server_error:
+      case OpenAITestFault::error_event:
         send_json(response, 500,
                   error_body("The server had an error while processing your request (scripted)",
                              "server_error"));
@@ -346,28 +350,62 @@ void OpenAITestServer::install_routes() {
                      {"completion_tokens", logged.completion_tokens},
                      {"total_tokens", logged.prompt_tokens + logged.completion_tokens}};
     const std::string id = "chatcmpl-" + std::to_string(body_hash);
-    if (body.value("stream", false)) {
+    if (stream) {
       const bool include_usage =
           body.contains("stream_options") && body["stream_options"].value("include_usage", false);
       auto words = std::make_shared<std::vector<std::string>>(words_of(answer));
       const auto delay = options_.token_delay;
       auto shared_state = state_;
+      const OpenAITestFault fault = logged.fault;
+      const auto hang_limit = options_.hang_limit;
+      const std::size_t huge_bytes = options_.huge_bytes;
       response.status = 200;
       response.set_chunked_content_provider(
-          "text/event-stream", [words, delay, shared_state, include_usage, usage, id, model](
-                                   std::size_t, httplib::DataSink& sink) {
+          "text/event-stream", [words, delay, shared_state, include_usage, usage, id, model, fault,
+                                hang_limit, huge_bytes](std::size_t, httplib::DataSink& sink) {
+            const auto write = [&](const std::string& text) {
+              return sink.write(text.data(), text.size());
+            };
             const auto event = [&](const json& chunk) {
-              const std::string line =
-                  "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
-              return sink.write(line.data(), line.size());
+              return write("data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) +
+                           "\n\n");
+            };
+            const auto piece_event = [&](const std::string& piece) {
+              return event({{"id", id},
+                            {"object", "chat.completion.chunk"},
+                            {"model", model},
+                            {"choices", {{{"index", 0}, {"delta", {{"content", piece}}}}}}});
+            };
+            // The fault, after half the words; false: the stream ends here.
+            const auto mid_stream_fault = [&] {
+              switch (fault) {
+                case OpenAITestFault::drop:
+                  return false;  // httplib closes the connection without the last chunk
+                case OpenAITestFault::hang:
+                  shared_state->wait_until(Clock::now() + hang_limit);
+                  return false;
+                case OpenAITestFault::malformed:
+                  return write("data: {\"choices\": [ this is not JSON\n\n");
+                case OpenAITestFault::huge: {
+                  const std::string filler(kFillerChunk, 'x');
+                  for (std::size_t sent = 0; sent < huge_bytes; sent += filler.size())
+                    if (!piece_event(filler)) return false;
+                  return true;
+                }
+                default:
+                  return true;
+              }
             };
             for (std::size_t i = 0; i < words->size(); ++i) {
-              const std::string piece = (i == 0 ? "" : " ") + (*words)[i];
-              const json chunk{{"id", id},
-                               {"object", "chat.completion.chunk"},
-                               {"model", model},
-                               {"choices", {{{"index", 0}, {"delta", {{"content", piece}}}}}}};
-              if (!event(chunk)) return false;
+              if (i == words->size() / 2 && fault == OpenAITestFault::error_event) {
+                event(error_body(
+                    "The server had an error while processing your request (scripted, mid-stream)",
+                    "server_error"));
+                sink.done();
+                return true;
+              }
+              if (i == words->size() / 2 && !mid_stream_fault()) return false;
+              if (!piece_event((i == 0 ? "" : " ") + (*words)[i])) return false;
               if (delay.count() > 0 && shared_state->wait_until(Clock::now() + delay)) return false;
             }
             json last{{"id", id},

@@ -6,8 +6,8 @@
 // sage's hash embeddings, so retrieval over them works. Faults are scripted:
 // seeded rates of 429 (with Retry-After / retry-after-ms), 500, dropped
 // connections and hung responses, or a function that picks the fault of each
-// request. It checks the API key if one is set, and records every request and
-// the peak number of requests open at once. Thread-safe.
+// request, and mid-stream faults for streamed answers. It checks the API key if one is set, and
+// records every request and the peak number of requests open at once. Thread-safe.
 #pragma once
 
 #include <chrono>
@@ -27,6 +27,10 @@ class Server;
 
 namespace sage::rag {
 
+// A streamed answer ("stream": true) meets drop, hang, malformed, huge and
+// error_event mid-stream, after half its words: the connection closes, the
+// stream falls silent, an event is not JSON, events of filler follow until
+// huge_bytes, an error event ends it.
 enum class OpenAITestFault {
   none,
   too_many_requests,  // 429 with the Retry-After headers of the options
@@ -35,6 +39,7 @@ enum class OpenAITestFault {
   hang,               // no response until the server stops (or hang_limit)
   malformed,          // 200 with a body that is not JSON
   huge,               // 200 with huge_bytes of body
+  error_event,        // streamed: an OpenAI error event (type server_error); else a 500
 };
 
 // What a fault script sees of a request.

@@ -3,7 +3,8 @@
 // prints the port it listens on (one line), then serves until SIGINT/SIGTERM.
 //
 //   sage-openai-test-server [--port 0] [--api-key KEY] [--latency-ms 0]
-//     [--token-delay-ms 0] [--rate-429 0] [--rate-500 0] [--retry-after-ms -1]
+//     [--token-delay-ms 0] [--rate-429 0] [--rate-500 0] [--rate-drop 0]
+//     [--rate-hang 0] [--hang-limit-ms 60000] [--retry-after-ms -1]
 //     [--retry-after-s -1] [--seed 1] [--threads 256]
 #include <signal.h>
 
@@ -19,7 +20,8 @@ namespace {
 void print_usage(std::FILE* to, const char* program) {
   std::fprintf(to,
                "usage: %s [--port N] [--api-key KEY] [--latency-ms N] "
-               "[--token-delay-ms N] [--rate-429 F] [--rate-500 F] [--retry-after-ms N] "
+               "[--token-delay-ms N] [--rate-429 F] [--rate-500 F] [--rate-drop F] "
+               "[--rate-hang F] [--hang-limit-ms N] [--retry-after-ms N] "
                "[--retry-after-s N] [--seed N] [--threads N]\n",
                program);
 }
@@ -55,6 +57,12 @@ int main(int argc, char** argv) {
         options.rate_429 = std::stod(value);
       } else if (flag == "--rate-500") {
         options.rate_500 = std::stod(value);
+      } else if (flag == "--rate-drop") {
+        options.rate_drop = std::stod(value);
+      } else if (flag == "--rate-hang") {
+        options.rate_hang = std::stod(value);
+      } else if (flag == "--hang-limit-ms") {
+        options.hang_limit = std::chrono::milliseconds(std::stoll(value));
       } else if (flag == "--retry-after-ms") {
         options.retry_after_ms = std::stoi(value);
       } else if (flag == "--retry-after-s") {

@@ -1,5 +1,8 @@
 #include "sage/rag/retriever.hpp"
 
+#include <algorithm>
+#include <cstddef>
+
 #include "sage/error.hpp"
 
 namespace sage::rag {
@@ -47,23 +50,45 @@ void Retriever::open(RuntimeContext& context) {
 
 void Retriever::close() { query_embedder_.reset(); }
 
-Retrieved Retriever::map(const std::string& query) const {
-  std::vector<float> vector;
-  if (query_embedder_) {
-    vector = std::move(query_embedder_->embed({query}).front());
-    if (vector.size() != static_cast<std::size_t>(collection_->dim())) {
-      throw CollectionError(
-          "Retriever: " + query_embedder_->config().model + " at " +
-          query_embedder_->config().base_url + " embedded a query in " +
-          std::to_string(vector.size()) + " dimensions, but collection " + config_.collection +
-          " has " + std::to_string(collection_->dim()) +
-          "; set RetrieverConfig::query_embedder.dimensions as when the collection was built");
-    }
-  } else {
-    vector = collection_->embed(query);
+const std::vector<float>& Retriever::checked(const std::vector<float>& vector) const {
+  if (vector.size() != static_cast<std::size_t>(collection_->dim())) {
+    throw CollectionError(
+        "Retriever: " + query_embedder_->config().model + " at " +
+        query_embedder_->config().base_url + " embedded a query in " +
+        std::to_string(vector.size()) + " dimensions, but collection " + config_.collection +
+        " has " + std::to_string(collection_->dim()) +
+        "; set RetrieverConfig::query_embedder.dimensions as when the collection was built");
   }
+  return vector;
+}
+
+Retrieved Retriever::search(const std::string& query, const std::vector<float>& vector) const {
   return Retrieved{.query = query,
                    .hits = collection_->search(vector, static_cast<std::size_t>(config_.top_k))};
+}
+
+Retrieved Retriever::map(const std::string& query) const {
+  if (!query_embedder_) return search(query, collection_->embed(query));
+  return search(query, checked(query_embedder_->embed({query}).front()));
+}
+
+std::vector<Retrieved> Retriever::map_batch(const std::vector<std::string>& queries) const {
+  std::vector<Retrieved> results;
+  results.reserve(queries.size());
+  if (!query_embedder_) {
+    for (const std::string& query : queries) results.push_back(map(query));
+    return results;
+  }
+  const auto batch = static_cast<std::size_t>(query_embedder_->config().batch_size);
+  for (std::size_t begin = 0; begin < queries.size(); begin += batch) {
+    const std::vector<std::string> part(
+        queries.begin() + static_cast<std::ptrdiff_t>(begin),
+        queries.begin() + static_cast<std::ptrdiff_t>(std::min(queries.size(), begin + batch)));
+    const auto vectors = query_embedder_->embed(part);
+    for (std::size_t i = 0; i < part.size(); ++i)
+      results.push_back(search(part[i], checked(vectors[i])));
+  }
+  return results;
 }
 
 }  // namespace sage::rag

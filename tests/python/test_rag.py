@@ -3,6 +3,7 @@ the in-tree OpenAI-compatible test server (started on a port the system picks), 
 results; SAGE's record shapes; and one-line errors for a missing collection, an unreachable
 endpoint and a record of the wrong shape."""
 
+import contextlib
 import json
 import os
 import socket
@@ -52,20 +53,27 @@ def state_dir(tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.fixture
-def server(monkeypatch):
+@contextlib.contextmanager
+def openai_test_server(*options):
+    """The in-tree OpenAI-compatible test server on a free port; yields its base URL."""
     path = os.environ.get("SAGE_OPENAI_TEST_SERVER")
     if not path:
         pytest.fail("SAGE_OPENAI_TEST_SERVER is not set: run the Python tests through ctest")
-    process = subprocess.Popen([path, "--port", "0"], stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen([path, "--port", "0", *options], stdout=subprocess.PIPE,
+                               text=True)
     try:
         port = int(process.stdout.readline())
-        url = f"http://127.0.0.1:{port}/v1"
-        monkeypatch.setenv("OPENAI_BASE_URL", url)
-        yield url
+        yield f"http://127.0.0.1:{port}/v1"
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.fixture
+def server(monkeypatch):
+    with openai_test_server() as url:
+        monkeypatch.setenv("OPENAI_BASE_URL", url)
+        yield url
 
 
 @pytest.fixture
@@ -126,6 +134,78 @@ def test_objects_and_sage_tuple_shapes(server, docs):
         (question(3), f'Answer to "{question(3)}" from "first text".'),
         (question(5), f'Answer to "{question(5)}" from "".'),
     ]
+
+
+def test_streamed_answers_equal_whole_ones_with_time_to_first_token(state_dir):
+    prompts = [[{"query": question(i)}, [{"role": "user", "content": f"Question: {question(i)}"}]]
+               for i in range(6)]
+    answers = {}
+    with openai_test_server("--token-delay-ms", "20") as url:
+        for stream in (False, True):
+            out.clear()
+            env = LocalEnvironment(f"rag-stream-{stream}")
+            (
+                env.from_collection(prompts)
+                .map(OpenAIGeneratorOperator(model="m", base_url=url, stream=stream,
+                                             stream_idle_timeout=5.0))
+                .sink(ResponseSink)
+            )
+            env.execute()
+            answers[stream] = sorted(out, key=lambda r: r["query"])
+    for whole, streamed in zip(answers[False], answers[True]):
+        assert streamed["generated"] == whole["generated"]
+        assert streamed["generated"] == f'Answer to "{whole["query"]}" from "".'
+        assert streamed["completion_tokens"] == whole["completion_tokens"] > 0
+        assert streamed["prompt_tokens"] == whole["prompt_tokens"] > 0
+        # Words come 20 ms apart: the first long before the last.
+        assert streamed["time_to_first_token_s"] < streamed["latency_s"] - 0.1
+        assert whole["time_to_first_token_s"] == whole["latency_s"]
+        assert "error" not in streamed
+    assert all(set(original) == {"query"} for original, _ in prompts), "inputs left unchanged"
+
+
+def test_a_failed_call_goes_to_the_error_output_instead_of_failing_the_job(state_dir):
+    with openai_test_server("--api-key", "the-right-key") as url:
+        env = LocalEnvironment("rag-errors")
+        (
+            env.from_collection([{"query": "q1"}, ("q2", ["some text"])])
+            .map(QAPromptor)
+            .map(OpenAIGeneratorOperator(model="m", base_url=url, api_key="sk-wrong-secret",
+                                         on_failure="emit_error"))
+            .sink(ResponseSink)
+        )
+        env.execute()
+    [as_dict] = [r for r in out if isinstance(r, dict)]
+    [as_tuple] = [r for r in out if isinstance(r, tuple)]
+    assert as_dict["query"] == "q1" and as_dict["generated"] == ""
+    assert as_dict["error_status"] == 401
+    assert f"POST {url}/chat/completions failed: HTTP 401: Incorrect API key" in as_dict["error"]
+    assert "sk-wrong" not in as_dict["error"] and "\n" not in as_dict["error"]
+    original, text, error = as_tuple
+    assert original == "q2" and text == "" and "HTTP 401" in error
+    with pytest.raises(sage.SageError, match="on_failure is 'skip'"):
+        LocalEnvironment("bad").from_collection(["q"]).map(
+            OpenAIGeneratorOperator(model="m", on_failure="skip"))
+
+
+def test_a_hung_stream_ends_at_the_idle_timeout(state_dir):
+    # Every answer stops after half its words; the server would hold it for 60 s.
+    with openai_test_server("--rate-hang", "1") as url:
+        env = LocalEnvironment("rag-hung")
+        (
+            env.from_collection([{"query": "q"}])
+            .map(QAPromptor)
+            .map(OpenAIGeneratorOperator(model="m", base_url=url, stream=True,
+                                         stream_idle_timeout=0.3, max_retries=0,
+                                         on_failure="emit_error"))
+            .sink(ResponseSink)
+        )
+        env.execute()
+    [record] = out
+    assert record["generated"] == "" and record["error_status"] == 0
+    assert record["error"].startswith(f"OpenAIGenerator: POST {url}/chat/completions failed: "
+                                      "the stream sent nothing for stream_idle_timeout (300 ms)")
+    assert record["latency_s"] < 10
 
 
 def test_promptor_makes_sage_qa_messages(docs):

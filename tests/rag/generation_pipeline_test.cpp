@@ -3,7 +3,8 @@
 // injected, every query is answered exactly once with its own answer and
 // usage, and a query that is a chunk's text finds that chunk first; one
 // instance keeps max_in_flight requests open at once; a request that still
-// fails after its retries fails the job with the status and the message.
+// fails after its retries fails the job with the status and the message, or
+// goes to the error output in its place; streamed answers keep the order.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -157,6 +158,97 @@ TEST(RagGeneration, ARequestThatStillFailsFailsTheJobWithTheStatusAndMessage) {
                                          "error"),
               std::string::npos)
         << e.what();
+  }
+}
+
+std::vector<Prompt> numbered_prompts(int count) {
+  std::vector<Prompt> prompts;
+  for (int i = 0; i < count; ++i) {
+    prompts.push_back(Prompt{.query = "q" + std::to_string(i),
+                             .messages = {Message{"user", "Question: q" + std::to_string(i)}}});
+  }
+  return prompts;
+}
+
+// The answers of a job over `prompts`, in the order the sink got them.
+std::vector<Answer> answers_of(const std::vector<Prompt>& prompts, const GeneratorConfig& config) {
+  auto answers = std::make_shared<std::vector<Answer>>();
+  LocalEnvironment env("rag-answers");
+  env.from_collection(prompts)
+      .map<OpenAIGenerator>(Options{.name = "generator"}, config)
+      .sink([answers](const Answer& answer) { answers->push_back(answer); });
+  env.execute();
+  return *answers;
+}
+
+// Every third query's first attempt is dropped mid-stream, so answers complete out of order.
+OpenAITestServerOptions drop_every_third(OpenAITestServerOptions options) {
+  options.script = [](const OpenAITestRequest& request) {
+    return request.attempt == 0 && std::stoi(request.key.substr(1)) % 3 == 0
+               ? OpenAITestFault::drop
+               : OpenAITestFault::none;
+  };
+  return options;
+}
+
+TEST(RagGeneration, StreamedAnswersKeepTheInputOrderWhenOrdered) {
+  OpenAITestServer server(drop_every_third(OpenAITestServerOptions{.token_delay = 2ms}));
+  GeneratorConfig config = config_for(server);
+  config.stream = true;
+  const auto prompts = numbered_prompts(60);
+  const auto answers = answers_of(prompts, config);
+  ASSERT_EQ(answers.size(), prompts.size());
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    EXPECT_EQ(answers[i].query, prompts[i].query) << "answer " << i << " is out of order";
+    EXPECT_EQ(answers[i].text, OpenAITestServer::answer_for(prompts[i].query, ""));
+    EXPECT_GT(answers[i].completion_tokens, 0);
+    EXPECT_LE(answers[i].time_to_first_token_s, answers[i].latency_s);
+  }
+}
+
+TEST(RagGeneration, StreamedAnswersComeOnceEachWhenUnordered) {
+  OpenAITestServer server(drop_every_third(OpenAITestServerOptions{.token_delay = 2ms}));
+  GeneratorConfig config = config_for(server);
+  config.stream = true;
+  config.ordered = false;
+  const auto prompts = numbered_prompts(60);
+  std::vector<std::string> expected, got;
+  for (const Prompt& prompt : prompts)
+    expected.push_back(OpenAITestServer::answer_for(prompt.query, ""));
+  for (const Answer& answer : answers_of(prompts, config)) got.push_back(answer.text);
+  std::sort(expected.begin(), expected.end());
+  std::sort(got.begin(), got.end());
+  EXPECT_EQ(got, expected);
+}
+
+TEST(RagGeneration, AFailedRequestGoesToTheErrorOutputInItsPlace) {
+  // q3 and q7 fail on every attempt.
+  OpenAITestServerOptions options;
+  options.script = [](const OpenAITestRequest& request) {
+    return request.key == "q3" || request.key == "q7" ? OpenAITestFault::server_error
+                                                      : OpenAITestFault::none;
+  };
+  OpenAITestServer server(options);
+  GeneratorConfig config = config_for(server);
+  config.max_retries = 1;
+  config.on_failure = OnFailure::emit_error;
+  const auto prompts = numbered_prompts(12);
+  const auto answers = answers_of(prompts, config);  // the job does not fail
+  ASSERT_EQ(answers.size(), prompts.size());
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    EXPECT_EQ(answers[i].query, prompts[i].query) << "answer " << i << " is out of order";
+    if (i == 3 || i == 7) {
+      EXPECT_TRUE(answers[i].text.empty());
+      EXPECT_EQ(answers[i].error_status, 500);
+      EXPECT_NE(answers[i].error.find("POST " + server.base_url() +
+                                      "/chat/completions failed: HTTP 500: The server had an "
+                                      "error"),
+                std::string::npos)
+          << answers[i].error;
+    } else {
+      EXPECT_EQ(answers[i].text, OpenAITestServer::answer_for(prompts[i].query, ""));
+      EXPECT_TRUE(answers[i].error.empty()) << answers[i].error;
+    }
   }
 }
 

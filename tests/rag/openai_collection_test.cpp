@@ -2,7 +2,8 @@
 // a Retriever embeds its queries with the collection's model at the endpoint
 // it is given, so a query that is a chunk's text finds that chunk first; a
 // Retriever asked for another model, or for one over a HashEmbedder
-// collection, fails with a one-line error naming both.
+// collection, fails with a one-line error naming both; map_batch embeds many
+// queries per request.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -125,6 +126,36 @@ TEST_F(OpenAICollectionTest, QueriesAreEmbeddedAtTheEndpointAndFindTheirOwnChunk
   std::vector<std::string> queries;
   for (const Found& found : expected) queries.push_back(found.query);
   EXPECT_EQ(embedded, queries);
+}
+
+TEST_F(OpenAICollectionTest, MapBatchEmbedsBatchSizeQueriesPerRequest) {
+  Metrics metrics;
+  RuntimeContext context{RuntimeContext::Identity{.operator_name = "retriever"}, metrics, nullptr};
+  Retriever retriever(
+      RetrieverConfig{.collection = dir_.path(),
+                      .top_k = 3,
+                      .query_embedder = {.base_url = server_.base_url(), .batch_size = 8}});
+  retriever.open(context);
+  std::vector<std::string> queries;
+  for (const Chunk& chunk : chunks()) queries.push_back(chunk.text);
+  ASSERT_GT(queries.size(), 16u);
+
+  const std::size_t before = server_.requests().size();
+  const std::vector<Retrieved> batched = retriever.map_batch(queries);
+  const auto requests = server_.requests();
+  ASSERT_EQ(requests.size() - before, (queries.size() + 7) / 8);
+  for (std::size_t i = before; i < requests.size(); ++i) {
+    EXPECT_EQ(requests[i].path, "/v1/embeddings");
+    EXPECT_EQ(requests[i].batch, i + 1 < requests.size() ? 8 : int(queries.size() - 1) % 8 + 1);
+  }
+  ASSERT_EQ(batched.size(), queries.size());
+  const std::vector<Chunk> all = chunks();
+  for (std::size_t i = 0; i < queries.size(); ++i) {
+    EXPECT_EQ(batched[i], retriever.map(queries[i])) << "query " << i;
+    ASSERT_FALSE(batched[i].hits.empty());
+    EXPECT_EQ(batched[i].hits[0].id, all[i].id);
+  }
+  retriever.close();
 }
 
 TEST_F(OpenAICollectionTest, AnotherModelForTheQueriesIsAOneLineError) {

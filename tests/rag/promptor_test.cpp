@@ -35,12 +35,16 @@ TEST(Promptor, WithoutHitsOnlyTheInstruction) {
 }
 
 TEST(Records, CrossProcessesIntact) {
-  const Answer answer{.query = "q",
-                      .text = "a",
-                      .hits = {Hit{.id = "d#0", .text = "t", .score = 0.25f}},
-                      .prompt_tokens = 12,
-                      .completion_tokens = 3,
-                      .latency_s = 0.5};
+  const Answer answer{
+      .query = "q",
+      .text = "a",
+      .hits = {Hit{.id = "d#0", .text = "t", .score = 0.25f}},
+      .prompt_tokens = 12,
+      .completion_tokens = 3,
+      .latency_s = 0.5,
+      .time_to_first_token_s = 0.125,
+      .error = "OpenAIGenerator: POST http://x/v1/chat/completions failed: HTTP 500",
+      .error_status = 500};
   EXPECT_EQ(deserialize<Answer>(serialize(answer)), answer);
   const Embedded embedded{.chunk = Chunk{.id = "d#0", .doc_id = "d", .text = "t"},
                           .vector = {0.5f, -1}};

@@ -63,11 +63,25 @@ class OpenAIClient;
   /* Results in input order (true) or as they complete. */                                 \
   bool ordered = true;
 
+// What OpenAIGenerator does with a call that still fails after its retries.
+enum class OnFailure {
+  fail_job,    // the job fails with the call's one-line error (the default)
+  emit_error,  // an Answer with an empty text and Answer::error set takes the record's place
+};
+
 struct GeneratorConfig {
   SAGE_RAG_OPENAI_CONNECTION_FIELDS
   // Sent when set.
   std::optional<int> max_tokens;
   std::optional<double> temperature;
+  // Asks for the answer as server-sent events ("stream": true, with
+  // "stream_options": {"include_usage": true}) and assembles it as it comes:
+  // the same Answer, plus its time to the first token. request_timeout then
+  // bounds the wait for the response to start, stream_idle_timeout each gap
+  // between bytes of the stream, total_timeout the whole call.
+  bool stream = false;
+  std::chrono::milliseconds stream_idle_timeout{30000};
+  OnFailure on_failure = OnFailure::fail_job;
 };
 
 struct OpenAIConfig {
@@ -85,8 +99,10 @@ struct OpenAIConfig {
 // Prompt -> Answer. Answer::latency_s is the call's time from invoke() to its
 // completion, retries included; the tokens are the server's "usage". Metrics
 // (RuntimeContext::metrics()): counters openai_requests, openai_retries,
-// openai_failures, openai_prompt_tokens, openai_completion_tokens; histograms
-// openai_request_latency_s (one HTTP attempt) and openai_call_latency_s; gauges
+// openai_failures, openai_prompt_tokens, openai_completion_tokens,
+// openai_error_answers (failed calls emitted as Answers with an error);
+// histograms openai_request_latency_s (one HTTP attempt),
+// openai_call_latency_s and openai_time_to_first_token_s; gauges
 // openai_in_flight and openai_estimated_cost.
 class OpenAIGenerator : public sage::AsyncFunction<Prompt, Answer> {
  public:
@@ -100,13 +116,22 @@ class OpenAIGenerator : public sage::AsyncFunction<Prompt, Answer> {
   void close() override;
 
   void invoke(const Prompt& prompt, AsyncResult<Answer> result) override;
+  // The engine's backstop timeout (total_timeout + 30 s): fails the job, or
+  // emits an error Answer with OnFailure::emit_error.
+  void timeout(const Prompt& prompt, AsyncResult<Answer> result) override;
   AsyncOptions async_options() const override;
 
   const GeneratorConfig& config() const { return config_; }
 
  private:
+  // Completes `result` for a call that failed with `error`: fails it, or
+  // emits an error Answer, as on_failure says.
+  void failed(Answer answer, const AsyncResult<Answer>& result, std::string error,
+              long status) const;
+
   GeneratorConfig config_;
   std::unique_ptr<detail::OpenAIClient> client_;
+  Counter* error_answers_ = nullptr;
 };
 
 // Chunk -> Embedded, several chunks per /embeddings request (batch_size, or

@@ -71,6 +71,9 @@ struct Prompt {
 };
 
 // A model's answer to a query, with the hits it was given and what it cost.
+// The fields after latency_s came later: SAGE_FIELDS lists them last, so the
+// encoding of the earlier fields is unchanged (the serializer has no versions:
+// a record encoded by a build without them does not decode in one with them).
 struct Answer {
   std::string query;
   std::string text;
@@ -78,7 +81,19 @@ struct Answer {
   std::int64_t prompt_tokens = 0;
   std::int64_t completion_tokens = 0;
   double latency_s = 0;
-  SAGE_FIELDS(query, text, hits, prompt_tokens, completion_tokens, latency_s)
+  // From invoke() to the first token of the answer when it was streamed
+  // (GeneratorConfig::stream); latency_s when it came whole.
+  double time_to_first_token_s = 0;
+  // Empty when the call succeeded. With GeneratorConfig::on_failure ==
+  // OnFailure::emit_error, a call that failed after its retries gives an
+  // Answer with an empty text and here the one-line error the job would have
+  // failed with ("OpenAIGenerator: POST <url> failed: HTTP <status>: <the
+  // server's message> ..."); error_status is the last HTTP status (0 when none
+  // came: connection refused, timeout).
+  std::string error;
+  std::int64_t error_status = 0;
+  SAGE_FIELDS(query, text, hits, prompt_tokens, completion_tokens, latency_s, time_to_first_token_s,
+              error, error_status)
   bool operator==(const Answer&) const = default;
 };
 

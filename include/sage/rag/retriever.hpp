@@ -5,14 +5,15 @@
 // returns its own top_k, for MergeHits to merge (rag/merge_hits.hpp). The
 // query is embedded by the collection's own embedder: HashEmbedder in the
 // instance, OpenAIEmbedder's model over HTTP (`query_embedder` names the
-// endpoint). A collection that cannot be read, or whose embedder differs from
-// the one asked for, fails the job with a one-line error naming the path and
+// endpoint; map_batch embeds many queries per request). A collection that cannot be read, or whose
+// embedder differs from the one asked for, fails the job with a one-line error naming the path and
 // the problem.
 #pragma once
 
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "sage/functions.hpp"
 #include "sage/rag/collection.hpp"
@@ -46,8 +47,17 @@ class Retriever : public Function {
   void open(RuntimeContext& context) override;
   void close() override;
   Retrieved map(const std::string& query) const;
+  // The Retrieved of each query, in order, as map() gives them; for a
+  // collection built by OpenAIEmbedder the queries are embedded
+  // query_embedder.batch_size at a time, one request each, instead of one
+  // request per query (the Python ChromaRetrieverOperator maps its batches so).
+  std::vector<Retrieved> map_batch(const std::vector<std::string>& queries) const;
 
  private:
+  // A query's vector from the query embedder, checked against the collection's dimension.
+  const std::vector<float>& checked(const std::vector<float>& vector) const;
+  Retrieved search(const std::string& query, const std::vector<float>& vector) const;
+
   RetrieverConfig config_;
   std::optional<Collection> collection_;
   std::unique_ptr<OpenAIQueryEmbedder> query_embedder_;  // for an OpenAIEmbedder collection

@@ -19,9 +19,9 @@ generator instance keeps up to ``max_in_flight`` requests open. Records are SAGE
   "Question: <query>"}]``; original is the input dict, or the query for a tuple or a string.
 - OpenAIGeneratorOperator: ``[original, messages]``, or the retriever's dict directly (SAGE's
   snippet without a promptor: it then makes QAPromptor's messages) -> for a dict original, a
-  copy with
-  "generated" (the answer), "prompt_tokens", "completion_tokens" and "latency_s"; otherwise
-  ``(original, answer)``.
+  copy with "generated" (the answer), "prompt_tokens", "completion_tokens", "latency_s" and
+  "time_to_first_token_s" (with ``on_failure="emit_error"`` also "error" and "error_status");
+  otherwise ``(original, answer)`` (``(original, answer, error)`` with "emit_error").
 
 A collection is named by a path (anything with a "/" in it, or starting with "."), or by a
 bare name, looked up in ``collections_dir()``: ``$SAGE_COLLECTIONS_DIR``, else
@@ -140,12 +140,17 @@ class OpenAIGeneratorOperator(_NativeOperator):
     asynchronous map: up to ``max_in_flight`` requests open per instance, retries with backoff
     honouring Retry-After, a per-request timeout). ``base_url`` and ``api_key`` default to
     $OPENAI_BASE_URL (else https://api.openai.com/v1) and $OPENAI_API_KEY. Times are in
-    seconds."""
+    seconds. ``stream=True`` reads the answer as server-sent events (same answer, plus
+    "time_to_first_token_s"; ``stream_idle_timeout`` bounds a silent stream).
+    ``on_failure="emit_error"`` sends a call that still fails after its retries on as a
+    record with "error" (one line naming the endpoint, the status and the server's message)
+    and "error_status" instead of failing the job (tuples become (original, text, error))."""
 
     _FIELDS = (
         "base_url", "api_key", "max_in_flight", "max_retries", "requests_per_minute",
         "tokens_per_minute", "backoff_initial", "backoff_max", "request_timeout",
-        "total_timeout", "ordered", "max_tokens", "temperature",
+        "total_timeout", "ordered", "max_tokens", "temperature", "stream",
+        "stream_idle_timeout", "max_response_bytes", "on_failure",
     )
 
     def __init__(self, model="gpt-4", config=None, **options):
