@@ -159,8 +159,8 @@ std::string job_description(const rpc::JobInfo& job) {
     const auto age_ms =
         std::max<std::int64_t>(0, cluster::now_ms() - checkpoints.last_completed_at_ms());
     text += fmt::format(
-        "checkpoint: {} completed {:.1f} s ago in {} ms, {} bytes, aligned {} ms ({} completed, "
-        "{} failed)\n",
+        "checkpoint: last #{} completed {:.1f} s ago in {} ms, {} bytes, aligned {} ms; {} "
+        "completed, {} failed in all\n",
         checkpoints.last_id(), static_cast<double>(age_ms) / 1e3, checkpoints.last_duration_ms(),
         checkpoints.last_bytes(), checkpoints.last_alignment_ms(), checkpoints.completed(),
         checkpoints.failed());

@@ -335,9 +335,18 @@ void RemoteTaskSink::push(detail::Message message) {
   writer.buffer().clear();
   edges_.at(message.channel)->encode(*message.batch, writer);
   if (writer.size() > kMaxFrameBytes) {
-    throw Error("a batch of " + std::to_string(message.batch->size()) + " records encodes to " +
+    const std::size_t records = message.batch->size();
+    if (records == 1) {
+      throw Error("a record encodes to " + std::to_string(writer.size()) +
+                  " bytes, over the data plane's frame limit of " + std::to_string(kMaxFrameBytes) +
+                  " bytes for what crosses processes; keep large blobs elsewhere (a file, an "
+                  "object store) and pass references to them");
+    }
+    throw Error("a batch of " + std::to_string(records) + " records encodes to " +
                 std::to_string(writer.size()) + " bytes, over the frame limit of " +
-                std::to_string(kMaxFrameBytes) + "; lower ExecutionConfig::batch_size");
+                std::to_string(kMaxFrameBytes) +
+                "; lower ExecutionConfig::batch_size (Python: config[\"batch_size\"]), or keep "
+                "large records elsewhere and pass references to them");
   }
   connection_.send(header, writer.buffer());
 }

@@ -64,12 +64,26 @@ std::vector<std::string> TlsFiles::environment() const {
   return entries;
 }
 
-void TlsFiles::require_server() const {
-  if (enabled() && (cert.empty() || key.empty())) {
+namespace {
+
+void require_certificate(const TlsFiles& files) {
+  if (files.enabled() && (files.cert.empty() || files.key.empty())) {
     throw Error(
         "TLS is on (a CA is set) but this node has no certificate: pass --tls-cert and "
         "--tls-key (or set SAGE_TLS_CERT and SAGE_TLS_KEY)");
   }
+}
+
+}  // namespace
+
+void TlsFiles::require_server() const {
+  require_certificate(*this);
+  if (!enabled()) return;
+  // Built once here, so that a key that does not match its certificate, or a
+  // CA file that holds no certificate, is reported with OpenSSL's reason
+  // before gRPC, which would only say that it cannot listen.
+  TlsContext::server(*this);
+  TlsContext::client(*this);
 }
 
 std::string read_pem(const std::string& path) {
@@ -109,7 +123,7 @@ SSL_CTX* make_context(const SSL_METHOD* method, const TlsFiles& files, int verif
 }  // namespace
 
 std::shared_ptr<TlsContext> TlsContext::server(const TlsFiles& files) {
-  files.require_server();
+  require_certificate(files);
   SSL_CTX* context =
       make_context(TLS_server_method(), files, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT);
   SSL_CTX_set_num_tickets(context, 0);  // senders never read: nothing to hand them
