@@ -195,6 +195,11 @@ class DashboardServer::Impl {
         send_error(response, 404, "no job '" + id + "' on this head (GET /api/v1/jobs lists them)");
         return;
       }
+      if (request.has_param("instances") && request.get_param_value("instances") != "0" &&
+          request.get_param_value("instances") != "1") {
+        send_error(response, 400, "instances must be 0 or 1");
+        return;
+      }
       const bool instances = request.get_param_value("instances") == "1";
       int only_operator = -1;
       if (request.has_param("operator")) {
@@ -204,6 +209,16 @@ class DashboardServer::Impl {
       }
       send_json(response, 200, job_document(*job, instances, now_ms(), only_operator));
     });
+    // The API and the page only read: every other method is 405, with the
+    // methods there are (after the token check, as every path).
+    const auto read_only = [](const httplib::Request& request, httplib::Response& response) {
+      response.set_header("Allow", "GET, HEAD");
+      send_error(response, 405, request.method + " is not allowed: the dashboard only reads (GET)");
+    };
+    server_->Post(".*", read_only);
+    server_->Put(".*", read_only);
+    server_->Patch(".*", read_only);
+    server_->Delete(".*", read_only);
     server_->Get(R"(/api/v1/jobs/([^/]+)/output)", [this](const httplib::Request& request,
                                                           httplib::Response& response) {
       const std::string id = request.matches[1];

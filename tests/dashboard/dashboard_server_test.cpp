@@ -156,6 +156,29 @@ TEST_F(DashboardServerTest, AnUnknownJobIs404Json) {
   }
 }
 
+TEST_F(DashboardServerTest, OnlyReadingIsAllowedAndParametersAreChecked) {
+  const httplib::Headers with_token{{"Authorization", std::string("Bearer ") + kToken}};
+  for (const auto& response : {client_.Post("/api/v1/jobs", with_token, "{}", "application/json"),
+                               client_.Delete("/api/v1/jobs/job-1", with_token),
+                               client_.Put("/metrics", with_token, "x", "text/plain")}) {
+    ASSERT_TRUE(response);
+    EXPECT_EQ(response->status, 405) << response->body;
+    EXPECT_EQ(response->get_header_value("Allow"), "GET, HEAD");
+    EXPECT_NE(json::parse(response->body).value("error", "").find("the dashboard only reads"),
+              std::string::npos)
+        << response->body;
+  }
+  const auto stranger = client_.Delete("/api/v1/jobs/job-1");  // no token: 401 first
+  ASSERT_TRUE(stranger);
+  EXPECT_EQ(stranger->status, 401);
+  for (const std::string path :
+       {"/api/v1/jobs/job-1?instances=abc", "/api/v1/jobs/job-1?operator=x"}) {
+    const auto response = get(path);
+    ASSERT_TRUE(response) << path;
+    EXPECT_EQ(response->status, 400) << path << ": " << response->body;
+  }
+}
+
 TEST_F(DashboardServerTest, ATakenPortIsOneLineNamingTheFlag) {
   try {
     DashboardServer second(DashboardOptions{"127.0.0.1", server_.port(), kToken}, view_);
