@@ -4,6 +4,8 @@
 // resolution of the shared options.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -18,6 +20,7 @@
 #include "cli/slurm_commands.hpp"
 #include "cluster/cluster_config.hpp"
 #include "cluster/jobmanager_client.hpp"
+#include "cluster/request_validation.hpp"
 #include "net/rpc.hpp"
 #include "net/socket.hpp"
 #include "sage/error.hpp"
@@ -203,12 +206,26 @@ int run(int argc, char** argv) {
   bool follow = false;
   auto* list_cmd = job->add_subcommand("list", "All jobs, newest first");
   auto* job_status_cmd = job->add_subcommand("status", "State, error and statistics of a job");
-  job_status_cmd->add_option("job_id", job_id, "Job id (see `sage job list`)")->required();
+  // The head refuses any other id too; checked here so that the error does
+  // not repeat a long or unprintable argument whole.
+  const auto job_id_check = [](const std::string& id) {
+    const bool printable = std::all_of(id.begin(), id.end(), [](char c) {
+      return static_cast<unsigned char>(c) > 0x20 && static_cast<unsigned char>(c) < 0x7f;
+    });
+    if (id.size() <= cluster::kMaxIdBytes && printable) return std::string();
+    std::string shown;
+    for (char c : id.substr(0, 24)) shown += std::isprint(static_cast<unsigned char>(c)) ? c : '?';
+    return "'" + shown + "...' (" + std::to_string(id.size()) +
+           " bytes) is not a job id; `sage job list` shows them (job-<12 hex digits>)";
+  };
+  job_status_cmd->add_option("job_id", job_id, "Job id (see `sage job list`)")
+      ->required()
+      ->check(job_id_check);
   auto* logs_cmd = job->add_subcommand("logs", "Output of a job's task processes");
-  logs_cmd->add_option("job_id", job_id, "Job id")->required();
+  logs_cmd->add_option("job_id", job_id, "Job id")->required()->check(job_id_check);
   logs_cmd->add_flag("-f,--follow", follow, "Keep printing until the job ends");
   auto* job_stop_cmd = job->add_subcommand("stop", "Stop a job and its processes on every node");
-  job_stop_cmd->add_option("job_id", job_id, "Job id")->required();
+  job_stop_cmd->add_option("job_id", job_id, "Job id")->required()->check(job_id_check);
   auto* submit_cmd = job->add_subcommand(
       "submit",
       "Run a program (and its arguments) whose RemoteEnvironment submits to this cluster: "

@@ -342,6 +342,12 @@ TEST_F(CliTest, BadFlagValuesAreRefusedWithTheFix) {
                  "--token has the byte 0x20 at position 3; a cluster token is printable ASCII");
   expect_refused({"--address", "127.0.0.1:99999", "job", "list"}, 2,
                  "--address '127.0.0.1:99999' is not <host>:<port> of a head's JobManager");
+  const Outcome long_id = cli({"job", "status", std::string(100'000, 'a')});
+  EXPECT_EQ(long_id.code, 2) << long_id.output.substr(0, 300);
+  EXPECT_NE(long_id.output.find("'aaaaaaaaaaaaaaaaaaaaaaaa...' (100000 bytes) is not a job id"),
+            std::string::npos)
+      << long_id.output.substr(0, 300);
+  EXPECT_LT(long_id.output.size(), 1000u) << "the error repeats the argument";
   // A token that cannot travel in a call is one line, not an abort inside gRPC.
   ASSERT_NO_FATAL_FAILURE(start_head());
   const Outcome control = cli({"job", "list"}, {"SAGE_TOKEN=abc\ndef"});
