@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "dashboard/api.hpp"
+#include "dashboard/front_door.hpp"
 #include "dashboard/page_files.hpp"
 #include "dashboard/prometheus.hpp"
 #include "net/http_bind.hpp"
@@ -85,52 +86,42 @@ bool authorized(const httplib::Request& request, const std::string& token) {
   return net::same_token(std::string_view(header).substr(kScheme.size()), token);
 }
 
-std::unique_ptr<httplib::Server> make_server(const DashboardOptions& options) {
-  if (options.tls_cert.empty() || options.tls_key.empty()) {
-    return std::make_unique<httplib::Server>();
-  }
-  auto server =
-      std::make_unique<httplib::SSLServer>(options.tls_cert.c_str(), options.tls_key.c_str());
-  if (!server->is_valid()) {
-    throw Error("the dashboard cannot serve HTTPS with certificate " + options.tls_cert +
-                " and key " + options.tls_key + ": check that they are readable PEM files");
-  }
-  return server;
-}
-
 }  // namespace
 
 class DashboardServer::Impl {
  public:
+  // cpp-httplib serves on a loopback port of its own; the public port is the
+  // front door's (dashboard/front_door.hpp), which also speaks HTTPS.
   Impl(DashboardOptions options, const ClusterView& view)
-      : options_(std::move(options)), view_(view), server_(make_server(options_)) {
+      : options_(std::move(options)), view_(view), server_(std::make_unique<httplib::Server>()) {
     configure();
     route();
-    // SO_REUSEADDR (a restarted head gets its port back) but not httplib's
-    // default SO_REUSEPORT, with which a second head would share a taken port.
-    port_ = net::bind_http_server(*server_, options_.host, options_.port, [](int socket) {
+    // SO_REUSEADDR but not httplib's default SO_REUSEPORT, with which another
+    // server could share the port.
+    const int backend = net::bind_http_server(*server_, "127.0.0.1", 0, [](int socket) {
       const int on = 1;
       setsockopt(socket, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
     });
-    if (port_ <= 0) {
-      throw Error("cannot listen on " + options_.host + ":" + std::to_string(options_.port) +
-                  " (dashboard): the port is in use or the address is not local; stop the other "
-                  "process or pass --dashboard-port (0 lets the system pick)");
-    }
+    if (backend <= 0) throw Error("the dashboard cannot listen on a loopback port");
     listener_ = std::thread([this] {
       server_->listen_after_bind();
       listening_done_ = true;
     });
+    try {
+      front_door_ = std::make_unique<FrontDoor>(options_.host, options_.port, backend,
+                                                options_.tls_cert, options_.tls_key);
+    } catch (...) {
+      stop_backend();
+      throw;
+    }
   }
 
   ~Impl() {
-    // stop() only acts once the listener runs; until then there is nothing to end.
-    while (!server_->is_running() && !listening_done_) std::this_thread::yield();
-    server_->stop();
-    listener_.join();
+    front_door_.reset();
+    stop_backend();
   }
 
-  int port() const { return port_; }
+  int port() const { return front_door_->port(); }
 
  private:
   void configure() {
@@ -237,12 +228,19 @@ class DashboardServer::Impl {
     });
   }
 
+  void stop_backend() {
+    // stop() only acts once the listener runs; until then there is nothing to end.
+    while (!server_->is_running() && !listening_done_) std::this_thread::yield();
+    server_->stop();
+    listener_.join();
+  }
+
   const DashboardOptions options_;
   const ClusterView& view_;
   std::unique_ptr<httplib::Server> server_;
-  int port_ = 0;
   std::atomic<bool> listening_done_{false};
   std::thread listener_;
+  std::unique_ptr<FrontDoor> front_door_;
 };
 
 DashboardServer::DashboardServer(DashboardOptions options, const ClusterView& view)

@@ -1,7 +1,14 @@
 #include "dashboard/dashboard_server.hpp"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <memory>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -177,6 +184,67 @@ TEST_F(DashboardServerTest, OnlyReadingIsAllowedAndParametersAreChecked) {
     ASSERT_TRUE(response) << path;
     EXPECT_EQ(response->status, 400) << path << ": " << response->body;
   }
+}
+
+// A plain TCP connection to the dashboard, for what no HTTP client sends.
+class RawConnection {
+ public:
+  explicit RawConnection(int port) : fd_(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<std::uint16_t>(port));
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+  }
+  ~RawConnection() { close(fd_); }
+  bool connected() const { return connected_; }
+  bool send_text(const std::string& text) {
+    return ::send(fd_, text.data(), text.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(text.size());
+  }
+  // Everything until the dashboard closes the connection.
+  std::string read_all() {
+    std::string all;
+    char buffer[4096];
+    for (ssize_t n; (n = recv(fd_, buffer, sizeof buffer, 0)) > 0;) all.append(buffer, n);
+    return all;
+  }
+
+ private:
+  int fd_;
+  bool connected_ = false;
+};
+
+// cpp-httplib alone buffers a request line until it ends, however long: the
+// front door answers 431 once the head passes 16 KiB, without the token.
+TEST_F(DashboardServerTest, AnEndlessRequestHeadIsCutAt16KiB) {
+  RawConnection stranger(server_.port());
+  ASSERT_TRUE(stranger.connected());
+  ASSERT_TRUE(stranger.send_text("GET /" + std::string(20 << 10, 'a')));
+  const std::string answer = stranger.read_all();
+  EXPECT_EQ(answer.find("HTTP/1.1 431 "), 0u) << answer.substr(0, 200);
+  EXPECT_NE(answer.find("the request's head is over 16 KiB"), std::string::npos) << answer;
+
+  RawConnection chunked(server_.port());
+  ASSERT_TRUE(
+      chunked.send_text("POST /api/v1/jobs HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"));
+  EXPECT_EQ(chunked.read_all().find("HTTP/1.1 411 "), 0u);
+  RawConnection huge(server_.port());
+  ASSERT_TRUE(huge.send_text("POST /api/v1/jobs HTTP/1.1\r\nContent-Length: 999999999\r\n\r\n"));
+  EXPECT_EQ(huge.read_all().find("HTTP/1.1 413 "), 0u);
+}
+
+// Connections that never finish their request head do not hold the requests
+// of others: cpp-httplib's 4 threads would each wait out its read timeout.
+TEST_F(DashboardServerTest, SlowStrangersDoNotHoldUpOthers) {
+  std::vector<std::unique_ptr<RawConnection>> slow;
+  for (int i = 0; i < 12; ++i) {
+    slow.push_back(std::make_unique<RawConnection>(server_.port()));
+    ASSERT_TRUE(slow.back()->send_text("GET /api/v1/cluster HTTP/1.1\r\nHost: x\r\n"));
+  }
+  client_.set_read_timeout(3, 0);  // far below cpp-httplib's own 5 s read timeout
+  const auto response = get("/api/v1/cluster");
+  ASSERT_TRUE(response) << httplib::to_string(response.error());
+  EXPECT_EQ(response->status, 200) << response->body;
 }
 
 TEST_F(DashboardServerTest, ATakenPortIsOneLineNamingTheFlag) {
