@@ -119,14 +119,16 @@ void serve_head(const GlobalOptions& global, const StartFlags& flags, const Read
   const std::string dashboard = std::string(global.tls.enabled() ? "https://" : "http://") + reach +
                                 ":" + std::to_string(head.dashboard_port());
   {
-    std::ofstream info(cluster::head_info_path(global.state_dir), std::ios::trunc);
-    info << nlohmann::json{{"jobmanager", jobmanager},
-                           {"cluster", cluster_address},
-                           {"dashboard", dashboard},
-                           {"host", flags.host},
-                           {"pid", getpid()}}
-                .dump()
-         << '\n';
+    // Renamed into place, so that a client never reads half of it.
+    const std::string path = cluster::head_info_path(global.state_dir);
+    std::ofstream(path + ".new", std::ios::trunc) << nlohmann::json{{"jobmanager", jobmanager},
+                                                                    {"cluster", cluster_address},
+                                                                    {"dashboard", dashboard},
+                                                                    {"host", flags.host},
+                                                                    {"pid", getpid()}}
+                                                         .dump()
+                                                  << '\n';
+    std::filesystem::rename(path + ".new", path);
   }
   std::string message = fmt::format(
       "sage head started (pid {})\n  JobManager: {}:{}   (clients, `sage job`, RemoteEnvironment)\n"

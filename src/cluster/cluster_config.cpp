@@ -25,9 +25,15 @@ std::string head_info_path(const std::string& state_dir) { return state_dir + "/
 
 std::string head_info_field(const std::string& state_dir, const std::string& name) {
   std::ifstream file(head_info_path(state_dir));
+  if (!file) return "";  // no head was started here
   const std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
   google::protobuf::Struct info;
-  if (!google::protobuf::util::JsonStringToMessage(text, &info).ok()) return "";
+  if (!google::protobuf::util::JsonStringToMessage(text, &info).ok()) {
+    throw Error(head_info_path(state_dir) +
+                " is not the JSON a head writes (damaged, or edited by hand); start the head "
+                "again (sage cluster stop, then sage cluster start --head) or pass the address "
+                "(--address, SAGE_ADDRESS)");
+  }
   const auto field = info.fields().find(name);
   return field == info.fields().end() ? "" : field->second.string_value();
 }

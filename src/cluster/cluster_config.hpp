@@ -38,10 +38,10 @@ std::string token_path(const std::string& state_dir);
 // "jobmanager" and "cluster" addresses, the "dashboard" URL, "host", "pid").
 std::string head_info_path(const std::string& state_dir);
 // A string field of head_info_path(state_dir); empty when that file is
-// missing or has none.
+// missing or has none. Throws sage::Error when the file is not JSON.
 std::string head_info_field(const std::string& state_dir, const std::string& name);
 // The JobManager address in head_info_path(state_dir); empty when that file
-// is missing or has none.
+// is missing or has none. Throws sage::Error when the file is not JSON.
 std::string local_jobmanager_address(const std::string& state_dir);
 // A new random token (32 hex digits from the system's random source).
 std::string new_token();

@@ -314,6 +314,15 @@ TEST(FindJobManagerAddressTest, ThenTheHeadOfTheStateDirectoryThenTheDefault) {
   found = find_jobmanager_address(state_dir.path());
   EXPECT_EQ(found.address, "127.0.0.1:4321");
   EXPECT_EQ(found.where, "127.0.0.1:4321 (from " + info + ")");
+
+  // A damaged file is an error, not a silent fall back to the default port.
+  std::ofstream(info) << R"({"jobmanager": 5)";
+  try {
+    find_jobmanager_address(state_dir.path());
+    ADD_FAILURE() << "a damaged head.json was taken";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()).find(info + " is not the JSON a head writes"), 0u) << e.what();
+  }
 }
 
 }  // namespace
