@@ -92,11 +92,13 @@ void serve_head(const GlobalOptions& global, const StartFlags& flags, const Read
   // had before (so workers and clients keep working across a restart), else new.
   std::string token = global.token;
   if (token.empty()) {
-    try {
-      token = cluster::find_token(global.state_dir);
-    } catch (const Error&) {
-      token = cluster::new_token();
-    }
+    // One that is given but cannot be a token is an error, not replaced.
+    const char* given = std::getenv("SAGE_TOKEN");
+    std::error_code error;
+    const auto file_bytes =
+        std::filesystem::file_size(cluster::token_path(global.state_dir), error);
+    const bool had_one = (given != nullptr && *given != '\0') || (!error && file_bytes > 0);
+    token = had_one ? cluster::find_token(global.state_dir) : cluster::new_token();
   }
   cluster::HeadOptions options{flags.host,       flags.port, flags.jobmanager_port,
                                global.state_dir, token,      global.tls};
