@@ -257,7 +257,14 @@ void FrontDoor::accept_loop() {
     if (::poll(fds, 2, -1) < 0) continue;
     if (stopping_ || (fds[1].revents & POLLIN) != 0) return;
     const int client = ::accept4(listening_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    if (client < 0) continue;  // gone before it was taken, or out of files: the next may do
+    if (client < 0) {
+      // Out of files or memory: the connection stays queued and poll would
+      // report it at once again, so wait a little for some to be freed.
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      continue;  // else it was gone before it was taken
+    }
     std::lock_guard lock(mutex_);
     if (serving_ >= kMaxConnections) {
       ::close(client);  // as many as it serves are waiting already
