@@ -189,9 +189,8 @@ class KeyedStateBackend {
 
   // Slot of the current record's key. Throws when no record is being processed.
   std::size_t current_slot() {
-    if (!slot_valid_) {
-      slot_ = resolve_current_slot();
-      slot_valid_ = true;
+    if (slot_ == kNoSlot) [[unlikely]] {
+      slot_ = static_cast<std::uint32_t>(resolve_current_slot());
     }
     return slot_;
   }
@@ -236,12 +235,12 @@ class KeyedStateBackend {
     std::type_index type;
   };
 
-  void invalidate_slot() { slot_valid_ = false; }
-  // The current record's slot is known already.
-  void set_slot(std::size_t slot) {
-    slot_ = slot;
-    slot_valid_ = true;
-  }
+  // What the current record's slot is not yet known as (KeySlotIndex has no
+  // slot of that number).
+  static constexpr std::uint32_t kNoSlot = 0xffff'ffff;
+  void invalidate_slot() { slot_ = kNoSlot; }
+  // The current record's slot, or kNoSlot when it is to be resolved.
+  void set_slot(std::uint32_t slot) { slot_ = slot; }
   virtual std::size_t resolve_current_slot() = 0;
 
   // A key got the next slot. Tables grow ahead of the slots, doubling, so
@@ -303,8 +302,7 @@ class KeyedStateBackend {
   static constexpr std::size_t kMinTableSize = 64;
   std::size_t slot_count_ = 0;
   std::size_t table_size_ = 0;  // of every table: at least slot_count_
-  std::size_t slot_ = 0;
-  bool slot_valid_ = false;
+  std::uint32_t slot_ = kNoSlot;
 };
 
 template <class K>
@@ -323,13 +321,9 @@ class TypedKeyedStateBackend final : public KeyedStateBackend {
   void set_current_key(const K& key, std::uint64_t hash, std::uint32_t slot) {
     current_ = &key;
     current_hash_ = hash;
-    if (slot != kNoSlot) {
-      set_slot(slot);
-    } else {
-      invalidate_slot();
-    }
+    set_slot(slot);
   }
-  static constexpr std::uint32_t kNoSlot = KeySlotIndex<K>::kNoSlot;
+  static_assert(kNoSlot == KeySlotIndex<K>::kNoSlot);
   // The slots of a batch's keys (with their stable hashes), looked up
   // together, before its first record: kNoSlot for a key that has none. This
   // adds no key, so a record that does not use state leaves none behind.
