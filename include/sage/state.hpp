@@ -13,6 +13,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <typeindex>
 #include <typeinfo>
 #include <unordered_map>
@@ -53,27 +54,14 @@ class StateTable {
 // took half again as long).
 constexpr std::size_t kPrefetchDistance = 16;
 
-// How an entry goes into a checkpoint: a value without its optional wrapper
-// (only set values are written), lists and maps as they are.
-template <class V>
-bool entry_is_empty(const std::optional<V>& entry) {
-  return !entry.has_value();
-}
+// How a list or map entry goes into a checkpoint (values: ValueTable).
 template <class Container>
 bool entry_is_empty(const Container& entry) {
   return entry.empty();
 }
-template <class V>
-void write_entry(Writer& out, const std::optional<V>& entry) {
-  out.write(*entry);
-}
 template <class Container>
 void write_entry(Writer& out, const Container& entry) {
   out.write(entry);
-}
-template <class V>
-void read_entry(Reader& in, std::optional<V>& entry) {
-  entry = in.read<V>();
 }
 template <class Container>
 void read_entry(Reader& in, Container& entry) {
@@ -104,6 +92,88 @@ class SlotTable final : public StateTable {
   std::vector<Entry> entries_;
 };
 
+// The entries of a ValueState<V>. A V that is trivially copyable and default
+// constructible (numbers, small plain structs: counters and sums, the
+// commonest keyed state) is kept unwrapped, with a bitmap of which slots have
+// a value: half the memory of std::optional<long long> (8 bytes and a bit
+// rather than 16), so that more of a large state stays in cache. Any other V
+// is kept as std::optional<V>. Both write the same checkpoint bytes (each set
+// value as V).
+template <class V>
+class ValueTable final : public StateTable {
+  // (Not bool: std::vector<bool> hands out no references.)
+  static constexpr bool kPacked = std::is_trivially_copyable_v<V> &&
+                                  std::is_default_constructible_v<V> && !std::is_same_v<V, bool>;
+
+ public:
+  // The value of `slot`, or null.
+  V* find(std::size_t slot) {
+    if constexpr (kPacked) {
+      return is_set(slot) ? &values_[slot] : nullptr;
+    } else {
+      return values_[slot] ? &*values_[slot] : nullptr;
+    }
+  }
+  // The value of `slot`, set to `initial` first if it has none.
+  V& get_or_init(std::size_t slot, V&& initial) {
+    if constexpr (kPacked) {
+      if (!is_set(slot)) {
+        values_[slot] = std::move(initial);
+        set_[slot / 64] |= bit(slot);
+      }
+      return values_[slot];
+    } else {
+      if (!values_[slot]) values_[slot] = std::move(initial);
+      return *values_[slot];
+    }
+  }
+  void set(std::size_t slot, V&& value) {
+    if constexpr (kPacked) {
+      values_[slot] = std::move(value);
+      set_[slot / 64] |= bit(slot);
+    } else {
+      values_[slot] = std::move(value);
+    }
+  }
+  void reset(std::size_t slot) {
+    if constexpr (kPacked) {
+      set_[slot / 64] &= ~bit(slot);
+    } else {
+      values_[slot].reset();
+    }
+  }
+
+  void resize(std::size_t slots) override {
+    values_.resize(slots);
+    if constexpr (kPacked) set_.resize((slots + 63) / 64);
+  }
+  void write_non_empty(Writer& out, std::span<const std::uint32_t> slots,
+                       std::vector<std::uint32_t>& written) const override {
+    for (std::size_t i = 0; i < slots.size(); ++i) {
+      if (i + kPrefetchDistance < slots.size()) prefetch(&values_[slots[i + kPrefetchDistance]]);
+      const std::uint32_t slot = slots[i];
+      if constexpr (kPacked) {
+        if (!is_set(slot)) continue;
+        out.write(values_[slot]);
+      } else {
+        if (!values_[slot]) continue;
+        out.write(*values_[slot]);
+      }
+      written.push_back(slot);
+    }
+  }
+  void read_entries(Reader& in, std::span<const std::uint32_t> slots) override {
+    for (const auto slot : slots) set(slot, in.read<V>());
+  }
+
+ private:
+  static std::uint64_t bit(std::size_t slot) { return std::uint64_t{1} << (slot % 64); }
+  bool is_set(std::size_t slot) const { return (set_[slot / 64] & bit(slot)) != 0; }
+
+  std::vector<std::conditional_t<kPacked, V, std::optional<V>>> values_;
+  std::vector<std::uint64_t> set_;  // kPacked: bit slot % 64 of word slot / 64
+};
+
 // The keyed state of one operator instance. Keys are mapped to dense slots so
 // that tables are plain vectors and only one hash lookup happens per record,
 // on the first state access for that record.
@@ -119,9 +189,8 @@ class KeyedStateBackend {
 
   // Slot of the current record's key. Throws when no record is being processed.
   std::size_t current_slot() {
-    if (!slot_valid_) {
-      slot_ = resolve_current_slot();
-      slot_valid_ = true;
+    if (slot_ == kNoSlot) [[unlikely]] {
+      slot_ = static_cast<std::uint32_t>(resolve_current_slot());
     }
     return slot_;
   }
@@ -166,12 +235,12 @@ class KeyedStateBackend {
     std::type_index type;
   };
 
-  void invalidate_slot() { slot_valid_ = false; }
-  // The current record's slot is known already.
-  void set_slot(std::size_t slot) {
-    slot_ = slot;
-    slot_valid_ = true;
-  }
+  // What the current record's slot is not yet known as (KeySlotIndex has no
+  // slot of that number).
+  static constexpr std::uint32_t kNoSlot = 0xffff'ffff;
+  void invalidate_slot() { slot_ = kNoSlot; }
+  // The current record's slot, or kNoSlot when it is to be resolved.
+  void set_slot(std::uint32_t slot) { slot_ = slot; }
   virtual std::size_t resolve_current_slot() = 0;
 
   // A key got the next slot. Tables grow ahead of the slots, doubling, so
@@ -233,8 +302,7 @@ class KeyedStateBackend {
   static constexpr std::size_t kMinTableSize = 64;
   std::size_t slot_count_ = 0;
   std::size_t table_size_ = 0;  // of every table: at least slot_count_
-  std::size_t slot_ = 0;
-  bool slot_valid_ = false;
+  std::uint32_t slot_ = kNoSlot;
 };
 
 template <class K>
@@ -253,13 +321,9 @@ class TypedKeyedStateBackend final : public KeyedStateBackend {
   void set_current_key(const K& key, std::uint64_t hash, std::uint32_t slot) {
     current_ = &key;
     current_hash_ = hash;
-    if (slot != kNoSlot) {
-      set_slot(slot);
-    } else {
-      invalidate_slot();
-    }
+    set_slot(slot);
   }
-  static constexpr std::uint32_t kNoSlot = KeySlotIndex<K>::kNoSlot;
+  static_assert(kNoSlot == KeySlotIndex<K>::kNoSlot);
   // The slots of a batch's keys (with their stable hashes), looked up
   // together, before its first record: kNoSlot for a key that has none. This
   // adds no key, so a record that does not use state leaves none behind.
@@ -492,25 +556,29 @@ template <class V>
 class ValueState {
  public:
   ValueState(detail::KeyedStateBackend& backend, const std::string& name)
-      : backend_(&backend), table_(&backend.table<detail::SlotTable<std::optional<V>>>(name)) {}
+      : backend_(&backend), table_(&backend.table<detail::ValueTable<V>>(name)) {}
 
-  bool has_value() const { return entry().has_value(); }
-  std::optional<V> value() const { return entry(); }
-  V value_or(V fallback) const { return entry().value_or(std::move(fallback)); }
-  void update(V value) { entry() = std::move(value); }
-  void clear() { entry().reset(); }
+  bool has_value() const { return entry() != nullptr; }
+  std::optional<V> value() const {
+    const V* e = entry();
+    return e ? std::optional<V>(*e) : std::nullopt;
+  }
+  V value_or(V fallback) const {
+    const V* e = entry();
+    return e ? *e : fallback;
+  }
+  void update(V value) { table_->set(backend_->current_slot(), std::move(value)); }
+  void clear() { table_->reset(backend_->current_slot()); }
   // The entry for the current key, set to `initial` first if the key has none:
   // `++count.get_or_init(0);` updates in place.
   V& get_or_init(V initial = V{}) {
-    auto& e = entry();
-    if (!e) e = std::move(initial);
-    return *e;
+    return table_->get_or_init(backend_->current_slot(), std::move(initial));
   }
 
  private:
-  std::optional<V>& entry() const { return (*table_)[backend_->current_slot()]; }
+  V* entry() const { return table_->find(backend_->current_slot()); }
   detail::KeyedStateBackend* backend_;
-  detail::SlotTable<std::optional<V>>* table_;
+  detail::ValueTable<V>* table_;
 };
 
 // A list of values per key.

@@ -4,6 +4,7 @@
 // blocks the push: that is how backpressure reaches the producer.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -82,6 +83,19 @@ class ChannelWriterCommon : public ChannelWriterBase, public BatchReceiver<T> {
     if (buffers_[target].size() >= setup_.batch_size) send(target);
   }
   std::size_t target_count() const { return buffers_.size(); }
+  // Records that every target's batch has room for before it is full.
+  std::size_t room() const {
+    std::size_t fullest = 0;
+    for (const auto& b : buffers_) fullest = std::max(fullest, b.size());
+    return setup_.batch_size - fullest;
+  }
+  // A target's batch being gathered; send_full() sends those that are full.
+  std::vector<T>& buffer(std::size_t target) { return buffers_[target]; }
+  void send_full() {
+    for (std::size_t t = 0; t < buffers_.size(); ++t) {
+      if (buffers_[t].size() >= setup_.batch_size) send(t);
+    }
+  }
   const WriterSetup& setup() const { return setup_; }
 
  private:
@@ -111,20 +125,32 @@ class PartitionedWriter final : public ChannelWriterCommon<T> {
 
   void receive(std::vector<T>& batch) override {
     const int n = static_cast<int>(this->target_count());
-    for (auto& record : batch) {
-      const int target = selector_(record, n);
-      if (target < 0 || target >= n) {
-        OperatorError error = this->setup().blame;
-        error.message = "partitioner returned index " + std::to_string(target) + " for " +
-                        std::to_string(n) + " partitions; partition() must return a value in [0, " +
-                        std::to_string(n) + ")";
-        throw error;
+    T* record = batch.data();
+    T* const end = record + batch.size();
+    while (record != end) {
+      // A run of records that every target's batch has room for: none of
+      // them fills a batch, so the loop over them sends nothing and checks
+      // no batch's size.
+      T* const stop = record + std::min(static_cast<std::size_t>(end - record), this->room());
+      for (; record != stop; ++record) {
+        const int target = selector_(*record, n);
+        if (target < 0 || target >= n) [[unlikely]]
+          throw_bad_target(target, n);
+        this->buffer(static_cast<std::size_t>(target)).push_back(std::move(*record));
       }
-      this->append(static_cast<std::size_t>(target), std::move(record));
+      this->send_full();
     }
   }
 
  private:
+  [[noreturn]] void throw_bad_target(int target, int n) const {
+    OperatorError error = this->setup().blame;
+    error.message = "partitioner returned index " + std::to_string(target) + " for " +
+                    std::to_string(n) + " partitions; partition() must return a value in [0, " +
+                    std::to_string(n) + ")";
+    throw error;
+  }
+
   Selector selector_;
 };
 

@@ -10,6 +10,7 @@
 #include <exception>
 #include <memory>
 #include <optional>
+#include <ranges>
 #include <string>
 #include <vector>
 
@@ -114,13 +115,14 @@ class BatchKeys {
  public:
   template <class T, class KeyFn>
   void take(const std::vector<T>& batch, KeyFn& key_fn, const TypedKeyedStateBackend<K>& state) {
-    keys_.clear();
+    // One loop per step: each is tight (assign() allocates at most once and
+    // checks no capacity per key), where one loop doing all reloaded the
+    // vectors after every store.
+    const auto keys = std::views::transform(batch, [&](const T& record) { return key_fn(record); });
+    keys_.assign(keys.begin(), keys.end());
     hashes_.resize(batch.size());
+    for (std::size_t i = 0; i < keys_.size(); ++i) hashes_[i] = stable_hash(keys_[i]);
     slots_.resize(batch.size());
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      keys_.push_back(key_fn(batch[i]));
-      hashes_[i] = stable_hash(keys_.back());
-    }
     state.find_slots(keys_, hashes_, slots_.data());
   }
   void select(std::size_t i, TypedKeyedStateBackend<K>& state) const {
