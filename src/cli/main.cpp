@@ -41,6 +41,17 @@ const CLI::Validator kNotNegative(
     },
     "NUMBER >= 0");
 
+// Numbers up to `max` (after kNotNegative), as the head refuses larger ones
+// when the node joins.
+CLI::Validator at_most(double max) {
+  return CLI::Validator(
+      [max](std::string& text) -> std::string {
+        if (std::stod(text) <= max) return "";
+        return "at most " + std::to_string(static_cast<long long>(max)) + ", got '" + text + "'";
+      },
+      "NUMBER <= " + std::to_string(static_cast<long long>(max)));
+}
+
 // Overwrites the value of --token in this process's arguments once they are
 // parsed, so that /proc/<pid>/cmdline and `ps` no longer show it. The first
 // `argc` arguments are sage's own (those after `job submit` are the program's).
@@ -162,9 +173,11 @@ int run(int argc, char** argv) {
   start_cmd
       ->add_option("--num-cpus", start.node.num_cpus,
                    "CPUs this node offers (default: its cores; 0 on a head: no worker there)")
-      ->check(kNotNegative);
+      ->check(kNotNegative)
+      ->check(at_most(cluster::kMaxCpus));
   start_cmd->add_option("--num-gpus", start.node.num_gpus, "GPUs this node offers (default: found)")
-      ->check(kNotNegative);
+      ->check(kNotNegative)
+      ->check(at_most(cluster::kMaxGpus));
   start_cmd->add_option("--memory", start.node.memory,
                         "Memory this node offers, e.g. 16GB (default: its RAM)");
   start_cmd->add_option("--node-id", start.node.node_id,

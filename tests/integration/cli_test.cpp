@@ -332,6 +332,10 @@ TEST_F(CliTest, BadFlagValuesAreRefusedWithTheFix) {
                  "--num-cpus: must be a number of 0 or more, got 'inf'");
   expect_refused({"cluster", "start", "--head", "--num-gpus", "-2"}, 2,
                  "--num-gpus: must be a number of 0 or more, got '-2'");
+  expect_refused({"cluster", "start", "--head", "--num-gpus", "100000"}, 2,
+                 "--num-gpus: at most 1024, got '100000'");
+  expect_refused({"cluster", "start", "--head", "--num-cpus", "1e9"}, 2,
+                 "--num-cpus: at most 1000000, got '1e9'");
   EXPECT_EQ(cli({"cluster", "start", "--head", "--num-cpus", "-1"}).output.find("e+308"),
             std::string::npos);
   // The node id names the pid and log files: checked before they are made.
