@@ -113,7 +113,12 @@ int job_submit(const GlobalOptions& global, const std::vector<std::string>& give
     setenv("PYTHONHASHSEED", "0", 0);
   }
   setenv("SAGE_ADDRESS", global.address.c_str(), 1);
-  setenv("SAGE_TOKEN", global.cluster_token().c_str(), 1);
+  try {
+    setenv("SAGE_TOKEN", global.cluster_token().c_str(), 1);
+  } catch (const Error&) {
+    // No token here: the program's RemoteEnvironment reports what is wrong
+    // first (no head answering, before the missing token).
+  }
   setenv("SAGE_STATE_DIR", global.state_dir.c_str(), 1);
   const cluster::TemporaryFile submitted("sage-submit");
   setenv(cluster::kSubmittedJobsVariable, submitted.path().c_str(), 1);

@@ -741,6 +741,13 @@ TEST_F(ClusterTest, CommandsSayWhatIsWrong) {
   EXPECT_EQ(program.code, 1);
   EXPECT_NE(program.output.find("no sage head answers at 127.0.0.1:1"), std::string::npos)
       << program.output;
+  // The same through `sage job submit`, which has no token to pass on either.
+  const Outcome submitted =
+      cli({"job", "submit", SAGE_EXAMPLE_BINARY}, {"SAGE_ADDRESS=127.0.0.1:1"});
+  EXPECT_EQ(submitted.code, 1);
+  EXPECT_NE(submitted.output.find("no sage head answers at 127.0.0.1:1"), std::string::npos)
+      << submitted.output;
+  EXPECT_EQ(submitted.output.find("no cluster token"), std::string::npos) << submitted.output;
 
   const Outcome bad_memory = cli({"cluster", "start", "--head", "--memory", "lots"});
   EXPECT_EQ(bad_memory.code, 2);
