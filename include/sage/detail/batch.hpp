@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -22,11 +23,54 @@ struct BatchBase {
   virtual std::size_t size() const = 0;
 };
 
+// Spare record vectors of one channel writer, empty with their capacity kept:
+// a batch gives its vector back when the consumer is done with it (on the
+// consumer's thread), and the writer gathers its next batch in it. Batches
+// then cost no allocation, and their memory is still in cache when reused.
+template <class T>
+class BatchRecycler {
+ public:
+  explicit BatchRecycler(std::size_t max_spare) : max_spare_(max_spare) {}
+
+  // An empty vector with room for `capacity` records.
+  std::vector<T> take(std::size_t capacity) {
+    std::vector<T> v;
+    {
+      std::lock_guard lock(mutex_);
+      if (!spare_.empty()) {
+        v = std::move(spare_.back());
+        spare_.pop_back();
+      }
+    }
+    v.reserve(capacity);
+    return v;
+  }
+  void give(std::vector<T>&& v) {
+    v.clear();
+    std::lock_guard lock(mutex_);
+    if (spare_.size() < max_spare_) spare_.push_back(std::move(v));
+  }
+
+ private:
+  const std::size_t max_spare_;
+  std::mutex mutex_;
+  std::vector<std::vector<T>> spare_;
+};
+
 template <class T>
 struct Batch final : BatchBase {
-  explicit Batch(std::vector<T> r) : records(std::move(r)) {}
+  explicit Batch(std::vector<T> r, std::shared_ptr<BatchRecycler<T>> recycler = nullptr)
+      : records(std::move(r)), recycler_(std::move(recycler)) {}
+  ~Batch() override {
+    if (recycler_ && records.capacity() != 0) recycler_->give(std::move(records));
+  }
+  Batch(const Batch&) = delete;
+  Batch& operator=(const Batch&) = delete;
   std::size_t size() const override { return records.size(); }
   std::vector<T> records;
+
+ private:
+  std::shared_ptr<BatchRecycler<T>> recycler_;
 };
 
 // What travels on a channel (a batch, a checkpoint barrier, end-of-stream),

@@ -47,7 +47,10 @@ template <class T>
 class ChannelWriterCommon : public ChannelWriterBase, public BatchReceiver<T> {
  public:
   explicit ChannelWriterCommon(WriterSetup setup)
-      : setup_(std::move(setup)), buffers_(setup_.targets.size()) {
+      : setup_(std::move(setup)),
+        buffers_(setup_.targets.size()),
+        recycler_(std::make_shared<BatchRecycler<T>>(
+            kSpareBatchesPerTarget * setup_.targets.size() + kSpareBatchesPerTarget)) {
     for (auto& b : buffers_) b.reserve(setup_.batch_size);
   }
 
@@ -100,19 +103,24 @@ class ChannelWriterCommon : public ChannelWriterBase, public BatchReceiver<T> {
 
  private:
   void send(std::size_t target) {
-    std::vector<T> full;
-    full.reserve(setup_.batch_size);
+    std::vector<T> full = recycler_->take(setup_.batch_size);
     full.swap(buffers_[target]);
     const auto& t = setup_.targets[target];
-    push(t, Message::of_batch(t.channel, std::make_unique<Batch<T>>(std::move(full))));
+    push(t, Message::of_batch(t.channel, std::make_unique<Batch<T>>(std::move(full), recycler_)));
   }
   void push(const ChannelTarget& target, Message message) {
     BlockedTimer timer(*setup_.producer_metrics);
     target.sink->push(std::move(message));
   }
 
+  // Spare vectors kept for reuse: enough for the batches a consumer takes
+  // while its producer waits for room (half its queue), without holding on to
+  // memory for every batch that could be in flight.
+  static constexpr std::size_t kSpareBatchesPerTarget = 4;
+
   WriterSetup setup_;
   std::vector<std::vector<T>> buffers_;
+  std::shared_ptr<BatchRecycler<T>> recycler_;  // shared with the batches in flight
 };
 
 // Sends each record to the one target its Selector picks.
