@@ -330,23 +330,27 @@ void RemoteTaskSink::push(detail::Message message) {
     return;
   }
   header.kind = static_cast<std::uint32_t>(FrameKind::kBatch);
+  send_batch(header, *message.batch, *edges_.at(message.channel));
+}
+
+void RemoteTaskSink::send_batch(const FrameHeader& header, detail::BatchBase& batch,
+                                const detail::EdgeFactory& edge) {
   // Encoded outside the connection's lock, so producers encode in parallel.
   thread_local Writer writer;
   writer.buffer().clear();
-  edges_.at(message.channel)->encode(*message.batch, writer);
+  edge.encode(batch, writer);
   if (writer.size() > kMaxFrameBytes) {
-    const std::size_t records = message.batch->size();
-    if (records == 1) {
+    if (batch.size() == 1) {
       throw Error("a record encodes to " + std::to_string(writer.size()) +
                   " bytes, over the data plane's frame limit of " + std::to_string(kMaxFrameBytes) +
                   " bytes for what crosses processes; keep large blobs elsewhere (a file, an "
                   "object store) and pass references to them");
     }
-    throw Error("a batch of " + std::to_string(records) + " records encodes to " +
-                std::to_string(writer.size()) + " bytes, over the frame limit of " +
-                std::to_string(kMaxFrameBytes) +
-                "; lower ExecutionConfig::batch_size (Python: config[\"batch_size\"]), or keep "
-                "large records elsewhere and pass references to them");
+    // Large records: the batch goes as several frames, records in order.
+    const std::unique_ptr<detail::BatchBase> back = edge.split_off_back_half(batch);
+    send_batch(header, batch, edge);
+    send_batch(header, *back, edge);
+    return;
   }
   connection_.send(header, writer.buffer());
 }

@@ -187,6 +187,11 @@ class RemoteTaskSink final : public detail::MessageSink {
   void push(detail::Message message) override;
 
  private:
+  // Sends `batch` in one frame, or, when its bytes exceed a frame, in two
+  // halves (each again so), in order.
+  void send_batch(const FrameHeader& header, detail::BatchBase& batch,
+                  const detail::EdgeFactory& edge);
+
   PeerConnection& connection_;
   std::uint32_t chain_, instance_;
   std::vector<const detail::EdgeFactory*> edges_;

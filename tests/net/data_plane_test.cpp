@@ -125,6 +125,35 @@ TEST(DataPlaneTest, FramesArriveInOrderThroughRemoteTaskSink) {
   expect_sample(recorder);
 }
 
+// Records whose batch is larger than a frame (the default batch of large
+// records) go as several frames, in order, rather than failing the job.
+TEST(DataPlaneTest, ABatchOverTheFrameLimitGoesAsSeveralFramesInOrder) {
+  Recorder recorder;
+  DataReceiver receiver(Socket::listen({"127.0.0.1", 0}), kJob, recorder);
+  receiver.start();
+  // Three records of 30 MiB: 90 MiB in all, over the 64 MiB frame; one
+  // record, then two, each fit.
+  constexpr std::size_t kRecordBytes = 30u << 20;
+  static_assert(3 * kRecordBytes > kMaxFrameBytes && 2 * kRecordBytes < kMaxFrameBytes);
+  std::vector<std::string> records;
+  for (char c : {'a', 'b', 'c'}) records.emplace_back(kRecordBytes, c);
+  {
+    PeerConnection peer({"127.0.0.1", receiver.port()}, kJob,
+                        Clock::now() + std::chrono::seconds(10));
+    detail::TypedEdgeFactory<std::string> edge;
+    RemoteTaskSink sink(peer, 2, 1, {&edge});
+    sink.push(detail::Message::of_batch(
+        0, std::make_unique<detail::Batch<std::string>>(std::move(records))));
+    sink.push(detail::Message::end_of_stream(0));
+  }
+  const auto events = recorder.wait_for(3);
+  // A count byte, then per record a 4-byte length and its bytes.
+  const std::size_t one = 1 + 4 + kRecordBytes;
+  const std::size_t two = 1 + 2 * (4 + kRecordBytes);
+  EXPECT_EQ(events, (std::vector<std::string>{"batch 2/1/0 " + std::to_string(one),
+                                              "batch 2/1/0 " + std::to_string(two), "end 0"}));
+}
+
 TEST(DataPlaneTest, WrongTokenOrJobIsTurnedAway) {
   Recorder recorder;
   DataReceiver receiver(Socket::listen({"127.0.0.1", 0}), kJob, recorder);

@@ -5,6 +5,8 @@
 // hide behind factories so the planner and runtime need no templates.
 #pragma once
 
+#include <cstddef>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -66,6 +68,10 @@ class EdgeFactory {
   // cross processes. decode() throws SerializationError for bad bytes.
   virtual void encode(const BatchBase& batch, Writer& out) const = 0;
   virtual std::unique_ptr<BatchBase> decode(std::string_view bytes) const = 0;
+  // Moves the back half of `batch`'s records into a new batch, leaving the
+  // front half: a sender cuts a batch whose bytes exceed a frame this way.
+  // `batch` holds at least 2 records, so both halves hold some.
+  virtual std::unique_ptr<BatchBase> split_off_back_half(BatchBase& batch) const = 0;
 };
 
 // Forward, rebalance and broadcast edges of records of type T.
@@ -94,6 +100,13 @@ class TypedEdgeFactory : public EdgeFactory {
   }
   std::unique_ptr<BatchBase> decode(std::string_view bytes) const override {
     return std::make_unique<Batch<T>>(deserialize<std::vector<T>>(bytes));
+  }
+  std::unique_ptr<BatchBase> split_off_back_half(BatchBase& batch) const override {
+    auto& records = static_cast<Batch<T>&>(batch).records;
+    const auto middle = records.begin() + static_cast<std::ptrdiff_t>(records.size() / 2);
+    std::vector<T> back(std::make_move_iterator(middle), std::make_move_iterator(records.end()));
+    records.erase(middle, records.end());
+    return std::make_unique<Batch<T>>(std::move(back));
   }
 
  protected:
