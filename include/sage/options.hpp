@@ -48,14 +48,28 @@ inline constexpr int kMaxTaskProcessesPerNode = 64;
 // How a checkpoint treats an operator with several input channels.
 enum class CheckpointMode { kExactlyOnce, kAtLeastOnce };
 
+// How the operating system schedules a job's task threads (Linux).
+// kThroughput: the SCHED_BATCH policy. A task thread that wakes (a batch
+// arrived, its queue has room again) does not preempt a running one but waits
+// for the end of its time slice, so where busy tasks outnumber cores they
+// switch threads far less often, at the price of up to a few milliseconds of
+// extra latency on such an overloaded machine; with a core free, nothing
+// changes. kNormal: the system's default policy, for latency-critical jobs on
+// machines with more busy tasks than cores.
+enum class TaskScheduling { kThroughput, kNormal };
+
 // Engine settings for one job. The defaults suit small and large records alike;
 // docs/performance.md explains when to change them.
 struct ExecutionConfig {
-  // Records per batch handed between operators that are not chained.
-  std::size_t batch_size = 1024;
+  // Records per batch handed between operators that are not chained. Each
+  // batch costs a few microseconds of hand-over (queue, wake-ups, thread
+  // switches), so small records want large batches: 4096 numbers are 32 KiB,
+  // the size of Flink's network buffers. A batch too large for one frame of
+  // the data plane crosses processes in several.
+  std::size_t batch_size = 4096;
   // Batches a consumer instance may have queued before its producers block.
   // Bounds memory per instance at about batch_size * channel_capacity records.
-  std::size_t channel_capacity = 16;
+  std::size_t channel_capacity = 4;
   // How long a partly filled batch may wait for more records before it is sent.
   std::chrono::microseconds linger = std::chrono::microseconds(500);
   // Key groups of key_by: the unit by which keyed state is placed on instances.
@@ -78,7 +92,7 @@ struct ExecutionConfig {
   int tolerable_checkpoint_failures = -1;
   // Batches an aligning task may hold back from channels that delivered the
   // barrier; beyond it the task declines the checkpoint rather than stall.
-  std::size_t alignment_buffer_batches = 256;
+  std::size_t alignment_buffer_batches = 64;
   // Completed checkpoints kept on storage (the newest).
   int retained_checkpoints = 3;
   // Where checkpoints are stored: a directory on this machine or, on a
@@ -100,6 +114,8 @@ struct ExecutionConfig {
   // task processes per node"). 1: one process per node. LocalEnvironment
   // ignores it.
   int task_processes_per_node = 1;
+  // The scheduling policy of task threads; see TaskScheduling.
+  TaskScheduling task_scheduling = TaskScheduling::kThroughput;
 
   // Throws InvalidPlanError for zero sizes, max_parallelism < 1 or negative
   // checkpoint settings.

@@ -135,6 +135,14 @@ ExecutionConfig execution_config(const py::dict& config) {
       }
       execution.checkpoint_mode =
           mode == "exactly_once" ? CheckpointMode::kExactlyOnce : CheckpointMode::kAtLeastOnce;
+    } else if (field == "task_scheduling") {
+      const auto scheduling = py::str(value).cast<std::string>();
+      if (scheduling != "throughput" && scheduling != "normal") {
+        throw InvalidPlanError("config task_scheduling: '" + scheduling +
+                               "'; use \"throughput\" or \"normal\"");
+      }
+      execution.task_scheduling =
+          scheduling == "throughput" ? TaskScheduling::kThroughput : TaskScheduling::kNormal;
     } else if (field == "retained_checkpoints") {
       execution.retained_checkpoints = static_cast<int>(whole_in(field, value, 1));
     } else if (field == "restart_attempts") {

@@ -23,8 +23,8 @@ Options make_options(const std::string& name, const pybind11::handle& parallelis
                      const pybind11::handle& resources);
 
 // The engine settings a job's config dict may hold (the other keys are the
-// user's own): batch_size, channel_capacity, linger, the checkpoint and
-// restart settings; times in seconds.
+// user's own): batch_size, channel_capacity, linger, task_scheduling, the
+// checkpoint and restart settings; times in seconds.
 ExecutionConfig execution_config(const pybind11::dict& config);
 
 }  // namespace sage::python

@@ -1,10 +1,13 @@
 #include "runtime/process_job.hpp"
 
+#include <pthread.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
 
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <mutex>
 
@@ -26,6 +29,20 @@ std::string host_name() {
 std::string describe_task_failure(const std::string& task, const std::string& node_id,
                                   const std::string& what) {
   return "task " + task + " on node " + node_id + ": " + what;
+}
+
+// Puts the calling thread under `scheduling` (options.hpp). A system that
+// refuses (a sandbox's seccomp filter) costs only speed, so it is logged, not
+// raised.
+void apply_task_scheduling(TaskScheduling scheduling) {
+  if (scheduling != TaskScheduling::kThroughput) return;
+  const sched_param param{};
+  if (const int error = pthread_setschedparam(pthread_self(), SCHED_BATCH, &param); error != 0) {
+    spdlog::debug(
+        "task thread stays under the default scheduling policy: SCHED_BATCH refused "
+        "({})",
+        std::strerror(error));
+  }
 }
 
 // A task of another process as the producers here see it: a push that loses
@@ -253,6 +270,7 @@ void ProcessJob::start() {
   for (auto& task : tasks_) {
     threads_.emplace_back([this, &task] {
       const CurrentTaskScope current(task.name);
+      apply_task_scheduling(config_.task_scheduling);
       try {
         task.run(control_, config_);
       } catch (const detail::JobCancelledError&) {

@@ -1,14 +1,17 @@
 // Backpressure and end-of-stream: a slow consumer slows its producers with
 // bounded queues, nothing is lost when instances run at very different speeds,
 // stop() ends an unbounded job after draining it, and a slow source's records
-// do not wait for its later ones.
+// do not wait for its later ones; task threads run under the scheduling
+// policy the job asks for.
 #include <gtest/gtest.h>
+#include <sched.h>
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include "support/collect.hpp"
@@ -51,6 +54,41 @@ TEST(FlowControlTest, ASourceThatWaitsForItsDataSendsEachRecordWithinTheLinger) 
   env.execute();
   EXPECT_FALSE(stuck) << "record " << seen << " waited in the source's batch for the next one";
   EXPECT_EQ(seen, kRecords);
+}
+
+// The scheduling policies the threads of a job's instances ran under.
+std::set<int> task_policies(const ExecutionConfig& config) {
+  std::mutex mutex;
+  std::set<int> policies;
+  const auto record = [&] {
+    const int policy = sched_getscheduler(0);  // of the calling thread
+    std::lock_guard lock(mutex);
+    policies.insert(policy);
+  };
+  LocalEnvironment env("scheduling", config);
+  env.from_source([&, n = 0]() mutable -> std::optional<int> {
+       if (n == 0) record();
+       return n < 100 ? std::optional<int>(n++) : std::nullopt;
+     })
+      .rebalance()
+      .map(
+          [&](int x) {
+            record();
+            return x;
+          },
+          {.parallelism = 2})
+      .sink([](int) {});
+  env.execute();
+  return policies;
+}
+
+TEST(FlowControlTest, TaskThreadsRunUnderTheSchedulingPolicyTheJobAsksFor) {
+  EXPECT_EQ(task_policies(ExecutionConfig{}), std::set<int>{SCHED_BATCH});
+  ExecutionConfig normal;
+  normal.task_scheduling = TaskScheduling::kNormal;
+  EXPECT_EQ(task_policies(normal), std::set<int>{SCHED_OTHER});
+  // The program's own thread keeps its policy.
+  EXPECT_EQ(sched_getscheduler(0), SCHED_OTHER);
 }
 
 TEST(FlowControlTest, SlowSinkBlocksSourceWithBoundedQueues) {

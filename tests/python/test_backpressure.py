@@ -90,6 +90,8 @@ def test_data_plane_settings_are_checked():
         ({"channel_capacity": "8"}, "config['channel_capacity'] must be a whole number, got str"),
         ({"linger": -0.5}, "config['linger'] must be a number of seconds (0 or more), got float"),
         ({"checkpoint_interval": "soon"}, "config['checkpoint_interval'] must be a number of"),
+        ({"task_scheduling": "fast"},
+         "config task_scheduling: 'fast'; use \"throughput\" or \"normal\""),
     ]:
         with pytest.raises(sage.InvalidPlanError, match=re.escape(message)):
             LocalEnvironment("settings", config=config)
