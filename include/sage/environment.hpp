@@ -57,6 +57,10 @@ class SequenceSource {
     next_ += step_;
     return value;
   }
+  bool next_batch(std::vector<long long>& out, std::size_t max) {
+    for (std::size_t n = 0; n < max && next_ < end_; ++n, next_ += step_) out.push_back(next_);
+    return next_ < end_;
+  }
   void save_state(Writer& out) const { out.write(next_); }
   void restore_state(Reader& in) { next_ = in.read<long long>(); }
 

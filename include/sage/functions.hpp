@@ -80,7 +80,8 @@ concept HasSaveStateWithId = requires(F& f, Writer& w, std::uint64_t id) {
 template <class F>
 concept HasCheckpointedState = requires(F& f, Writer& w, Reader& r) {
   f.restore_state(r);
-} && (HasSaveStateWithId<F> || requires(F& f, Writer& w) { f.save_state(w); });
+}
+&&(HasSaveStateWithId<F> || requires(F & f, Writer& w) { f.save_state(w); });
 
 template <class F>
 void save_function_state(F& f, Writer& out, std::uint64_t checkpoint_id) {
@@ -138,6 +139,16 @@ SAGE_DETAIL_DISPATCH(join)
 
 template <class F, class In>
 using MapResult = std::remove_cvref_t<decltype(call_map(std::declval<F&>(), std::declval<In&>()))>;
+
+// A source that can also hand over many records at once:
+// `bool next_batch(std::vector<T>& out, std::size_t max)` appends up to `max`
+// records and returns false once the source has ended. The engine then calls
+// it instead of next() for every record (no call and no clock check per
+// record); it must give the same records next() would.
+template <class F, class T>
+concept HasNextBatch = requires(F& f, std::vector<T>& out, std::size_t max) {
+  { f.next_batch(out, max) } -> std::convertible_to<bool>;
+};
 
 // Element type of a source: next() returns std::optional<T>.
 template <class F>

@@ -75,6 +75,51 @@ TEST(SourcesTest, SequenceEmitsEachIntegerOfItsRangeOnceOverAllInstances) {
   EXPECT_EQ(per_instance, (std::vector<std::uint64_t>{334, 333, 333}));
 }
 
+TEST(SourcesTest, SequenceGivesTheSameRecordsInBatchesOfAnySize) {
+  for (std::size_t batch_size : {1, 7, 64, 4096}) {
+    auto out = std::make_shared<Collected<long long>>();
+    ExecutionConfig config;
+    config.batch_size = batch_size;
+    LocalEnvironment env("sequence", config);
+    env.from_sequence(-3, 10'000, {.parallelism = 2}).sink<CollectSink<long long>>(out);
+    env.execute();
+    std::vector<long long> expected;
+    for (long long x = -3; x < 10'000; ++x) expected.push_back(x);
+    EXPECT_EQ(out->sorted(), expected) << "batch_size " << batch_size;
+  }
+}
+
+// A source that hands over records in bulk: the engine calls next_batch, not
+// next, and every record arrives once.
+class BulkCountdown : public Function {
+ public:
+  explicit BulkCountdown(int from) : next_(from) {}
+  std::optional<int> next() {
+    ADD_FAILURE() << "next() called although the source has next_batch()";
+    return std::nullopt;
+  }
+  bool next_batch(std::vector<int>& out, std::size_t max) {
+    EXPECT_GT(max, 0u);
+    for (std::size_t n = 0; n < max && next_ > 0; ++n) out.push_back(next_--);
+    return next_ > 0;
+  }
+
+ private:
+  int next_;
+};
+
+TEST(SourcesTest, ASourceWithNextBatchHandsOverRecordsInBulk) {
+  auto out = std::make_shared<Collected<int>>();
+  ExecutionConfig config;
+  config.batch_size = 100;
+  LocalEnvironment env("bulk", config);
+  env.from_collection<BulkCountdown>(1'000).sink<CollectSink<int>>(out);
+  env.execute();
+  std::vector<int> expected;
+  for (int x = 1; x <= 1'000; ++x) expected.push_back(x);
+  EXPECT_EQ(out->sorted(), expected);
+}
+
 TEST(SourcesTest, PrintWritesOneLinePerRecordWithInstancePrefix) {
   LocalEnvironment env("print");
   env.from_collection(std::vector<std::pair<std::string, std::vector<int>>>{{"a", {1, 2}}})
