@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "sage/error.hpp"
 
@@ -102,6 +103,18 @@ std::int64_t whole_in(const std::string& field, const py::handle& value, std::in
   return number.cast<std::int64_t>();
 }
 
+// config[field] as one of two names, `first` or `second`: which of their
+// values it names.
+template <class E>
+E one_of(const std::string& field, const py::handle& value, std::pair<const char*, E> first,
+         std::pair<const char*, E> second) {
+  const auto name = py::str(value).cast<std::string>();
+  if (name == first.first) return first.second;
+  if (name == second.first) return second.second;
+  throw InvalidPlanError("config " + field + ": '" + name + "'; use \"" + first.first + "\" or \"" +
+                         second.first + "\"");
+}
+
 }  // namespace
 
 // The engine settings a job's config dict may hold (the other keys are the
@@ -128,21 +141,13 @@ ExecutionConfig execution_config(const py::dict& config) {
     } else if (field == "checkpoint_directory") {
       execution.checkpoint_directory = py::str(value).cast<std::string>();
     } else if (field == "checkpoint_mode") {
-      const auto mode = py::str(value).cast<std::string>();
-      if (mode != "exactly_once" && mode != "at_least_once") {
-        throw InvalidPlanError("config checkpoint_mode: '" + mode +
-                               "'; use \"exactly_once\" or \"at_least_once\"");
-      }
       execution.checkpoint_mode =
-          mode == "exactly_once" ? CheckpointMode::kExactlyOnce : CheckpointMode::kAtLeastOnce;
+          one_of(field, value, std::pair{"exactly_once", CheckpointMode::kExactlyOnce},
+                 std::pair{"at_least_once", CheckpointMode::kAtLeastOnce});
     } else if (field == "task_scheduling") {
-      const auto scheduling = py::str(value).cast<std::string>();
-      if (scheduling != "throughput" && scheduling != "normal") {
-        throw InvalidPlanError("config task_scheduling: '" + scheduling +
-                               "'; use \"throughput\" or \"normal\"");
-      }
       execution.task_scheduling =
-          scheduling == "throughput" ? TaskScheduling::kThroughput : TaskScheduling::kNormal;
+          one_of(field, value, std::pair{"throughput", TaskScheduling::kThroughput},
+                 std::pair{"normal", TaskScheduling::kNormal});
     } else if (field == "retained_checkpoints") {
       execution.retained_checkpoints = static_cast<int>(whole_in(field, value, 1));
     } else if (field == "restart_attempts") {
