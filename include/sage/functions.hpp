@@ -80,8 +80,7 @@ concept HasSaveStateWithId = requires(F& f, Writer& w, std::uint64_t id) {
 template <class F>
 concept HasCheckpointedState = requires(F& f, Writer& w, Reader& r) {
   f.restore_state(r);
-}
-&&(HasSaveStateWithId<F> || requires(F & f, Writer& w) { f.save_state(w); });
+} && (HasSaveStateWithId<F> || requires(F& f, Writer& w) { f.save_state(w); });
 
 template <class F>
 void save_function_state(F& f, Writer& out, std::uint64_t checkpoint_id) {

@@ -111,5 +111,40 @@ TEST(EdgeCodecTest, BatchesRoundTripThroughBytes) {
   EXPECT_THROW(edge.decode(std::string_view(out.buffer()).substr(0, 5)), SerializationError);
 }
 
+// A sender cuts a batch too large for a frame in two: the front half stays,
+// the back half moves into a new batch, records in order.
+TEST(EdgeCodecTest, SplitOffBackHalfKeepsEveryRecordInOrder) {
+  TypedEdgeFactory<std::string> edge;
+  Batch<std::string> batch({"a", "b", "c", "d", "e"});
+  const auto back = edge.split_off_back_half(batch);
+  EXPECT_EQ(batch.records, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(static_cast<Batch<std::string>&>(*back).records,
+            (std::vector<std::string>{"c", "d", "e"}));
+  Batch<std::string> two({"x", "y"});
+  const auto last = edge.split_off_back_half(two);
+  EXPECT_EQ(two.records, std::vector<std::string>{"x"});
+  EXPECT_EQ(static_cast<Batch<std::string>&>(*last).records, std::vector<std::string>{"y"});
+}
+
+// A batch gives its vector back to its writer's recycler when it is destroyed,
+// and the recycler keeps no more spares than its bound.
+TEST(BatchRecyclerTest, ABatchGivesItsVectorBackAndSparesAreBounded) {
+  auto recycler = std::make_shared<BatchRecycler<int>>(1);
+  std::vector<int> records = recycler->take(64);
+  ASSERT_GE(records.capacity(), 64u);
+  records.assign({1, 2, 3});
+  const int* storage = records.data();
+  { Batch<int> batch(std::move(records), recycler); }
+  std::vector<int> reused = recycler->take(64);
+  EXPECT_EQ(reused.data(), storage) << "the destroyed batch's vector was not reused";
+  EXPECT_TRUE(reused.empty());
+  // Two batches back with room for one spare: the second vector is freed.
+  { Batch<int> a(recycler->take(8), recycler), b(recycler->take(8), recycler); }
+  const std::vector<int> first = recycler->take(0);
+  const std::vector<int> second = recycler->take(0);
+  EXPECT_GT(first.capacity(), 0u);
+  EXPECT_EQ(second.capacity(), 0u);
+}
+
 }  // namespace
 }  // namespace sage::detail

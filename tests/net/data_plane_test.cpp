@@ -154,6 +154,27 @@ TEST(DataPlaneTest, ABatchOverTheFrameLimitGoesAsSeveralFramesInOrder) {
                                               "batch 2/1/0 " + std::to_string(two), "end 0"}));
 }
 
+// One record over the frame limit cannot be cut: the send fails saying so.
+TEST(DataPlaneTest, ARecordOverTheFrameLimitFailsTheSendSayingWhy) {
+  Recorder recorder;
+  DataReceiver receiver(Socket::listen({"127.0.0.1", 0}), kJob, recorder);
+  receiver.start();
+  PeerConnection peer({"127.0.0.1", receiver.port()}, kJob,
+                      Clock::now() + std::chrono::seconds(10));
+  detail::TypedEdgeFactory<std::string> edge;
+  RemoteTaskSink sink(peer, 2, 1, {&edge});
+  std::vector<std::string> records{"small", std::string(kMaxFrameBytes + 1, 'x')};
+  try {
+    sink.push(detail::Message::of_batch(
+        0, std::make_unique<detail::Batch<std::string>>(std::move(records))));
+    FAIL() << "a record over the frame limit was sent";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("a record encodes to"), std::string::npos) << e.what();
+  }
+  // The record before it, which fits, went in its own frame first.
+  EXPECT_EQ(recorder.wait_for(1), std::vector<std::string>{"batch 2/1/0 7"});
+}
+
 TEST(DataPlaneTest, WrongTokenOrJobIsTurnedAway) {
   Recorder recorder;
   DataReceiver receiver(Socket::listen({"127.0.0.1", 0}), kJob, recorder);
