@@ -9,10 +9,12 @@
 
 #include <netinet/in.h>
 
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <regex>
+#include <vector>
 
 #include "integration/cluster_fixture.hpp"
 #include "support/temp_dir.hpp"
@@ -22,17 +24,32 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A TCP port nothing listens on now (the kernel's pick for port 0).
+// A TCP port nothing listens on now, outside the kernel's ephemeral range.
+// The port is bound seconds later (after sbatch schedules the job), and under
+// `ctest -j2` a port the kernel handed out for 0 may by then be another test's
+// connection's source port: one outside that range can only be taken by
+// someone asking for it by number.
 int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t size = sizeof address;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&address), size);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size);
-  ::close(fd);
-  return ntohs(address.sin_port);
+  int low = 32768, high = 60999;
+  std::ifstream("/proc/sys/net/ipv4/ip_local_port_range") >> low >> high;
+  std::vector<int> candidates;
+  for (int port = 20000; port <= 65535; ++port) {
+    if (port < low || port > high) candidates.push_back(port);
+  }
+  std::mt19937 random(std::random_device{}());
+  for (int attempt = 0; attempt < 1000 && !candidates.empty(); ++attempt) {
+    const int port = candidates[random() % candidates.size()];
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    address.sin_port = htons(static_cast<std::uint16_t>(port));
+    const bool bound = ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+    ::close(fd);
+    if (bound) return port;
+  }
+  ADD_FAILURE() << "no free TCP port outside the ephemeral range " << low << "-" << high;
+  return 0;
 }
 
 std::string read_file(const std::string& path) {

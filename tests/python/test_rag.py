@@ -236,20 +236,20 @@ def test_a_missing_collection_fails_the_job_with_one_line(state_dir):
 
 
 def test_an_unreachable_endpoint_fails_the_job_naming_it(docs):
-    with socket.socket() as s:  # a port nobody listens on once closed
+    with socket.socket() as s:  # bound, never listening: refuses connections while held
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = LocalEnvironment("unreachable")
-    (
-        env.from_collection([question(1)])
-        .map(ChromaRetrieverOperator, collection="docs")
-        .map(QAPromptor)
-        .map(OpenAIGeneratorOperator, model="m", base_url=f"http://127.0.0.1:{port}/v1",
-             max_retries=0)
-        .sink(ResponseSink)
-    )
-    with pytest.raises(sage.JobFailedError) as failure:
-        env.execute()
+        env = LocalEnvironment("unreachable")
+        (
+            env.from_collection([question(1)])
+            .map(ChromaRetrieverOperator, collection="docs")
+            .map(QAPromptor)
+            .map(OpenAIGeneratorOperator, model="m", base_url=f"http://127.0.0.1:{port}/v1",
+                 max_retries=0)
+            .sink(ResponseSink)
+        )
+        with pytest.raises(sage.JobFailedError) as failure:
+            env.execute()
     message = str(failure.value)
     assert f"POST http://127.0.0.1:{port}/v1/chat/completions failed" in message
     assert "\n" not in message

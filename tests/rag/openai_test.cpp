@@ -252,20 +252,32 @@ TEST(OpenAIGenerator, RefusesMalformedJsonNamingTheEndpoint) {
       << outcome.error;
 }
 
-int closed_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
-  socklen_t length = sizeof address;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  ::close(fd);  // bound, never listening: connections are refused
-  return ntohs(address.sin_port);
-}
+// A loopback port that refuses connections: bound, never listening, and held
+// for the test's life so that no other process's listener can get it.
+class ClosedPort {
+ public:
+  ClosedPort() : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address);
+    socklen_t length = sizeof address;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length);
+    port_ = ntohs(address.sin_port);
+  }
+  ~ClosedPort() { ::close(fd_); }
+  ClosedPort(const ClosedPort&) = delete;
+  ClosedPort& operator=(const ClosedPort&) = delete;
+  int port() const { return port_; }
+
+ private:
+  int fd_;
+  int port_ = 0;
+};
 
 TEST(OpenAIGenerator, AnUnreachableEndpointFailsAfterItsRetries) {
-  const std::string url = "http://127.0.0.1:" + std::to_string(closed_port()) + "/v1";
+  const ClosedPort closed;
+  const std::string url = "http://127.0.0.1:" + std::to_string(closed.port()) + "/v1";
   OpenedGenerator run(
       GeneratorConfig{.model = "m", .base_url = url, .max_retries = 2, .backoff_initial = 10ms});
   run.generate(1);
