@@ -57,7 +57,9 @@ class KeyedStateBackend {
 
   // Checkpoints. snapshot(): every key's entries in every table, and the
   // restored entries still waiting for their table, serialized per key group
-  // of `max_parallelism` (non-empty groups only). restore():
+  // of `max_parallelism` (non-empty groups only), in place of what `groups`
+  // held: a map kept from the last snapshot lends its strings' memory, so that
+  // periodic snapshots do not fault in fresh pages each time. restore():
   // adds the keys of one group as snapshot() wrote them; the entries of a
   // table not registered yet wait for its registration. Both throw Error when
   // the key type is not Serializable; restore() throws SerializationError on
@@ -202,15 +204,20 @@ class TypedKeyedStateBackend final : public KeyedStateBackend {
         throw Error("keyed state snapshot: max_parallelism must be at least 1, got " +
                     std::to_string(max_parallelism));
       }
-      const SlotsByKeyGroup by_group = slots_by_key_group(max_parallelism);
+      SlotsByKeyGroup& by_group = snapshot_order_;
+      slots_by_key_group(max_parallelism, by_group);
       const auto pending_by_group = pending_by_key_group(max_parallelism);
-      GroupWriter writer(index_, tables());
+      GroupWriter writer(index_, tables(), snapshot_sections_);
+      std::map<int, std::string> last = std::move(groups);
+      groups.clear();
       for (int group = 0; group < max_parallelism; ++group) {
         const auto first = by_group.slots.begin() + by_group.start[group];
-        const auto last = by_group.slots.begin() + by_group.start[group + 1];
-        if (first == last) continue;
-        std::string bytes = writer.write({first, last}, pending_by_group[group]);
-        if (!bytes.empty()) groups[group] = std::move(bytes);
+        const auto last_slot = by_group.slots.begin() + by_group.start[group + 1];
+        if (first == last_slot) continue;
+        auto node = last.extract(group);
+        std::string bytes = node ? std::move(node.mapped()) : std::string();
+        writer.write({first, last_slot}, pending_by_group[group], bytes);
+        if (!bytes.empty()) groups.emplace(group, std::move(bytes));
       }
     } else {
       throw Error(not_serializable_message());
@@ -273,20 +280,22 @@ class TypedKeyedStateBackend final : public KeyedStateBackend {
     std::vector<std::uint32_t> slots;
     std::vector<std::size_t> start;
   };
-  SlotsByKeyGroup slots_by_key_group(int max_parallelism) const {
+  // Fills `ordered`, whose vectors keep their memory from the last snapshot.
+  void slots_by_key_group(int max_parallelism, SlotsByKeyGroup& ordered) const {
     // A counting sort. Each slot's group is computed twice rather than kept:
     // a second modulo costs less than memory to allocate and touch per key.
     const auto group_of = [&](std::uint32_t slot) {
       return static_cast<std::size_t>(key_group_of(index_.hash(slot), max_parallelism));
     };
-    std::vector<std::size_t> start(static_cast<std::size_t>(max_parallelism) + 1, 0);
+    std::vector<std::size_t>& start = ordered.start;
+    start.assign(static_cast<std::size_t>(max_parallelism) + 1, 0);
     for (std::uint32_t slot = 0; slot < index_.size(); ++slot) ++start[group_of(slot) + 1];
     for (std::size_t g = 1; g < start.size(); ++g) start[g] += start[g - 1];
-    SlotsByKeyGroup ordered{std::vector<std::uint32_t>(index_.size()), start};
+    ordered.slots.resize(index_.size());
+    std::vector<std::size_t> next(start.begin(), start.end() - 1);
     for (std::uint32_t slot = 0; slot < index_.size(); ++slot) {
-      ordered.slots[start[group_of(slot)]++] = slot;
+      ordered.slots[next[group_of(slot)]++] = slot;
     }
-    return ordered;
   }
 
   // The restored entries of tables not registered yet, by key group: a
@@ -317,15 +326,32 @@ class TypedKeyedStateBackend final : public KeyedStateBackend {
   // Writes the entries of the slots of one key group. Each table's keys and
   // entries go to buffers reused from group to group first, so that the
   // group's bytes are allocated once, at their size.
+  // One table's part of the group being written.
+  struct Section {
+    std::vector<std::uint32_t> slots;  // those with non-empty entries
+    Writer keys;
+    Writer entries;
+    void clear() {
+      slots.clear();
+      keys.buffer().clear();
+      entries.buffer().clear();
+    }
+  };
+
   class GroupWriter {
    public:
-    GroupWriter(const KeySlotIndex<K>& index, const std::map<std::string, Registered>& tables)
-        : index_(index), tables_(tables), sections_(tables.size()) {}
+    // `sections`: scratch space, kept by the backend from one snapshot to the next.
+    GroupWriter(const KeySlotIndex<K>& index, const std::map<std::string, Registered>& tables,
+                std::vector<Section>& sections)
+        : index_(index), tables_(tables), sections_(sections) {
+      sections_.resize(tables.size());
+    }
 
-    // The group's bytes; empty when every entry of its slots is empty and
-    // nothing is pending.
-    std::string write(std::span<const std::uint32_t> slots,
-                      std::span<const PendingSection> pending) {
+    // Replaces `bytes` (keeping its memory) with the group's bytes; empty when
+    // every entry of its slots is empty and nothing is pending.
+    void write(std::span<const std::uint32_t> slots, std::span<const PendingSection> pending,
+               std::string& bytes) {
+      bytes.clear();
       constexpr std::size_t kMaxVarint = 10;
       std::size_t table_count = 0;
       std::size_t size = 2 * kMaxVarint;
@@ -345,8 +371,7 @@ class TypedKeyedStateBackend final : public KeyedStateBackend {
         size += 3 * kMaxVarint + name->size() + entries->slots.size() * sizeof(K) +
                 entries->bytes.size();
       }
-      if (table_count == 0) return {};
-      std::string bytes;
+      if (table_count == 0) return;
       bytes.reserve(size);
       Writer out(std::move(bytes));
       out.write_varint(kSnapshotFormat);
@@ -366,7 +391,7 @@ class TypedKeyedStateBackend final : public KeyedStateBackend {
         write_keys(entries->slots, out);
         out.write(entries->bytes);
       }
-      return out.take();
+      bytes = out.take();
     }
 
    private:
@@ -378,21 +403,9 @@ class TypedKeyedStateBackend final : public KeyedStateBackend {
       }
     }
 
-    // One table's part of the group being written.
-    struct Section {
-      std::vector<std::uint32_t> slots;  // those with non-empty entries
-      Writer keys;
-      Writer entries;
-      void clear() {
-        slots.clear();
-        keys.buffer().clear();
-        entries.buffer().clear();
-      }
-    };
-
     const KeySlotIndex<K>& index_;
     const std::map<std::string, Registered>& tables_;
-    std::vector<Section> sections_;  // in the order of tables_
+    std::vector<Section>& sections_;  // in the order of tables_
   };
 
   static std::string not_serializable_message() {
@@ -404,6 +417,10 @@ class TypedKeyedStateBackend final : public KeyedStateBackend {
   const K* current_ = nullptr;
   std::uint64_t current_hash_ = 0;
   KeySlotIndex<K> index_;
+  // A snapshot's scratch space, kept for the next one (snapshot() is const:
+  // this is no state).
+  mutable SlotsByKeyGroup snapshot_order_;
+  mutable std::vector<Section> snapshot_sections_;
 };
 
 }  // namespace detail

@@ -21,7 +21,10 @@ struct TaskSnapshot {
 // Version 2 added OperatorSnapshot::pending_calls.
 inline constexpr std::string_view kTaskSnapshotMagic = "sage-task-snapshot-2\n";
 
-inline std::string encode(const TaskSnapshot& snapshot) {
+// `buffer` lends its memory (a task passes its last snapshot's, so that
+// periodic checkpoints do not fault in fresh pages each time); its contents
+// are replaced.
+inline std::string encode(const TaskSnapshot& snapshot, std::string buffer = {}) {
   // Sized first: a large keyed state is copied once, not once per growth.
   std::size_t bytes = kTaskSnapshotMagic.size() + 16;
   for (const auto& op : snapshot.operators) {
@@ -29,7 +32,7 @@ inline std::string encode(const TaskSnapshot& snapshot) {
              (op.pending_calls ? op.pending_calls->size() : 0);
     for (const auto& [group, state] : op.key_groups) bytes += 16 + state.size();
   }
-  std::string buffer;
+  buffer.clear();
   buffer.reserve(bytes);
   buffer.append(kTaskSnapshotMagic);
   Writer writer{std::move(buffer)};

@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <mutex>
 
 #include "runtime/current_task.hpp"
@@ -99,6 +100,11 @@ class ProcessJob::Checkpointing final : public TaskCheckpointing {
     pending_.push_back(Snapshot{id, task, task_name, std::move(bytes), alignment_ns});
     wake_.notify_one();
   }
+  std::string spare_buffer(const checkpoint::TaskKey& task) override {
+    std::lock_guard lock(mutex_);
+    auto node = spare_.extract(task);
+    return node ? std::move(node.mapped()) : std::string();
+  }
   void decline(std::uint64_t id, const checkpoint::TaskKey& task,
                const std::string& reason) override {
     link_.declined(id, task, reason);
@@ -158,6 +164,7 @@ class ProcessJob::Checkpointing final : public TaskCheckpointing {
         }
       }
       lock.lock();
+      if (snapshot.id != 0) spare_[snapshot.task] = std::move(snapshot.bytes);
     }
   }
 
@@ -168,6 +175,9 @@ class ProcessJob::Checkpointing final : public TaskCheckpointing {
   std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<Snapshot> pending_;
+  // Per task, the bytes of its last stored snapshot: spare_buffer() lends
+  // their memory to its next one.
+  std::map<checkpoint::TaskKey, std::string> spare_;
   bool stopping_ = false;
   std::thread writer_;
 };

@@ -206,15 +206,17 @@ void Task::decline(std::uint64_t id, const std::string& reason) {
 }
 
 void Task::take_snapshot(std::uint64_t id, std::int64_t alignment_ns, bool forward_barrier) {
-  checkpoint::TaskSnapshot snapshot;
-  snapshot.operators.resize(operators.size());
+  // snapshot_ is the last checkpoint's, whose memory the operators reuse.
+  snapshot_.operators.resize(operators.size());
   for (std::size_t i = 0; i < operators.size(); ++i)
-    operators[i]->snapshot(snapshot.operators[i], id);
+    operators[i]->snapshot(snapshot_.operators[i], id);
   if (forward_barrier) {
     for (auto& writer : writers) writer->barrier(id);
   }
   last_checkpoint_ = id;
-  checkpointing->store(id, key(), name, checkpoint::encode(snapshot), alignment_ns);
+  checkpointing->store(id, key(), name,
+                       checkpoint::encode(snapshot_, checkpointing->spare_buffer(key())),
+                       alignment_ns);
 }
 
 // The final checkpoint of a bounded job: this task's last snapshot (its

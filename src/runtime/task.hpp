@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "checkpoint/storage.hpp"
+#include "checkpoint/task_snapshot.hpp"
 #include "runtime/input_queue.hpp"
 #include "runtime/job_control.hpp"
 #include "runtime/task_checkpointing.hpp"
@@ -100,6 +101,8 @@ struct Task {
   std::optional<Alignment> alignment_;
   std::deque<detail::Message> replay_;  // held batches, processed before the queue
   std::uint64_t last_checkpoint_ = 0;   // snapshotted, declined or aborted
+  // The last snapshot taken, kept so that the next one reuses its memory.
+  checkpoint::TaskSnapshot snapshot_;
   std::vector<detail::AsyncCalls*> async_;
   std::chrono::steady_clock::time_point last_flush_;
 };

@@ -24,6 +24,9 @@ class TaskCheckpointing {
   virtual void store(std::uint64_t id, const checkpoint::TaskKey& task,
                      const std::string& task_name, std::string bytes,
                      std::int64_t alignment_ns) = 0;
+  // The bytes of the task's last stored snapshot, for encoding its next one
+  // in the same memory; empty when there are none (yet).
+  virtual std::string spare_buffer(const checkpoint::TaskKey& /*task*/) { return {}; }
   virtual void decline(std::uint64_t id, const checkpoint::TaskKey& task,
                        const std::string& reason) = 0;
   // The task has ended its input and finished its operators; it now waits

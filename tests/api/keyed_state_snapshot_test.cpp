@@ -264,6 +264,45 @@ TEST(KeyedStateSnapshotTest, EmptyEntriesAreNotWritten) {
   EXPECT_TRUE(groups.empty());
 }
 
+// A task keeps its last snapshot's map so that the next one reuses its
+// memory: the second snapshot into it must equal one into a fresh map, with
+// a group that became empty gone and the new keys' groups there.
+TEST(KeyedStateSnapshotTest, ASnapshotIntoTheLastOnesMapEqualsOneIntoAFreshMap) {
+  TypedKeyedStateBackend<long long> backend;
+  Handles state(backend);
+  fill(backend, state, key_range(0, 300));
+  std::map<int, std::string> kept;
+  backend.snapshot(kMaxParallelism, kept);
+  ASSERT_FALSE(kept.empty());
+
+  // Every entry of one group's keys emptied; new keys in the other groups.
+  const int emptied = kept.begin()->first;
+  for (long long key = 0; key < 300; ++key) {
+    if (group_of(key) != emptied) continue;
+    backend.set_current_key(key);
+    state.count.clear();
+    state.names.clear();
+    state.letters.clear();
+  }
+  backend.clear_current_key();
+  std::vector<long long> added;
+  for (long long key = 300; key < 2'000; ++key) {
+    if (group_of(key) != emptied) added.push_back(key);
+  }
+  fill(backend, state, added);
+
+  backend.snapshot(kMaxParallelism, kept);
+  std::map<int, std::string> fresh;
+  backend.snapshot(kMaxParallelism, fresh);
+  EXPECT_EQ(kept, fresh);
+  EXPECT_FALSE(kept.contains(emptied)) << "the emptied group is still in the snapshot";
+
+  TypedKeyedStateBackend<long long> restored;
+  Handles restored_state(restored);
+  for (const auto& [group, bytes] : kept) restored.restore(bytes);
+  expect_restored(restored, restored_state, added);
+}
+
 TEST(KeyedStateSnapshotTest, StringKeysRoundTrip) {
   TypedKeyedStateBackend<std::string> original;
   ListState<int> seen(original, "seen");
