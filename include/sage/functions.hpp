@@ -105,13 +105,15 @@ void close_function(F& f) {
 }
 
 // Calls the operator's method on a class that has it, else the callable itself.
+// Always inlined into the operator's per-record loop: as a call, the loop
+// reloaded its vectors' addresses after every record.
 #define SAGE_DETAIL_DISPATCH(method)                                                  \
   template <class F, class... A>                                                      \
   concept Has_##method = requires(F & f, A && ... a) {                                \
     f.method(std::forward<A>(a)...);                                                  \
   };                                                                                  \
   template <class F, class... A>                                                      \
-  decltype(auto) call_##method(F& f, A&&... a) {                                      \
+  [[gnu::always_inline]] inline decltype(auto) call_##method(F& f, A&&... a) {        \
     if constexpr (Has_##method<F, A...>) {                                            \
       return f.method(std::forward<A>(a)...);                                         \
     } else {                                                                          \

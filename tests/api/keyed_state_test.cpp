@@ -5,10 +5,28 @@
 #include <map>
 #include <set>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 #include "support/collect.hpp"
 
 namespace sage {
+
+// A key without a default constructor: the keyed operator gathers such keys
+// anew for each batch rather than assigning them in place.
+struct Tag {
+  explicit Tag(int v) : value(v) {}
+  int value;
+  bool operator==(const Tag&) const = default;
+};
+static_assert(!std::is_default_constructible_v<Tag>);
+
+template <>
+struct Serializer<Tag> {
+  static void write(Writer& w, const Tag& t) { w.write(t.value); }
+  static Tag read(Reader& r) { return Tag(r.read<int>()); }
+};
+
 namespace {
 
 using testing::Collected;
@@ -70,6 +88,64 @@ TEST(KeyedStateTest, CountsEqualSequentialComputationAndKeysStayOnOneInstance) {
   for (const auto& [key, instance] : owners->sorted()) instances_of_key[key].insert(instance);
   for (const auto& [key, instances] : instances_of_key) {
     EXPECT_EQ(instances.size(), 1u) << "key " << key << " reached several instances";
+  }
+}
+
+// Each record's running count under its Tag key, checking that the current
+// key is the record's.
+class TagCount : public Function {
+ public:
+  void open(RuntimeContext& ctx) override {
+    ctx_ = &ctx;
+    count_.emplace(ctx.value_state<long long>("count"));
+  }
+  std::pair<int, long long> map(long long x) {
+    EXPECT_EQ(ctx_->current_key<Tag>().value, x % 13);
+    return {static_cast<int>(x % 13), ++count_->get_or_init(0)};
+  }
+
+ private:
+  RuntimeContext* ctx_ = nullptr;
+  std::optional<ValueState<long long>> count_;
+};
+
+// Batches of every size up to 7 (odd, so that the producers' batches and
+// the linger's partial ones differ from one batch to the next), with keys
+// that have no default constructor and keys that do.
+TEST(KeyedStateTest, CountsStayRightOverBatchesOfChangingSizesForEveryKindOfKey) {
+  constexpr long long kRecords = 13 * 700;
+  const ExecutionConfig config{.batch_size = 7};
+  auto tagged = std::make_shared<Collected<std::pair<int, long long>>>();
+  auto plain = std::make_shared<Collected<std::pair<int, long long>>>();
+  LocalEnvironment env("changing-batches", config);
+  const auto numbers = env.from_sequence(0, kRecords, Options{.parallelism = 3});
+  numbers.key_by([](long long x) { return Tag(static_cast<int>(x % 13)); })
+      .map<TagCount>(Options{.parallelism = 2})
+      .sink<CollectSink<std::pair<int, long long>>>(tagged);
+  numbers.key_by([](long long x) { return static_cast<int>(x % 13); })
+      .map([](long long x) { return std::pair<int, long long>(static_cast<int>(x % 13), x); },
+           Options{.parallelism = 2})
+      .key_by([](const std::pair<int, long long>& p) { return p.first; })
+      .reduce(
+          [](const std::pair<int, long long>& acc, const std::pair<int, long long>& p) {
+            return std::pair<int, long long>(p.first, acc.second + 1);
+          },
+          {.parallelism = 2})
+      .sink<CollectSink<std::pair<int, long long>>>(plain);
+  env.execute();
+
+  for (const auto* results : {tagged.get(), plain.get()}) {
+    std::map<int, std::vector<long long>> per_key;
+    for (const auto& [key, count] : results->sorted()) per_key[key].push_back(count);
+    ASSERT_EQ(per_key.size(), 13u);
+    for (const auto& [key, counts] : per_key) {
+      ASSERT_EQ(counts.size(), 700u) << "key " << key;
+      // The reduce starts from the key's first record (its value, not 1).
+      const long long first = counts.front();
+      for (std::size_t i = 0; i < counts.size(); ++i) {
+        ASSERT_EQ(counts[i], first + static_cast<long long>(i)) << "key " << key;
+      }
+    }
   }
 }
 

@@ -10,8 +10,8 @@
 #include <exception>
 #include <memory>
 #include <optional>
-#include <ranges>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "sage/detail/batch.hpp"
@@ -115,21 +115,36 @@ class BatchKeys {
  public:
   template <class T, class KeyFn>
   void take(const std::vector<T>& batch, KeyFn& key_fn, const TypedKeyedStateBackend<K>& state) {
-    // One loop per step: each is tight (assign() allocates at most once and
-    // checks no capacity per key), where one loop doing all reloaded the
+    const std::size_t n = batch.size();
+    // The vectors only grow: after a smaller batch (linger flushes make
+    // them common) they were resized back up, which zero-filled what the
+    // loops below then overwrote. One loop per step, each tight (no
+    // capacity check per key), where one loop doing all reloaded the
     // vectors after every store.
-    const auto keys = std::views::transform(batch, [&](const T& record) { return key_fn(record); });
-    keys_.assign(keys.begin(), keys.end());
-    hashes_.resize(batch.size());
-    for (std::size_t i = 0; i < keys_.size(); ++i) hashes_[i] = stable_hash(keys_[i]);
-    slots_.resize(batch.size());
-    state.find_slots(keys_, hashes_, slots_.data());
+    if (hashes_.size() < n) {
+      hashes_.resize(n);
+      slots_.resize(n);
+      if constexpr (kKeysReused) keys_.resize(n);
+    }
+    if constexpr (kKeysReused) {
+      for (std::size_t i = 0; i < n; ++i) keys_[i] = key_fn(batch[i]);
+    } else {
+      keys_.clear();
+      for (const T& record : batch) keys_.push_back(key_fn(record));
+    }
+    for (std::size_t i = 0; i < n; ++i) hashes_[i] = stable_hash(keys_[i]);
+    state.find_slots({keys_.data(), n}, {hashes_.data(), n}, slots_.data());
   }
   void select(std::size_t i, TypedKeyedStateBackend<K>& state) const {
     state.set_current_key(keys_[i], hashes_[i], slots_[i]);
   }
 
  private:
+  // Keys are assigned in place where K allows it (else gathered afresh).
+  static constexpr bool kKeysReused =
+      std::is_default_constructible_v<K> && std::is_move_assignable_v<K>;
+
+  // Entries past the current batch's size are left from larger batches.
   std::vector<K> keys_;
   std::vector<std::uint64_t> hashes_;
   std::vector<std::uint32_t> slots_;
