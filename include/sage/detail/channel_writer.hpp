@@ -123,6 +123,12 @@ class ChannelWriterCommon : public ChannelWriterBase, public BatchReceiver<T> {
   std::shared_ptr<BatchRecycler<T>> recycler_;  // shared with the batches in flight
 };
 
+// A selector whose pick is in [0, num_targets) by construction says so with
+// `static constexpr bool kAlwaysInRange = true`: the writer then checks no
+// pick (a user's partitioner is checked record by record).
+template <class S>
+concept AlwaysInRange = requires { requires S::kAlwaysInRange; };
+
 // Sends each record to the one target its Selector picks.
 // Selector: int operator()(const T&, int num_targets).
 template <class T, class Selector>
@@ -142,8 +148,10 @@ class PartitionedWriter final : public ChannelWriterCommon<T> {
       T* const stop = record + std::min(static_cast<std::size_t>(end - record), this->room());
       for (; record != stop; ++record) {
         const int target = selector_(*record, n);
-        if (target < 0 || target >= n) [[unlikely]]
-          throw_bad_target(target, n);
+        if constexpr (!AlwaysInRange<Selector>) {
+          if (target < 0 || target >= n) [[unlikely]]
+            throw_bad_target(target, n);
+        }
         this->buffer(static_cast<std::size_t>(target)).push_back(std::move(*record));
       }
       this->send_full();
@@ -175,6 +183,7 @@ class BroadcastWriter final : public ChannelWriterCommon<T> {
 };
 
 struct ForwardSelector {
+  static constexpr bool kAlwaysInRange = true;
   template <class T>
   int operator()(const T&, int) const {
     return 0;
@@ -185,6 +194,7 @@ struct ForwardSelector {
 // so that small inputs still spread over all consumers.
 class RoundRobinSelector {
  public:
+  static constexpr bool kAlwaysInRange = true;
   explicit RoundRobinSelector(int start) : next_(start) {}
   template <class T>
   int operator()(const T&, int n) {
@@ -202,8 +212,12 @@ class RoundRobinSelector {
 template <class KeyFn>
 class KeyGroupSelector {
  public:
+  static constexpr bool kAlwaysInRange = true;  // the table holds instances < parallelism
+
   KeyGroupSelector(KeyFn key_fn, int max_parallelism, int parallelism)
-      : key_fn_(std::move(key_fn)), max_parallelism_(max_parallelism) {
+      : key_fn_(std::move(key_fn)),
+        groups_(static_cast<std::uint64_t>(max_parallelism)),
+        power_of_two_((groups_ & (groups_ - 1)) == 0) {
     instance_of_group_.reserve(static_cast<std::size_t>(max_parallelism));
     for (int group = 0; group < max_parallelism; ++group) {
       instance_of_group_.push_back(instance_of_key_group(group, max_parallelism, parallelism));
@@ -212,12 +226,15 @@ class KeyGroupSelector {
   // `n`, the writer's number of targets, is the parallelism given above.
   template <class T>
   int operator()(const T& record, int /*n*/) const {
-    return instance_of_group_[key_group_of(stable_hash(key_fn_(record)), max_parallelism_)];
+    // key_group_of(), with the test for a power of two made once.
+    const std::uint64_t hash = stable_hash(key_fn_(record));
+    return instance_of_group_[power_of_two_ ? hash & (groups_ - 1) : hash % groups_];
   }
 
  private:
   KeyFn key_fn_;
-  int max_parallelism_;
+  std::uint64_t groups_;  // max_parallelism
+  bool power_of_two_;
   std::vector<int> instance_of_group_;
 };
 
