@@ -127,7 +127,9 @@ class ChannelWriterCommon : public ChannelWriterBase, public BatchReceiver<T> {
 // `static constexpr bool kAlwaysInRange = true`: the writer then checks no
 // pick (a user's partitioner is checked record by record).
 template <class S>
-concept AlwaysInRange = requires { requires S::kAlwaysInRange; };
+concept AlwaysInRange = requires {
+  requires S::kAlwaysInRange;
+};
 
 // Sends each record to the one target its Selector picks.
 // Selector: int operator()(const T&, int num_targets).
