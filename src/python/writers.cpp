@@ -29,19 +29,13 @@ class SelectingWriter final : public detail::ChannelWriterCommon<Object> {
       : ChannelWriterCommon<Object>(std::move(setup)),
         partitioning_(partitioning),
         selector_factory_(std::move(selector_factory)),
-        max_parallelism_(max_parallelism),
+        routing_(max_parallelism, static_cast<int>(target_count())),
         ctx_(RuntimeContext::Identity{.operator_name = this->setup().blame.operator_name,
                                       .parallel_index = this->setup().blame.parallel_index,
                                       .parallelism = this->setup().blame.parallelism,
                                       .node_id = this->setup().blame.node_id},
              this->setup().producer_metrics->user, nullptr),
-        handle_(std::make_shared<ContextHandle>(ContextHandle{&ctx_})) {
-    const auto parallelism = static_cast<int>(target_count());
-    for (int group = 0; group < max_parallelism; ++group) {
-      instance_of_group_.push_back(
-          detail::instance_of_key_group(group, max_parallelism, parallelism));
-    }
-  }
+        handle_(std::make_shared<ContextHandle>(ContextHandle{&ctx_})) {}
 
   void receive(std::vector<Object>& batch) override {
     targets_.resize(batch.size());
@@ -86,8 +80,7 @@ class SelectingWriter final : public detail::ChannelWriterCommon<Object> {
       if (!key) fail(std::string(what) + " raised:\n" + take_python_error());
       std::uint64_t hash = 0;
       if (!stable_key_hash(key.get(), hash)) fail(take_python_error());
-      return static_cast<std::size_t>(
-          instance_of_group_[detail::key_group_of(hash, max_parallelism_)]);
+      return static_cast<std::size_t>(routing_.instance_of(hash));
     }
     Object count = Object::steal(PyLong_FromLongLong(n));
     Object index =
@@ -119,10 +112,9 @@ class SelectingWriter final : public detail::ChannelWriterCommon<Object> {
   Object selector_factory_;
   BoundFunction selector_;
   bool built_ = false;
-  int max_parallelism_;
+  detail::KeyGroupRouting routing_;
   RuntimeContext ctx_;
   std::shared_ptr<ContextHandle> handle_;
-  std::vector<int> instance_of_group_;
   std::vector<std::size_t> targets_;
 };
 

@@ -12,6 +12,25 @@
 namespace sage {
 namespace {
 
+// The writers' precomputed routing picks the instance that key_group_of()
+// and instance_of_key_group() name (the definition snapshots and restores
+// use), for power-of-two and other numbers of key groups.
+TEST(KeyGroupRoutingTest, PicksTheInstanceOfTheKeysGroupForAnyNumberOfGroups) {
+  for (const int max_parallelism : {1, 7, 100, 128}) {
+    for (const int parallelism : {1, 3, 7}) {
+      if (parallelism > max_parallelism) continue;
+      const detail::KeyGroupRouting routing(max_parallelism, parallelism);
+      for (long long key = 0; key < 5'000; ++key) {
+        const std::uint64_t hash = stable_hash(key);
+        const int group = detail::key_group_of(hash, max_parallelism);
+        ASSERT_EQ(routing.instance_of(hash),
+                  detail::instance_of_key_group(group, max_parallelism, parallelism))
+            << "key " << key << ", " << max_parallelism << " groups, parallelism " << parallelism;
+      }
+    }
+  }
+}
+
 using testing::Collected;
 using testing::CollectSink;
 

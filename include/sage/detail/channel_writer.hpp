@@ -29,6 +29,30 @@ inline int instance_of_key_group(int key_group, int max_parallelism, int paralle
   return static_cast<int>(static_cast<std::int64_t>(key_group) * parallelism / max_parallelism);
 }
 
+// The instance of a key, for a writer that routes record by record: what
+// key_group_of() and instance_of_key_group() give, with what does not depend
+// on the key (whether max_parallelism is a power of two, the instance of
+// every group) computed once.
+class KeyGroupRouting {
+ public:
+  KeyGroupRouting(int max_parallelism, int parallelism)
+      : groups_(static_cast<std::uint64_t>(max_parallelism)),
+        power_of_two_((groups_ & (groups_ - 1)) == 0) {
+    instance_of_group_.reserve(static_cast<std::size_t>(max_parallelism));
+    for (int group = 0; group < max_parallelism; ++group) {
+      instance_of_group_.push_back(instance_of_key_group(group, max_parallelism, parallelism));
+    }
+  }
+  int instance_of(std::uint64_t key_hash) const {
+    return instance_of_group_[power_of_two_ ? key_hash & (groups_ - 1) : key_hash % groups_];
+  }
+
+ private:
+  std::uint64_t groups_;  // max_parallelism
+  bool power_of_two_;
+  std::vector<int> instance_of_group_;
+};
+
 // One consumer instance as the writer sees it.
 struct ChannelTarget {
   MessageSink* sink = nullptr;
@@ -209,35 +233,23 @@ class RoundRobinSelector {
 };
 
 // key_by: each record to the instance of its key's group, among `parallelism`
-// instances (the writer's targets). The instance of every group is computed
-// once, into a table, rather than divided out per record.
+// instances (the writer's targets).
 template <class KeyFn>
 class KeyGroupSelector {
  public:
-  static constexpr bool kAlwaysInRange = true;  // the table holds instances < parallelism
+  static constexpr bool kAlwaysInRange = true;  // every group's instance is < parallelism
 
   KeyGroupSelector(KeyFn key_fn, int max_parallelism, int parallelism)
-      : key_fn_(std::move(key_fn)),
-        groups_(static_cast<std::uint64_t>(max_parallelism)),
-        power_of_two_((groups_ & (groups_ - 1)) == 0) {
-    instance_of_group_.reserve(static_cast<std::size_t>(max_parallelism));
-    for (int group = 0; group < max_parallelism; ++group) {
-      instance_of_group_.push_back(instance_of_key_group(group, max_parallelism, parallelism));
-    }
-  }
+      : key_fn_(std::move(key_fn)), routing_(max_parallelism, parallelism) {}
   // `n`, the writer's number of targets, is the parallelism given above.
   template <class T>
   int operator()(const T& record, int /*n*/) const {
-    // key_group_of(), with the test for a power of two made once.
-    const std::uint64_t hash = stable_hash(key_fn_(record));
-    return instance_of_group_[power_of_two_ ? hash & (groups_ - 1) : hash % groups_];
+    return routing_.instance_of(stable_hash(key_fn_(record)));
   }
 
  private:
   KeyFn key_fn_;
-  std::uint64_t groups_;  // max_parallelism
-  bool power_of_two_;
-  std::vector<int> instance_of_group_;
+  KeyGroupRouting routing_;
 };
 
 }  // namespace sage::detail
